@@ -25,9 +25,52 @@ SMALL_SIZES: dict[str, Any] = {
     "shared_expert_intermediate_size": 32,
     "num_experts": 4, "num_local_experts": 4, "n_routed_experts": 4, "moe_num_experts": 4,
     "num_experts_per_tok": 2, "moe_k": 2, "top_k": 2,
-    "max_position_embeddings": 256, "n_positions": 256, "n_ctx": 256, "max_seq_len": 256,
+    "max_position_embeddings": 512, "n_positions": 512, "n_ctx": 512, "max_seq_len": 512,
+    "rotary_dim": 8,
+    # multi-head latent attention (DeepSeek-style): small low-rank and per-head dims
+    "q_lora_rank": 32, "kv_lora_rank": 32, "qk_rope_head_dim": 16, "qk_nope_head_dim": 16, "v_head_dim": 16,
+    "o_lora_rank": 32, "index_head_dim": 16,
+    # mixture of experts: routing groups and top-k under the expert count
+    "n_group": 1, "topk_group": 1, "num_expert_group": 1, "num_experts_per_token": 2, "moe_topk": 2,
+    "moe_top_k": 2, "expert_ffn_hidden_size": 32, "shared_experts_intermediate_size": 32,
+    "moe_shared_expert_intermediate_size": 32,
+    # linear attention and state-space layers
+    "linear_num_heads": 4, "linear_head_dim": 16, "linear_num_key_heads": 2, "linear_num_value_heads": 4,
+    "linear_key_head_dim": 16, "linear_value_head_dim": 16,
+    "state_size": 16, "ssm_state_size": 16, "mamba_d_state": 16, "mamba_dt_rank": 8, "time_step_rank": 8,
+    "n_groups": 1, "mamba_n_groups": 1,
+    # other widths that default to full size
+    "emb_dim": 64, "embedding_dim": 64, "input_embedding_size": 64, "output_embedding_size": 64,
+    "dff": 128, "d_inner": 128, "mlp_dim": 128, "swa_num_attention_heads": 4, "swa_num_key_value_heads": 2,
+    "swa_head_dim": 16, "laurel_rank": 8, "adapter_rank": 8, "hidden_size_per_layer_input": 16,
+    "pronunciation_embed_dim": 16, "shape_embed_dim": 16, "dim_ff": 128, "dim_head": 16, "kv_channels": 16,
+    "num_encoder_layers": 2, "num_decoder_layers": 2, "mamba_num_heads": 8, "mamba_head_dim": 16,
+    "zero_expert_num": 2, "shared_intermediate_size": 32, "dense_intermediate_size": 128,
+    "nemo_conv_channels": 16, "ext_pw_out_channel": 64, "depthwise_separable_out_channel": 64, "num_blocks": 2,
+    "output_channels": 16, "n_shared_experts": 1, "hc_lowrank": 16, "router_hidden_size": 32,
+    # keep one dense layer ahead of the MoE ones, so a 2-layer toy still routes
+    "first_k_dense_replace": 1, "num_dense_layers": 1,
 }
 
+# Sizes a config must also take when it has the trigger field: MLA shares one latent
+# across all heads, so its key/value heads equal the query heads.
+IMPLIED_SIZES: dict[str, dict[str, Any]] = {
+    "kv_lora_rank": {"num_key_value_heads": SMALL_SIZES["num_attention_heads"]},
+}
+
+# The config field holding the number of decoder layers, first match wins.
+LAYER_COUNT_FIELDS = ("num_hidden_layers", "n_layer", "n_layers", "num_layers", "decoder_layers")
+# Per-layer kind lists (cycled when shorter than the layer count); the toy keeps the
+# shortest prefix of layers that still holds every kind of each list.
+LAYER_KIND_FIELDS = ("layer_types", "mlp_layer_types", "layers_block_type", "block_types", "attention_layers",
+                     "attn_layers", "indexer_types")
+# Lists of layer indices; indices past the kept prefix are dropped.
+LAYER_INDEX_FIELDS = ("hybrid_layer_ids", "cross_attention_layers", "mlp_only_layers", "attn_layer_indices",
+                      "full_attn_idxs", "moe_layers", "local_layer_ids", "ple_layer_ids")
+MIN_LAYERS = 2
+
+# Vocabulary sizes, set to the toy tokenizer's.
+VOCAB_FIELDS = ("vocab_size", "vocab_size_per_layer_input")
 # Token ids in a config must point inside the toy vocabulary.
 TOKEN_ID_FIELDS = {"pad_token_id": "pad_token", "bos_token_id": "bos_token", "eos_token_id": "eos_token",
                    "decoder_start_token_id": "bos_token"}
@@ -64,10 +107,85 @@ def resolve_model_type(name: str) -> str:
     return matches[0]
 
 
-def _shrunk_fields(config: Any, tokenizer: Any) -> dict[str, Any]:
-    fields = {key: value for key, value in SMALL_SIZES.items() if key in config.__dict__}
-    if "vocab_size" in config.__dict__:
-        fields["vocab_size"] = len(tokenizer)
+class ToyModelUnsupported(Exception):
+    """No toy model of this type can run here (e.g. it needs CUDA kernels)."""
+
+    def __init__(self, model_type: str, reason: str):
+        super().__init__(f"no toy model of {model_type!r} can run here: {reason}")
+        self.model_type = model_type
+        self.reason = reason
+
+
+def _layer_count(config: Any) -> int | None:
+    """The default number of decoder layers of a (sub)config, if it names one."""
+    for name in LAYER_COUNT_FIELDS:
+        if isinstance(config.__dict__.get(name), int):
+            return config.__dict__[name]
+    return None
+
+
+def _kept_layers(config: Any, total: int) -> int:
+    """Shortest layer prefix holding every kind of every per-layer kind list (at least MIN_LAYERS)."""
+    kept = MIN_LAYERS
+    for name in LAYER_KIND_FIELDS:
+        kinds = config.__dict__.get(name)
+        if not isinstance(kinds, (list, tuple)) or not kinds:
+            continue
+        layers = [kinds[i % len(kinds)] for i in range(total)]
+        kept = max(kept, max(layers.index(kind) for kind in set(layers)) + 1)
+    return min(kept, max(total, MIN_LAYERS))
+
+
+def _layer_fields(config: Any, layers: int | None = None) -> dict[str, Any]:
+    """Layer count and per-layer lists cut to the kept prefix, so hybrids keep every layer kind."""
+    total = _layer_count(config)
+    if total is None:
+        return {}
+    kept = layers or _kept_layers(config, total)
+    fields: dict[str, Any] = {}
+    for name, value in config.__dict__.items():
+        if name in LAYER_INDEX_FIELDS and isinstance(value, (list, tuple)):
+            fields[name] = [index for index in value if index < kept]
+        elif isinstance(value, (list, tuple)) and len(value) == total and total > kept:
+            fields[name] = list(value[:kept])
+    fields[next(name for name in LAYER_COUNT_FIELDS if isinstance(config.__dict__.get(name), int))] = kept
+    return fields
+
+
+def _small_size(value: Any, default: Any, layers: int | None) -> Any:
+    """The small value, repeated per layer where the default is a per-layer list."""
+    if isinstance(default, (list, tuple)) and layers is not None:
+        return [value] * layers
+    return value
+
+
+def _small_values(defaults: dict[str, Any], layers: int | None = None) -> dict[str, Any]:
+    """SMALL_SIZES and IMPLIED_SIZES for the names a config (or a per-layer override) defines."""
+    fields = {key: _small_size(value, defaults[key], layers) for key, value in SMALL_SIZES.items() if key in defaults}
+    for trigger, implied in IMPLIED_SIZES.items():
+        if trigger in defaults:
+            fields.update(implied)
+    return fields
+
+
+def _per_layer_overrides(config: Any, kept: int) -> dict[str, Any]:
+    """Heterogeneous configs: per-layer overrides of the kept layers, shrunk like the config."""
+    spec = config.__dict__.get("_heterogeneity_spec")
+    if spec is None:
+        return {}
+    overrides = {index: {**layer, **_small_values(layer)} for index, layer in spec.per_layer_overrides.items()
+                 if index < kept}
+    return {"per_layer_config": overrides}
+
+
+def _shrunk_fields(config: Any, tokenizer: Any, layers: int | None = None) -> dict[str, Any]:
+    """The small fields of a config and, recursively, of its sub-configs."""
+    layer_fields = _layer_fields(config, layers)
+    layers = next((layer_fields[name] for name in LAYER_COUNT_FIELDS if name in layer_fields), None)
+    fields = _small_values(config.__dict__, layers)
+    fields.update({key: value for key, value in layer_fields.items() if key not in SMALL_SIZES or key in LAYER_COUNT_FIELDS})
+    fields.update(_per_layer_overrides(config, layers or MIN_LAYERS))
+    fields.update({name: len(tokenizer) for name in VOCAB_FIELDS if name in config.__dict__})
     for field, token in TOKEN_ID_FIELDS.items():
         if field in config.__dict__:
             fields[field] = tokenizer.convert_tokens_to_ids(getattr(tokenizer, token))
@@ -82,23 +200,27 @@ def toy_config(model_type: str, tokenizer: Any = None) -> Any:
     """The small config of one model type: defaults, shrunk, then its row of TOY_FIXES."""
     from transformers import CONFIG_MAPPING
 
+    import transformers
+
     tokenizer = tokenizer or toy_tokenizer()
-    config_class = CONFIG_MAPPING[model_type]
     fix = TOY_FIXES.get(model_type, ToyFix())
-    fields = _shrunk_fields(config_class(), tokenizer)
-    fields = fix.apply(fields)
+    if fix.unsupported:
+        raise ToyModelUnsupported(model_type, fix.unsupported)
+    config_class = getattr(transformers, fix.config_class) if fix.config_class else CONFIG_MAPPING[model_type]
+    fields = fix.apply(_shrunk_fields(config_class(), tokenizer, fix.layers))
     return config_class(**fields)
 
 
 def build_toy_model(name: str) -> ToyModel:
     """A tiny, seeded, eval-mode model of one architecture, with an in-code tokenizer."""
     import torch
-    from transformers import AutoModelForCausalLM
+    import transformers
 
     model_type = resolve_model_type(name)
     tokenizer = toy_tokenizer()
     config = toy_config(model_type, tokenizer)
+    model_class = getattr(transformers, causal_lm_classes()[model_type])
     torch.manual_seed(SEED)
-    model = AutoModelForCausalLM.from_config(config, attn_implementation="eager")
+    model = model_class._from_config(config, attn_implementation="eager")
     model.eval()
     return ToyModel(model, tokenizer, model_type, type(model).__name__)

@@ -12,20 +12,87 @@ class ToyFix:
 
     ``config`` overrides top-level config fields; ``sub_configs`` overrides fields of a
     nested config (e.g. ``{"text_config": {...}}``); ``drop`` removes shrunk fields the
-    class must derive itself. ``unsupported`` names why no toy model can run here.
+    class must derive itself (``"text_config.name"`` reaches into a nested config);
+    ``layers`` replaces the generic number of kept layers; ``config_class`` names the
+    transformers config class to build when the causal-LM class takes another one than
+    the model type's own. ``unsupported`` names why no toy model can run here.
     """
 
     config: dict[str, Any] = field(default_factory=dict)
     sub_configs: dict[str, dict[str, Any]] = field(default_factory=dict)
     drop: tuple[str, ...] = ()
+    layers: int | None = None
+    config_class: str | None = None
     unsupported: str | None = None
 
     def apply(self, fields: dict[str, Any]) -> dict[str, Any]:
-        fields = {key: value for key, value in fields.items() if key not in self.drop}
-        fields.update(self.config)
+        """The shrunk fields with this row's drops and overrides applied."""
+        for path in self.drop:
+            fields = _dropped(fields, path)
+        fields = {**fields, **self.config}
         for name, overrides in self.sub_configs.items():
             fields[name] = {**fields.get(name, {}), **overrides}
         return fields
 
 
-TOY_FIXES: dict[str, ToyFix] = {}
+def _dropped(fields: dict[str, Any], path: str) -> dict[str, Any]:
+    """A copy of fields without the (dotted) path, so nested configs can lose a key too."""
+    head, _, rest = path.partition(".")
+    if not rest:
+        return {key: value for key, value in fields.items() if key != head}
+    return {**fields, head: _dropped(fields.get(head, {}), rest)}
+
+
+# The class's own aliases for the sliding-window layers of Dots 3, at toy size; the
+# per-layer config they expand to must satisfy head_dim == qk_nope + qk_rope.
+_DOTS3_SWA = {"swa_num_attention_heads": 4, "swa_num_key_value_heads": 4, "swa_q_lora_rank": 32,
+              "swa_kv_lora_rank": 32, "swa_head_dim": 32, "swa_qk_nope_head_dim": 16, "swa_v_head_dim": 16}
+
+# Qwen4-Exp's indexed-attention layers need the QSA indexer sizes, which default to None.
+_QWEN4_QSA = {"indexer_n_heads": 4, "indexer_kv_heads": 1, "indexer_head_dim": 16, "indexer_budget": 8,
+              "indexer_compress_ratio": 4}
+
+_ASSISTANT = ("speculative-decoding draft model: its forward needs the target model's inputs_embeds and "
+              "shared_kv_states and cannot run from input_ids alone")
+
+TOY_FIXES: dict[str, ToyFix] = {
+    # default is all-Mamba; the 9B checkpoint interleaves attention layers
+    "bamba": ToyFix(config={"attn_layer_indices": [1]}),
+    # BltModel builds DynamicCache(config=BltConfig), which has no num_hidden_layers
+    "blt": ToyFix(config={"use_cache": False}),
+    # the rotary embedding reads rope_parameters per layer type, the default has none
+    "cohere_compass_text": ToyFix(config={"rope_parameters": {"full_attention": {"rope_type": "default",
+                                                                                  "rope_theta": 10000.0}}}),
+    # DbrxAttention reads attn_config.rope_theta, which DbrxAttentionConfig does not define
+    "dbrx": ToyFix(sub_configs={"attn_config": {"rope_theta": 10000.0}}),
+    "dots3_note": ToyFix(drop=("text_config.per_layer_config",), sub_configs={"text_config": _DOTS3_SWA}),
+    "dots3_note_text": ToyFix(drop=("per_layer_config",), config=_DOTS3_SWA),
+    "gemma3n": ToyFix(unsupported="its vision tower is a TimmWrapperModel, which needs the timm and Pillow "
+                                  "packages (not installed)"),
+    # the last layers reuse the KV cache of earlier ones: keep one sharing layer after a sliding and a full one
+    "gemma3n_text": ToyFix(layers=6, config={"num_kv_shared_layers": 1}),
+    "gemma4_assistant": ToyFix(unsupported=_ASSISTANT),
+    "gemma4_unified_assistant": ToyFix(unsupported=_ASSISTANT),
+    # default is all-Mamba; real checkpoints interleave attention layers
+    "granitemoehybrid": ToyFix(config={"layer_types": ["linear_attention", "full_attention"]}),
+    # attention every 8th layer by default: make it every other layer
+    "jamba": ToyFix(config={"attn_layer_period": 2, "attn_layer_offset": 1}),
+    # default layer_types is None; the 8B-A1B checkpoint mixes conv and attention layers
+    "lfm2_moe": ToyFix(config={"layer_types": ["conv", "full_attention"], "num_dense_layers": 1}),
+    # hidden_size * expand must equal num_heads * head_dim
+    "mamba2": ToyFix(config={"num_heads": 8}),
+    # the causal LM is the decoder alone; one codebook so a (1, seq) batch of ids fits
+    "musicgen": ToyFix(config_class="MusicgenDecoderConfig", config={"num_codebooks": 1}),
+    "musicgen_melody": ToyFix(config_class="MusicgenMelodyDecoderConfig", config={"num_codebooks": 1}),
+    "qwen4_exp": ToyFix(sub_configs={"text_config": _QWEN4_QSA}),
+    "qwen4_exp_text": ToyFix(config=_QWEN4_QSA),
+    "reformer": ToyFix(config={"is_decoder": True}),
+    # the model sizes q/k as hidden * qk_dim_factor, the state cache rounds it up to 64
+    "xlstm": ToyFix(config={"qk_dim_factor": 1.0}),
+    # adapters are per language: forward needs a default one
+    "xmod": ToyFix(config={"default_language": "en_XX"}),
+    # the shared transformer block is tied across hybrid layers, so keep two of them
+    "zamba": ToyFix(config={"num_hidden_layers": 4, "layers_block_type": ["linear_attention", "hybrid",
+                                                                          "linear_attention", "hybrid"]}),
+    "zaya": ToyFix(config={"num_experts_per_tok": 1}),
+}

@@ -1,0 +1,135 @@
+"""Index-by-layer views used inside a trace: ``model.layers_output[3]``, ``model.attention_probabilities[5]``.
+
+Each view reads or writes one value per layer through nnsight. Tuple outputs (a block
+returning ``(hidden, weights)``) are unwrapped on read and re-wrapped on write, so user
+code always sees the hidden-state tensor.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Literal
+
+from .errors import AttentionProbabilitiesUnavailable, LayerIndexError, RenamingError
+
+if TYPE_CHECKING:
+    from .attention_probs import ProbabilitiesLocation
+
+
+def unwrap(value: Any) -> Any:
+    """The hidden-state part of a module output (first element of a tuple)."""
+    return value[0] if isinstance(value, tuple) else value
+
+
+def check_layer_index(index: int, num_layers: int) -> int:
+    """A non-negative layer index, or a LayerIndexError saying how many layers there are."""
+    if not isinstance(index, int) or not -num_layers <= index < num_layers:
+        raise LayerIndexError(index, num_layers)
+    return index % num_layers
+
+
+def walk(envoy: Any, path: str) -> Any:
+    """The envoy at a dotted path below ``envoy``."""
+    for part in path.split("."):
+        envoy = getattr(envoy, part)
+    return envoy
+
+
+class LayerwiseModules:
+    """``model.attentions[i]`` / ``model.mlps[i]``: the envoy of one sublayer per layer."""
+
+    def __init__(self, num_layers: int, locate: Callable[[int], Any]):
+        self._num_layers = num_layers
+        self._locate = locate
+
+    def __getitem__(self, index: int) -> Any:
+        return self._locate(check_layer_index(index, self._num_layers))
+
+    def __len__(self) -> int:
+        return self._num_layers
+
+
+class LayerwiseIO(LayerwiseModules):
+    """``model.layers_output[i] = x`` and friends: one module side (input or output) per layer."""
+
+    def __init__(self, num_layers: int, locate: Callable[[int], Any], side: Literal["input", "output"]):
+        super().__init__(num_layers, locate)
+        self._side = side
+
+    def __getitem__(self, index: int) -> Any:
+        return unwrap(getattr(super().__getitem__(index), self._side))
+
+    def __setitem__(self, index: int, value: Any) -> None:
+        envoy = super().__getitem__(index)
+        if self._side == "input":
+            envoy.input = value
+            return
+        current = envoy.output
+        envoy.output = (value, *current[1:]) if isinstance(current, tuple) else value
+
+
+class AttentionProbabilities(LayerwiseModules):
+    """``model.attention_probabilities[i]``: the softmax output of layer i, (batch, heads, seq, seq).
+
+    Reading gives the tensor the attention multiplies with its values; assigning or editing
+    it in place changes what the model computes.
+    """
+
+    def __init__(self, num_layers: int, attentions: LayerwiseModules,
+                 locations: tuple[ProbabilitiesLocation | None, ...], enabled: bool, architecture: str):
+        super().__init__(num_layers, self._operation)
+        self._attentions = attentions
+        self.locations = locations
+        self._enabled = enabled
+        self._architecture = architecture
+
+    def _operation(self, index: int) -> Any:
+        location = self._location(index)
+        envoy = self._attentions[index]
+        if location.submodule:
+            envoy = walk(envoy, location.submodule)
+        source = envoy.source
+        for op in location.ops[:-1]:
+            source = getattr(source, op).source
+        return getattr(source, location.ops[-1])
+
+    def _location(self, index: int) -> ProbabilitiesLocation:
+        if not self._enabled:
+            raise AttentionProbabilitiesUnavailable(
+                "attention probabilities are off: load the model with enable_attention_probs=True "
+                "(it switches attention to the eager implementation, where probabilities exist)"
+            )
+        location = self.locations[index]
+        if location is None:
+            available = [i for i, found in enumerate(self.locations) if found is not None]
+            raise AttentionProbabilitiesUnavailable(
+                f"[{self._architecture}] layer {index} computes no softmax attention probabilities "
+                f"(layers that do: {available or 'none'}); pass RenameConfig(attn_prob_ops=...) if they exist"
+            )
+        return location
+
+    @property
+    def enabled(self) -> bool:
+        return self._enabled
+
+    def __getitem__(self, index: int) -> Any:
+        return super().__getitem__(index).output
+
+    def __setitem__(self, index: int, value: Any) -> None:
+        super().__getitem__(index).output = value
+
+    def print_source(self, layer: int | None = None) -> None:
+        """Print the source of the function computing the probabilities, labelled by nnsight."""
+        from nnsight.intervention.source import Source, compiled
+
+        index = self._first_located() if layer is None else check_layer_index(layer, self._num_layers)
+        location = self._location(index)
+        chain = " -> ".join(((location.submodule,) if location.submodule else ()) + location.ops)
+        print(f"Layer {index}: attention probabilities are `{chain}` in {location.function.__qualname__}:")
+        print(Source(None, prefix="", compiled=compiled(location.function)))
+
+    def _first_located(self) -> int:
+        for index, location in enumerate(self.locations):
+            if location is not None:
+                return index
+        raise RenamingError("no layer of this model computes softmax attention probabilities",
+                            architecture=self._architecture)

@@ -1,0 +1,272 @@
+"""Named checks of a standardized model, returning structured results.
+
+The loader runs `run_load_checks` when a model is built; the pytest plugin runs the same
+checks and records their results in the compatibility reports.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+import torch
+from nnsight import save
+
+from .errors import NNterpError
+
+if TYPE_CHECKING:
+    from .standardized import StandardizedTransformer
+
+PROBE_PROMPTS = ["The quick brown fox jumps over the dog.", "Hello world"]
+RESIDUAL_TOLERANCE = 1e-4  # relative to the largest activation of the layer
+PROBS_SUM_TOLERANCE = 1e-3
+LOGITS_TOLERANCE = 1e-4
+
+
+class CheckName(str, Enum):
+    RENAMING = "renaming"
+    IO_SHAPES = "io_shapes"
+    RESIDUAL = "residual_identity"
+    ATTN_PROBS_SUM = "attn_probs_sum"
+    ATTN_PROBS_EFFECT = "attn_probs_effect"
+    LOGITS_MATCH = "logits_match"
+
+
+class Status(str, Enum):
+    PASSED = "passed"
+    FAILED = "failed"
+    NOT_APPLICABLE = "n/a"
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One check's outcome: ``value`` is what was measured (an error, a count...), if anything."""
+
+    name: CheckName
+    status: Status
+    message: str = ""
+    value: float | None = None
+    fix: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.status is Status.FAILED
+
+    @property
+    def passed(self) -> bool:
+        return self.status is Status.PASSED
+
+
+def passed(name: CheckName, message: str = "", value: float | None = None) -> CheckResult:
+    return CheckResult(name, Status.PASSED, message, value)
+
+
+def failed(name: CheckName, message: str, value: float | None = None, fix: str | None = None) -> CheckResult:
+    return CheckResult(name, Status.FAILED, message, value, fix)
+
+
+def not_applicable(name: CheckName, message: str) -> CheckResult:
+    return CheckResult(name, Status.NOT_APPLICABLE, message)
+
+
+# -- renaming ----------------------------------------------------------------------
+
+
+def check_renaming(model: StandardizedTransformer) -> CheckResult:
+    """Every standardized module resolves to a module of the right kind."""
+    arch = model.architecture
+    problems = []
+    if not isinstance(model.layers._module, torch.nn.ModuleList):
+        problems.append(f"`layers` ({arch.layers}) is a {type(model.layers._module).__name__}, not a ModuleList")
+    if not any(arch.attention):
+        problems.append("no layer has an attention (or token-mixer) module")
+    missing_attention = [i for i, path in enumerate(arch.attention) if path is None]
+    if missing_attention:
+        problems.append(f"layers {missing_attention} have no attention module")
+    if problems:
+        return failed(CheckName.RENAMING, "; ".join(problems),
+                      fix="describe the model with rename_config=RenameConfig(...)")
+    mlp_note = "" if all(arch.mlp_output) else " (no separate MLP)"
+    return passed(CheckName.RENAMING, f"{arch.num_layers} layers at {arch.layers}{mlp_note}")
+
+
+# -- one probing forward pass ---------------------------------------------------------
+
+
+@dataclass
+class Probe:
+    """Everything the checks read from one forward pass (two invokes of the same batch)."""
+
+    input_ids: torch.Tensor
+    values: dict[str, list[Any]]
+    logits: torch.Tensor
+    edited_logits: torch.Tensor | None
+    edited_layer: int | None
+    layer_output_is_tuple: bool
+
+
+def probe(model: StandardizedTransformer) -> Probe:
+    """Read every accessor of every layer in one forward; edit one layer's probabilities in a twin invoke."""
+    arch = model.architecture
+    probs_on = model.attention_probabilities.enabled
+    located = [i for i, loc in enumerate(model.attention_probabilities.locations) if loc is not None]
+    edited_layer = located[0] if probs_on and located else None
+    names = ("layers_input", "attentions_input", "attention_probabilities", "attentions_output",
+             "mlps_input", "mlps_output", "layers_output")
+    values: dict[str, list[Any]] = {name: [None] * arch.num_layers for name in names}
+    prompts = PROBE_PROMPTS
+    with model.trace() as tracer:
+        with tracer.invoke(prompts):
+            input_ids = model.input_ids.save()
+            embeddings = model.token_embeddings.save()
+            for i in range(arch.num_layers):
+                values["layers_input"][i] = model.layers_input[i].save()
+                if arch.attention[i] is not None:
+                    values["attentions_input"][i] = model.attentions_input[i].save()
+                    if probs_on and model.attention_probabilities.locations[i] is not None:
+                        values["attention_probabilities"][i] = model.attention_probabilities[i].save()
+                if arch.attention_output[i] is not None:
+                    values["attentions_output"][i] = model.attentions_output[i].save()
+                if arch.mlp_input[i] is not None:
+                    values["mlps_input"][i] = model.mlps_input[i].save()
+                if arch.mlp_output[i] is not None:
+                    values["mlps_output"][i] = model.mlps_output[i].save()
+                if i == 0:
+                    is_tuple = save(isinstance(model.layers[0].output, tuple))
+                values["layers_output"][i] = model.layers_output[i].save()
+            logits = model.logits.save()
+        if edited_layer is not None:
+            with tracer.invoke(prompts):
+                probs = model.attention_probabilities[edited_layer]
+                focused = torch.zeros_like(probs)
+                focused[..., 0] = 1.0
+                model.attention_probabilities[edited_layer] = focused
+                edited_logits = model.logits.save()
+    values["token_embeddings"] = [embeddings]
+    return Probe(input_ids, values, logits, edited_logits if edited_layer is not None else None,
+                 edited_layer, bool(is_tuple))
+
+
+def check_io_shapes(model: StandardizedTransformer, result: Probe) -> CheckResult:
+    """Every accessor yields a tensor of the expected shape."""
+    batch, seq = result.input_ids.shape
+    hidden = (batch, seq, model.hidden_size)
+    expected = {"token_embeddings": hidden, "layers_input": hidden, "layers_output": hidden,
+                "attentions_input": hidden, "attentions_output": hidden, "mlps_input": hidden, "mlps_output": hidden}
+    if any(value is not None for value in result.values["attention_probabilities"]):
+        expected["attention_probabilities"] = (batch, model.num_heads, seq, seq)
+    problems, count = [], 0
+    for name, shape in expected.items():
+        for index, value in enumerate(result.values[name]):
+            if value is None:
+                continue
+            count += 1
+            found = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            if found != shape:
+                problems.append(f"{name}[{index}]: expected {shape}, found {found}")
+    logits_shape = (batch, seq, model.vocab_size)
+    if tuple(result.logits.shape) != logits_shape:
+        problems.append(f"logits: expected {logits_shape}, found {tuple(result.logits.shape)}")
+    if problems:
+        return failed(CheckName.IO_SHAPES, "; ".join(problems[:6]) + (" ..." if len(problems) > 6 else ""),
+                      value=len(problems),
+                      fix="point the accessor at the right module with RenameConfig(attention_output=..., ...)")
+    return passed(CheckName.IO_SHAPES, f"{count + 1} tensors have the expected shapes", value=0)
+
+
+def check_residual(model: StandardizedTransformer, result: Probe) -> CheckResult:
+    """``layers_output[i] == layers_input[i] + attentions_output[i] + mlps_output[i]``, where it should hold."""
+    from .registry import Residual
+
+    arch = model.architecture
+    if arch.spec.residual is Residual.NONE:
+        return not_applicable(CheckName.RESIDUAL, f"{arch.class_name} blocks have no additive residual identity"
+                              + (f" ({arch.spec.note})" if arch.spec.note else ""))
+    worst, worst_layer = 0.0, None
+    for i in range(arch.num_layers):
+        parts = [result.values[name][i] for name in ("layers_input", "attentions_output", "mlps_output")]
+        output = result.values["layers_output"][i]
+        if output is None or parts[0] is None or parts[1] is None:
+            continue
+        total = sum(part for part in parts if part is not None)
+        error = ((output - total).abs().max() / output.abs().max().clamp_min(1e-6)).item()
+        if error > worst:
+            worst, worst_layer = error, i
+    if worst > RESIDUAL_TOLERANCE:
+        return failed(CheckName.RESIDUAL,
+                      f"layer {worst_layer}: layers_output differs from layers_input + attentions_output + "
+                      f"mlps_output by {worst:.3g} (relative max-abs error, tolerance {RESIDUAL_TOLERANCE})",
+                      value=worst, fix="set attention_output / mlp_output (post-norms) or residual in the "
+                                       "architecture's registry row or RenameConfig")
+    return passed(CheckName.RESIDUAL, f"{arch.spec.residual.value} residual holds (max rel. error {worst:.2g})",
+                  value=worst)
+
+
+def check_attention_probabilities(model: StandardizedTransformer, result: Probe) -> list[CheckResult]:
+    """Probabilities sum to 1 over keys, and editing them changes the logits."""
+    arch = model.architecture
+    if not model.attention_probabilities.enabled:
+        reason = "attention probabilities not enabled (enable_attention_probs=False)"
+        return [not_applicable(CheckName.ATTN_PROBS_SUM, reason), not_applicable(CheckName.ATTN_PROBS_EFFECT, reason)]
+    found = [(i, p) for i, p in enumerate(result.values["attention_probabilities"]) if p is not None]
+    if not found:
+        has_softmax_layers = arch.spec.softmax_attention
+        reason = "no softmax attention found in any layer"
+        if not has_softmax_layers:
+            return [not_applicable(CheckName.ATTN_PROBS_SUM, f"{arch.class_name} has no softmax attention"),
+                    not_applicable(CheckName.ATTN_PROBS_EFFECT, f"{arch.class_name} has no softmax attention")]
+        fix = "pin the operation with RenameConfig(attn_prob_ops=...), see attention_probabilities.print_source()"
+        return [failed(CheckName.ATTN_PROBS_SUM, reason, fix=fix), failed(CheckName.ATTN_PROBS_EFFECT, reason, fix=fix)]
+    errors = [((p.float().sum(dim=-1) - 1).abs().max().item(), i) for i, p in found]
+    worst, worst_layer = max(errors)
+    sums = (failed(CheckName.ATTN_PROBS_SUM, f"layer {worst_layer}: probabilities sum to 1 +- {worst:.3g} "
+                   f"(tolerance {PROBS_SUM_TOLERANCE}); the located operation is not the softmax output",
+                   value=worst, fix="pin the operation with RenameConfig(attn_prob_ops=...)")
+            if worst > PROBS_SUM_TOLERANCE else
+            passed(CheckName.ATTN_PROBS_SUM, f"{len(found)} layers sum to 1 (max error {worst:.2g})", value=worst))
+    change = (result.edited_logits - result.logits).abs().max().item()
+    effect = (passed(CheckName.ATTN_PROBS_EFFECT, f"editing layer {result.edited_layer} changes logits by {change:.3g}",
+                     value=change)
+              if change > 0 else
+              failed(CheckName.ATTN_PROBS_EFFECT, f"editing layer {result.edited_layer}'s probabilities left the "
+                     "logits unchanged: the located tensor is not the one the attention uses", value=change,
+                     fix="pin the operation with RenameConfig(attn_prob_ops=...)"))
+    return [sums, effect]
+
+
+def run_load_checks(model: StandardizedTransformer) -> list[CheckResult]:
+    """The load-time checks: renaming, then one probing forward for shapes, residual and probabilities."""
+    results = [check_renaming(model)]
+    if results[0].failed:
+        return results
+    try:
+        result = probe(model)
+    except (NNterpError, RuntimeError, AttributeError, TypeError, ValueError, IndexError) as error:
+        message = f"the probing forward pass failed: {type(error).__name__}: {error}"
+        return results + [failed(CheckName.IO_SHAPES, message, fix="see the error; describe the model with RenameConfig")]
+    model._layer_returns_tuple = result.layer_output_is_tuple
+    results.append(check_io_shapes(model, result))
+    results.append(check_residual(model, result))
+    results.extend(check_attention_probabilities(model, result))
+    return results
+
+
+def check_logits_match(model: StandardizedTransformer, prompts: list[str] | None = None) -> CheckResult:
+    """The standardized model's logits equal the plain HuggingFace forward on the same input.
+
+    Prompts run one at a time, so no padding convention enters the comparison.
+    """
+    device = next(model._module.parameters()).device
+    worst = 0.0
+    for prompt in prompts or PROBE_PROMPTS:
+        ids = model.tokenizer(prompt, return_tensors="pt")["input_ids"].to(device)
+        with torch.no_grad():
+            reference = model._module(input_ids=ids).logits
+        with model.trace(ids):
+            logits = model.logits.save()
+        worst = max(worst, (logits - reference).abs().max().item())
+    if worst > LOGITS_TOLERANCE:
+        return failed(CheckName.LOGITS_MATCH, f"logits differ from the plain model by {worst:.3g}", value=worst,
+                      fix="nnterp must not change numerics: report this as a bug")
+    return passed(CheckName.LOGITS_MATCH, f"max-abs difference {worst:.2g}", value=worst)

@@ -1,0 +1,121 @@
+"""Per-architecture facts, as rows of one table keyed by HuggingFace class name.
+
+Most architectures need no row: the default spec lists, for every standardized name, the
+native spellings it may have (``model.layers``, ``transformer.h``, ...) and the first one
+present in the model wins. A row states only how an architecture differs ("like the
+default, except its attention and MLP run in parallel").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from enum import Enum
+from types import MappingProxyType
+
+
+class Residual(str, Enum):
+    """How a block's attention and MLP contributions combine into its output."""
+
+    SEQUENTIAL = "sequential"  # out = in + attn(in) + mlp(in + attn(in))
+    PARALLEL = "parallel"  # out = in + attn(in) + mlp(in), both fed the same input
+    NONE = "none"  # post-norm or gated blocks: no additive identity to check
+
+
+@dataclass(frozen=True)
+class ArchitectureSpec:
+    """Where the standardized modules live in one architecture, and how its blocks behave.
+
+    Every path field is a tuple of candidates tried in order; a ``*`` component matches any
+    child. Top-level paths are from the model root; per-layer paths are from one layer.
+    ``attention_output`` / ``mlp_output`` name the module whose output is what the block
+    adds to the residual stream, when that is not the attention / MLP itself (post-norms,
+    blocks that add the residual inside the attention).
+    """
+
+    layers: tuple[str, ...]
+    ln_final: tuple[str, ...]
+    attention: tuple[str, ...]
+    mlp: tuple[str, ...]
+    embed_tokens: tuple[str, ...] = ()  # empty: found through get_input_embeddings()
+    lm_head: tuple[str, ...] = ()  # empty: found through get_output_embeddings()
+    attention_output: tuple[str, ...] = ()
+    mlp_input: tuple[str, ...] = ()
+    mlp_output: tuple[str, ...] = ()
+    residual: Residual = Residual.SEQUENTIAL
+    softmax_attention: bool = True
+    # Token mixers that are not attention (Mamba, linear attention, convolutions): reachable as
+    # attentions[i], but never aliased to `self_attn`, which names softmax attention only.
+    token_mixers: tuple[str, ...] = ("linear_attn", "mamba", "mixer", "temporal_block", "conv", "mlstm_layer")
+    num_heads_keys: tuple[str, ...] = ("num_attention_heads", "n_head", "num_heads", "n_heads",
+                                       "decoder_attention_heads", "encoder_attention_heads")
+    hidden_size_keys: tuple[str, ...] = ("hidden_size", "n_embd", "d_model", "dim", "embed_dim")
+    vocab_size_keys: tuple[str, ...] = ("vocab_size", "n_vocab")
+    note: str = ""
+
+    def like(self, **changes) -> ArchitectureSpec:
+        """A copy of this spec with some facts changed: how a row says "like X, except..."."""
+        return replace(self, **changes)
+
+
+DEFAULT = ArchitectureSpec(
+    layers=("model.layers", "model.decoder.layers", "transformer.h", "transformer.blocks",
+            "transformer.layer", "gpt_neox.layers", "gpt_neox_japanese.layers", "backbone.layers",
+            "backbone.blocks", "model.language_model.layers", "model.text_model.layers", "biogpt.layers",
+            "rwkv.blocks", "*.encoder.layer", "*.encoder.layers", "model.L_module.layers",
+            "language_model.model.layers"),
+    ln_final=("model.norm", "transformer.ln_f", "model.decoder.final_layer_norm", "model.decoder.layer_norm",
+              "model.final_layernorm", "gpt_neox.final_layer_norm", "gpt_neox_japanese.final_layer_norm",
+              "backbone.norm_f", "backbone.out_norm", "model.final_norm", "model.norm_f",
+              "model.language_model.norm", "model.text_model.norm", "transformer.norm_f", "transformer.layernorm",
+              "rwkv.ln_out", "biogpt.layer_norm", "model.layer_norm", "model.embedding_norm",
+              "model.L_module.final_norm", "cpmant.encoder.output_layernorm", "bert.encoder.ln"),
+    attention=("self_attn", "attn", "self_attention", "attention", "linear_attn", "mamba", "mixer",
+               "temporal_block", "multi_head_attention", "rel_attn", "self_att", "conv", "mlstm_layer"),
+    mlp=("mlp", "feed_forward", "ffn", "block_sparse_moe", "mlp_block", "ff", "mlps"),
+)
+
+_SANDWICH = DEFAULT.like(attention_output=("post_attention_layernorm",),
+                         mlp_output=("post_feedforward_layernorm",),
+                         note="post-norms on both sublayer outputs (sandwich norm)")
+_PARALLEL = DEFAULT.like(residual=Residual.PARALLEL, note="attention and MLP read the same input")
+_BART = DEFAULT.like(mlp=(), mlp_input=("fc1",), mlp_output=("fc2",), residual=Residual.NONE,
+                     note="MLP is fc1/fc2 inline in the layer; post-norm blocks")
+_BERT = DEFAULT.like(attention_output=("attention.output.dense",), mlp=("intermediate",),
+                     mlp_output=("output.dense",), residual=Residual.NONE,
+                     note="post-norm encoder blocks used as decoders; residual added inside sublayers")
+
+_ARCHITECTURES: dict[str, ArchitectureSpec] = {
+    "GPTJForCausalLM": _PARALLEL,
+    "CodeGenForCausalLM": _PARALLEL,
+    "PhiForCausalLM": _PARALLEL,
+    "GPTNeoXForCausalLM": _PARALLEL,
+    "CohereForCausalLM": _PARALLEL,
+    "Cohere2ForCausalLM": _PARALLEL,
+    "FalconForCausalLM": _PARALLEL,
+    "BloomForCausalLM": DEFAULT.like(attention_output=("self_attention.dense",), mlp_output=("mlp.dense_4h_to_h",),
+                                     note="attention and MLP add the residual themselves"),
+    "Gemma2ForCausalLM": _SANDWICH,
+    "Gemma3ForCausalLM": _SANDWICH,
+    "BartForCausalLM": _BART,
+    "BertLMHeadModel": _BERT,
+    "MambaForCausalLM": DEFAULT.like(mlp=(), softmax_attention=False, note="a mixer per block, no MLP"),
+}
+
+ARCHITECTURES = MappingProxyType(_ARCHITECTURES)
+
+
+def spec_for(model_class: type) -> ArchitectureSpec:
+    """The row for a model class, inherited along its MRO, else the default spec."""
+    for klass in model_class.__mro__:
+        if klass.__name__ in _ARCHITECTURES:
+            return _ARCHITECTURES[klass.__name__]
+    return DEFAULT
+
+
+def register_architecture(class_name: str, spec: ArchitectureSpec, *, override: bool = False) -> None:
+    """Add a row for an architecture nnterp does not know; refuses to shadow a row silently."""
+    if class_name in _ARCHITECTURES and not override:
+        raise ValueError(
+            f"{class_name} already has a registry row; pass override=True to replace it on purpose"
+        )
+    _ARCHITECTURES[class_name] = spec

@@ -1,0 +1,210 @@
+"""Resolve an architecture's native module paths onto the standardized names.
+
+`resolve_architecture` turns a registry spec (plus a user's `RenameConfig`) into concrete
+paths for one model; `ResolvedArchitecture.rename_dict` is what nnsight's ``rename=`` takes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+from .errors import ModuleNotFoundForRename
+from .registry import DEFAULT, ArchitectureSpec, Residual, spec_for
+
+STANDARD_TOP = ("embed_tokens", "layers", "ln_final", "lm_head")
+STANDARD_PER_LAYER = {"attention": "self_attn", "mlp": "mlp"}
+# Per-layer spellings safe to alias on any model: no known block has two of them.
+UNIVERSAL_ATTENTION_NAMES = ("attn", "self_attention", "attention")
+UNIVERSAL_MLP_NAMES = ("feed_forward", "ffn", "block_sparse_moe")
+
+
+def _as_tuple(value: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+@dataclass(frozen=True)
+class RenameConfig:
+    """Describe an architecture nnterp does not know, or override what it knows.
+
+    Each name field takes a native path (or a list of candidates) and is tried before the
+    registry's. ``attn_prob_ops`` pins where attention probabilities are read: the chain of
+    ``.source`` operation names from the attention module down to the probabilities,
+    e.g. ``("attention_interface_1", "attn_weights_3")``.
+    """
+
+    embed_tokens: str | list[str] | None = None
+    layers: str | list[str] | None = None
+    ln_final: str | list[str] | None = None
+    lm_head: str | list[str] | None = None
+    attention: str | list[str] | None = None
+    mlp: str | list[str] | None = None
+    attention_output: str | list[str] | None = None
+    mlp_input: str | list[str] | None = None
+    mlp_output: str | list[str] | None = None
+    residual: Residual | str | None = None
+    attn_prob_ops: tuple[str, ...] | None = None
+
+    def apply(self, spec: ArchitectureSpec) -> ArchitectureSpec:
+        """The spec with this config's names tried first."""
+        changes: dict[str, Any] = {}
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if value is None or item.name == "attn_prob_ops":
+                continue
+            if item.name == "residual":
+                changes["residual"] = Residual(value)
+            else:
+                changes[item.name] = _as_tuple(value) + getattr(spec, item.name)
+        return spec.like(**changes)
+
+
+def get_submodule(root: Any, path: str) -> Any | None:
+    """The module at a dotted path (``*`` matches the first child that leads on), or None."""
+    if not path:
+        return root
+    head, _, rest = path.partition(".")
+    children = dict(root.named_children()) if head == "*" else {head: getattr(root, head, None)}
+    for child in children.values():
+        if child is None or not hasattr(child, "named_children"):
+            continue
+        found = get_submodule(child, rest) if rest else child
+        if found is not None:
+            return found
+    return None
+
+
+def find_path(root: Any, candidates: tuple[str, ...]) -> str | None:
+    """The concrete dotted path of the first candidate present under ``root``."""
+    for candidate in candidates:
+        found = get_submodule(root, candidate)
+        if found is not None:
+            return module_path(root, found)
+    return None
+
+
+def module_path(root: Any, target: Any) -> str | None:
+    """The dotted path of ``target`` under ``root``, found by identity."""
+    for name, module in root.named_modules():
+        if module is target:
+            return name
+    return None
+
+
+@dataclass(frozen=True)
+class ResolvedArchitecture:
+    """Concrete paths of the standardized modules in one model.
+
+    Per-layer tuples hold one entry per layer (``None`` where a layer lacks the module,
+    e.g. the attention of a Mamba layer in a hybrid model).
+    """
+
+    class_name: str
+    spec: ArchitectureSpec
+    embed_tokens: str
+    layers: str
+    ln_final: str | None
+    lm_head: str
+    attention: tuple[str | None, ...]
+    mlp: tuple[str | None, ...]
+    attention_output: tuple[str | None, ...]
+    mlp_input: tuple[str | None, ...]
+    mlp_output: tuple[str | None, ...]
+    attn_prob_ops: tuple[str, ...] | None = None
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.attention)
+
+    def rename_dict(self) -> dict[str, str]:
+        """The nnsight ``rename=`` mapping: native path -> standardized name."""
+        mapping = {path: name for name in STANDARD_TOP
+                   if (path := getattr(self, name)) is not None and path != name}
+        for field_name, standard in STANDARD_PER_LAYER.items():
+            for path in set(getattr(self, field_name)) - {None, standard} - set(self.spec.token_mixers):
+                mapping[path] = standard
+        return mapping
+
+
+def _required(root: Any, candidates: tuple[str, ...], name: str, class_name: str, found: str | None = None) -> str:
+    path = found or find_path(root, candidates)
+    if path is None:
+        top = ", ".join(f"{n} ({type(m).__name__})" for n, m in root.named_children())
+        raise ModuleNotFoundForRename(
+            f"no `{name}` module found; tried {list(candidates)}. Top-level modules: {top}",
+            architecture=class_name, check="renaming",
+            fix=f"pass rename_config=RenameConfig({name}='<path to the module>')",
+        )
+    return path
+
+
+def _per_layer(layers: Any, candidates: tuple[str, ...]) -> tuple[str | None, ...]:
+    return tuple(_first_relative(layer, candidates) for layer in layers)
+
+
+def _first_relative(layer: Any, candidates: tuple[str, ...]) -> str | None:
+    for candidate in candidates:
+        if get_submodule(layer, candidate) is not None:
+            return candidate
+    return None
+
+
+def resolve_architecture(model: Any, rename_config: RenameConfig | None = None) -> ResolvedArchitecture:
+    """Find every standardized module of ``model`` (a HuggingFace PreTrainedModel)."""
+    class_name = type(model).__name__
+    spec = spec_for(type(model))
+    if rename_config is not None:
+        spec = rename_config.apply(spec)
+    embed = _required(model, spec.embed_tokens, "embed_tokens", class_name,
+                      None if spec.embed_tokens else _hf_path(model, "get_input_embeddings"))
+    lm_head = _required(model, spec.lm_head, "lm_head", class_name,
+                        None if spec.lm_head else _head_path(model))
+    layers_path = _required(model, spec.layers, "layers", class_name)
+    layers = model.get_submodule(layers_path)
+    attention = _per_layer(layers, spec.attention)
+    mlp = _per_layer(layers, spec.mlp)
+    return ResolvedArchitecture(
+        class_name=class_name, spec=spec, embed_tokens=embed, layers=layers_path,
+        ln_final=find_path(model, spec.ln_final), lm_head=lm_head,
+        attention=attention, mlp=mlp,
+        attention_output=_per_layer(layers, spec.attention_output) if spec.attention_output else attention,
+        mlp_input=_per_layer(layers, spec.mlp_input) if spec.mlp_input else mlp,
+        mlp_output=_per_layer(layers, spec.mlp_output) if spec.mlp_output else mlp,
+        attn_prob_ops=rename_config.attn_prob_ops if rename_config else None,
+    )
+
+
+def _hf_path(model: Any, getter: str) -> str | None:
+    """Path of the module a HuggingFace getter returns (input/output embeddings), if any."""
+    try:
+        target = getattr(model, getter)()
+    except (AttributeError, NotImplementedError):
+        return None
+    return module_path(model, target) if target is not None else None
+
+
+def _head_path(model: Any) -> str | None:
+    """The top-level module holding the output embeddings: the whole head, e.g. BERT's ``cls``."""
+    path = _hf_path(model, "get_output_embeddings")
+    return path.split(".")[0] if path else None
+
+
+def get_rename_dict(model: Any = None, rename_config: RenameConfig | None = None) -> dict[str, str]:
+    """The ``rename=`` mapping for plain nnsight models.
+
+    With a model: exactly the paths of that model. Without: every native spelling the
+    default spec knows, for use on a model you have not built yet.
+    """
+    if model is not None:
+        return resolve_architecture(model, rename_config).rename_dict()
+    spec = rename_config.apply(DEFAULT) if rename_config else DEFAULT
+    mapping = {path: name for name in ("layers", "ln_final") for path in getattr(spec, name) if "*" not in path}
+    mapping.update({path: "embed_tokens" for path in ("model.embed_tokens", "transformer.wte", "gpt_neox.embed_in",
+                                                      "model.decoder.embed_tokens", "transformer.word_embeddings",
+                                                      "backbone.embeddings")})
+    mapping.update({"embed_out": "lm_head", "output_projection": "lm_head", "proj_out": "lm_head"})
+    mapping.update({name: "self_attn" for name in UNIVERSAL_ATTENTION_NAMES})
+    mapping.update({name: "mlp" for name in UNIVERSAL_MLP_NAMES})
+    return mapping

@@ -1,0 +1,239 @@
+"""StandardizedTransformer: one interface over every HuggingFace causal LM, through nnsight renaming."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import torch
+from nnsight.modeling.transformers import TransformersModel
+
+from .accessors import AttentionProbabilities, LayerwiseIO, LayerwiseModules, check_layer_index, walk
+from .attention_probs import locate_attention_probabilities
+from .errors import RenamingError, ValidationFailed
+from .rename import RenameConfig, ResolvedArchitecture, resolve_architecture
+
+
+def _config_value(config: Any, keys: Iterable[str], what: str, architecture: str) -> int:
+    """The first present config key, looked up in the text config of multimodal models."""
+    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    for source in (text_config, config):
+        for key in keys:
+            value = getattr(source, key, None)
+            if isinstance(value, int):
+                return value
+    raise RenamingError(f"config has none of {list(keys)} for {what}", architecture=architecture,
+                        check="config", fix=f"register the config key for {what} in the architecture's registry row")
+
+
+class StandardizedTransformer(TransformersModel):
+    """A causal LM with standardized module names and accessors, validated when it loads.
+
+    Example::
+
+        model = StandardizedTransformer("gpt2")
+        with model.trace("The cat sat"):
+            hidden = model.layers_output[3].save()
+            model.layers_output[5] = model.layers_output[5] * 0.5
+            probs = model.next_token_probs.save()
+
+    ``model`` is a hub id or local path (loaded with ``device_map="auto"``) or an already
+    built ``PreTrainedModel`` (then pass ``tokenizer=``). ``check_renaming=False`` skips the
+    load-time checks; ``enable_attention_probs=True`` runs attention eagerly so that
+    ``attention_probabilities[i]`` exists.
+    """
+
+    def __init__(self, model: str | torch.nn.Module, *, tokenizer: Any = None,
+                 rename_config: RenameConfig | None = None, enable_attention_probs: bool = False,
+                 check_renaming: bool = True, device_map: str | dict | None = "auto", **kwargs: Any):
+        self._rename_config = rename_config
+        self._standard_rename: dict[str, str] = {}
+        kwargs.setdefault("task", "text-generation")
+        if isinstance(model, str):
+            if device_map is not None:
+                kwargs.setdefault("device_map", device_map)
+            kwargs.setdefault("dispatch", True)
+            if enable_attention_probs:
+                kwargs["attn_implementation"] = "eager"
+        elif enable_attention_probs:
+            model.set_attn_implementation("eager")
+        super().__init__(model, tokenizer=tokenizer, rename=self._standard_rename, **kwargs)
+        self._build_accessors(enable_attention_probs)
+        self.check_results: list = []
+        if check_renaming:
+            self.validate()
+
+    # -- building --------------------------------------------------------------
+
+    def _wrap(self, module: torch.nn.Module, *args: Any, **kwargs: Any) -> torch.nn.Module:
+        return self._adopt(super()._wrap(module, *args, **kwargs))
+
+    def _load(self, repo_id: str, *args: Any, **kwargs: Any) -> torch.nn.Module:
+        return self._adopt(super()._load(repo_id, *args, **kwargs))
+
+    def _load_meta(self, repo_id: str, *args: Any, **kwargs: Any) -> torch.nn.Module:
+        return self._adopt(super()._load_meta(repo_id, *args, **kwargs))
+
+    def _adopt(self, module: torch.nn.Module) -> torch.nn.Module:
+        """Resolve the architecture before nnsight builds the envoy tree, so renaming applies."""
+        if module.training:
+            module.eval()  # dropout would make every numeric check (and every result) noisy
+        self.architecture: ResolvedArchitecture = resolve_architecture(module, self._rename_config)
+        self._standard_rename.clear()
+        self._standard_rename.update(self.architecture.rename_dict())
+        return module
+
+    def _build_accessors(self, enable_attention_probs: bool) -> None:
+        arch = self.architecture
+        layer_envoys = list(self.layers)
+        if len(layer_envoys) != arch.num_layers:
+            raise RenamingError(f"`layers` has {len(layer_envoys)} entries, expected {arch.num_layers}",
+                                architecture=arch.class_name, check="renaming")
+
+        def sublayer(paths: tuple[str | None, ...], what: str):
+            def locate(index: int) -> Any:
+                if paths[index] is None:
+                    raise RenamingError(f"layer {index} has no {what} module", architecture=arch.class_name,
+                                        check="renaming", fix=f"pass RenameConfig({what}='<path in the layer>')")
+                return walk(self.layers[index], paths[index])
+            return locate
+
+        n = arch.num_layers
+        self.attentions = LayerwiseModules(n, sublayer(arch.attention, "attention"))
+        self.mlps = LayerwiseModules(n, sublayer(arch.mlp, "mlp"))
+        self.layers_input = LayerwiseIO(n, lambda i: self.layers[i], "input")
+        self.layers_output = LayerwiseIO(n, lambda i: self.layers[i], "output")
+        self.attentions_input = LayerwiseIO(n, sublayer(arch.attention, "attention"), "input")
+        self.attentions_output = LayerwiseIO(n, sublayer(arch.attention_output, "attention_output"), "output")
+        self.mlps_input = LayerwiseIO(n, sublayer(arch.mlp_input, "mlp_input"), "input")
+        self.mlps_output = LayerwiseIO(n, sublayer(arch.mlp_output, "mlp_output"), "output")
+        self.attention_probabilities = AttentionProbabilities(
+            n, self.attentions, self._locate_probabilities(), enable_attention_probs, arch.class_name)
+
+    def _locate_probabilities(self) -> tuple:
+        arch = self.architecture
+        if arch.attn_prob_ops is not None:
+            from .attention_probs import ProbabilitiesLocation
+            return tuple(ProbabilitiesLocation("", arch.attn_prob_ops, type(m).forward) if m else None
+                         for m in self._attention_modules())
+        if not arch.spec.softmax_attention:
+            return (None,) * arch.num_layers
+        by_class: dict[type, Any] = {}
+        for module in self._attention_modules():
+            if module is not None and type(module) not in by_class:
+                by_class[type(module)] = locate_attention_probabilities(module)
+        return tuple(by_class[type(m)] if m is not None else None for m in self._attention_modules())
+
+    def _attention_modules(self) -> list[torch.nn.Module | None]:
+        layers = self._module.get_submodule(self.architecture.layers)
+        return [layer.get_submodule(path) if path else None for layer, path in zip(layers, self.architecture.attention)]
+
+    # -- facts -----------------------------------------------------------------
+
+    @property
+    def num_layers(self) -> int:
+        return self.architecture.num_layers
+
+    @property
+    def num_heads(self) -> int:
+        return _config_value(self._module.config, self.architecture.spec.num_heads_keys, "the number of heads",
+                             self.architecture.class_name)
+
+    @property
+    def hidden_size(self) -> int:
+        return _config_value(self._module.config, self.architecture.spec.hidden_size_keys, "the hidden size",
+                             self.architecture.class_name)
+
+    @property
+    def vocab_size(self) -> int:
+        return _config_value(self._module.config, self.architecture.spec.vocab_size_keys, "the vocabulary size",
+                             self.architecture.class_name)
+
+    # -- trace-time values -----------------------------------------------------
+
+    @property
+    def token_embeddings(self) -> Any:
+        """The token embeddings (output of ``embed_tokens``), readable and writable."""
+        return self.embed_tokens.output
+
+    @token_embeddings.setter
+    def token_embeddings(self, value: Any) -> None:
+        self.embed_tokens.output = value
+
+    @property
+    def logits(self) -> Any:
+        """The model's output logits, (batch, seq, vocab)."""
+        return self.output.logits
+
+    @property
+    def next_token_probs(self) -> Any:
+        """Softmax over the vocabulary at the last position, (batch, vocab)."""
+        return self.logits[:, -1, :].softmax(dim=-1)
+
+    @property
+    def input_ids(self) -> Any:
+        return self._model_kwargs()["input_ids"]
+
+    @property
+    def attention_mask(self) -> Any:
+        return self._model_kwargs().get("attention_mask")
+
+    @property
+    def input_size(self) -> torch.Size:
+        return self.input_ids.shape
+
+    def _model_kwargs(self) -> dict:
+        args, kwargs = self.inputs
+        return kwargs if not args else {"input_ids": args[0], **kwargs}
+
+    # -- interventions ---------------------------------------------------------
+
+    def project_on_vocab(self, hidden_state: Any) -> Any:
+        """Logits of a hidden state through the final norm and the unembedding (the logit lens)."""
+        if self.architecture.ln_final is not None:
+            hidden_state = self.ln_final(hidden_state)
+        return self.lm_head(hidden_state)
+
+    def skip_layer(self, layer: int, skip_with: Any = None) -> None:
+        """Skip one layer: its output becomes ``skip_with`` (default: its own input)."""
+        self.skip_layers(layer, layer, skip_with)
+
+    def skip_layers(self, start_layer: int, end_layer: int, skip_with: Any = None) -> None:
+        """Skip layers ``start_layer..end_layer`` (inclusive); the stream passes through unchanged."""
+        start = check_layer_index(start_layer, self.num_layers)
+        end = check_layer_index(end_layer, self.num_layers)
+        if start > end:
+            raise ValueError(f"start_layer ({start_layer}) is after end_layer ({end_layer})")
+        for index in range(start, end + 1):
+            replacement = self.layers_input[index] if skip_with is None else skip_with
+            self.layers[index].skip(self._as_layer_output(replacement))
+
+    def _as_layer_output(self, hidden: Any) -> Any:
+        return (hidden,) if getattr(self, "_layer_returns_tuple", False) else hidden
+
+    def steer(self, layers: int | list[int], steering_vector: torch.Tensor, factor: float = 1,
+              positions: int | list[int] | None = None) -> None:
+        """Add ``factor * steering_vector`` to the output of each given layer (at ``positions``, default all)."""
+        from .interventions import steer
+
+        steer(self, layers, steering_vector, factor, positions)
+
+    def get_topk_closest_tokens(self, hidden_state: torch.Tensor, k: int = 5) -> list[list[str]]:
+        """The k tokens whose logits are highest for a hidden state, per row (outside a trace)."""
+        with torch.no_grad():
+            head = self._module.get_submodule(self.architecture.lm_head)
+            norm = self._module.get_submodule(self.architecture.ln_final) if self.architecture.ln_final else None
+            hidden = hidden_state.to(head.weight.device, head.weight.dtype)
+            logits = head(norm(hidden) if norm is not None else hidden)
+        top = logits.reshape(-1, logits.shape[-1]).topk(k, dim=-1).indices
+        return [self.tokenizer.convert_ids_to_tokens(row.tolist()) for row in top]
+
+    # -- validation ------------------------------------------------------------
+
+    def validate(self) -> list:
+        """Run the load-time checks; raise ValidationFailed if any fails."""
+        from .checks import run_load_checks
+
+        self.check_results = run_load_checks(self)
+        if any(result.failed for result in self.check_results):
+            raise ValidationFailed(self.check_results, architecture=self.architecture.class_name)
+        return self.check_results
