@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, Literal
 
+import torch
+
 from .errors import AttentionProbabilitiesUnavailable, LayerIndexError, RenamingError
 
 if TYPE_CHECKING:
@@ -28,9 +30,15 @@ def check_layer_index(index: int, num_layers: int) -> int:
 
 
 def walk(envoy: Any, path: str) -> Any:
-    """The envoy at a dotted path below ``envoy``."""
+    """The envoy at a dotted path of native module names below ``envoy``.
+
+    Children are looked up by module name first: a submodule named like an envoy attribute
+    (BERT's ``output``) is moved off that attribute by nnsight, so ``getattr`` would read
+    the parent's output instead.
+    """
     for part in path.split("."):
-        envoy = getattr(envoy, part)
+        child = envoy._child_map.get(part) if hasattr(envoy, "_child_map") else None
+        envoy = child if child is not None else getattr(envoy, part)
     return envoy
 
 
@@ -67,6 +75,54 @@ class LayerwiseIO(LayerwiseModules):
         envoy.output = (value, *current[1:]) if isinstance(current, tuple) else value
 
 
+class LayerwiseContribution(LayerwiseModules):
+    """``attentions_output[i]`` / ``mlps_output[i]``: exactly what a sublayer adds to the residual stream.
+
+    Usually one module's output, read and written as is. Some blocks scale it before adding
+    (Granite's residual_multiplier) or add sibling modules' outputs with it (shared experts):
+    reading then sums and scales; writing stores, in the last module to run, the value that
+    makes the block add exactly what was assigned.
+    """
+
+    def __init__(self, num_layers: int, locate: Callable[[int], list[Any]], scales: tuple[float, ...]):
+        super().__init__(num_layers, locate)
+        self._scales = scales
+
+    def __getitem__(self, index: int) -> Any:
+        envoys = super().__getitem__(index)
+        total = unwrap(envoys[0].output)
+        for envoy in envoys[1:]:
+            total = total + unwrap(envoy.output)
+        scale = self._scales[check_layer_index(index, self._num_layers)] if self._scales else 1.0
+        return total if scale == 1.0 else total * scale
+
+    def __setitem__(self, index: int, value: Any) -> None:
+        envoys = super().__getitem__(index)
+        scale = self._scales[check_layer_index(index, self._num_layers)] if self._scales else 1.0
+        if scale != 1.0:
+            value = value / scale
+        for envoy in envoys[:-1]:
+            value = value - unwrap(envoy.output)
+        current = envoys[-1].output
+        envoys[-1].output = (value, *current[1:]) if isinstance(current, tuple) else value
+
+
+def _invoke_rows() -> tuple[int, int] | None:
+    """``(start, size)`` of the running invoke's rows in the combined batch, or None for the whole.
+
+    nnsight scopes a value to an invoke's rows only when its leading dim is the batch;
+    heads folded into the batch (``batch*heads``) escape that, so we scope them ourselves.
+    """
+    from nnsight.intervention.interleaver import Mediator
+
+    mediator = Mediator.current("attention_probabilities")
+    batcher = getattr(mediator.interleaver, "batcher", None)
+    if batcher is None or not batcher.batching or mediator.batch_group is None:
+        return None
+    start, size = mediator.batch_group
+    return start, size
+
+
 class AttentionProbabilities(LayerwiseModules):
     """``model.attention_probabilities[i]``: the softmax output of layer i, (batch, heads, seq, seq).
 
@@ -75,10 +131,12 @@ class AttentionProbabilities(LayerwiseModules):
     """
 
     def __init__(self, num_layers: int, attentions: LayerwiseModules,
-                 locations: tuple[ProbabilitiesLocation | None, ...], enabled: bool, architecture: str):
+                 locations: tuple[ProbabilitiesLocation | None, ...], enabled: bool, architecture: str,
+                 folded_heads: int | None = None):
         super().__init__(num_layers, self._operation)
         self._attentions = attentions
         self.locations = locations
+        self._folded_heads = folded_heads  # heads folded into the batch of the softmax output, if so
         self._enabled = enabled
         self._architecture = architecture
 
@@ -112,10 +170,25 @@ class AttentionProbabilities(LayerwiseModules):
         return self._enabled
 
     def __getitem__(self, index: int) -> Any:
-        return super().__getitem__(index).output
+        probs = super().__getitem__(index).output
+        if self._folded_heads is None:
+            return probs
+        # (batch*heads, q, k) -> (batch, heads, q, k): a view, so in-place edits reach the model.
+        probs = probs.view(-1, self._folded_heads, *probs.shape[-2:])
+        rows = _invoke_rows()
+        return probs if rows is None else probs.narrow(0, *rows)
 
     def __setitem__(self, index: int, value: Any) -> None:
-        super().__getitem__(index).output = value
+        operation = super().__getitem__(index)
+        if self._folded_heads is not None:
+            rows = _invoke_rows()
+            if rows is not None:  # splice this invoke's rows into the whole folded batch
+                full = operation.output
+                full = full.view(-1, self._folded_heads, *full.shape[-2:])
+                start, size = rows
+                value = torch.cat([full[:start], value.to(full.dtype), full[start + size:]])
+            value = value.reshape(-1, *value.shape[-2:])
+        operation.output = value
 
     def print_source(self, layer: int | None = None) -> None:
         """Print the source of the function computing the probabilities, labelled by nnsight."""

@@ -79,18 +79,46 @@ def _softmax_result_label(definition: ast.FunctionDef, code: Any) -> str | None:
     Follows the result through dropout, dtype casts and slicing (attention sinks), renamed
     or not, and stops at the first statement that multiplies it with anything.
     """
+    branches = _if_branches(definition)
     for body in _statement_blocks(definition):
         for index, statement in enumerate(body):
             if not (_is_single_assign(statement) and _calls_softmax(statement.value)):
                 continue
             variable, final = statement.targets[0].id, statement
-            for follower in body[index + 1:]:
-                if not (_is_single_assign(follower) and _mentions(follower.value, variable)) \
-                        or _multiplies(follower.value):
+            block, rest = body, body[index + 1:]
+            while True:
+                stopped = False
+                for follower in rest:
+                    if not (_is_single_assign(follower) and _mentions(follower.value, variable)) \
+                            or _multiplies(follower.value):
+                        stopped = True
+                        break
+                    variable, final = follower.targets[0].id, follower
+                # A branch of an if/else whose branches all end assigning the variable (an fp16
+                # upcast variant of the softmax): follow on after the if, where the label is
+                # on a statement that runs whichever branch was taken.
+                if stopped or id(block) not in branches or not _all_end_assigning(branches[id(block)][0], variable):
                     break
-                variable, final = follower.targets[0].id, follower
+                conditional, block = branches[id(block)]
+                rest = block[block.index(conditional) + 1:]
             return _label_on_lines(code, variable, final.lineno, final.end_lineno)
     return None
+
+
+def _if_branches(definition: ast.FunctionDef) -> dict[int, tuple[ast.If, list[ast.stmt]]]:
+    """For each branch of an if/else: the if statement and the statement list holding it."""
+    branches = {}
+    for block in _statement_blocks(definition):
+        for statement in block:
+            if isinstance(statement, ast.If) and statement.orelse:
+                for branch in (statement.body, statement.orelse):
+                    branches[id(branch)] = (statement, block)
+    return branches
+
+
+def _all_end_assigning(conditional: ast.If, variable: str) -> bool:
+    return all(_is_single_assign(branch[-1]) and branch[-1].targets[0].id == variable
+               for branch in (conditional.body, conditional.orelse))
 
 
 def _multiplies(node: ast.AST) -> bool:

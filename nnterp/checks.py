@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 import torch
 from nnsight import save
 
-from .errors import NNterpError
 
 if TYPE_CHECKING:
     from .standardized import StandardizedTransformer
@@ -242,7 +241,7 @@ def run_load_checks(model: StandardizedTransformer) -> list[CheckResult]:
         return results
     try:
         result = probe(model)
-    except (NNterpError, RuntimeError, AttributeError, TypeError, ValueError, IndexError) as error:
+    except Exception as error:  # noqa: BLE001 - any failure of the probe is the check's finding, reported below
         message = f"the probing forward pass failed: {type(error).__name__}: {error}"
         return results + [failed(CheckName.IO_SHAPES, message, fix="see the error; describe the model with RenameConfig")]
     model._layer_returns_tuple = result.layer_output_is_tuple

@@ -36,9 +36,9 @@ class ValidationFailed(RenamingError):
         self.results = results
         failed = [result for result in results if result.failed]
         lines = [f"{len(failed)} load-time check(s) failed:"]
-        lines += [f"  - {result.name}: {result.message}" for result in failed]
+        lines += [f"  - {result.name.value}: {result.message}" for result in failed]
         fixes = sorted({result.fix for result in failed if result.fix})
-        super().__init__("\n".join(lines), architecture=architecture, check=failed[0].name if failed else None,
+        super().__init__("\n".join(lines), architecture=architecture, check=failed[0].name.value if failed else None,
                          fix="; ".join(fixes) if fixes else
                          "pass check_renaming=False to load anyway, or describe the model with RenameConfig")
 

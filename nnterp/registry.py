@@ -42,7 +42,32 @@ class ArchitectureSpec:
     mlp_input: tuple[str, ...] = ()
     mlp_output: tuple[str, ...] = ()
     residual: Residual = Residual.SEQUENTIAL
+    # Config flag that, when present and False, makes the blocks post-norm (OPT's
+    # do_layer_norm_before): the residual identity then does not hold.
+    pre_norm_flag: str = ""
+    # Layer attribute scaling each sublayer's output before the block adds it (Granite's
+    # residual_multiplier, MiniCPM's residual_scale): attentions_output / mlps_output include it.
+    residual_scale_attr: str = ""
+    # Sibling modules whose outputs the block adds together with the MLP's, in run order (shared
+    # experts beside the routed ones): mlps_output is their sum, the MLP's whole contribution.
+    mlp_output_extra: tuple[str, ...] = ()
+    # Other modules whose output the block adds to the stream besides attention and MLP
+    # (Gemma 4's per-layer-input branch): part of the residual identity, in no accessor.
+    residual_extra: tuple[str, ...] = ()
+    # Module (where a layer has one) normalizing the block's input before it becomes the
+    # residual stream (RWKV's layer-0 pre_ln): the residual identity starts from its output.
+    residual_input: tuple[str, ...] = ()
+    # Layer attribute multiplying the whole block output, residual included (Gemma 4's layer_scalar).
+    output_scale_attr: str = ""
+    # Learned sink logits share the softmax but attend to nothing: the probabilities over
+    # the real keys sum to at most 1, not exactly 1 (gpt-oss).
+    attention_sinks: bool = False
+    # Config key listing the number of heads of each layer, where it varies (Laguna).
+    heads_per_layer_key: str = ""
     softmax_attention: bool = True
+    # The softmax output folds heads into the batch, (batch*heads, q, k), as older attention
+    # code does; attention_probabilities views it as (batch, heads, q, k).
+    attn_probs_heads_folded: bool = False
     # Token mixers that are not attention (Mamba, linear attention, convolutions): reachable as
     # attentions[i], but never aliased to `self_attn`, which names softmax attention only.
     token_mixers: tuple[str, ...] = ("linear_attn", "mamba", "mixer", "temporal_block", "conv", "mlstm_layer")
@@ -80,9 +105,13 @@ _SANDWICH = DEFAULT.like(attention_output=("post_attention_layernorm",),
 _PARALLEL = DEFAULT.like(residual=Residual.PARALLEL, note="attention and MLP read the same input")
 _BART = DEFAULT.like(mlp=(), mlp_input=("fc1",), mlp_output=("fc2",), residual=Residual.NONE,
                      note="MLP is fc1/fc2 inline in the layer; post-norm blocks")
+_BART_PRENORM = _BART.like(residual=Residual.SEQUENTIAL, note="MLP is fc1/fc2 inline in the layer; pre-norm blocks")
 _BERT = DEFAULT.like(attention_output=("attention.output.dense",), mlp=("intermediate",),
                      mlp_output=("output.dense",), residual=Residual.NONE,
                      note="post-norm encoder blocks used as decoders; residual added inside sublayers")
+_BERT_PRENORM = _BERT.like(residual=Residual.SEQUENTIAL,
+                           note="pre-norm BERT blocks: the residual is added inside attention.output / output, "
+                                "after their dense layer, with no norm after it")
 
 _ARCHITECTURES: dict[str, ArchitectureSpec] = {
     "GPTJForCausalLM": _PARALLEL,
@@ -97,7 +126,41 @@ _ARCHITECTURES: dict[str, ArchitectureSpec] = {
     "Gemma2ForCausalLM": _SANDWICH,
     "Gemma3ForCausalLM": _SANDWICH,
     "BartForCausalLM": _BART,
+    "BlenderbotSmallForCausalLM": _BART,
+    "MarianForCausalLM": _BART,
+    "PLBartForCausalLM": _BART,
+    "MvpForCausalLM": _BART.like(attn_probs_heads_folded=True),
+    "TrOCRForCausalLM": _BART.like(attn_probs_heads_folded=True),
+    "MBartForCausalLM": _BART_PRENORM,
+    "PegasusForCausalLM": _BART_PRENORM,
+    "BlenderbotForCausalLM": _BART_PRENORM,
+    "WhisperForCausalLM": _BART_PRENORM,
+    "BioGptForCausalLM": _BART_PRENORM,
+    "BigBirdPegasusForCausalLM": _BART_PRENORM.like(
+        ln_final=("model.decoder.layernorm_embedding",),
+        note="MLP is fc1/fc2 inline; pre-norm blocks; the decoder's final norm is named layernorm_embedding"),
+    "XGLMForCausalLM": _BART_PRENORM.like(attn_probs_heads_folded=True),
+    "OPTForCausalLM": _BART_PRENORM.like(pre_norm_flag="do_layer_norm_before",
+                                         note="MLP is fc1/fc2 inline; pre-norm unless do_layer_norm_before=False"),
     "BertLMHeadModel": _BERT,
+    "BertGenerationDecoder": _BERT,
+    "BigBirdForCausalLM": _BERT,
+    "CamembertForCausalLM": _BERT,
+    "Data2VecTextForCausalLM": _BERT,
+    "ErnieForCausalLM": _BERT,
+    "RemBertForCausalLM": _BERT,
+    "RoCBertForCausalLM": _BERT,
+    "RoFormerForCausalLM": _BERT,
+    "RobertaForCausalLM": _BERT,
+    "XLMRobertaForCausalLM": _BERT,
+    "XmodForCausalLM": _BERT.like(note="post-norm BERT blocks; the MLP output also runs a per-language adapter "
+                                       "after the residual add"),
+    "ElectraForCausalLM": _BERT.like(ln_final=("generator_predictions",),
+                                     note="post-norm BERT blocks; generator_predictions (dense, activation, "
+                                          "LayerNorm) is the transform before the unembedding"),
+    "MegatronBertForCausalLM": _BERT_PRENORM,
+    "RobertaPreLayerNormForCausalLM": _BERT_PRENORM.like(ln_final=("roberta_prelayernorm.LayerNorm",)),
+    "XLMRobertaXLForCausalLM": _BERT_PRENORM.like(ln_final=("roberta.encoder.LayerNorm",)),
     "MambaForCausalLM": DEFAULT.like(mlp=(), softmax_attention=False, note="a mixer per block, no MLP"),
 }
 

@@ -113,10 +113,24 @@ class ResolvedArchitecture:
     mlp_input: tuple[str | None, ...]
     mlp_output: tuple[str | None, ...]
     attn_prob_ops: tuple[str, ...] | None = None
+    # Per layer: the spec's mlp_output_extra / residual_extra present in that layer, and the
+    # factor (residual_scale_attr) the block multiplies each sublayer's output by.
+    mlp_output_extra: tuple[tuple[str, ...], ...] = ()
+    residual_extra: tuple[tuple[str, ...], ...] = ()
+    residual_input: tuple[str | None, ...] = ()
+    residual_scale: tuple[float, ...] = ()
 
     @property
     def num_layers(self) -> int:
         return len(self.attention)
+
+    @property
+    def softmax_layers(self) -> tuple[int, ...]:
+        """Layers whose attention path names softmax attention, not a token mixer (Mamba, RWKV...)."""
+        if not self.spec.softmax_attention:
+            return ()
+        return tuple(i for i, path in enumerate(self.attention)
+                     if path is not None and path not in self.spec.token_mixers)
 
     def rename_dict(self) -> dict[str, str]:
         """The nnsight ``rename=`` mapping: native path -> standardized name."""
@@ -157,6 +171,8 @@ def resolve_architecture(model: Any, rename_config: RenameConfig | None = None) 
     spec = spec_for(type(model))
     if rename_config is not None:
         spec = rename_config.apply(spec)
+    if spec.pre_norm_flag and getattr(model.config, spec.pre_norm_flag, True) is False:
+        spec = spec.like(residual=Residual.NONE, note=f"post-norm blocks ({spec.pre_norm_flag}=False)")
     embed = _required(model, spec.embed_tokens, "embed_tokens", class_name,
                       None if spec.embed_tokens else _hf_path(model, "get_input_embeddings"))
     lm_head = _required(model, spec.lm_head, "lm_head", class_name,
@@ -173,7 +189,22 @@ def resolve_architecture(model: Any, rename_config: RenameConfig | None = None) 
         mlp_input=_per_layer(layers, spec.mlp_input) if spec.mlp_input else mlp,
         mlp_output=_per_layer(layers, spec.mlp_output) if spec.mlp_output else mlp,
         attn_prob_ops=rename_config.attn_prob_ops if rename_config else None,
+        mlp_output_extra=_all_present(layers, spec.mlp_output_extra),
+        residual_extra=_all_present(layers, spec.residual_extra),
+        residual_input=_per_layer(layers, spec.residual_input) if spec.residual_input else (),
+        residual_scale=tuple(_scalar(layer, spec.residual_scale_attr) for layer in layers),
     )
+
+
+def _all_present(layers: Any, paths: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
+    """Per layer, every one of ``paths`` present in it (not the first: they all contribute)."""
+    return tuple(tuple(path for path in paths if get_submodule(layer, path) is not None) for layer in layers)
+
+
+def _scalar(layer: Any, attribute: str) -> float:
+    """A layer's scalar attribute as a float (1.0 when unnamed or absent)."""
+    value = getattr(layer, attribute, None) if attribute else None
+    return 1.0 if value is None else float(value)
 
 
 def _hf_path(model: Any, getter: str) -> str | None:

@@ -7,7 +7,8 @@ from typing import Any, Iterable
 import torch
 from nnsight.modeling.transformers import TransformersModel
 
-from .accessors import AttentionProbabilities, LayerwiseIO, LayerwiseModules, check_layer_index, walk
+from .accessors import (AttentionProbabilities, LayerwiseContribution, LayerwiseIO, LayerwiseModules,
+                        check_layer_index, walk)
 from .attention_probs import locate_attention_probabilities
 from .errors import RenamingError, ValidationFailed
 from .rename import RenameConfig, ResolvedArchitecture, resolve_architecture
@@ -103,11 +104,16 @@ class StandardizedTransformer(TransformersModel):
         self.layers_input = LayerwiseIO(n, lambda i: self.layers[i], "input")
         self.layers_output = LayerwiseIO(n, lambda i: self.layers[i], "output")
         self.attentions_input = LayerwiseIO(n, sublayer(arch.attention, "attention"), "input")
-        self.attentions_output = LayerwiseIO(n, sublayer(arch.attention_output, "attention_output"), "output")
+        attention_output = sublayer(arch.attention_output, "attention_output")
+        mlp_output = sublayer(arch.mlp_output, "mlp_output")
+        mlp_extra = arch.mlp_output_extra or ((),) * n
+        self.attentions_output = LayerwiseContribution(n, lambda i: [attention_output(i)], arch.residual_scale)
         self.mlps_input = LayerwiseIO(n, sublayer(arch.mlp_input, "mlp_input"), "input")
-        self.mlps_output = LayerwiseIO(n, sublayer(arch.mlp_output, "mlp_output"), "output")
+        self.mlps_output = LayerwiseContribution(
+            n, lambda i: [mlp_output(i)] + [walk(self.layers[i], path) for path in mlp_extra[i]], arch.residual_scale)
         self.attention_probabilities = AttentionProbabilities(
-            n, self.attentions, self._locate_probabilities(), enable_attention_probs, arch.class_name)
+            n, self.attentions, self._locate_probabilities(), enable_attention_probs, arch.class_name,
+            folded_heads=self.num_heads if arch.spec.attn_probs_heads_folded else None)
 
     def _locate_probabilities(self) -> tuple:
         arch = self.architecture
@@ -115,13 +121,13 @@ class StandardizedTransformer(TransformersModel):
             from .attention_probs import ProbabilitiesLocation
             return tuple(ProbabilitiesLocation("", arch.attn_prob_ops, type(m).forward) if m else None
                          for m in self._attention_modules())
-        if not arch.spec.softmax_attention:
-            return (None,) * arch.num_layers
+        softmax = set(arch.softmax_layers)  # token mixers (Mamba, RWKV...) compute no probabilities
+        modules = [m if i in softmax else None for i, m in enumerate(self._attention_modules())]
         by_class: dict[type, Any] = {}
-        for module in self._attention_modules():
+        for module in modules:
             if module is not None and type(module) not in by_class:
                 by_class[type(module)] = locate_attention_probabilities(module)
-        return tuple(by_class[type(m)] if m is not None else None for m in self._attention_modules())
+        return tuple(by_class[type(m)] if m is not None else None for m in modules)
 
     def _attention_modules(self) -> list[torch.nn.Module | None]:
         layers = self._module.get_submodule(self.architecture.layers)

