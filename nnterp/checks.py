@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from nnsight import save
 
+from .accessors import unwrap, walk
+
 
 if TYPE_CHECKING:
     from .standardized import StandardizedTransformer
@@ -114,23 +116,29 @@ def probe(model: StandardizedTransformer) -> Probe:
     names = ("layers_input", "attentions_input", "attention_probabilities", "attentions_output",
              "mlps_input", "mlps_output", "layers_output")
     values: dict[str, list[Any]] = {name: [None] * arch.num_layers for name in names}
+    values["residual_input"] = [None] * arch.num_layers
+    values["residual_extra"] = [[] for _ in range(arch.num_layers)]
     prompts = PROBE_PROMPTS
-    with model.trace() as tracer:
+    with torch.no_grad(), model.trace() as tracer:
         with tracer.invoke(prompts):
             input_ids = model.input_ids.save()
             embeddings = model.token_embeddings.save()
             for i in range(arch.num_layers):
-                values["layers_input"][i] = model.layers_input[i].save()
+                values["layers_input"][i] = _snapshot(model.layers_input[i])
+                if arch.residual_input and arch.residual_input[i] is not None:
+                    values["residual_input"][i] = _snapshot(unwrap(walk(model.layers[i], arch.residual_input[i]).output))
                 if arch.attention[i] is not None:
                     values["attentions_input"][i] = model.attentions_input[i].save()
                     if probs_on and model.attention_probabilities.locations[i] is not None:
                         values["attention_probabilities"][i] = model.attention_probabilities[i].save()
                 if arch.attention_output[i] is not None:
-                    values["attentions_output"][i] = model.attentions_output[i].save()
+                    values["attentions_output"][i] = _snapshot(model.attentions_output[i])
                 if arch.mlp_input[i] is not None:
-                    values["mlps_input"][i] = model.mlps_input[i].save()
+                    values["mlps_input"][i] = _snapshot(model.mlps_input[i])
                 if arch.mlp_output[i] is not None:
-                    values["mlps_output"][i] = model.mlps_output[i].save()
+                    values["mlps_output"][i] = _snapshot(model.mlps_output[i])
+                for path in (arch.residual_extra[i] if arch.residual_extra else ()):
+                    values["residual_extra"][i].append(_snapshot(unwrap(walk(model.layers[i], path).output)))
                 if i == 0:
                     is_tuple = save(isinstance(model.layers[0].output, tuple))
                 values["layers_output"][i] = model.layers_output[i].save()
@@ -147,19 +155,30 @@ def probe(model: StandardizedTransformer) -> Probe:
                  edited_layer, bool(is_tuple))
 
 
+def _snapshot(value: Any) -> Any:
+    """A saved copy of a value as it is now: some blocks later edit a sublayer's output in
+    place (Falcon's ``mlp_output += attention_output``), which would change a saved reference."""
+    return save(value.clone() if isinstance(value, torch.Tensor) else value)
+
+
 def check_io_shapes(model: StandardizedTransformer, result: Probe) -> CheckResult:
     """Every accessor yields a tensor of the expected shape."""
     batch, seq = result.input_ids.shape
     hidden = (batch, seq, model.hidden_size)
     expected = {"token_embeddings": hidden, "layers_input": hidden, "layers_output": hidden,
                 "attentions_input": hidden, "attentions_output": hidden, "mlps_input": hidden, "mlps_output": hidden}
+    heads: list[int] = []
     if any(value is not None for value in result.values["attention_probabilities"]):
         expected["attention_probabilities"] = (batch, model.num_heads, seq, seq)
+        key = model.architecture.spec.heads_per_layer_key  # heads vary by layer (Laguna)
+        heads = list(getattr(model._module.config.get_text_config(), key, None) or []) if key else []
     problems, count = [], 0
     for name, shape in expected.items():
         for index, value in enumerate(result.values[name]):
             if value is None:
                 continue
+            if name == "attention_probabilities" and heads:
+                shape = (batch, heads[index], seq, seq)
             count += 1
             found = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
             if found != shape:
@@ -183,12 +202,17 @@ def check_residual(model: StandardizedTransformer, result: Probe) -> CheckResult
         return not_applicable(CheckName.RESIDUAL, f"{arch.class_name} blocks have no additive residual identity"
                               + (f" ({arch.spec.note})" if arch.spec.note else ""))
     worst, worst_layer = 0.0, None
+    layers = model._module.get_submodule(arch.layers)
     for i in range(arch.num_layers):
         parts = [result.values[name][i] for name in ("layers_input", "attentions_output", "mlps_output")]
+        if result.values["residual_input"][i] is not None:  # the block normalizes its input first (RWKV)
+            parts[0] = result.values["residual_input"][i]
         output = result.values["layers_output"][i]
         if output is None or parts[0] is None or parts[1] is None:
             continue
-        total = sum(part for part in parts if part is not None)
+        total = sum(part for part in parts + result.values["residual_extra"][i] if part is not None)
+        if arch.spec.output_scale_attr:  # the block scales its whole output (Gemma 4's layer_scalar)
+            total = total * torch.as_tensor(getattr(layers[i], arch.spec.output_scale_attr)).to(total)
         error = ((output - total).abs().max() / output.abs().max().clamp_min(1e-6)).item()
         if error > worst:
             worst, worst_layer = error, i
@@ -210,20 +234,14 @@ def check_attention_probabilities(model: StandardizedTransformer, result: Probe)
         return [not_applicable(CheckName.ATTN_PROBS_SUM, reason), not_applicable(CheckName.ATTN_PROBS_EFFECT, reason)]
     found = [(i, p) for i, p in enumerate(result.values["attention_probabilities"]) if p is not None]
     if not found:
-        has_softmax_layers = arch.spec.softmax_attention
+        has_softmax_layers = bool(arch.softmax_layers)
         reason = "no softmax attention found in any layer"
         if not has_softmax_layers:
             return [not_applicable(CheckName.ATTN_PROBS_SUM, f"{arch.class_name} has no softmax attention"),
                     not_applicable(CheckName.ATTN_PROBS_EFFECT, f"{arch.class_name} has no softmax attention")]
         fix = "pin the operation with RenameConfig(attn_prob_ops=...), see attention_probabilities.print_source()"
         return [failed(CheckName.ATTN_PROBS_SUM, reason, fix=fix), failed(CheckName.ATTN_PROBS_EFFECT, reason, fix=fix)]
-    errors = [((p.float().sum(dim=-1) - 1).abs().max().item(), i) for i, p in found]
-    worst, worst_layer = max(errors)
-    sums = (failed(CheckName.ATTN_PROBS_SUM, f"layer {worst_layer}: probabilities sum to 1 +- {worst:.3g} "
-                   f"(tolerance {PROBS_SUM_TOLERANCE}); the located operation is not the softmax output",
-                   value=worst, fix="pin the operation with RenameConfig(attn_prob_ops=...)")
-            if worst > PROBS_SUM_TOLERANCE else
-            passed(CheckName.ATTN_PROBS_SUM, f"{len(found)} layers sum to 1 (max error {worst:.2g})", value=worst))
+    sums = _check_sums_with_sinks(found) if arch.spec.attention_sinks else _check_sums(found)
     change = (result.edited_logits - result.logits).abs().max().item()
     effect = (passed(CheckName.ATTN_PROBS_EFFECT, f"editing layer {result.edited_layer} changes logits by {change:.3g}",
                      value=change)
@@ -232,6 +250,31 @@ def check_attention_probabilities(model: StandardizedTransformer, result: Probe)
                      "logits unchanged: the located tensor is not the one the attention uses", value=change,
                      fix="pin the operation with RenameConfig(attn_prob_ops=...)"))
     return [sums, effect]
+
+
+def _check_sums(found: list[tuple[int, torch.Tensor]]) -> CheckResult:
+    """Softmax probabilities sum to 1 over the keys."""
+    worst, worst_layer = max(((p.float().sum(dim=-1) - 1).abs().max().item(), i) for i, p in found)
+    if worst > PROBS_SUM_TOLERANCE:
+        return failed(CheckName.ATTN_PROBS_SUM, f"layer {worst_layer}: probabilities sum to 1 +- {worst:.3g} "
+                      f"(tolerance {PROBS_SUM_TOLERANCE}); the located operation is not the softmax output",
+                      value=worst, fix="pin the operation with RenameConfig(attn_prob_ops=...)")
+    return passed(CheckName.ATTN_PROBS_SUM, f"{len(found)} layers sum to 1 (max error {worst:.2g})", value=worst)
+
+
+def _check_sums_with_sinks(found: list[tuple[int, torch.Tensor]]) -> CheckResult:
+    """With attention sinks, the sink logits take part of the softmax mass and attend to nothing,
+    so the probabilities over the real keys sum to a value in [0, 1] (0 for a fully masked
+    padding row, where the sink takes everything). More than 1, or a negative entry, means the
+    located tensor is not the probabilities."""
+    worst, worst_layer = max((max((p.float().sum(dim=-1) - 1).max().item(), -p.float().min().item()), i)
+                             for i, p in found)
+    if worst > PROBS_SUM_TOLERANCE:
+        return failed(CheckName.ATTN_PROBS_SUM, f"layer {worst_layer}: probabilities exceed the [0, 1] range of "
+                      f"sums with attention sinks by {worst:.3g} (tolerance {PROBS_SUM_TOLERANCE})",
+                      value=worst, fix="pin the operation with RenameConfig(attn_prob_ops=...)")
+    return passed(CheckName.ATTN_PROBS_SUM, f"{len(found)} layers sum to at most 1 over the real keys "
+                  f"(attention sinks hold the rest; max excess {max(worst, 0.0):.2g})", value=worst)
 
 
 def run_load_checks(model: StandardizedTransformer) -> list[CheckResult]:

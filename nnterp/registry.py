@@ -103,6 +103,16 @@ _SANDWICH = DEFAULT.like(attention_output=("post_attention_layernorm",),
                          mlp_output=("post_feedforward_layernorm",),
                          note="post-norms on both sublayer outputs (sandwich norm)")
 _PARALLEL = DEFAULT.like(residual=Residual.PARALLEL, note="attention and MLP read the same input")
+_POST_NORM = _SANDWICH.like(note="norms after attention and MLP (no pre-norms), before each residual add")
+_GLM4 = DEFAULT.like(attention_output=("post_self_attn_layernorm",), mlp_output=("post_mlp_layernorm",),
+                     note="sandwich norm; post_attention_layernorm is the pre-MLP norm")
+_GRANITE = DEFAULT.like(residual_scale_attr="residual_multiplier", mlp_output_extra=("shared_mlp",),
+                        note="each sublayer output is scaled by residual_multiplier; a shared MLP beside the "
+                             "routed experts is part of the MLP contribution")
+_GEMMA4 = _SANDWICH.like(residual_extra=("post_per_layer_input_norm",), output_scale_attr="layer_scalar",
+                         note="sandwich norm; the per-layer-input branch adds a third term; layer_scalar "
+                              "scales the whole block output")
+_SINKS = DEFAULT.like(attention_sinks=True, note="learned attention sinks: probabilities over keys sum to <= 1")
 _BART = DEFAULT.like(mlp=(), mlp_input=("fc1",), mlp_output=("fc2",), residual=Residual.NONE,
                      note="MLP is fc1/fc2 inline in the layer; post-norm blocks")
 _BART_PRENORM = _BART.like(residual=Residual.SEQUENTIAL, note="MLP is fc1/fc2 inline in the layer; pre-norm blocks")
@@ -161,6 +171,55 @@ _ARCHITECTURES: dict[str, ArchitectureSpec] = {
     "MegatronBertForCausalLM": _BERT_PRENORM,
     "RobertaPreLayerNormForCausalLM": _BERT_PRENORM.like(ln_final=("roberta_prelayernorm.LayerNorm",)),
     "XLMRobertaXLForCausalLM": _BERT_PRENORM.like(ln_final=("roberta.encoder.LayerNorm",)),
+    "AfmoeForCausalLM": DEFAULT.like(attention_output=("post_attention_layernorm",), mlp_output=("post_mlp_layernorm",),
+                                     note="sandwich norm (pre_mlp_layernorm / post_mlp_layernorm around the MLP)"),
+    "BeamForCausalLM": _SANDWICH.like(
+        residual=Residual.NONE,
+        note="sandwich norm; depth-scaled residual: each add is sqrt((k-1)/k)*stream + sublayer/sqrt(k), "
+             "which rescales the stream, so there is no additive identity"),
+    "Exaone4ForCausalLM": _POST_NORM,
+    "FlexOlmoForCausalLM": _POST_NORM,
+    "Olmo2ForCausalLM": _POST_NORM,
+    "Olmo3ForCausalLM": _POST_NORM,
+    "OlmoHybridForCausalLM": _POST_NORM.like(
+        attention_output=("linear_attn", "post_attention_layernorm"), mlp_output=("post_feedforward_layernorm", "mlp"),
+        note="attention layers are post-norm (norms after each sublayer); linear-attention layers are pre-norm, "
+             "their post_attention_layernorm being the pre-MLP norm"),
+    "Gemma3ForConditionalGeneration": _SANDWICH,
+    "Gemma4ForCausalLM": _GEMMA4,
+    "Gemma4ForConditionalGeneration": _GEMMA4,
+    "Gemma4UnifiedForCausalLM": _GEMMA4,
+    "Gemma4UnifiedForConditionalGeneration": _GEMMA4,
+    "Glm4ForCausalLM": _GLM4,
+    "Kolibri1ForCausalLM": _GLM4,
+    "HyperCLOVAXForCausalLM": DEFAULT.like(attention_output=("post_norm1",), mlp_output=("post_norm2",),
+                                           residual_scale_attr="residual_multiplier",
+                                           note="optional post-norms (Identity when off); outputs scaled by "
+                                                "residual_multiplier"),
+    "Lfm3ForCausalLM": DEFAULT.like(attention_output=("post_operator_norm",), mlp_output=("post_ffn_norm",),
+                                    note="sandwich norm around the operator (attention or conv) and the MLP"),
+    "GraniteForCausalLM": _GRANITE,
+    "GraniteMoeForCausalLM": _GRANITE,
+    "GraniteMoeSharedForCausalLM": _GRANITE,
+    "GraniteMoeSWAForCausalLM": _GRANITE,
+    "GraniteMoeHybridForCausalLM": _GRANITE,
+    "MiniCPM3ForCausalLM": DEFAULT.like(residual_scale_attr="residual_scale",
+                                        note="each sublayer output is scaled by scale_depth / sqrt(num_layers)"),
+    "MiniMaxForCausalLM": DEFAULT.like(
+        residual=Residual.NONE,
+        note="the stream is re-normed before each sublayer and each add is alpha*residual + beta*sublayer: "
+             "post-norm mixing with no additive identity"),
+    "MptForCausalLM": DEFAULT.like(mlp_output=("ffn.down_proj",), note="the MLP adds the residual itself"),
+    "InklingForCausalLM": DEFAULT.like(attention_output=("attn_sconv",), mlp_output=("mlp_sconv",),
+                                       note="a short convolution (with its own skip) follows each sublayer"),
+    "GptOssForCausalLM": _SINKS,
+    "FlintForCausalLM": _SINKS,
+    "MiMoV2FlashForCausalLM": _SINKS,
+    "LagunaForCausalLM": DEFAULT.like(heads_per_layer_key="num_attention_heads_per_layer",
+                                      note="the number of heads varies by layer"),
+    "RwkvForCausalLM": DEFAULT.like(softmax_attention=False, residual_input=("pre_ln",),
+                                    note="RWKV time mixing is no softmax attention; layer 0 norms its input "
+                                         "(pre_ln) before the residual stream starts"),
     "MambaForCausalLM": DEFAULT.like(mlp=(), softmax_attention=False, note="a mixer per block, no MLP"),
 }
 

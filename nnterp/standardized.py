@@ -235,11 +235,16 @@ class StandardizedTransformer(TransformersModel):
 
     # -- validation ------------------------------------------------------------
 
-    def validate(self) -> list:
-        """Run the load-time checks; raise ValidationFailed if any fails."""
+    def validate_quietly(self) -> list:
+        """Run the load-time checks and return their results without raising."""
         from .checks import run_load_checks
 
         self.check_results = run_load_checks(self)
+        return self.check_results
+
+    def validate(self) -> list:
+        """Run the load-time checks; raise ValidationFailed if any fails."""
+        self.validate_quietly()
         if any(result.failed for result in self.check_results):
             raise ValidationFailed(self.check_results, architecture=self.architecture.class_name)
         return self.check_results

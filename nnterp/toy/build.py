@@ -25,6 +25,7 @@ SMALL_SIZES: dict[str, Any] = {
     "shared_expert_intermediate_size": 32,
     "num_experts": 4, "num_local_experts": 4, "n_routed_experts": 4, "moe_num_experts": 4,
     "num_experts_per_tok": 2, "moe_k": 2, "top_k": 2,
+    # above the pad id (256): RoBERTa-style position embeddings use it as padding_idx
     "max_position_embeddings": 512, "n_positions": 512, "n_ctx": 512, "max_seq_len": 512,
     "rotary_dim": 8,
     # multi-head latent attention (DeepSeek-style): small low-rank and per-head dims
@@ -32,26 +33,28 @@ SMALL_SIZES: dict[str, Any] = {
     "o_lora_rank": 32, "index_head_dim": 16, "index_n_heads": 4,
     # mixture of experts: routing groups and top-k under the expert count
     "n_group": 1, "topk_group": 1, "num_expert_group": 1, "num_experts_per_token": 2, "moe_topk": 2,
-    "moe_top_k": 2, "expert_ffn_hidden_size": 32, "shared_experts_intermediate_size": 32,
-    "moe_shared_expert_intermediate_size": 32,
+    "moe_top_k": 2,
     # linear attention and state-space layers
     "linear_num_heads": 4, "linear_head_dim": 16, "linear_num_key_heads": 2, "linear_num_value_heads": 4,
     "linear_key_head_dim": 16, "linear_value_head_dim": 16,
     "state_size": 16, "ssm_state_size": 16, "mamba_d_state": 16, "mamba_dt_rank": 8, "time_step_rank": 8,
-    "n_groups": 1, "mamba_n_groups": 1,
-    # other widths that default to full size
-    "emb_dim": 64, "embedding_dim": 64, "input_embedding_size": 64, "output_embedding_size": 64,
-    "dff": 128, "d_inner": 128, "mlp_dim": 128, "swa_num_attention_heads": 4, "swa_num_key_value_heads": 2,
-    "swa_head_dim": 16, "laurel_rank": 8, "adapter_rank": 8, "hidden_size_per_layer_input": 16,
-    "pronunciation_embed_dim": 16, "shape_embed_dim": 16, "dim_ff": 128, "dim_head": 16, "kv_channels": 16,
-    "num_encoder_layers": 2, "num_decoder_layers": 2, "mamba_num_heads": 8, "mamba_head_dim": 16,
-    "zero_expert_num": 2, "shared_intermediate_size": 32, "dense_intermediate_size": 128,
-    "nemo_conv_channels": 16, "ext_pw_out_channel": 64, "depthwise_separable_out_channel": 64, "num_blocks": 2,
-    "output_channels": 16, "hidden_size_global": 64, "adapter_in_dim": 64, "adapter_out_dim": 64,
-    "adapter_input_size": 64, "encoder_hash_byte_group_vocab": 512,
-    "n_shared_experts": 1, "hc_lowrank": 16, "router_hidden_size": 32,
+    "n_groups": 1, "mamba_n_groups": 1, "mamba_num_heads": 8, "mamba_head_dim": 16,
+    # mixture of experts: expert widths and counts
+    "n_shared_experts": 1, "zero_expert_num": 2, "router_hidden_size": 32, "expert_ffn_hidden_size": 32,
+    "shared_experts_intermediate_size": 32, "moe_shared_expert_intermediate_size": 32,
+    "shared_intermediate_size": 32, "dense_intermediate_size": 128,
     # keep one dense layer ahead of the MoE ones, so a 2-layer toy still routes
     "first_k_dense_replace": 1, "num_dense_layers": 1,
+    # other widths and depths that default to full size
+    "emb_dim": 64, "embedding_dim": 64, "input_embedding_size": 64, "output_embedding_size": 64,
+    "hidden_size_global": 64, "dff": 128, "d_inner": 128, "dim_ff": 128, "mlp_dim": 128, "dim_head": 16,
+    "kv_channels": 16, "swa_num_attention_heads": 4, "swa_num_key_value_heads": 2, "swa_head_dim": 16,
+    "laurel_rank": 8, "adapter_rank": 8, "hc_lowrank": 16, "hidden_size_per_layer_input": 16,
+    "pronunciation_embed_dim": 16, "shape_embed_dim": 16, "encoder_hash_byte_group_vocab": 512,
+    "num_encoder_layers": 2, "num_decoder_layers": 2, "num_blocks": 2,
+    # vision and audio towers of multimodal configs, and their adapters to the text width
+    "output_channels": 16, "nemo_conv_channels": 16, "ext_pw_out_channel": 64,
+    "depthwise_separable_out_channel": 64, "adapter_in_dim": 64, "adapter_out_dim": 64, "adapter_input_size": 64,
 }
 
 # Sizes a config must also take when it has the trigger field: MLA shares one latent
@@ -127,12 +130,9 @@ class ToyModelUnsupported(Exception):
         self.reason = reason
 
 
-def _layer_count(config: Any) -> int | None:
-    """The default number of decoder layers of a (sub)config, if it names one."""
-    for name in LAYER_COUNT_FIELDS:
-        if isinstance(config.__dict__.get(name), int):
-            return config.__dict__[name]
-    return None
+def _layer_count_field(config: Any) -> str | None:
+    """The field holding the number of decoder layers of a (sub)config, if it has one."""
+    return next((name for name in LAYER_COUNT_FIELDS if isinstance(config.__dict__.get(name), int)), None)
 
 
 def _kept_layers(config: Any, total: int) -> int:
@@ -148,18 +148,23 @@ def _kept_layers(config: Any, total: int) -> int:
 
 
 def _layer_fields(config: Any, layers: int | None = None) -> dict[str, Any]:
-    """Layer count and per-layer lists cut to the kept prefix, so hybrids keep every layer kind."""
-    total = _layer_count(config)
-    if total is None:
+    """Layer count and per-layer lists cut to the kept prefix, so hybrids keep every layer kind.
+
+    Per-layer lists named in SMALL_SIZES are left to it (they get the small value per layer).
+    """
+    count_field = _layer_count_field(config)
+    if count_field is None:
         return {}
+    total = config.__dict__[count_field]
     kept = layers or _kept_layers(config, total)
-    fields: dict[str, Any] = {}
+    fields: dict[str, Any] = {count_field: kept}
     for name, value in config.__dict__.items():
-        if name in LAYER_INDEX_FIELDS and isinstance(value, (list, tuple)):
+        if not isinstance(value, (list, tuple)) or name in SMALL_SIZES:
+            continue
+        if name in LAYER_INDEX_FIELDS:
             fields[name] = [index for index in value if index < kept]
-        elif isinstance(value, (list, tuple)) and len(value) == total and total > kept:
+        elif len(value) == total and total > kept:
             fields[name] = list(value[:kept])
-    fields[next(name for name in LAYER_COUNT_FIELDS if isinstance(config.__dict__.get(name), int))] = kept
     return fields
 
 
@@ -172,7 +177,8 @@ def _small_size(value: Any, default: Any, layers: int | None) -> Any:
 
 def _small_values(defaults: dict[str, Any], layers: int | None = None) -> dict[str, Any]:
     """SMALL_SIZES and IMPLIED_SIZES for the names a config (or a per-layer override) defines."""
-    fields = {key: _small_size(value, defaults[key], layers) for key, value in SMALL_SIZES.items() if key in defaults}
+    fields = {key: _small_size(value, defaults[key], layers)
+              for key, value in SMALL_SIZES.items() if key in defaults}
     for trigger, implied in IMPLIED_SIZES.items():
         if trigger in defaults:
             fields.update(implied)
@@ -192,10 +198,9 @@ def _per_layer_overrides(config: Any, kept: int) -> dict[str, Any]:
 def _shrunk_fields(config: Any, tokenizer: Any, layers: int | None = None) -> dict[str, Any]:
     """The small fields of a config and, recursively, of its sub-configs."""
     layer_fields = _layer_fields(config, layers)
-    layers = next((layer_fields[name] for name in LAYER_COUNT_FIELDS if name in layer_fields), None)
-    fields = _small_values(config.__dict__, layers)
-    fields.update({key: value for key, value in layer_fields.items() if key not in SMALL_SIZES or key in LAYER_COUNT_FIELDS})
-    fields.update(_per_layer_overrides(config, layers or MIN_LAYERS))
+    kept = layer_fields.get(_layer_count_field(config) or "")
+    fields = {**_small_values(config.__dict__, kept), **layer_fields}
+    fields.update(_per_layer_overrides(config, kept or MIN_LAYERS))
     fields.update({name: len(tokenizer) for name in VOCAB_FIELDS if name in config.__dict__})
     for field, token in TOKEN_ID_FIELDS.items():
         if field in config.__dict__:
@@ -208,16 +213,19 @@ def _shrunk_fields(config: Any, tokenizer: Any, layers: int | None = None) -> di
 
 
 def toy_config(model_type: str, tokenizer: Any = None) -> Any:
-    """The small config of one model type: defaults, shrunk, then its row of TOY_FIXES."""
-    from transformers import CONFIG_MAPPING
+    """The small config of one model type: defaults, shrunk, then its row of TOY_FIXES.
 
+    Raises ToyModelUnsupported for a type whose row says no toy model can run here.
+    """
     import transformers
 
     tokenizer = tokenizer or toy_tokenizer()
     fix = TOY_FIXES.get(model_type, ToyFix())
     if fix.unsupported:
         raise ToyModelUnsupported(model_type, fix.unsupported)
-    config_class = getattr(transformers, fix.config_class) if fix.config_class else CONFIG_MAPPING[model_type]
+    config_class = transformers.CONFIG_MAPPING[model_type]
+    if fix.config_class:
+        config_class = getattr(transformers, fix.config_class)
     fields = fix.apply(_shrunk_fields(config_class(), tokenizer, fix.layers))
     return config_class(**fields)
 

@@ -70,7 +70,8 @@ TOY_FIXES: dict[str, ToyFix] = {
     "dots3_note_text": ToyFix(drop=("per_layer_config",), config=_DOTS3_SWA),
     "gemma3n": ToyFix(unsupported="its vision tower is a TimmWrapperModel, which needs the timm and Pillow "
                                   "packages (not installed)"),
-    # the last layers reuse the KV cache of earlier ones: keep one sharing layer after a sliding and a full one
+    # the last layers reuse the KV cache of earlier ones: keep one sharing layer after
+    # a sliding and a full one
     "gemma3n_text": ToyFix(layers=6, config={"num_kv_shared_layers": 1}),
     "gemma4_assistant": ToyFix(unsupported=_ASSISTANT),
     "gemma4_unified_assistant": ToyFix(unsupported=_ASSISTANT),
@@ -89,7 +90,8 @@ TOY_FIXES: dict[str, ToyFix] = {
     "qwen4_exp_text": ToyFix(config=_QWEN4_QSA),
     # the causal LM must be a decoder; axial position embeddings split hidden_size and
     # max_position_embeddings into factors
-    "reformer": ToyFix(config={"is_decoder": True, "axial_pos_embds_dim": [16, 48], "axial_pos_shape": [16, 32]}),
+    "reformer": ToyFix(config={"is_decoder": True, "axial_pos_embds_dim": [16, 48],
+                               "axial_pos_shape": [16, 32]}),
     # the model sizes q/k as hidden * qk_dim_factor, the state cache rounds it up to 64
     "xlstm": ToyFix(config={"qk_dim_factor": 1.0}),
     # adapters are per language: forward needs a default one

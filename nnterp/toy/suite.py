@@ -1,0 +1,55 @@
+"""Run nnterp's checks on toy models: the compatibility matrix of the installed transformers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..checks import CheckName, CheckResult, Status, check_logits_match
+from .build import ToyModelUnsupported, build_toy_model, causal_lm_classes
+
+
+@dataclass(frozen=True)
+class ToyValidation:
+    """The checks of one toy architecture, or why it could not be checked."""
+
+    model_type: str
+    class_name: str
+    results: tuple[CheckResult, ...] = field(default_factory=tuple)
+    error: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return not self.error and not any(result.failed for result in self.results)
+
+
+def validate_toy(model_type: str) -> ToyValidation:
+    """Build one toy, load it through StandardizedTransformer, run every load check plus logits match."""
+    from ..standardized import StandardizedTransformer
+
+    class_name = causal_lm_classes()[model_type]
+    try:
+        toy = build_toy_model(model_type)
+    except ToyModelUnsupported as reason:
+        return ToyValidation(model_type, class_name, error=f"not buildable here: {reason}")
+    try:
+        model = StandardizedTransformer(toy.model, tokenizer=toy.tokenizer, enable_attention_probs=True,
+                                        check_renaming=False)
+        results = tuple(model.validate_quietly()) + (check_logits_match(model),)
+    except Exception as error:  # noqa: BLE001 - the failure is this architecture's result
+        return ToyValidation(model_type, class_name, error=f"{type(error).__name__}: {error}")
+    return ToyValidation(model_type, class_name, results)
+
+
+MARKS = {Status.PASSED: "pass", Status.FAILED: "FAIL", Status.NOT_APPLICABLE: "n/a"}
+
+
+def matrix_rows(validations: list[ToyValidation]) -> tuple[list[str], list[list[str]]]:
+    """Headers and rows of the architectures x checks table, with the first failure's message."""
+    checks = list(CheckName)
+    rows = []
+    for validation in validations:
+        by_name = {result.name: result for result in validation.results}
+        marks = [MARKS[by_name[name].status] if name in by_name else "-" for name in checks]
+        problem = validation.error or next((f"{r.name.value}: {r.message}" for r in validation.results if r.failed), "")
+        rows.append([validation.model_type, validation.class_name, *marks, problem[:100]])
+    return ["model type", "class", *[name.value for name in checks], "first problem"], rows
