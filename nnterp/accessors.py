@@ -18,8 +18,15 @@ if TYPE_CHECKING:
 
 
 def unwrap(value: Any) -> Any:
-    """The hidden-state part of a module output (first element of a tuple)."""
-    return value[0] if isinstance(value, tuple) else value
+    """The hidden-state part of a module output (first element of a tuple, or of a list as GPT-1 returns)."""
+    return value[0] if isinstance(value, (tuple, list)) else value
+
+
+def rewrap(current: Any, value: Any) -> Any:
+    """``value`` in place of the hidden-state part of the module output ``current``."""
+    if isinstance(current, list):
+        return [value, *current[1:]]
+    return (value, *current[1:]) if isinstance(current, tuple) else value
 
 
 def check_layer_index(index: int, num_layers: int) -> int:
@@ -72,7 +79,7 @@ class LayerwiseIO(LayerwiseModules):
             envoy.input = value
             return
         current = envoy.output
-        envoy.output = (value, *current[1:]) if isinstance(current, tuple) else value
+        envoy.output = rewrap(current, value)
 
 
 class LayerwiseContribution(LayerwiseModules):
@@ -84,43 +91,93 @@ class LayerwiseContribution(LayerwiseModules):
     makes the block add exactly what was assigned.
     """
 
-    def __init__(self, num_layers: int, locate: Callable[[int], list[Any]], scales: tuple[float, ...]):
+    def __init__(self, num_layers: int, locate: Callable[[int], list[Any]], scales: tuple[float, ...],
+                 flat_input: Callable[[int], Any] | None = None):
         super().__init__(num_layers, locate)
         self._scales = scales
+        # For modules returning (batch*seq, hidden) (Llama 4's MoE): the envoy whose input has
+        # the (batch, seq, hidden) shape to view the output as.
+        self._flat_input = flat_input
 
     def __getitem__(self, index: int) -> Any:
+        shape = unwrap(self._flat_input(index).input).shape if self._flat_input else None
         envoys = super().__getitem__(index)
         total = unwrap(envoys[0].output)
         for envoy in envoys[1:]:
             total = total + unwrap(envoy.output)
+        if shape is not None:
+            total = total.view(*shape[:-1], total.shape[-1])  # a view: in-place edits reach the model
         scale = self._scales[check_layer_index(index, self._num_layers)] if self._scales else 1.0
         return total if scale == 1.0 else total * scale
 
     def __setitem__(self, index: int, value: Any) -> None:
         envoys = super().__getitem__(index)
+        if self._flat_input:
+            value = value.reshape(-1, value.shape[-1])
         scale = self._scales[check_layer_index(index, self._num_layers)] if self._scales else 1.0
         if scale != 1.0:
             value = value / scale
         for envoy in envoys[:-1]:
             value = value - unwrap(envoy.output)
         current = envoys[-1].output
-        envoys[-1].output = (value, *current[1:]) if isinstance(current, tuple) else value
+        envoys[-1].output = rewrap(current, value)
 
 
-def _invoke_rows() -> tuple[int, int] | None:
-    """``(start, size)`` of the running invoke's rows in the combined batch, or None for the whole.
-
-    nnsight scopes a value to an invoke's rows only when its leading dim is the batch;
-    heads folded into the batch (``batch*heads``) escape that, so we scope them ourselves.
-    """
+def _batch_rows() -> tuple[int, int, int, bool]:
+    """The running invoke's rows: (combined batch size, start, size, whether invokes are batched)."""
     from nnsight.intervention.interleaver import Mediator
 
-    mediator = Mediator.current("attention_probabilities")
+    mediator = Mediator.current("a batch-folded value")
     batcher = getattr(mediator.interleaver, "batcher", None)
-    if batcher is None or not batcher.batching or mediator.batch_group is None:
-        return None
+    if batcher is None or mediator.batch_group is None:
+        raise RenamingError("a batch-folded value was read outside an invoke with inputs")
     start, size = mediator.batch_group
-    return start, size
+    return batcher.total, start, size, batcher.batching
+
+
+class BatchFolded:
+    """An envoy (module or operation) whose tensor folds the batch into its leading dim, served unfolded.
+
+    Older code computes attention probabilities as (batch*heads, q, k) and OPT runs its MLP on
+    (batch*seq, hidden) rows. nnsight scopes a value to an invoke's rows only when its leading
+    dim is the batch, so these are served whole: this views them as (batch, -1, ...) and keeps
+    the running invoke's rows (a view, so in-place edits reach the model); assigning splices
+    the invoke's rows back and folds again.
+    """
+
+    def __init__(self, envoy: Any):
+        self._envoy = envoy
+
+    @staticmethod
+    def _unfold(value: torch.Tensor) -> torch.Tensor:
+        total, start, size, batching = _batch_rows()
+        if value.shape[0] % total:  # nnsight already narrowed it: its leading dim was the batch
+            return value.view(size, -1, *value.shape[1:])
+        unfolded = value.view(total, -1, *value.shape[1:])
+        return unfolded.narrow(0, start, size) if batching else unfolded
+
+    def _fold(self, current: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+        total, start, size, batching = _batch_rows()
+        if batching and current.shape[0] % total == 0:  # served whole: splice this invoke's rows in
+            full = current.view(total, -1, *current.shape[1:])
+            value = torch.cat([full[:start], value.to(full.dtype), full[start + size:]])
+        return value.reshape(-1, *value.shape[2:])
+
+    @property
+    def input(self) -> Any:
+        return self._unfold(self._envoy.input)
+
+    @input.setter
+    def input(self, value: Any) -> None:
+        self._envoy.input = self._fold(self._envoy.input, value)
+
+    @property
+    def output(self) -> Any:
+        return self._unfold(self._envoy.output)
+
+    @output.setter
+    def output(self, value: Any) -> None:
+        self._envoy.output = self._fold(self._envoy.output, value)
 
 
 class AttentionProbabilities(LayerwiseModules):
@@ -132,11 +189,11 @@ class AttentionProbabilities(LayerwiseModules):
 
     def __init__(self, num_layers: int, attentions: LayerwiseModules,
                  locations: tuple[ProbabilitiesLocation | None, ...], enabled: bool, architecture: str,
-                 folded_heads: int | None = None):
+                 batch_folded: bool = False):
         super().__init__(num_layers, self._operation)
         self._attentions = attentions
         self.locations = locations
-        self._folded_heads = folded_heads  # heads folded into the batch of the softmax output, if so
+        self._batch_folded = batch_folded  # the softmax output is (batch*heads, q, k)
         self._enabled = enabled
         self._architecture = architecture
 
@@ -148,7 +205,8 @@ class AttentionProbabilities(LayerwiseModules):
         source = envoy.source
         for op in location.ops[:-1]:
             source = getattr(source, op).source
-        return getattr(source, location.ops[-1])
+        operation = getattr(source, location.ops[-1])
+        return BatchFolded(operation) if self._batch_folded else operation
 
     def _location(self, index: int) -> ProbabilitiesLocation:
         if not self._enabled:
@@ -170,25 +228,10 @@ class AttentionProbabilities(LayerwiseModules):
         return self._enabled
 
     def __getitem__(self, index: int) -> Any:
-        probs = super().__getitem__(index).output
-        if self._folded_heads is None:
-            return probs
-        # (batch*heads, q, k) -> (batch, heads, q, k): a view, so in-place edits reach the model.
-        probs = probs.view(-1, self._folded_heads, *probs.shape[-2:])
-        rows = _invoke_rows()
-        return probs if rows is None else probs.narrow(0, *rows)
+        return super().__getitem__(index).output
 
     def __setitem__(self, index: int, value: Any) -> None:
-        operation = super().__getitem__(index)
-        if self._folded_heads is not None:
-            rows = _invoke_rows()
-            if rows is not None:  # splice this invoke's rows into the whole folded batch
-                full = operation.output
-                full = full.view(-1, self._folded_heads, *full.shape[-2:])
-                start, size = rows
-                value = torch.cat([full[:start], value.to(full.dtype), full[start + size:]])
-            value = value.reshape(-1, *value.shape[-2:])
-        operation.output = value
+        super().__getitem__(index).output = value
 
     def print_source(self, layer: int | None = None) -> None:
         """Print the source of the function computing the probabilities, labelled by nnsight."""

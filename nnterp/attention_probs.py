@@ -89,6 +89,8 @@ def _softmax_result_label(definition: ast.FunctionDef, code: Any) -> str | None:
             while True:
                 stopped = False
                 for follower in rest:
+                    if _only_reassigns(follower, variable):
+                        continue  # e.g. `if sinks: probs = probs[..., :-1]`: the next statement reads either
                     if not (_is_single_assign(follower) and _mentions(follower.value, variable)) \
                             or _multiplies(follower.value):
                         stopped = True
@@ -147,8 +149,20 @@ def _is_single_assign(statement: ast.stmt) -> bool:
             and isinstance(statement.targets[0], ast.Name))
 
 
+def _only_reassigns(statement: ast.stmt, variable: str) -> bool:
+    """An ``if`` without ``else`` that only rewrites ``variable`` from itself (dropping a sink column).
+
+    Its assignment runs on some layers only, so it cannot be the label; the statement after it can.
+    """
+    return (isinstance(statement, ast.If) and not statement.orelse
+            and all(_is_single_assign(inner) and inner.targets[0].id == variable
+                    and _mentions(inner.value, variable) and not _multiplies(inner.value)
+                    for inner in statement.body))
+
+
 def _calls_softmax(node: ast.AST) -> bool:
-    return any(isinstance(sub, ast.Call) and _dotted(sub.func).endswith("softmax") for sub in ast.walk(node))
+    """Whether an expression applies a softmax: ``F.softmax(x)``, ``x.softmax()`` or ``nn.Softmax(dim)(x)``."""
+    return any(isinstance(sub, ast.Call) and _dotted(sub.func).lower().endswith("softmax") for sub in ast.walk(node))
 
 
 def _mentions(node: ast.AST, variable: str) -> bool:

@@ -137,19 +137,22 @@ def probe(model: StandardizedTransformer) -> Probe:
                     values["mlps_input"][i] = _snapshot(model.mlps_input[i])
                 if arch.mlp_output[i] is not None:
                     values["mlps_output"][i] = _snapshot(model.mlps_output[i])
-                for path in (arch.residual_extra[i] if arch.residual_extra else ()):
-                    values["residual_extra"][i].append(_snapshot(unwrap(walk(model.layers[i], path).output)))
+                for path, scale in zip(arch.residual_extra[i] if arch.residual_extra else (),
+                                       arch.residual_extra_scale[i] if arch.residual_extra_scale else ()):
+                    values["residual_extra"][i].append(_snapshot(unwrap(walk(model.layers[i], path).output) * scale))
                 if i == 0:
                     is_tuple = save(isinstance(model.layers[0].output, tuple))
                 values["layers_output"][i] = model.layers_output[i].save()
             logits = model.logits.save()
-        if edited_layer is not None:
-            with tracer.invoke(prompts):
-                probs = model.attention_probabilities[edited_layer]
-                focused = torch.zeros_like(probs)
-                focused[..., 0] = 1.0
-                model.attention_probabilities[edited_layer] = focused
-                edited_logits = model.logits.save()
+    if edited_layer is not None:
+        # A trace of its own, not a second invoke: nnsight cannot split a batch that a module
+        # flattens to (batch*seq, hidden) (Llama 4's MoE) between invokes.
+        with torch.no_grad(), model.trace(prompts):
+            probs = model.attention_probabilities[edited_layer]
+            focused = torch.zeros_like(probs)
+            focused[..., 0] = 1.0
+            model.attention_probabilities[edited_layer] = focused
+            edited_logits = model.logits.save()
     values["token_embeddings"] = [embeddings]
     return Probe(input_ids, values, logits, edited_logits if edited_layer is not None else None,
                  edited_layer, bool(is_tuple))
@@ -164,12 +167,14 @@ def _snapshot(value: Any) -> Any:
 def check_io_shapes(model: StandardizedTransformer, result: Probe) -> CheckResult:
     """Every accessor yields a tensor of the expected shape."""
     batch, seq = result.input_ids.shape
-    hidden = (batch, seq, model.hidden_size)
+    prefix_key = model.architecture.spec.prefix_positions_key  # learned prompt positions (CPM-Ant)
+    stream = seq + (getattr(model._module.config, prefix_key, 0) if prefix_key else 0)
+    hidden = (batch, stream, model.hidden_size)
     expected = {"token_embeddings": hidden, "layers_input": hidden, "layers_output": hidden,
                 "attentions_input": hidden, "attentions_output": hidden, "mlps_input": hidden, "mlps_output": hidden}
     heads: list[int] = []
     if any(value is not None for value in result.values["attention_probabilities"]):
-        expected["attention_probabilities"] = (batch, model.num_heads, seq, seq)
+        expected["attention_probabilities"] = (batch, model.num_heads, stream, stream)
         key = model.architecture.spec.heads_per_layer_key  # heads vary by layer (Laguna)
         heads = list(getattr(model._module.config.get_text_config(), key, None) or []) if key else []
     problems, count = [], 0
@@ -178,7 +183,7 @@ def check_io_shapes(model: StandardizedTransformer, result: Probe) -> CheckResul
             if value is None:
                 continue
             if name == "attention_probabilities" and heads:
-                shape = (batch, heads[index], seq, seq)
+                shape = (batch, heads[index], stream, stream)
             count += 1
             found = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
             if found != shape:
@@ -210,7 +215,11 @@ def check_residual(model: StandardizedTransformer, result: Probe) -> CheckResult
         output = result.values["layers_output"][i]
         if output is None or parts[0] is None or parts[1] is None:
             continue
-        total = sum(part for part in parts + result.values["residual_extra"][i] if part is not None)
+        terms = [part for part in parts + result.values["residual_extra"][i] if part is not None]
+        if any(not isinstance(term, torch.Tensor) or term.shape != output.shape for term in terms):
+            return failed(CheckName.RESIDUAL, f"layer {i}: the terms do not all have the layer output's shape "
+                          f"{tuple(output.shape)} (see io_shapes)", fix="point the accessors at the right modules")
+        total = sum(terms)
         if arch.spec.output_scale_attr:  # the block scales its whole output (Gemma 4's layer_scalar)
             total = total * torch.as_tensor(getattr(layers[i], arch.spec.output_scale_attr)).to(total)
         error = ((output - total).abs().max() / output.abs().max().clamp_min(1e-6)).item()

@@ -48,9 +48,14 @@ class ArchitectureSpec:
     # Layer attribute scaling each sublayer's output before the block adds it (Granite's
     # residual_multiplier, MiniCPM's residual_scale): attentions_output / mlps_output include it.
     residual_scale_attr: str = ""
+    # (module path, layer attribute) pairs: the block multiplies that module's output by the
+    # attribute before adding it (Falcon-H1's attn_out_multiplier / ssm_out_multiplier).
+    output_scales: tuple[tuple[str, str], ...] = ()
     # Sibling modules whose outputs the block adds together with the MLP's, in run order (shared
     # experts beside the routed ones): mlps_output is their sum, the MLP's whole contribution.
     mlp_output_extra: tuple[str, ...] = ()
+    # The MLP returns (batch*seq, hidden) (Llama 4's MoE): mlps_output views it as (batch, seq, hidden).
+    mlp_output_flat: bool = False
     # Other modules whose output the block adds to the stream besides attention and MLP
     # (Gemma 4's per-layer-input branch): part of the residual identity, in no accessor.
     residual_extra: tuple[str, ...] = ()
@@ -65,9 +70,15 @@ class ArchitectureSpec:
     # Config key listing the number of heads of each layer, where it varies (Laguna).
     heads_per_layer_key: str = ""
     softmax_attention: bool = True
-    # The softmax output folds heads into the batch, (batch*heads, q, k), as older attention
-    # code does; attention_probabilities views it as (batch, heads, q, k).
-    attn_probs_heads_folded: bool = False
+    # Accessors whose native tensor folds the batch into its leading dim: older attention code's
+    # (batch*heads, q, k) softmax ("attention_probabilities"), OPT's (batch*seq, hidden) MLP
+    # ("mlps_input", "mlps_output"). They are served unfolded, as (batch, -1, ...).
+    batch_folded: tuple[str, ...] = ()
+    # Config key giving learned prefix positions the model prepends to every input (CPM-Ant's
+    # prompt_length): hidden states have that many more positions than the input ids.
+    prefix_positions_key: str = ""
+    # Why the architecture cannot be standardized, if it cannot: resolving it raises a RenamingError saying so.
+    unsupported: str = ""
     # Token mixers that are not attention (Mamba, linear attention, convolutions): reachable as
     # attentions[i], but never aliased to `self_attn`, which names softmax attention only.
     token_mixers: tuple[str, ...] = ("linear_attn", "mamba", "mixer", "temporal_block", "conv", "mlstm_layer")
@@ -139,8 +150,8 @@ _ARCHITECTURES: dict[str, ArchitectureSpec] = {
     "BlenderbotSmallForCausalLM": _BART,
     "MarianForCausalLM": _BART,
     "PLBartForCausalLM": _BART,
-    "MvpForCausalLM": _BART.like(attn_probs_heads_folded=True),
-    "TrOCRForCausalLM": _BART.like(attn_probs_heads_folded=True),
+    "MvpForCausalLM": _BART.like(batch_folded=("attention_probabilities",)),
+    "TrOCRForCausalLM": _BART.like(batch_folded=("attention_probabilities",)),
     "MBartForCausalLM": _BART_PRENORM,
     "PegasusForCausalLM": _BART_PRENORM,
     "BlenderbotForCausalLM": _BART_PRENORM,
@@ -149,9 +160,24 @@ _ARCHITECTURES: dict[str, ArchitectureSpec] = {
     "BigBirdPegasusForCausalLM": _BART_PRENORM.like(
         ln_final=("model.decoder.layernorm_embedding",),
         note="MLP is fc1/fc2 inline; pre-norm blocks; the decoder's final norm is named layernorm_embedding"),
-    "XGLMForCausalLM": _BART_PRENORM.like(attn_probs_heads_folded=True),
-    "OPTForCausalLM": _BART_PRENORM.like(pre_norm_flag="do_layer_norm_before",
-                                         note="MLP is fc1/fc2 inline; pre-norm unless do_layer_norm_before=False"),
+    "XGLMForCausalLM": _BART_PRENORM.like(batch_folded=("attention_probabilities",)),
+    "OPTForCausalLM": _BART_PRENORM.like(pre_norm_flag="do_layer_norm_before", batch_folded=("mlps_input", "mlps_output"),
+                                         note="MLP is fc1/fc2 inline, on (batch*seq, hidden) rows; pre-norm "
+                                              "unless do_layer_norm_before=False"),
+    "OpenAIGPTLMHeadModel": DEFAULT.like(residual=Residual.NONE,
+                                         note="post-norm blocks: ln_1 / ln_2 follow the residual adds"),
+    "XLMWithLMHeadModel": DEFAULT.like(unsupported=(
+        "XLM has no per-layer block: its attentions, FFNs and layer norms live in separate parallel "
+        "ModuleLists (transformer.attentions, transformer.ffns, transformer.layer_norm1/2) and the loop in "
+        "XLMModel.forward wires them, so no module's input/output is a layer's residual stream")),
+    "ProphetNetForCausalLM": DEFAULT.like(unsupported=(
+        "ProphetNet decoder layers run the main stream and its n-gram predicting streams concatenated along "
+        "the sequence, (batch, (1 + ngram) * seq, hidden): a layer's output is not one residual stream per token")),
+    "CpmAntForCausalLM": DEFAULT.like(attention_output=("self_att.self_attention",), mlp_input=("ffn.ffn",),
+                                      mlp_output=("ffn.ffn",), prefix_positions_key="prompt_length",
+                                      note="pre-norm blocks whose self_att / ffn wrappers add the residual; the "
+                                           "stream carries prompt_length learned prompt positions before the input"),
+    "GitForCausalLM": _BERT,
     "BertLMHeadModel": _BERT,
     "BertGenerationDecoder": _BERT,
     "BigBirdForCausalLM": _BERT,
@@ -217,6 +243,21 @@ _ARCHITECTURES: dict[str, ArchitectureSpec] = {
     "MiMoV2FlashForCausalLM": _SINKS,
     "LagunaForCausalLM": DEFAULT.like(heads_per_layer_key="num_attention_heads_per_layer",
                                       note="the number of heads varies by layer"),
+    "FalconH1ForCausalLM": DEFAULT.like(
+        attention=("self_attn",), residual_extra=("mamba",),
+        output_scales=(("self_attn", "attn_out_multiplier"), ("mamba", "ssm_out_multiplier")),
+        note="attention and a Mamba mixer run in parallel on the same normed input; attentions_output is "
+             "the attention's scaled output, the mixer's is the third residual term"),
+    "Llama4ForCausalLM": DEFAULT.like(mlp_output_flat=True, note="MoE layers return (batch*seq, hidden)"),
+    "Llama4ForConditionalGeneration": DEFAULT.like(mlp_output_flat=True, note="MoE layers return (batch*seq, hidden)"),
+    "DeepseekV4ForCausalLM": _SINKS.like(
+        residual=Residual.NONE,
+        note="attention sinks; manifold hyper-connections (mHC): layers carry hc_mult residual streams mixed by "
+             "input-dependent learned matrices, so there is no additive identity over one stream"),
+    "HYV4ForCausalLM": _SINKS.like(
+        residual=Residual.NONE,
+        note="attention sinks; hyper-connections: layers carry several residual streams mixed by learned, "
+             "input-dependent matrices, so there is no additive identity over one stream"),
     "RwkvForCausalLM": DEFAULT.like(softmax_attention=False, residual_input=("pre_ln",),
                                     note="RWKV time mixing is no softmax attention; layer 0 norms its input "
                                          "(pre_ln) before the residual stream starts"),

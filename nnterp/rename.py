@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
-from .errors import ModuleNotFoundForRename
+from .errors import ModuleNotFoundForRename, RenamingError
 from .registry import DEFAULT, ArchitectureSpec, Residual, spec_for
 
 STANDARD_TOP = ("embed_tokens", "layers", "ln_final", "lm_head")
@@ -114,11 +114,13 @@ class ResolvedArchitecture:
     mlp_output: tuple[str | None, ...]
     attn_prob_ops: tuple[str, ...] | None = None
     # Per layer: the spec's mlp_output_extra / residual_extra present in that layer, and the
-    # factor (residual_scale_attr) the block multiplies each sublayer's output by.
+    # factors (residual_scale_attr, output_scales) the block multiplies each output by.
     mlp_output_extra: tuple[tuple[str, ...], ...] = ()
     residual_extra: tuple[tuple[str, ...], ...] = ()
     residual_input: tuple[str | None, ...] = ()
-    residual_scale: tuple[float, ...] = ()
+    attention_scale: tuple[float, ...] = ()
+    mlp_scale: tuple[float, ...] = ()
+    residual_extra_scale: tuple[tuple[float, ...], ...] = ()
 
     @property
     def num_layers(self) -> int:
@@ -139,7 +141,18 @@ class ResolvedArchitecture:
         for field_name, standard in STANDARD_PER_LAYER.items():
             for path in set(getattr(self, field_name)) - {None, standard} - set(self.spec.token_mixers):
                 mapping[path] = standard
-        return mapping
+        return {_envoy_path(path): name for path, name in mapping.items()}
+
+
+def _envoy_path(path: str) -> str:
+    """A module path as nnsight's envoy tree spells it: a module named like an envoy property
+    (GIT's top-level ``output`` head) sits under a prefixed attribute (``E_output``)."""
+    import inspect
+
+    from nnsight.intervention.envoy import Envoy
+
+    return ".".join(f"{Envoy.OVERLOAD_PREFIX}{part}" if inspect.isdatadescriptor(getattr(Envoy, part, None))
+                    else part for part in path.split("."))
 
 
 def _required(root: Any, candidates: tuple[str, ...], name: str, class_name: str, found: str | None = None) -> str:
@@ -171,6 +184,8 @@ def resolve_architecture(model: Any, rename_config: RenameConfig | None = None) 
     spec = spec_for(type(model))
     if rename_config is not None:
         spec = rename_config.apply(spec)
+    if spec.unsupported:
+        raise RenamingError(f"cannot be standardized: {spec.unsupported}", architecture=class_name, check="renaming")
     if spec.pre_norm_flag and getattr(model.config, spec.pre_norm_flag, True) is False:
         spec = spec.like(residual=Residual.NONE, note=f"post-norm blocks ({spec.pre_norm_flag}=False)")
     embed = _required(model, spec.embed_tokens, "embed_tokens", class_name,
@@ -181,19 +196,29 @@ def resolve_architecture(model: Any, rename_config: RenameConfig | None = None) 
     layers = model.get_submodule(layers_path)
     attention = _per_layer(layers, spec.attention)
     mlp = _per_layer(layers, spec.mlp)
+    attention_output = _per_layer(layers, spec.attention_output) if spec.attention_output else attention
+    mlp_output = _per_layer(layers, spec.mlp_output) if spec.mlp_output else mlp
+    residual_extra = _all_present(layers, spec.residual_extra)
     return ResolvedArchitecture(
         class_name=class_name, spec=spec, embed_tokens=embed, layers=layers_path,
         ln_final=find_path(model, spec.ln_final), lm_head=lm_head,
         attention=attention, mlp=mlp,
-        attention_output=_per_layer(layers, spec.attention_output) if spec.attention_output else attention,
-        mlp_input=_per_layer(layers, spec.mlp_input) if spec.mlp_input else mlp,
-        mlp_output=_per_layer(layers, spec.mlp_output) if spec.mlp_output else mlp,
-        attn_prob_ops=rename_config.attn_prob_ops if rename_config else None,
-        mlp_output_extra=_all_present(layers, spec.mlp_output_extra),
-        residual_extra=_all_present(layers, spec.residual_extra),
+        attention_output=attention_output, mlp_input=_per_layer(layers, spec.mlp_input) if spec.mlp_input else mlp,
+        mlp_output=mlp_output, attn_prob_ops=rename_config.attn_prob_ops if rename_config else None,
+        mlp_output_extra=_all_present(layers, spec.mlp_output_extra), residual_extra=residual_extra,
         residual_input=_per_layer(layers, spec.residual_input) if spec.residual_input else (),
-        residual_scale=tuple(_scalar(layer, spec.residual_scale_attr) for layer in layers),
+        attention_scale=tuple(_scalar(layer, spec.residual_scale_attr) * _module_scale(layer, spec, path)
+                              for layer, path in zip(layers, attention_output)),
+        mlp_scale=tuple(_scalar(layer, spec.residual_scale_attr) * _module_scale(layer, spec, path)
+                        for layer, path in zip(layers, mlp_output)),
+        residual_extra_scale=tuple(tuple(_module_scale(layer, spec, path) for path in paths)
+                                   for layer, paths in zip(layers, residual_extra)),
     )
+
+
+def _module_scale(layer: Any, spec: ArchitectureSpec, path: str | None) -> float:
+    """The factor a block multiplies one module's output by before adding it (``spec.output_scales``)."""
+    return next((_scalar(layer, attribute) for module, attribute in spec.output_scales if module == path), 1.0)
 
 
 def _all_present(layers: Any, paths: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:

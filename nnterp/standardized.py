@@ -7,7 +7,7 @@ from typing import Any, Iterable
 import torch
 from nnsight.modeling.transformers import TransformersModel
 
-from .accessors import (AttentionProbabilities, LayerwiseContribution, LayerwiseIO, LayerwiseModules,
+from .accessors import (AttentionProbabilities, BatchFolded, LayerwiseContribution, LayerwiseIO, LayerwiseModules,
                         check_layer_index, walk)
 from .attention_probs import locate_attention_probabilities
 from .errors import RenamingError, ValidationFailed
@@ -98,22 +98,28 @@ class StandardizedTransformer(TransformersModel):
                 return walk(self.layers[index], paths[index])
             return locate
 
+        def folded(locate, accessor: str):
+            """Serve the accessor's tensor unfolded where the native one folds the batch (OPT's MLP)."""
+            return (lambda i: BatchFolded(locate(i))) if accessor in arch.spec.batch_folded else locate
+
         n = arch.num_layers
         self.attentions = LayerwiseModules(n, sublayer(arch.attention, "attention"))
         self.mlps = LayerwiseModules(n, sublayer(arch.mlp, "mlp"))
         self.layers_input = LayerwiseIO(n, lambda i: self.layers[i], "input")
         self.layers_output = LayerwiseIO(n, lambda i: self.layers[i], "output")
-        self.attentions_input = LayerwiseIO(n, sublayer(arch.attention, "attention"), "input")
-        attention_output = sublayer(arch.attention_output, "attention_output")
-        mlp_output = sublayer(arch.mlp_output, "mlp_output")
+        self.attentions_input = LayerwiseIO(n, folded(sublayer(arch.attention, "attention"), "attentions_input"),
+                                            "input")
+        attention_output = folded(sublayer(arch.attention_output, "attention_output"), "attentions_output")
+        mlp_output = folded(sublayer(arch.mlp_output, "mlp_output"), "mlps_output")
         mlp_extra = arch.mlp_output_extra or ((),) * n
-        self.attentions_output = LayerwiseContribution(n, lambda i: [attention_output(i)], arch.residual_scale)
-        self.mlps_input = LayerwiseIO(n, sublayer(arch.mlp_input, "mlp_input"), "input")
+        self.attentions_output = LayerwiseContribution(n, lambda i: [attention_output(i)], arch.attention_scale)
+        self.mlps_input = LayerwiseIO(n, folded(sublayer(arch.mlp_input, "mlp_input"), "mlps_input"), "input")
         self.mlps_output = LayerwiseContribution(
-            n, lambda i: [mlp_output(i)] + [walk(self.layers[i], path) for path in mlp_extra[i]], arch.residual_scale)
+            n, lambda i: [mlp_output(i)] + [walk(self.layers[i], path) for path in mlp_extra[i]], arch.mlp_scale,
+            flat_input=sublayer(arch.mlp_input, "mlp_input") if arch.spec.mlp_output_flat else None)
         self.attention_probabilities = AttentionProbabilities(
             n, self.attentions, self._locate_probabilities(), enable_attention_probs, arch.class_name,
-            folded_heads=self.num_heads if arch.spec.attn_probs_heads_folded else None)
+            batch_folded="attention_probabilities" in arch.spec.batch_folded)
 
     def _locate_probabilities(self) -> tuple:
         arch = self.architecture

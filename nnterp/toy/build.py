@@ -39,6 +39,8 @@ SMALL_SIZES: dict[str, Any] = {
     "linear_key_head_dim": 16, "linear_value_head_dim": 16,
     "state_size": 16, "ssm_state_size": 16, "mamba_d_state": 16, "mamba_dt_rank": 8, "time_step_rank": 8,
     "n_groups": 1, "mamba_n_groups": 1, "mamba_num_heads": 8, "mamba_head_dim": 16,
+    # scan chunk: short prompts are padded up to one chunk, so a long one is slow on CPU
+    "mamba_chunk_size": 16, "chunk_size": 16,
     # mixture of experts: expert widths and counts
     "n_shared_experts": 1, "zero_expert_num": 2, "router_hidden_size": 32, "expert_ffn_hidden_size": 32,
     "shared_experts_intermediate_size": 32, "moe_shared_expert_intermediate_size": 32,
