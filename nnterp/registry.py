@@ -143,7 +143,9 @@ _ARCHITECTURES: dict[str, ArchitectureSpec] = {
     "Cohere2ForCausalLM": _PARALLEL,
     "FalconForCausalLM": _PARALLEL,
     "BloomForCausalLM": DEFAULT.like(attention_output=("self_attention.dense",), mlp_output=("mlp.dense_4h_to_h",),
-                                     note="attention and MLP add the residual themselves"),
+                                     batch_folded=("attention_probabilities",),
+                                     note="attention and MLP add the residual themselves; probabilities are "
+                                          "multiplied as (batch*heads, q, k)"),
     "Gemma2ForCausalLM": _SANDWICH,
     "Gemma3ForCausalLM": _SANDWICH,
     "BartForCausalLM": _BART,

@@ -34,7 +34,7 @@ def test_toy_architecture_validates(model_type):
     assert statuses[CheckName.IO_SHAPES].passed
     if spec.residual is not Residual.NONE:
         assert statuses[CheckName.RESIDUAL].passed, statuses[CheckName.RESIDUAL].message
-    if spec.softmax_attention:
+    if model.architecture.softmax_layers:
         assert statuses[CheckName.ATTN_PROBS_SUM].passed, statuses[CheckName.ATTN_PROBS_SUM].message
         assert statuses[CheckName.ATTN_PROBS_EFFECT].passed, statuses[CheckName.ATTN_PROBS_EFFECT].message
     else:

@@ -90,6 +90,8 @@ TOY_FIXES: dict[str, ToyFix] = {
     "qwen4_exp_text": ToyFix(config=_QWEN4_QSA),
     # the causal LM must be a decoder; axial position embeddings split hidden_size and
     # max_position_embeddings into factors
+    # Block-sparse attention is not causal and swaps itself for full attention on short inputs mid-forward.
+    "big_bird": ToyFix(config={"attention_type": "original_full"}),
     "reformer": ToyFix(config={"is_decoder": True, "axial_pos_embds_dim": [16, 48],
                                "axial_pos_shape": [16, 32]}),
     # the model sizes q/k as hidden * qk_dim_factor, the state cache rounds it up to 64
