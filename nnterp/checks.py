@@ -6,8 +6,11 @@ checks and records their results in the compatibility reports.
 
 from __future__ import annotations
 
+import inspect
+import re
 from dataclasses import dataclass
 from enum import Enum
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -108,15 +111,12 @@ class Probe:
 
 
 def probe(model: StandardizedTransformer) -> Probe:
-    """Read every accessor of every layer in one forward; edit one layer's probabilities in a twin invoke."""
+    """Read every accessor of every layer in one forward; edit one layer's probabilities in a second one."""
     arch = model.architecture
     probs_on = model.attention_probabilities.enabled
     located = [i for i, loc in enumerate(model.attention_probabilities.locations) if loc is not None]
     edited_layer = located[0] if probs_on and located else None
-    names = ("layers_input", "attentions_input", "attention_probabilities", "attentions_output",
-             "mlps_input", "mlps_output", "layers_output")
-    values: dict[str, list[Any]] = {name: [None] * arch.num_layers for name in names}
-    values["residual_input"] = [None] * arch.num_layers
+    values: dict[str, list[Any]] = {name: [None] * arch.num_layers for name in PROBED}
     values["residual_extra"] = [[] for _ in range(arch.num_layers)]
     prompts = PROBE_PROMPTS
     with torch.no_grad(), model.trace() as tracer:
@@ -124,22 +124,12 @@ def probe(model: StandardizedTransformer) -> Probe:
             input_ids = model.input_ids.save()
             embeddings = model.token_embeddings.save()
             for i in range(arch.num_layers):
-                values["layers_input"][i] = _snapshot(model.layers_input[i])
-                if arch.residual_input and arch.residual_input[i] is not None:
-                    values["residual_input"][i] = _snapshot(unwrap(walk(model.layers[i], arch.residual_input[i]).output))
-                if arch.attention[i] is not None:
-                    values["attentions_input"][i] = model.attentions_input[i].save()
-                    if probs_on and model.attention_probabilities.locations[i] is not None:
-                        values["attention_probabilities"][i] = model.attention_probabilities[i].save()
-                if arch.attention_output[i] is not None:
-                    values["attentions_output"][i] = _snapshot(model.attentions_output[i])
-                if arch.mlp_input[i] is not None:
-                    values["mlps_input"][i] = _snapshot(model.mlps_input[i])
-                if arch.mlp_output[i] is not None:
-                    values["mlps_output"][i] = _snapshot(model.mlps_output[i])
-                for path, scale in zip(arch.residual_extra[i] if arch.residual_extra else (),
-                                       arch.residual_extra_scale[i] if arch.residual_extra_scale else ()):
-                    values["residual_extra"][i].append(_snapshot(unwrap(walk(model.layers[i], path).output) * scale))
+                for step in layer_read_steps(model, i):
+                    value = step.read()
+                    if step.name == "residual_extra":
+                        values["residual_extra"][i].append(value)
+                    else:
+                        values[step.name][i] = value
                 if i == 0:
                     is_tuple = save(isinstance(model.layers[0].output, tuple))
                 values["layers_output"][i] = model.layers_output[i].save()
@@ -158,6 +148,87 @@ def probe(model: StandardizedTransformer) -> Probe:
                  edited_layer, bool(is_tuple))
 
 
+PROBED = ("layers_input", "residual_input", "attentions_input", "attention_probabilities", "attentions_output",
+          "mlps_input", "mlps_output", "layers_output")
+INPUT, PROBABILITIES, OUTPUT = 0, 1, 2  # within one module, what nnsight serves first
+
+
+@dataclass(frozen=True)
+class ReadStep:
+    """One value the probe reads inside a layer, with where the layer's forward reaches it."""
+
+    name: str
+    position: tuple[int, int]
+    read: Any  # () -> saved value
+
+
+def layer_read_steps(model: StandardizedTransformer, index: int) -> list[ReadStep]:
+    """What to read in one layer, sorted by where the layer's forward calls each module.
+
+    nnsight serves values in execution order, and blocks differ in it (Falcon-H1 runs its Mamba
+    mixer before attention; sandwich norms run after their sublayer), so the order comes from
+    the layer's own source rather than a fixed attention-then-MLP assumption.
+    """
+    arch, layer = model.architecture, model.layers[index]
+    probs_on = model.attention_probabilities.enabled and model.attention_probabilities.locations[index] is not None
+    order = call_order(type(layer._module))
+
+    def at(path: str | None, phase: int) -> tuple[int, int]:
+        return (order.get(path.split(".")[0], len(order)) if path else -1, phase)
+
+    steps = [ReadStep("layers_input", (-1, INPUT), lambda: _snapshot(model.layers_input[index]))]
+    if arch.residual_input and arch.residual_input[index] is not None:
+        path = arch.residual_input[index]
+        steps.append(ReadStep("residual_input", at(path, OUTPUT), lambda: _snapshot(unwrap(walk(layer, path).output))))
+    if arch.attention[index] is not None:
+        steps.append(ReadStep("attentions_input", at(arch.attention[index], INPUT),
+                              lambda: model.attentions_input[index].save()))
+        if probs_on:
+            steps.append(ReadStep("attention_probabilities", at(arch.attention[index], PROBABILITIES),
+                                  lambda: model.attention_probabilities[index].save()))
+    if arch.attention_output[index] is not None:
+        steps.append(ReadStep("attentions_output", at(arch.attention_output[index], OUTPUT),
+                              lambda: _snapshot(model.attentions_output[index])))
+    if arch.mlp_input[index] is not None:
+        steps.append(ReadStep("mlps_input", at(arch.mlp_input[index], INPUT), lambda: _snapshot(model.mlps_input[index])))
+    if arch.mlp_output[index] is not None:
+        steps.append(ReadStep("mlps_output", at(arch.mlp_output[index], OUTPUT),
+                              lambda: _snapshot(model.mlps_output[index])))
+    extras = zip(arch.residual_extra[index] if arch.residual_extra else (),
+                 arch.residual_extra_scale[index] if arch.residual_extra_scale else ())
+    for path, scale in extras:
+        steps.append(ReadStep("residual_extra", at(path, OUTPUT),
+                              lambda path=path, scale=scale: _snapshot(unwrap(walk(layer, path).output) * scale)))
+    return sorted(steps, key=lambda step: step.position)
+
+
+@lru_cache(maxsize=None)
+def call_order(layer_class: type) -> dict[str, int]:
+    """Each direct child's rank by its first call in the layer's forward, helper methods inlined.
+
+    ``self.attention(...)`` is a call; ``self.feed_forward_chunk`` (a method of the layer, e.g.
+    handed to a chunking helper) is read in place, so the calls it makes count where it is used.
+    """
+    calls: list[str] = []
+    _collect_calls(layer_class, layer_class.forward, calls, set())
+    return {name: rank for rank, name in enumerate(dict.fromkeys(calls))}
+
+
+def _collect_calls(layer_class: type, function: Any, calls: list[str], seen: set[str]) -> None:
+    try:
+        source = inspect.getsource(function)
+    except (OSError, TypeError):
+        return
+    for match in re.finditer(r"self\.(\w+)(\s*\()?", source):
+        name, is_call = match.group(1), match.group(2) is not None
+        method = getattr(layer_class, name, None)
+        if inspect.isfunction(method) and name not in seen and name != "forward":
+            seen.add(name)
+            _collect_calls(layer_class, method, calls, seen)
+        elif is_call:
+            calls.append(name)
+
+
 def _snapshot(value: Any) -> Any:
     """A saved copy of a value as it is now: some blocks later edit a sublayer's output in
     place (Falcon's ``mlp_output += attention_output``), which would change a saved reference."""
@@ -170,7 +241,8 @@ def check_io_shapes(model: StandardizedTransformer, result: Probe) -> CheckResul
     prefix_key = model.architecture.spec.prefix_positions_key  # learned prompt positions (CPM-Ant)
     stream = seq + (getattr(model._module.config, prefix_key, 0) if prefix_key else 0)
     hidden = (batch, stream, model.hidden_size)
-    expected = {"token_embeddings": hidden, "layers_input": hidden, "layers_output": hidden,
+    layer_io = _layer_io_shape(model, batch, stream)
+    expected = {"token_embeddings": hidden, "layers_input": layer_io, "layers_output": layer_io,
                 "attentions_input": hidden, "attentions_output": hidden, "mlps_input": hidden, "mlps_output": hidden}
     heads: list[int] = []
     if any(value is not None for value in result.values["attention_probabilities"]):
@@ -196,6 +268,15 @@ def check_io_shapes(model: StandardizedTransformer, result: Probe) -> CheckResul
                       value=len(problems),
                       fix="point the accessor at the right module with RenameConfig(attention_output=..., ...)")
     return passed(CheckName.IO_SHAPES, f"{count + 1} tensors have the expected shapes", value=0)
+
+
+def _layer_io_shape(model: StandardizedTransformer, batch: int, seq: int) -> tuple[int, ...]:
+    """(batch, seq, hidden), or the multi-stream layout the registry declares for the architecture."""
+    spec = model.architecture.spec
+    if spec.residual_streams_key is None:
+        return (batch, seq, model.hidden_size)
+    streams = getattr(model._module.config.get_text_config(), spec.residual_streams_key)
+    return spec.stream_layout.shape(batch, seq, streams, model.hidden_size)
 
 
 def check_residual(model: StandardizedTransformer, result: Probe) -> CheckResult:

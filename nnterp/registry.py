@@ -21,6 +21,20 @@ class Residual(str, Enum):
     NONE = "none"  # post-norm or gated blocks: no additive identity to check
 
 
+class StreamLayout(str, Enum):
+    """How a block's input and output hold several residual streams (hyper-connections, AltUp)."""
+
+    STREAM_AXIS = "batch, seq, streams, hidden"
+    CONCATENATED = "batch, seq, streams * hidden"
+    LEADING = "streams, batch, seq, hidden"
+
+    def shape(self, batch: int, seq: int, streams: int, hidden: int) -> tuple[int, ...]:
+        """The layer input/output shape under this layout."""
+        return {StreamLayout.STREAM_AXIS: (batch, seq, streams, hidden),
+                StreamLayout.CONCATENATED: (batch, seq, streams * hidden),
+                StreamLayout.LEADING: (streams, batch, seq, hidden)}[self]
+
+
 @dataclass(frozen=True)
 class ArchitectureSpec:
     """Where the standardized modules live in one architecture, and how its blocks behave.
@@ -59,6 +73,10 @@ class ArchitectureSpec:
     # Other modules whose output the block adds to the stream besides attention and MLP
     # (Gemma 4's per-layer-input branch): part of the residual identity, in no accessor.
     residual_extra: tuple[str, ...] = ()
+    # Several residual streams: the config key giving their number and how layers lay them out.
+    # layers_input / layers_output then hold every stream; sublayer accessors stay (batch, seq, hidden).
+    residual_streams_key: str | None = None
+    stream_layout: StreamLayout = StreamLayout.STREAM_AXIS
     # Module (where a layer has one) normalizing the block's input before it becomes the
     # residual stream (RWKV's layer-0 pre_ln): the residual identity starts from its output.
     residual_input: tuple[str, ...] = ()
@@ -134,7 +152,23 @@ _BERT_PRENORM = _BERT.like(residual=Residual.SEQUENTIAL,
                            note="pre-norm BERT blocks: the residual is added inside attention.output / output, "
                                 "after their dense layer, with no norm after it")
 
+_HYPER_CONCATENATED = DEFAULT.like(
+    residual=Residual.NONE, residual_streams_key="hc_count", stream_layout=StreamLayout.CONCATENATED,
+    note="hyper-connections: layers carry hc_count residual streams side by side in the hidden axis, mixed "
+         "by learned input-dependent weights, so there is no additive identity over one stream")
+
+_ZAMBA_HYBRID = DEFAULT.like(
+    attention=("mamba", "mamba_decoder.mamba"), mlp=(),
+    token_mixers=DEFAULT.token_mixers + ("mamba_decoder.mamba",),
+    note="every layer is a Mamba mixer added to the stream; in hybrid layers the mixer's input also gets a "
+         "shared transformer block's output (through `linear`), which is not itself added to the stream and "
+         "whose attention (over the stream and the embeddings) is not exposed per layer")
+
 _ARCHITECTURES: dict[str, ArchitectureSpec] = {
+    "DbrxForCausalLM": DEFAULT.like(attention=("norm_attn_norm.attn",), mlp=("ffn",),
+                                    note="attention sits inside norm_attn_norm, which also applies both norms"),
+    "ZambaForCausalLM": _ZAMBA_HYBRID,
+    "Zamba2ForCausalLM": _ZAMBA_HYBRID,
     "GPTJForCausalLM": _PARALLEL,
     "CodeGenForCausalLM": _PARALLEL,
     "PhiForCausalLM": _PARALLEL,
@@ -253,13 +287,19 @@ _ARCHITECTURES: dict[str, ArchitectureSpec] = {
     "Llama4ForCausalLM": DEFAULT.like(mlp_output_flat=True, note="MoE layers return (batch*seq, hidden)"),
     "Llama4ForConditionalGeneration": DEFAULT.like(mlp_output_flat=True, note="MoE layers return (batch*seq, hidden)"),
     "DeepseekV4ForCausalLM": _SINKS.like(
-        residual=Residual.NONE,
+        residual=Residual.NONE, residual_streams_key="hc_mult",
         note="attention sinks; manifold hyper-connections (mHC): layers carry hc_mult residual streams mixed by "
              "input-dependent learned matrices, so there is no additive identity over one stream"),
     "HYV4ForCausalLM": _SINKS.like(
-        residual=Residual.NONE,
+        residual=Residual.NONE, residual_streams_key="hc_mult",
         note="attention sinks; hyper-connections: layers carry several residual streams mixed by learned, "
              "input-dependent matrices, so there is no additive identity over one stream"),
+    "Qwen4ExpForCausalLM": _HYPER_CONCATENATED,
+    "Qwen4ExpForConditionalGeneration": _HYPER_CONCATENATED,
+    "Gemma3nForCausalLM": _SANDWICH.like(
+        residual=Residual.NONE, residual_streams_key="altup_num_inputs", stream_layout=StreamLayout.LEADING,
+        note="AltUp: layers carry altup_num_inputs predicted streams, corrected by learned mixing; only the "
+             "active stream goes through attention and MLP, so there is no additive identity"),
     "RwkvForCausalLM": DEFAULT.like(softmax_attention=False, residual_input=("pre_ln",),
                                     note="RWKV time mixing is no softmax attention; layer 0 norms its input "
                                          "(pre_ln) before the residual stream starts"),

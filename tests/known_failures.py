@@ -4,22 +4,12 @@ Tests mark these xfail(strict=True): the day one starts passing, the suite says 
 row must go. Keyed by model type.
 """
 
-_MULTI_STREAM = ("layers carry several residual streams (layers_input is (batch, seq, streams, hidden) or "
-                 "wider than hidden); a standard (batch, seq, hidden) view needs a decision on collapsing them")
-_SHARED_BLOCK = ("hybrid layers wrap a shared transformer block beside the Mamba decoder; the registry "
-                 "cannot yet describe that nesting, so those layers have no attention module")
 
 KNOWN_FAILURES: dict[str, str] = {
     "blt": "byte latent transformer: local encoder, global transformer and local decoder have separate layer "
            "stacks, so there is no single `layers` list",
-    "dbrx": "attention is nested in `norm_attn_norm`, which also returns the residual; no registry row yet",
-    "deepseek_v4": _MULTI_STREAM + " (hyper-connections)",
-    "hy_v4": _MULTI_STREAM + " (hyper-connections)",
-    "qwen4_exp": _MULTI_STREAM + " (hyper-connection mixer)",
-    "qwen4_exp_text": _MULTI_STREAM + " (hyper-connection mixer)",
-    "gemma3n_text": _MULTI_STREAM + " (AltUp)",
-    "falcon_h1": "the Mamba mixer runs before self_attn in parallel with it; the probe's fixed read order "
-                 "(attention, then MLP) raises OutOfOrderError",
+    "deepseek_v4": "compressed-KV attention layers attend over compressed key blocks as well as tokens, so their "
+                   "probabilities are (batch, heads, seq, seq + compressed); io_shapes has no declared shape for it",
     "longcat_flash": "each layer runs two attention/MLP pairs plus a shortcut MoE; the probe's fixed read order "
                      "raises OutOfOrderError and `attentions[i]` is ambiguous",
     "inkling2_text": "layers mix earlier block states through learned attention over depth; no additive residual "
@@ -36,6 +26,4 @@ KNOWN_FAILURES: dict[str, str] = {
              "not a module, and the located probabilities belong to the branch that does not run",
     "reformer": "reversible residual layers keep two streams concatenated; LSH/local attention exposes no "
                 "softmax probabilities to locate",
-    "zamba": _SHARED_BLOCK,
-    "zamba2": _SHARED_BLOCK,
 }
