@@ -19,7 +19,7 @@ warnings.filterwarnings("ignore")
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
-def seconds(action, repeat: int = 3) -> float:
+def seconds(action, repeat: int = 7) -> float:
     """Median wall time of ``action`` over ``repeat`` runs."""
     times = []
     for _ in range(repeat):
@@ -32,7 +32,7 @@ def seconds(action, repeat: int = 3) -> float:
 def measure(name: str, build, tokenizer) -> None:
     from nnterp import StandardizedTransformer
 
-    construction = seconds(build, repeat=1 if name == "SmolLM2-135M" else 3)
+    construction = seconds(build, repeat=1 if name == "SmolLM2-135M" else 7)
     model = build()
     batch = tokenizer(["The quick brown fox jumps over the dog.", "Hello world"], return_tensors="pt", padding=True)
 

@@ -111,7 +111,7 @@ class Probe:
 
 
 def probe(model: StandardizedTransformer) -> Probe:
-    """Read every accessor of every layer in one forward; edit one layer's probabilities in a second one."""
+    """Read every accessor of every layer and edit one layer's probabilities, in one forward (two invokes)."""
     arch = model.architecture
     probs_on = model.attention_probabilities.enabled
     located = [i for i, loc in enumerate(model.attention_probabilities.locations) if loc is not None]
@@ -134,15 +134,14 @@ def probe(model: StandardizedTransformer) -> Probe:
                     is_tuple = save(isinstance(model.layers[0].output, tuple))
                 values["layers_output"][i] = model.layers_output[i].save()
             logits = model.logits.save()
-    if edited_layer is not None:
-        # A trace of its own, not a second invoke: nnsight cannot split a batch that a module
-        # flattens to (batch*seq, hidden) (Llama 4's MoE) between invokes.
+        if edited_layer is not None and arch.spec.batch_first_everywhere:
+            with tracer.invoke(prompts):  # same forward pass, its own rows
+                edited_logits = _edit_probabilities(model, edited_layer)
+    if edited_layer is not None and not arch.spec.batch_first_everywhere:
+        # A trace of its own: nnsight splits invokes along the first axis, which is not the batch
+        # where a module flattens it (Llama 4's MoE) or streams lead (AltUp).
         with torch.no_grad(), model.trace(prompts):
-            probs = model.attention_probabilities[edited_layer]
-            focused = torch.zeros_like(probs)
-            focused[..., 0] = 1.0
-            model.attention_probabilities[edited_layer] = focused
-            edited_logits = model.logits.save()
+            edited_logits = _edit_probabilities(model, edited_layer)
     values["token_embeddings"] = [embeddings]
     return Probe(input_ids, values, logits, edited_logits if edited_layer is not None else None,
                  edited_layer, bool(is_tuple))
@@ -227,6 +226,15 @@ def _collect_calls(layer_class: type, function: Any, calls: list[str], seen: set
             _collect_calls(layer_class, method, calls, seen)
         elif is_call:
             calls.append(name)
+
+
+def _edit_probabilities(model: StandardizedTransformer, layer: int) -> Any:
+    """Inside a trace: move all of one layer's attention onto the first key; return the saved logits."""
+    probs = model.attention_probabilities[layer]
+    focused = torch.zeros_like(probs)
+    focused[..., 0] = 1.0
+    model.attention_probabilities[layer] = focused
+    return model.logits.save()
 
 
 def _snapshot(value: Any) -> Any:

@@ -106,6 +106,12 @@ class ArchitectureSpec:
     vocab_size_keys: tuple[str, ...] = ("vocab_size", "n_vocab")
     note: str = ""
 
+    @property
+    def batch_first_everywhere(self) -> bool:
+        """Whether every value has the batch first, so nnsight can split one forward between invokes."""
+        leading_streams = self.residual_streams_key is not None and self.stream_layout is StreamLayout.LEADING
+        return not (self.mlp_output_flat or leading_streams)
+
     def like(self, **changes) -> ArchitectureSpec:
         """A copy of this spec with some facts changed: how a row says "like X, except..."."""
         return replace(self, **changes)
