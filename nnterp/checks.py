@@ -17,6 +17,7 @@ import torch
 from nnsight import save
 
 from .accessors import unwrap, walk
+from .registry import Residual, StreamLayout
 
 
 if TYPE_CHECKING:
@@ -248,9 +249,10 @@ def check_io_shapes(model: StandardizedTransformer, result: Probe) -> CheckResul
     batch, seq = result.input_ids.shape
     prefix_key = model.architecture.spec.prefix_positions_key  # learned prompt positions (CPM-Ant)
     stream = seq + (getattr(model._module.config, prefix_key, 0) if prefix_key else 0)
-    hidden = (batch, stream, model.hidden_size)
     layer_io = _layer_io_shape(model, batch, stream)
-    expected = {"token_embeddings": hidden, "layers_input": layer_io, "layers_output": layer_io,
+    # Streams along the sequence flow through every sublayer too; other layouts meet only at block edges.
+    hidden = layer_io if model.architecture.spec.stream_layout is StreamLayout.SEQUENCE else (batch, stream, model.hidden_size)
+    expected = {"token_embeddings": (batch, stream, model.hidden_size), "layers_input": layer_io, "layers_output": layer_io,
                 "attentions_input": hidden, "attentions_output": hidden, "mlps_input": hidden, "mlps_output": hidden}
     heads: list[int] = []
     if any(value is not None for value in result.values["attention_probabilities"]):
@@ -289,8 +291,6 @@ def _layer_io_shape(model: StandardizedTransformer, batch: int, seq: int) -> tup
 
 def check_residual(model: StandardizedTransformer, result: Probe) -> CheckResult:
     """``layers_output[i] == layers_input[i] + attentions_output[i] + mlps_output[i]``, where it should hold."""
-    from .registry import Residual
-
     arch = model.architecture
     if arch.spec.residual is Residual.NONE:
         return not_applicable(CheckName.RESIDUAL, f"{arch.class_name} blocks have no additive residual identity"

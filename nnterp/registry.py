@@ -27,12 +27,14 @@ class StreamLayout(str, Enum):
     STREAM_AXIS = "batch, seq, streams, hidden"
     CONCATENATED = "batch, seq, streams * hidden"
     LEADING = "streams, batch, seq, hidden"
+    SEQUENCE = "batch, (1 + streams) * seq, hidden"  # a main stream, then predicting streams
 
     def shape(self, batch: int, seq: int, streams: int, hidden: int) -> tuple[int, ...]:
         """The layer input/output shape under this layout."""
         return {StreamLayout.STREAM_AXIS: (batch, seq, streams, hidden),
                 StreamLayout.CONCATENATED: (batch, seq, streams * hidden),
-                StreamLayout.LEADING: (streams, batch, seq, hidden)}[self]
+                StreamLayout.LEADING: (streams, batch, seq, hidden),
+                StreamLayout.SEQUENCE: (batch, (1 + streams) * seq, hidden)}[self]
 
 
 @dataclass(frozen=True)
@@ -212,9 +214,11 @@ _ARCHITECTURES: dict[str, ArchitectureSpec] = {
         "XLM has no per-layer block: its attentions, FFNs and layer norms live in separate parallel "
         "ModuleLists (transformer.attentions, transformer.ffns, transformer.layer_norm1/2) and the loop in "
         "XLMModel.forward wires them, so no module's input/output is a layer's residual stream")),
-    "ProphetNetForCausalLM": DEFAULT.like(unsupported=(
-        "ProphetNet decoder layers run the main stream and its n-gram predicting streams concatenated along "
-        "the sequence, (batch, (1 + ngram) * seq, hidden): a layer's output is not one residual stream per token")),
+    "ProphetNetForCausalLM": DEFAULT.like(
+        layers=("prophetnet.decoder.layers",), residual=Residual.NONE,
+        residual_streams_key="ngram", stream_layout=StreamLayout.SEQUENCE,
+        note="post-norm layers run the main stream and its n-gram predicting streams concatenated along the "
+             "sequence: layer inputs/outputs are (batch, (1 + ngram) * seq, hidden)"),
     "CpmAntForCausalLM": DEFAULT.like(attention_output=("self_att.self_attention",), mlp_input=("ffn.ffn",),
                                       mlp_output=("ffn.ffn",), prefix_positions_key="prompt_length",
                                       note="pre-norm blocks whose self_att / ffn wrappers add the residual; the "

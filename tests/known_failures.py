@@ -19,8 +19,6 @@ KNOWN_FAILURES: dict[str, str] = {
     "musicgen": "several codebook embeddings are summed before the decoder; token_embeddings is read out of order",
     "musicgen_melody": "several codebook embeddings are summed before the decoder; token_embeddings is read out "
                        "of order",
-    "prophetnet": "decoder layers carry the main stream and n-gram streams joined along the sequence; the "
-                  "registry marks it as not standardizable",
     "xlm": "attentions, FFNs and norms are parallel ModuleLists wired by the model's loop: no per-layer block",
     "xlnet": "two-stream attention; its contribution before the residual is an einsum inside post_attention, "
              "not a module, and the located probabilities belong to the branch that does not run",
