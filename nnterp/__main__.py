@@ -1,10 +1,12 @@
-"""Command line: ``python -m nnterp toy --list`` and ``python -m nnterp validate`` (toy-model matrix)."""
+"""Command line: ``python -m nnterp toy --list``, ``validate`` (toy-model matrix), ``report`` (the
+compatibility site) and ``status ARCH`` (what the compatibility reports say about one architecture)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 import warnings
+from pathlib import Path
 
 
 def _toy(args: argparse.Namespace) -> int:
@@ -44,11 +46,76 @@ def _validate(args: argparse.Namespace) -> int:
     return 0 if passed == len(validations) or not args.strict else 1
 
 
+def _report(args: argparse.Namespace) -> int:
+    from .compat.render import markdown_table, render_site, version_sets
+    from .compat.store import find_reports
+
+    if args.diff:
+        from .compat.diff import diff_reports, format_diff
+        from .compat.store import load_report
+
+        old, new = (load_report(Path(path)) for path in args.diff)
+        print(format_diff(diff_reports(old, new)))
+        return 0
+    directories = _report_dirs(args)
+    index = render_site(directories, args.out)
+    print(f"compatibility site written to {index}")
+    if args.markdown:
+        sets = version_sets(find_reports(directories))
+        if not sets:
+            print(f"no reports in {', '.join(map(str, directories))}: {args.markdown} not written", file=sys.stderr)
+            return 1
+        Path(args.markdown).write_text(markdown_table(sets[-1].report), encoding="utf-8")
+        print(f"Markdown table of {sets[-1].title} written to {args.markdown}")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from .compat.render import status_text
+    from .compat.store import find_reports
+
+    directories = _report_dirs(args)
+    found = find_reports(directories)
+    text = status_text(found, args.architecture)
+    if text is None:
+        known = sorted({arch for _, report in found for arch in report.architectures})
+        print(f"no report in {', '.join(map(str, directories))} mentions {args.architecture}; "
+              f"reported architectures: {', '.join(known) or 'none'}", file=sys.stderr)
+        return 1
+    print(text)
+    return 0
+
+
+def _report_dirs(args: argparse.Namespace) -> list[Path]:
+    """The --reports-dir folders, else those the load-time lookup reads (shipped reports, $NNTERP_REPORT_DIR)."""
+    if args.reports_dir:
+        return [Path(d) for d in args.reports_dir]
+    try:
+        from .compat.lookup import report_directories
+    except ImportError:
+        return [Path(__file__).resolve().parent.parent / "compat_reports"]
+    return [Path(d) for d in report_directories()]
+
+
 def _quiet() -> None:
     warnings.filterwarnings("ignore")
     import transformers
 
     transformers.logging.set_verbosity_error()
+
+
+def _run_tests(args: argparse.Namespace, pytest_args: list[str]) -> int:
+    import pytest
+
+    selection = []
+    if args.model_names:
+        selection += ["--nnterp-models", *args.model_names]
+    if args.class_names:
+        selection += ["--nnterp-classes", *args.class_names]
+    if not selection:
+        print("run_tests: give --model-names and/or --class-names (e.g. --class-names all)")
+        return 2
+    return int(pytest.main([*selection, *pytest_args]))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,7 +131,31 @@ def main(argv: list[str] | None = None) -> int:
     validate.add_argument("--verbose", action="store_true", help="print each architecture as it finishes")
     validate.add_argument("--strict", action="store_true", help="exit with 1 if any architecture fails")
     validate.set_defaults(handler=_validate)
-    args = parser.parse_args(argv)
+    report = commands.add_parser("report", help="render the compatibility reports as a static site")
+    report.add_argument("--reports-dir", action="append", metavar="DIR", help="folder of report JSON files "
+                        "(repeatable; default: nnterp's compat_reports/ and $NNTERP_REPORT_DIR)")
+    report.add_argument("--out", default="site", metavar="DIR", help="where to write the site (default: site/)")
+    report.add_argument("--markdown", metavar="FILE", help="also write the latest report as a Markdown table")
+    report.add_argument("--diff", nargs=2, metavar=("OLD", "NEW"), help="print what changed between two report "
+                        "files instead of rendering")
+    report.set_defaults(handler=_report)
+    status = commands.add_parser("status", help="print what the compatibility reports say about one architecture")
+    status.add_argument("architecture", metavar="ARCH", help="HuggingFace class name, e.g. LlamaForCausalLM")
+    status.add_argument("--reports-dir", action="append", metavar="DIR", help="folder of report JSON files "
+                        "(repeatable; default: nnterp's compat_reports/ and $NNTERP_REPORT_DIR)")
+    status.set_defaults(handler=_status)
+    run_tests = commands.add_parser(
+        "run_tests", help="run nnterp's compatibility checks through pytest (other arguments go to pytest)")
+    run_tests.add_argument("--model-names", nargs="+", default=[], metavar="NAME",
+                           help="hub ids, local paths or .gguf files of real models")
+    run_tests.add_argument("--class-names", nargs="+", default=[], metavar="NAME",
+                           help="toy models by class name or model type, or 'all'")
+    run_tests.set_defaults(handler=None)
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "run_tests":
+        return _run_tests(args, extra)
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     return args.handler(args)
 
 

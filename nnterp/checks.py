@@ -36,6 +36,9 @@ class CheckName(str, Enum):
     ATTN_PROBS_SUM = "attn_probs_sum"
     ATTN_PROBS_EFFECT = "attn_probs_effect"
     LOGITS_MATCH = "logits_match"
+    LOGIT_LENS = "logit_lens"
+    STEERING = "steering"
+    SKIP = "skip_layers"
 
 
 class Status(str, Enum):
@@ -108,7 +111,7 @@ class Probe:
     logits: torch.Tensor
     edited_logits: torch.Tensor | None
     edited_layer: int | None
-    layer_output_is_tuple: bool
+    layer_output_arity: int  # 0: a tensor; n: a tuple or list of n elements
 
 
 def probe(model: StandardizedTransformer) -> Probe:
@@ -132,7 +135,8 @@ def probe(model: StandardizedTransformer) -> Probe:
                     else:
                         values[step.name][i] = value
                 if i == 0:
-                    is_tuple = save(isinstance(model.layers[0].output, tuple))
+                    raw = model.layers[0].output
+                    arity = save(len(raw) if isinstance(raw, (tuple, list)) else 0)
                 values["layers_output"][i] = model.layers_output[i].save()
             logits = model.logits.save()
         if edited_layer is not None and arch.spec.batch_first_everywhere:
@@ -145,7 +149,7 @@ def probe(model: StandardizedTransformer) -> Probe:
             edited_logits = _edit_probabilities(model, edited_layer)
     values["token_embeddings"] = [embeddings]
     return Probe(input_ids, values, logits, edited_logits if edited_layer is not None else None,
-                 edited_layer, bool(is_tuple))
+                 edited_layer, int(arity))
 
 
 PROBED = ("layers_input", "residual_input", "attentions_input", "attention_probabilities", "attentions_output",
@@ -385,7 +389,7 @@ def run_load_checks(model: StandardizedTransformer) -> list[CheckResult]:
     except Exception as error:  # noqa: BLE001 - any failure of the probe is the check's finding, reported below
         message = f"the probing forward pass failed: {type(error).__name__}: {error}"
         return results + [failed(CheckName.IO_SHAPES, message, fix="see the error; describe the model with RenameConfig")]
-    model._layer_returns_tuple = result.layer_output_is_tuple
+    model._layer_output_arity = result.layer_output_arity
     results.append(check_io_shapes(model, result))
     results.append(check_residual(model, result))
     results.extend(check_attention_probabilities(model, result))
@@ -410,3 +414,50 @@ def check_logits_match(model: StandardizedTransformer, prompts: list[str] | None
         return failed(CheckName.LOGITS_MATCH, f"logits differ from the plain model by {worst:.3g}", value=worst,
                       fix="nnterp must not change numerics: report this as a bug")
     return passed(CheckName.LOGITS_MATCH, f"max-abs difference {worst:.2g}", value=worst)
+
+
+# -- intervention sanity (run by the pytest plugin) ----------------------------------
+
+INTERVENTION_PROMPT = "The quick brown fox jumps"
+
+
+def check_logit_lens(model: StandardizedTransformer) -> CheckResult:
+    """``project_on_vocab`` of the last layer's output gives the model's own logits."""
+    with torch.no_grad(), model.trace(INTERVENTION_PROMPT):
+        projected = model.project_on_vocab(model.layers_output[-1]).save()
+        logits = model.logits.save()
+    if projected.shape != logits.shape:
+        return failed(CheckName.LOGIT_LENS, f"projection has shape {tuple(projected.shape)}, logits "
+                      f"{tuple(logits.shape)}", fix="check ln_final / lm_head in the registry row")
+    error = ((projected - logits).abs().max() / logits.abs().max().clamp_min(1e-6)).item()
+    if error > LOGITS_TOLERANCE:
+        return failed(CheckName.LOGIT_LENS, f"last-layer projection differs from the logits by {error:.3g} "
+                      "(relative): the final norm, head or a logit transform is missing", value=error,
+                      fix="check ln_final / lm_head in the registry row")
+    return passed(CheckName.LOGIT_LENS, f"last-layer projection equals the logits (rel. error {error:.2g})", value=error)
+
+
+def check_steering(model: StandardizedTransformer) -> CheckResult:
+    """``steer`` adds exactly ``factor * vector`` to a layer's output."""
+    vector = torch.linspace(-1, 1, model.hidden_size)
+    with torch.no_grad(), model.trace(INTERVENTION_PROMPT):
+        plain = model.layers_output[0].clone().save()
+    with torch.no_grad(), model.trace(INTERVENTION_PROMPT):
+        model.steer(0, vector, factor=0.5)
+        steered = model.layers_output[0].save()
+    error = (steered - plain - 0.5 * vector.to(plain.dtype)).abs().max().item()
+    if error > 1e-4:
+        return failed(CheckName.STEERING, f"steered output differs from output + 0.5 * vector by {error:.3g}",
+                      value=error)
+    return passed(CheckName.STEERING, f"adds exactly factor * vector (error {error:.2g})", value=error)
+
+
+def check_skip_layers(model: StandardizedTransformer) -> CheckResult:
+    """Skipping every layer passes the first layer's input through to the last layer's output."""
+    with torch.no_grad(), model.trace(INTERVENTION_PROMPT):
+        first_input = model.layers_input[0].save()
+        model.skip_layers(0, model.num_layers - 1)
+        last_output = model.layers_output[-1].save()
+    if not torch.equal(first_input, last_output):
+        return failed(CheckName.SKIP, "after skip_layers(0, last) the last output differs from the first input")
+    return passed(CheckName.SKIP, f"skipping {model.num_layers} layers passes the stream through")

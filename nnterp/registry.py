@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from types import MappingProxyType
+from typing import Any, Callable
 
 
 class Residual(str, Enum):
@@ -317,6 +318,15 @@ _ARCHITECTURES: dict[str, ArchitectureSpec] = {
 }
 
 ARCHITECTURES = MappingProxyType(_ARCHITECTURES)
+
+# Transforms some heads apply to the lm_head output, keyed by the (text) config attribute that
+# switches them on; project_on_vocab applies them so that the logit lens of the last layer is the
+# model's own logits. Each takes (logits, config value).
+LOGIT_TRANSFORMS: dict[str, Callable[[Any, float], Any]] = {
+    "final_logit_softcapping": lambda logits, cap: (logits / cap).tanh() * cap,  # Gemma 2/3
+    "logit_scale": lambda logits, scale: logits * scale,  # Cohere
+    "logits_scaling": lambda logits, scaling: logits / scaling,  # Granite
+}
 
 
 def spec_for(model_class: type) -> ArchitectureSpec:

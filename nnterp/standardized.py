@@ -10,6 +10,7 @@ from nnsight.modeling.transformers import TransformersModel
 from .accessors import (AttentionProbabilities, BatchFolded, LayerwiseContribution, LayerwiseIO, LayerwiseModules,
                         check_layer_index, walk)
 from .attention_probs import locate_attention_probabilities
+from .compat.lookup import warn_for_architecture
 from .errors import RenamingError, ValidationFailed
 from .rename import RenameConfig, ResolvedArchitecture, resolve_architecture
 
@@ -26,6 +27,19 @@ def _config_value(config: Any, keys: Iterable[str], what: str, architecture: str
                         check="config", fix=f"register the config key for {what} in the architecture's registry row")
 
 
+def _load_gguf(path: str, tokenizer: Any) -> tuple[torch.nn.Module, Any]:
+    """A GGUF file's model (dequantized) and, unless one is given, its embedded tokenizer."""
+    from pathlib import Path
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"no GGUF file at {path}; pass the path of an existing .gguf file")
+    model = AutoModelForCausalLM.from_pretrained(file.parent, gguf_file=file.name)
+    return model, tokenizer or AutoTokenizer.from_pretrained(file.parent, gguf_file=file.name)
+
+
 class StandardizedTransformer(TransformersModel):
     """A causal LM with standardized module names and accessors, validated when it loads.
 
@@ -37,8 +51,8 @@ class StandardizedTransformer(TransformersModel):
             model.layers_output[5] = model.layers_output[5] * 0.5
             probs = model.next_token_probs.save()
 
-    ``model`` is a hub id or local path (loaded with ``device_map="auto"``) or an already
-    built ``PreTrainedModel`` (then pass ``tokenizer=``). ``check_renaming=False`` skips the
+    ``model`` is a hub id or local path (loaded with ``device_map="auto"``), a ``.gguf`` file, or an
+    already built ``PreTrainedModel`` (then pass ``tokenizer=``). ``check_renaming=False`` skips the
     load-time checks; ``enable_attention_probs=True`` runs attention eagerly so that
     ``attention_probabilities[i]`` exists.
     """
@@ -49,6 +63,8 @@ class StandardizedTransformer(TransformersModel):
         self._rename_config = rename_config
         self._standard_rename: dict[str, str] = {}
         kwargs.setdefault("task", "text-generation")
+        if isinstance(model, str) and model.endswith(".gguf"):
+            model, tokenizer = _load_gguf(model, tokenizer)
         if isinstance(model, str):
             if device_map is not None:
                 kwargs.setdefault("device_map", device_map)
@@ -62,6 +78,7 @@ class StandardizedTransformer(TransformersModel):
         self.check_results: list = []
         if check_renaming:
             self.validate()
+        warn_for_architecture(type(self._module).__name__, model_id=model if isinstance(model, str) else None)
 
     # -- building --------------------------------------------------------------
 
@@ -203,7 +220,18 @@ class StandardizedTransformer(TransformersModel):
         """Logits of a hidden state through the final norm and the unembedding (the logit lens)."""
         if self.architecture.ln_final is not None:
             hidden_state = self.ln_final(hidden_state)
-        return self.lm_head(hidden_state)
+        logits = self.lm_head(hidden_state)
+        for transform, value in self._logit_transforms():
+            logits = transform(logits, value)
+        return logits
+
+    def _logit_transforms(self) -> list:
+        """The registry's logit transforms this model's config switches on, with their values."""
+        from .registry import LOGIT_TRANSFORMS
+
+        config = self._module.config.get_text_config()
+        return [(transform, getattr(config, key)) for key, transform in LOGIT_TRANSFORMS.items()
+                if isinstance(getattr(config, key, None), (int, float)) and not isinstance(getattr(config, key), bool)]
 
     def skip_layer(self, layer: int, skip_with: Any = None) -> None:
         """Skip one layer: its output becomes ``skip_with`` (default: its own input)."""
@@ -220,7 +248,10 @@ class StandardizedTransformer(TransformersModel):
             self.layers[index].skip(self._as_layer_output(replacement))
 
     def _as_layer_output(self, hidden: Any) -> Any:
-        return (hidden,) if getattr(self, "_layer_returns_tuple", False) else hidden
+        """A skip replacement shaped like the layer's output: blocks returning tuples get (hidden, None, ...),
+        with the arity the load-time probe observed."""
+        arity = getattr(self, "_layer_output_arity", 0)
+        return (hidden, *[None] * (arity - 1)) if arity else hidden
 
     def steer(self, layers: int | list[int], steering_vector: torch.Tensor, factor: float = 1,
               positions: int | list[int] | None = None) -> None:

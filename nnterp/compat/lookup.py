@@ -1,0 +1,290 @@
+"""Load-time lookup: was this architecture tested with the installed versions, and did it pass?
+
+``StandardizedTransformer`` calls ``warn_for_architecture`` after its own checks. The lookup reads
+the reports shipped with nnterp plus the user's (``NNTERP_REPORT_DIR``), caches each parsed file
+by modification time, and imports nothing heavy, so it costs well under a millisecond once warm.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import warnings
+from dataclasses import dataclass, field
+from enum import Enum
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterable
+
+from .schema import (VERSIONED_PACKAGES, ModelRecord, Report, ReportSchemaError, ReportStatus, ReportWarning,
+                     current_versions)
+from .store import load_report, report_paths
+
+logger = logging.getLogger(__name__)
+
+REPORT_DIR_ENV = "NNTERP_REPORT_DIR"
+SHIPPED_DATA_DIR = "share/nnterp/compat_reports"  # where a wheel installs the reports (pyproject data-files)
+NEAREST_ORDER = ("transformers", "nnsight", "torch", "nnterp")  # what matters most when versions differ
+
+
+class NNterpCompatibilityWarning(UserWarning):
+    """The loaded architecture failed nnterp's checks, or was not tested with the installed versions."""
+
+
+class LookupState(str, Enum):
+    ALL_PASSED = "all passed"
+    FAILURES = "failures"
+    NEVER_TESTED = "never tested"
+    OTHER_VERSIONS = "other versions"
+
+
+@dataclass(frozen=True)
+class LookupResult:
+    """What the reports say about one architecture.
+
+    ``versions`` is the version set looked up. For ``FAILURES``, ``failed_checks`` and ``statuses``
+    describe that set; for ``OTHER_VERSIONS`` they describe ``nearest_versions``, the closest tested
+    set, whose outcome is ``nearest_state`` (``ALL_PASSED`` or ``FAILURES``). ``reports`` are the
+    files the verdict comes from.
+    """
+
+    architecture: str
+    state: LookupState
+    message: str
+    versions: dict[str, str]
+    failed_checks: tuple[str, ...] = ()
+    statuses: dict[str, ReportStatus] = field(default_factory=dict)
+    nearest_versions: dict[str, str] | None = None
+    nearest_state: LookupState | None = None
+    reports: tuple[Path, ...] = ()
+
+
+# -- where reports live --------------------------------------------------------------------
+
+
+def report_directories(user_directory: str | Path | None = None) -> list[Path]:
+    """The shipped reports, then the user's (``user_report_directories()``), then ``user_directory``.
+    Later folders win where two hold the same version set and entry."""
+    shipped = shipped_report_directory()
+    candidates = ([shipped] if shipped else []) + user_report_directories()
+    if user_directory is not None:
+        candidates.append(Path(user_directory))
+    return list(dict.fromkeys(candidates))
+
+
+def user_report_directories() -> list[Path]:
+    """Each folder of ``$NNTERP_REPORT_DIR`` (``os.pathsep``-separated) or, when it is unset,
+    ``~/.cache/nnterp/compat_reports``: where ``python -m nnterp run_tests`` writes by default."""
+    configured = [Path(part) for part in os.environ.get(REPORT_DIR_ENV, "").split(os.pathsep) if part]
+    if configured:
+        return configured
+    try:
+        return [Path.home() / ".cache" / "nnterp" / "compat_reports"]
+    except RuntimeError:  # no home directory to resolve: there is no default user folder
+        return []
+
+
+@lru_cache(maxsize=None)
+def shipped_report_directory() -> Path | None:
+    """``compat_reports/`` of the source checkout nnterp runs from (editable install), else the copy a
+    wheel installed under ``<prefix>/share/nnterp/compat_reports``; None if neither exists."""
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "pyproject.toml").is_file() and (checkout / "compat_reports").is_dir():
+        return checkout / "compat_reports"
+    return _installed_data_directory()
+
+
+def _installed_data_directory() -> Path | None:
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    try:
+        files = distribution("nnterp").files or []
+    except PackageNotFoundError:
+        return None
+    for file in files:
+        if SHIPPED_DATA_DIR in file.as_posix():
+            return Path(file.locate()).resolve().parent
+    import sysconfig
+
+    installed = Path(sysconfig.get_path("data")) / SHIPPED_DATA_DIR
+    return installed if installed.is_dir() else None
+
+
+# -- cached reading ------------------------------------------------------------------------
+
+_parsed: dict[Path, tuple[tuple[int, int], Report | None]] = {}
+
+
+def _reports(directories: Iterable[Path]) -> list[tuple[Path, Report]]:
+    """Every valid report in ``directories``, parsed once per (path, mtime, size)."""
+    found = []
+    for path in report_paths(directories):
+        try:
+            stat = path.stat()
+        except OSError:
+            continue  # removed since it was listed: there is nothing to read
+        key = (stat.st_mtime_ns, stat.st_size)
+        if path not in _parsed or _parsed[path][0] != key:
+            _parsed[path] = (key, _parse(path))
+        report = _parsed[path][1]
+        if report is not None:
+            found.append((path, report))
+    return found
+
+
+def _parse(path: Path) -> Report | None:
+    try:
+        return load_report(path)
+    except (ReportSchemaError, OSError) as error:
+        warnings.warn(f"skipping compatibility report {path}: {error}", ReportWarning, stacklevel=2)
+        return None
+
+
+@lru_cache(maxsize=1)
+def _installed_versions() -> dict[str, str]:
+    return current_versions()
+
+
+# -- the lookup ----------------------------------------------------------------------------
+
+
+def lookup_architecture(class_name: str, directories: Iterable[str | Path] | None = None,
+                        versions: dict[str, str] | None = None, *, model_id: str | None = None) -> LookupResult:
+    """Classify ``class_name`` against the reports in ``directories`` (default: ``report_directories()``)
+    for ``versions`` (default: the installed ones). ``model_id`` only sharpens the suggested command."""
+    directories = report_directories() if directories is None else [Path(d) for d in directories]
+    versions = dict(versions or _installed_versions())
+    by_set: dict[tuple[str, ...], list[tuple[Path, Report]]] = {}
+    for path, report in _reports(directories):
+        if class_name in report.architectures:
+            by_set.setdefault(_set_key(report.versions), []).append((path, report))
+    command = run_tests_command(class_name, model_id)
+    if _set_key(versions) in by_set:
+        return _tested(class_name, versions, by_set[_set_key(versions)], command)
+    if not by_set:
+        where = ", ".join(str(d) for d in directories) or "no report folder"
+        return LookupResult(class_name, LookupState.NEVER_TESTED,
+                            f"{class_name} has never been tested by nnterp: no compatibility report in {where} "
+                            f"mentions it, so its standardized names may be wrong. Test it with:\n  {command}",
+                            versions)
+    nearest = min(by_set, key=lambda key: _closeness(dict(zip(VERSIONED_PACKAGES, key)), versions))
+    return _other_versions(class_name, versions, by_set[nearest], command)
+
+
+def run_tests_command(class_name: str, model_id: str | None = None) -> str:
+    """The command that tests an architecture (and a real model, given its id) and records the result."""
+    command = f"python -m nnterp run_tests --class-names {class_name}"
+    if model_id:
+        return f"{command} --model-names {model_id}"
+    return f"{command}   (add --model-names <hub id or path> to test a real model)"
+
+
+def _tested(class_name: str, versions: dict[str, str], found: list[tuple[Path, Report]], command: str) -> LookupResult:
+    models = _models(class_name, found)
+    statuses, failures = _verdict(class_name, models)
+    paths = tuple(path for path, _ in found)
+    if not failures:
+        return LookupResult(class_name, LookupState.ALL_PASSED,
+                            f"{class_name} passed every nnterp check with {_describe(versions)} "
+                            f"(models: {', '.join(sorted(models))})", versions, (), statuses, reports=paths)
+    return LookupResult(class_name, LookupState.FAILURES,
+                        f"{class_name} failed nnterp checks with {_describe(versions)}: {_failures(models, failures)}. "
+                        f"The accessors these checks cover may be wrong for this model. Re-test with:\n  {command}",
+                        versions, failures, statuses, reports=paths)
+
+
+def _other_versions(class_name: str, versions: dict[str, str], found: list[tuple[Path, Report]],
+                    command: str) -> LookupResult:
+    nearest = dict(found[0][1].versions)
+    models = _models(class_name, found)
+    statuses, failures = _verdict(class_name, models)
+    outcome = f"failed {_failures(models, failures)}" if failures else "passed every check"
+    return LookupResult(class_name, LookupState.OTHER_VERSIONS,
+                        f"{class_name} was not tested by nnterp with the installed {_describe(versions)}; with the "
+                        f"nearest tested version set ({_describe(nearest)}) it {outcome}. Test it with the installed "
+                        f"versions:\n  {command}", versions, failures, statuses, nearest,
+                        LookupState.FAILURES if failures else LookupState.ALL_PASSED, tuple(p for p, _ in found))
+
+
+def _models(class_name: str, found: list[tuple[Path, Report]]) -> dict[str, ModelRecord]:
+    """The architecture's models over reports of one version set; later reports win per check."""
+    models: dict[str, ModelRecord] = {}
+    for _, report in found:
+        for model_id, record in report.architectures[class_name].items():
+            previous = models.get(model_id, ModelRecord(record.kind))
+            models[model_id] = ModelRecord(record.kind, {**previous.checks, **record.checks})
+    return models
+
+
+def _verdict(class_name: str, models: dict[str, ModelRecord]) -> tuple[dict[str, ReportStatus], tuple[str, ...]]:
+    statuses = Report({}, {}, {class_name: models}).statuses(class_name)
+    return statuses, tuple(sorted(check for check, status in statuses.items() if status.is_failure))
+
+
+def _failures(models: dict[str, ModelRecord], checks: tuple[str, ...]) -> str:
+    """``check (status on model: message)`` for each failed check."""
+    parts = []
+    for check in checks:
+        where = [f"{record.checks[check].status.value} on {model_id}: {_short(record.checks[check].message)}"
+                 for model_id, record in sorted(models.items())
+                 if check in record.checks and record.checks[check].status.is_failure]
+        parts.append(f"{check} ({'; '.join(where)})")
+    return ", ".join(parts)
+
+
+def _short(text: str, limit: int = 160) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _describe(versions: dict[str, str]) -> str:
+    return ", ".join(f"{name} {versions.get(name, '?')}" for name in VERSIONED_PACKAGES)
+
+
+def _set_key(versions: dict[str, str]) -> tuple[str, ...]:
+    return tuple(versions.get(name, "") for name in VERSIONED_PACKAGES)
+
+
+def _closeness(tested: dict[str, str], installed: dict[str, str]) -> tuple:
+    """Sort key: per package in ``NEAREST_ORDER``, the release-part distances (then whether the strings
+    differ); ties go to the newer tested versions."""
+    distance, newness = [], []
+    for name in NEAREST_ORDER:
+        old, new = _release(tested.get(name, "")), _release(installed.get(name, ""))
+        width = max(len(old), len(new))
+        old, new = old + (0,) * (width - len(old)), new + (0,) * (width - len(new))
+        distance.append((tuple(abs(a - b) for a, b in zip(old, new)), tested.get(name) != installed.get(name)))
+        newness.append(tuple(-part for part in old))
+    return tuple(distance), tuple(newness)
+
+
+def _release(text: str) -> tuple[int, ...]:
+    """The numeric release of a version string (``packaging`` where installed, else its leading digits)."""
+    try:
+        from packaging.version import InvalidVersion, Version
+    except ImportError:
+        return _leading_numbers(text)
+    try:
+        return Version(text).release
+    except InvalidVersion:
+        return _leading_numbers(text)
+
+
+def _leading_numbers(text: str) -> tuple[int, ...]:
+    match = re.match(r"\d+(?:\.\d+)*", text)
+    return tuple(int(part) for part in match.group(0).split(".")) if match else ()
+
+
+def warn_for_architecture(class_name: str, directories: Iterable[str | Path] | None = None, *,
+                          model_id: str | None = None) -> LookupResult:
+    """Look the architecture up; log at debug level if it passed everything, else warn the user.
+
+    The warning is a ``NNterpCompatibilityWarning`` pointing at the caller of the caller (the line
+    that built the ``StandardizedTransformer``).
+    """
+    result = lookup_architecture(class_name, directories, model_id=model_id)
+    if result.state is LookupState.ALL_PASSED:
+        logger.debug(result.message)
+    else:
+        warnings.warn(result.message, NNterpCompatibilityWarning, stacklevel=3)
+    return result

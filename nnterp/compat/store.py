@@ -1,0 +1,139 @@
+"""Report files: read, write atomically, merge partial runs under a lock, find every report in folders."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import uuid
+import warnings
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from .schema import (VERSIONED_PACKAGES, Report, ReportSchemaError, ReportWarning, ResultRow, current_environment,
+                     current_versions, report_filename)
+
+
+class CorruptReportError(ReportSchemaError):
+    """A report file is not valid JSON (or not readable text)."""
+
+
+def load_report(path: str | Path) -> Report:
+    """Read and validate one report; ``CorruptReportError`` if not JSON, ``ReportSchemaError`` if not schema 1."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as error:
+        raise CorruptReportError(f"{path}: not valid JSON ({error})") from error
+    try:
+        return Report.from_dict(data)
+    except ReportSchemaError as error:
+        raise ReportSchemaError(f"{path}: {error}") from error
+
+
+def write_report(path: str | Path, report: Report) -> None:
+    """Write ``report`` as sorted, indented JSON: to a temp file in the same folder, then ``os.replace``."""
+    path = Path(path)
+    text = json.dumps(report.to_dict(), sort_keys=True, indent=2) + "\n"
+    temp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        with open(descriptor, "w", encoding="utf-8") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()  # only left when writing failed: os.replace moved it otherwise
+
+
+def update_report(directory: str | Path, rows: list[ResultRow], versions: dict[str, str] | None = None,
+                  environment: dict | None = None) -> Path:
+    """Merge ``rows`` into the report of the version set in ``directory``, under a file lock; return its path.
+
+    A row replaces its (architecture, model, check) entry; every other entry is kept. An existing
+    file that is corrupt or of another schema is moved aside (with a ``ReportWarning``), never
+    overwritten.
+    """
+    versions = dict(versions or current_versions())
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / report_filename(versions)
+    with _locked(path.with_name(path.name + ".lock")):
+        existing = _existing(path, versions)
+        base = existing or Report(versions, {}, {})
+        report = replace(base.merged(rows), versions=versions, environment=dict(environment or current_environment()))
+        write_report(path, report)
+    return path
+
+
+def _existing(path: Path, versions: dict[str, str]) -> Report | None:
+    """The report already at ``path``, or None (absent, or moved aside because unreadable)."""
+    if not path.exists():
+        return None
+    try:
+        report = load_report(path)
+    except (ReportSchemaError, OSError) as error:
+        _move_aside(path, str(error))
+        return None
+    if any(report.versions.get(name) != versions[name] for name in VERSIONED_PACKAGES):
+        _move_aside(path, f"it holds versions {report.versions}, not {versions}")
+        return None
+    return report
+
+
+def _move_aside(path: Path, reason: str) -> Path:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    aside = path.with_name(f"{path.name}.corrupt-{stamp}")
+    os.replace(path, aside)
+    warnings.warn(f"compatibility report {path} is unusable ({reason}); moved it aside to {aside} and "
+                  "started a fresh report", ReportWarning, stacklevel=3)
+    return aside
+
+
+@contextlib.contextmanager
+def _locked(lock_path: Path) -> Iterator[None]:
+    """An exclusive lock between processes on ``lock_path`` (created if needed, never deleted)."""
+    with open(lock_path, "a+b") as file:
+        _lock_file(file.fileno(), True)
+        try:
+            yield
+        finally:
+            _lock_file(file.fileno(), False)
+
+
+def _lock_file(descriptor: int, lock: bool) -> None:
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        import msvcrt
+
+        os.lseek(descriptor, 0, os.SEEK_SET)
+        msvcrt.locking(descriptor, msvcrt.LK_LOCK if lock else msvcrt.LK_UNLCK, 1)
+        return
+    fcntl.flock(descriptor, fcntl.LOCK_EX if lock else fcntl.LOCK_UN)
+
+
+def find_reports(directories: Iterable[str | Path]) -> list[tuple[Path, Report]]:
+    """Every valid ``*.json`` report in ``directories`` (missing folders are empty); invalid ones are
+    skipped with a ``ReportWarning`` giving the reason."""
+    found = []
+    for path in report_paths(directories):
+        try:
+            found.append((path, load_report(path)))
+        except (ReportSchemaError, OSError) as error:
+            warnings.warn(f"skipping compatibility report {path}: {error}", ReportWarning, stacklevel=2)
+    return found
+
+
+def report_paths(directories: Iterable[str | Path]) -> list[Path]:
+    """The report files (``*.json``, not hidden) of each existing folder, sorted within each folder."""
+    paths = []
+    for directory in directories:
+        directory = Path(directory)
+        if directory.is_dir():
+            paths.extend(sorted(p for p in directory.glob("*.json") if not p.name.startswith(".") and p.is_file()))
+    return paths

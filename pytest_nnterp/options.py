@@ -1,0 +1,66 @@
+"""The plugin's command-line / ini options, and what they select."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ALL = "all"
+
+
+def add_options(parser: pytest.Parser) -> None:
+    group = parser.getgroup("nnterp", "nnterp compatibility suite")
+    group.addoption("--nnterp-models", nargs="+", default=None, metavar="NAME",
+                    help="hub ids or local paths of real models to check with nnterp's built-in checks")
+    group.addoption("--nnterp-classes", nargs="+", default=None, metavar="NAME",
+                    help="toy models to check, by class name or model type (LlamaForCausalLM, llama), or 'all'")
+    group.addoption("--nnterp-checks", nargs="+", default=None, metavar="CHECK",
+                    help="run only these checks (default: all of them; see `python -m nnterp run_tests --help`)")
+    group.addoption("--nnterp-report", default=None, metavar="DIR",
+                    help="write or update the compatibility report of the installed version set in DIR "
+                         "(default: $NNTERP_REPORT_DIR or ~/.cache/nnterp/compat_reports)")
+    group.addoption("--nnterp-no-report", action="store_true", default=False,
+                    help="do not write any compatibility report")
+    parser.addini("nnterp_models", "default for --nnterp-models", type="args", default=[])
+    parser.addini("nnterp_classes", "default for --nnterp-classes", type="args", default=[])
+    parser.addini("nnterp_checks", "default for --nnterp-checks", type="args", default=[])
+    parser.addini("nnterp_report", "default for --nnterp-report", default="")
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What the options ask for: models, toy classes, checks, and where the report goes (None: nowhere)."""
+
+    models: tuple[str, ...]
+    classes: tuple[str, ...]
+    checks: tuple[str, ...]
+    report_dir: Path | None
+
+    @property
+    def active(self) -> bool:
+        return bool(self.models or self.classes)
+
+
+def default_report_dir() -> Path:
+    """Where reports go when no directory is given: the user's own, never the installed package."""
+    return Path(os.environ.get("NNTERP_REPORT_DIR") or Path.home() / ".cache" / "nnterp" / "compat_reports")
+
+
+def read_selection(config: pytest.Config) -> Selection:
+    """The selection from options, falling back to ini values; validates check names."""
+    models = config.getoption("nnterp_models") or config.getini("nnterp_models")
+    classes = config.getoption("nnterp_classes") or config.getini("nnterp_classes")
+    checks = config.getoption("nnterp_checks") or config.getini("nnterp_checks")
+    if checks:
+        from .suite import CHECK_NAMES
+
+        unknown = sorted(set(checks) - set(CHECK_NAMES))
+        if unknown:
+            raise pytest.UsageError(f"--nnterp-checks: unknown check(s) {unknown}; choose from {list(CHECK_NAMES)}")
+    report = config.getoption("nnterp_report") or config.getini("nnterp_report")
+    no_report = config.getoption("nnterp_no_report")
+    report_dir = None if no_report else Path(report) if report else default_report_dir()
+    return Selection(tuple(models), tuple(classes), tuple(checks), report_dir)

@@ -1,0 +1,63 @@
+"""What the suite checks: toy models and real models, each with an id readable in test names."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+
+@dataclass(frozen=True)
+class Target:
+    """One model the suite loads: a toy (by model type) or a real model (hub id or local path)."""
+
+    model_id: str  # "toy:llama" or the hub id / path
+    kind: str  # "toy" or "real"
+    architecture: str  # HuggingFace class name (the report's key)
+    label: str  # the test-id part: "LlamaForCausalLM-toy"
+
+    @property
+    def source(self) -> str:
+        """What to load: the model type of a toy, the id or path of a real model."""
+        return self.model_id.removeprefix("toy:") if self.kind == "toy" else self.model_id
+
+
+def toy_targets(names: tuple[str, ...]) -> list[Target]:
+    """Toy targets for class names / model types, or every causal-LM type for 'all'."""
+    from nnterp.toy import causal_lm_classes, resolve_model_type
+
+    classes = causal_lm_classes()
+    if "all" in names:
+        types = list(classes)
+    else:
+        types = []
+        for name in names:
+            try:
+                types.append(resolve_model_type(name))
+            except KeyError as error:
+                raise pytest.UsageError(f"--nnterp-classes: {error.args[0]}") from None
+    canonical = {classes[t]: resolve_model_type(classes[t]) for t in types}
+    return [Target(f"toy:{t}", "toy", classes[t],
+                   f"{classes[t]}-toy" if canonical[classes[t]] == t else f"{classes[t]}-toy:{t}")
+            for t in dict.fromkeys(types)]
+
+
+def real_targets(names: tuple[str, ...]) -> list[Target]:
+    """Real-model targets; the architecture comes from the model's config when it can be read offline."""
+    architectures = {name: _architecture_of(name) for name in names}
+    return [Target(name, "real", architectures[name], f"{architectures[name]}-{name}") for name in names]
+
+
+def _architecture_of(name: str) -> str:
+    try:
+        from pathlib import Path
+
+        from transformers import AutoConfig
+
+        gguf = Path(name)
+        config = (AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name) if name.endswith(".gguf")
+                  else AutoConfig.from_pretrained(name))
+        architectures = config.architectures or []
+    except Exception:  # noqa: BLE001 - unknown until the model loads; the load will report why
+        return "unknown"
+    return architectures[0] if architectures else "unknown"

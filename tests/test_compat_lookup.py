@@ -1,0 +1,241 @@
+"""The load-time lookup: its four states, their messages, its speed, and where the shipped reports live."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+
+import nnterp.compat.lookup as lookup_module
+from nnterp.compat import (LookupState, NNterpCompatibilityWarning, ReportStatus, ReportWarning, ResultRow,
+                           lookup_architecture, report_directories, shipped_report_directory, update_report,
+                           warn_for_architecture)
+
+ROOT = Path(__file__).resolve().parents[1]
+INSTALLED = {"nnterp": "0.1.0", "transformers": "5.23.0", "nnsight": "0.8.1", "torch": "2.13.0+cpu"}
+P, F = ReportStatus.PASSED, ReportStatus.FAILED
+
+
+def save(directory: Path, versions: dict, *entries: tuple) -> Path:
+    """Write a report of ``versions`` with (architecture, check, status[, model id]) entries."""
+    rows = [ResultRow(entry[0], entry[3] if len(entry) > 3 else "toy:x", "toy", entry[1], entry[2], None,
+                      f"{entry[1]} says so", 0.0) for entry in entries]
+    return update_report(directory, rows, versions=versions, environment={"updated": "now", "git_commit": None})
+
+
+def lookup(directory: Path | list[Path], name: str, **kwargs):
+    directories = directory if isinstance(directory, list) else [directory]
+    return lookup_architecture(name, directories, versions=INSTALLED, **kwargs)
+
+
+@pytest.fixture(autouse=True)
+def no_user_reports(monkeypatch):
+    monkeypatch.delenv("NNTERP_REPORT_DIR", raising=False)
+
+
+def test_all_passed(tmp_path):
+    save(tmp_path, INSTALLED, ("LlamaForCausalLM", "renaming", P), ("LlamaForCausalLM", "io_shapes", P),
+         ("LlamaForCausalLM", "attn_probs_sum", ReportStatus.NOT_APPLICABLE))
+    result = lookup(tmp_path, "LlamaForCausalLM")
+    assert result.state is LookupState.ALL_PASSED and result.failed_checks == ()
+    assert result.versions == INSTALLED and result.statuses["renaming"] is P
+    assert len(result.reports) == 1
+
+
+def test_failures_name_the_checks_models_and_versions(tmp_path):
+    save(tmp_path, INSTALLED, ("BloomForCausalLM", "renaming", P), ("BloomForCausalLM", "attn_probs_sum", F),
+         ("BloomForCausalLM", "residual_identity", ReportStatus.CRASHED, "bigscience/bloom-560m"))
+    result = lookup(tmp_path, "BloomForCausalLM")
+    assert result.state is LookupState.FAILURES
+    assert result.failed_checks == ("attn_probs_sum", "residual_identity")
+    versions = "nnterp 0.1.0, transformers 5.23.0, nnsight 0.8.1, torch 2.13.0+cpu"
+    assert f"failed nnterp checks with {versions}" in result.message
+    assert "attn_probs_sum (failed on toy:x: attn_probs_sum says so)" in result.message
+    assert "residual_identity (crashed on bigscience/bloom-560m" in result.message
+    assert "python -m nnterp run_tests --class-names BloomForCausalLM" in result.message
+
+
+def test_never_tested_gives_the_exact_command(tmp_path):
+    save(tmp_path, INSTALLED, ("LlamaForCausalLM", "renaming", P))
+    result = lookup([tmp_path, tmp_path / "absent"], "GPT2LMHeadModel")
+    assert result.state is LookupState.NEVER_TESTED
+    assert "\n  python -m nnterp run_tests --class-names GPT2LMHeadModel   (add --model-names" in result.message
+    real = lookup(tmp_path, "GPT2LMHeadModel", model_id="openai-community/gpt2")
+    assert real.message.endswith(
+        "\n  python -m nnterp run_tests --class-names GPT2LMHeadModel --model-names openai-community/gpt2")
+    assert lookup([], "GPT2LMHeadModel").state is LookupState.NEVER_TESTED
+
+
+def other(**changes) -> dict:
+    return {**INSTALLED, **changes}
+
+
+def test_other_versions_names_the_nearest_set_and_its_outcome(tmp_path):
+    save(tmp_path, other(transformers="4.57.1"), ("LlamaForCausalLM", "renaming", P))
+    save(tmp_path, other(transformers="5.22.0"), ("LlamaForCausalLM", "renaming", P))
+    save(tmp_path, other(nnsight="0.7.0"), ("LlamaForCausalLM", "renaming", F))
+    save(tmp_path, INSTALLED, ("BloomForCausalLM", "renaming", P))  # the installed set, without Llama
+    result = lookup(tmp_path, "LlamaForCausalLM")
+    assert result.state is LookupState.OTHER_VERSIONS
+    assert result.nearest_versions == other(nnsight="0.7.0")  # transformers matters most
+    assert result.nearest_state is LookupState.FAILURES and result.failed_checks == ("renaming",)
+    assert ("nearest tested version set (nnterp 0.1.0, transformers 5.23.0, nnsight 0.7.0, torch 2.13.0+cpu) it "
+            "failed renaming") in result.message
+    assert "python -m nnterp run_tests --class-names LlamaForCausalLM" in result.message
+
+    save(tmp_path, other(torch="2.10.0"), ("LlamaForCausalLM", "renaming", P))  # then nnsight, then torch
+    assert lookup(tmp_path, "LlamaForCausalLM").nearest_versions == other(torch="2.10.0")
+    save(tmp_path, other(torch="2.13.0", nnterp="0.0.9"), ("LlamaForCausalLM", "renaming", P))
+    result = lookup(tmp_path, "LlamaForCausalLM")
+    assert result.nearest_versions == other(torch="2.13.0", nnterp="0.0.9")
+    assert result.nearest_state is LookupState.ALL_PASSED and "it passed every check" in result.message
+
+
+def test_nearest_prefers_the_smallest_distance_then_the_newer(tmp_path):
+    save(tmp_path, other(transformers="5.21.0"), ("LlamaForCausalLM", "renaming", P))
+    save(tmp_path, other(transformers="5.22.0"), ("LlamaForCausalLM", "renaming", P))
+    save(tmp_path, other(transformers="5.24.0"), ("LlamaForCausalLM", "renaming", P))
+    assert lookup(tmp_path, "LlamaForCausalLM").nearest_versions == other(transformers="5.24.0")
+
+
+def test_a_later_directory_wins_for_the_same_entry(tmp_path):
+    shipped, user = tmp_path / "shipped", tmp_path / "user"
+    save(shipped, INSTALLED, ("LlamaForCausalLM", "renaming", P), ("LlamaForCausalLM", "io_shapes", P))
+    save(user, INSTALLED, ("LlamaForCausalLM", "io_shapes", F))
+    result = lookup([shipped, user], "LlamaForCausalLM")
+    assert result.state is LookupState.FAILURES and result.failed_checks == ("io_shapes",)
+    assert lookup([user, shipped], "LlamaForCausalLM").state is LookupState.ALL_PASSED
+
+
+def test_warn_only_when_not_all_passed(tmp_path, caplog):
+    save(tmp_path, INSTALLED, ("LlamaForCausalLM", "renaming", P), ("BloomForCausalLM", "renaming", F))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(lookup_module, "_installed_versions", lambda: dict(INSTALLED))
+        with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.DEBUG, "nnterp.compat"):
+            warnings.simplefilter("always")
+            assert warn_for_architecture("LlamaForCausalLM", [tmp_path]).state is LookupState.ALL_PASSED
+        assert not caught and "LlamaForCausalLM passed every nnterp check" in caplog.text
+        with pytest.warns(NNterpCompatibilityWarning, match="BloomForCausalLM failed nnterp checks"):
+            warn_for_architecture("BloomForCausalLM", [tmp_path])
+        with pytest.warns(NNterpCompatibilityWarning, match="--class-names GPT2LMHeadModel --model-names gpt2"):
+            warn_for_architecture("GPT2LMHeadModel", [tmp_path], model_id="gpt2")
+
+
+def test_invalid_reports_warn_once_and_are_skipped(tmp_path):
+    save(tmp_path, INSTALLED, ("LlamaForCausalLM", "renaming", P))
+    (tmp_path / "broken.json").write_text("{")
+    with pytest.warns(ReportWarning, match="broken.json: not valid JSON"):
+        assert lookup(tmp_path, "LlamaForCausalLM").state is LookupState.ALL_PASSED
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert lookup(tmp_path, "LlamaForCausalLM").state is LookupState.ALL_PASSED
+
+
+def test_cached_lookups_take_well_under_50_ms_and_see_changes(tmp_path, monkeypatch):
+    rows = [(f"Arch{i}ForCausalLM", check, P, model) for i in range(150)
+            for check in ("renaming", "io_shapes", "residual_identity", "attn_probs_sum", "logits_match")
+            for model in ("toy:a", "org/real-model")]
+    path = save(tmp_path, INSTALLED, *rows)
+    for torch_version in ("2.10.0", "2.11.0", "2.12.0"):
+        save(tmp_path, other(torch=torch_version), *rows)
+    parsed, real_load = [], lookup_module.load_report
+
+    def counting_load(report_path):
+        parsed.append(report_path)
+        return real_load(report_path)
+
+    monkeypatch.setattr(lookup_module, "load_report", counting_load)
+    lookup(tmp_path, "Arch7ForCausalLM")  # parses every file once
+    calls = 200
+    start = time.perf_counter()
+    for _ in range(calls):
+        result = lookup(tmp_path, "Arch7ForCausalLM")
+    per_call = (time.perf_counter() - start) / calls
+    assert result.state is LookupState.ALL_PASSED
+    assert per_call < 0.05, f"{per_call * 1000:.1f} ms per cached lookup"
+    assert len(parsed) == 4  # each file parsed once, not per call
+
+    save(tmp_path, INSTALLED, ("Arch7ForCausalLM", "renaming", F))
+    os.utime(path, ns=(time.time_ns(), time.time_ns() + 10**9))  # a new mtime even on coarse file systems
+    assert lookup(tmp_path, "Arch7ForCausalLM").state is LookupState.FAILURES
+    assert len(parsed) == 5
+
+
+def test_report_directories_shipped_then_env_then_parameter(tmp_path, monkeypatch):
+    monkeypatch.setenv("NNTERP_REPORT_DIR", os.pathsep.join([str(tmp_path / "a"), str(tmp_path / "b")]))
+    assert report_directories(tmp_path / "c") == [ROOT / "compat_reports", tmp_path / "a", tmp_path / "b",
+                                                  tmp_path / "c"]
+
+
+def test_without_the_env_var_the_user_folder_is_the_plugins_default(tmp_path, monkeypatch):
+    monkeypatch.setattr(lookup_module, "shipped_report_directory", lambda: None)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert report_directories() == [tmp_path / ".cache" / "nnterp" / "compat_reports"]
+    save(tmp_path / ".cache" / "nnterp" / "compat_reports", INSTALLED, ("LlamaForCausalLM", "renaming", P))
+    assert lookup_architecture("LlamaForCausalLM", versions=INSTALLED).state is LookupState.ALL_PASSED
+
+
+def test_default_lookup_reads_the_user_directory(tmp_path, monkeypatch):
+    monkeypatch.setattr(lookup_module, "shipped_report_directory", lambda: None)
+    monkeypatch.setenv("NNTERP_REPORT_DIR", str(tmp_path))
+    save(tmp_path, INSTALLED, ("LlamaForCausalLM", "renaming", F))
+    result = lookup_architecture("LlamaForCausalLM", versions=INSTALLED)
+    assert result.state is LookupState.FAILURES
+
+
+def test_the_shipped_reports_resolve_in_a_source_checkout():
+    assert shipped_report_directory() == ROOT / "compat_reports"
+    assert shipped_report_directory().is_dir()
+
+
+def test_importing_and_looking_up_imports_nothing_heavy():
+    code = ("import sys, nnterp.compat as c; c.lookup_architecture('LlamaForCausalLM');"
+            "print(sorted(m for m in ('torch', 'transformers', 'nnsight', 'numpy') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert done.stdout.strip() == "[]"
+
+
+def test_a_wheel_ships_the_reports_where_lookup_finds_them(tmp_path):
+    """Build a wheel of a copy of the project holding one report, install it to a prefix, look up from there."""
+    pytest.importorskip("setuptools")
+    source = tmp_path / "src"
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for name in ("nnterp", "pytest_nnterp"):
+        shutil.copytree(ROOT / name, source / name, ignore=ignore)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    save(source / "compat_reports", INSTALLED, ("LlamaForCausalLM", "renaming", P))
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input"]
+    subprocess.run(pip + ["wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path / "dist"),
+                          str(source)], check=True, capture_output=True)
+    wheel = next((tmp_path / "dist").glob("nnterp-*.whl"))
+    subprocess.run(pip + ["install", "--no-deps", "--no-index", "-q", "--prefix", str(tmp_path / "prefix"),
+                          str(wheel)], check=True, capture_output=True)
+    site = next((tmp_path / "prefix").glob("lib/python*/site-packages"))
+    code = ("import json, nnterp.compat as c; print(json.dumps([c.__file__, str(c.shipped_report_directory()), "
+            f"c.lookup_architecture('LlamaForCausalLM', versions={INSTALLED!r}).state.name]))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(site)})
+    module, directory, state = __import__("json").loads(done.stdout)
+    assert module.startswith(str(site))
+    assert Path(directory) == (tmp_path / "prefix" / "share" / "nnterp" / "compat_reports").resolve()
+    assert state == "ALL_PASSED"
+
+
+def test_loading_a_model_warns_at_the_callers_line(tmp_path, monkeypatch):
+    from tests.conftest import standardized_toy
+
+    monkeypatch.setattr(lookup_module, "shipped_report_directory", lambda: None)
+    monkeypatch.setenv("NNTERP_REPORT_DIR", str(tmp_path))
+    save(tmp_path, lookup_module._installed_versions(), ("LlamaForCausalLM", "residual_identity", F))
+    with pytest.warns(NNterpCompatibilityWarning, match="LlamaForCausalLM failed nnterp checks") as warned:
+        standardized_toy("llama")
+    ours = [w for w in warned if issubclass(w.category, NNterpCompatibilityWarning)]
+    assert len(ours) == 1 and Path(ours[0].filename).name == "conftest.py"  # the line that built the model

@@ -1,0 +1,184 @@
+"""Rendering of compatibility reports: the static site, the Markdown and terminal tables, the CLI."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from markupsafe import escape
+
+from nnterp.__main__ import main
+from nnterp.compat.diff import diff_reports, format_diff
+from nnterp.compat.render import build_matrix, markdown_table, render_site, status_text, terminal_table, version_sets
+from nnterp.compat.schema import ResultRow
+from nnterp.compat.store import find_reports
+from tests.compat_sample import EVIL_MODEL, FAILURE, NEW, OLD, report, write_reports
+
+NEW_SUMMARY = "4 architectures, 4 models: 5 passed, 1 failed, 1 n/a, 1 load error, 1 crashed, 1 skipped"
+
+
+@pytest.fixture
+def reports_dir(tmp_path: Path) -> Path:
+    write_reports(tmp_path / "reports")
+    return tmp_path / "reports"
+
+
+@pytest.fixture
+def site(reports_dir: Path, tmp_path: Path) -> Path:
+    return render_site([reports_dir], tmp_path / "site")
+
+
+def _pages(site: Path) -> tuple[str, str]:
+    """(old page, new page) HTML, found through the index links (newest listed first)."""
+    links = re.findall(r'<a href="([^"]+\.html)">', site.read_text())
+    new, old = (site.parent / link for link in links)
+    return old.read_text(), new.read_text()
+
+
+def _row(html: str, model_id: str) -> str:
+    """The <tbody> of one model in a version page."""
+    start = html.index(f'data-filter="{model_id}') if "<" not in model_id else html.index(str(escape(model_id)))
+    return html[start:html.index("</tbody>", start)]
+
+
+def test_matrix_orders_checks_and_counts_statuses():
+    matrix = build_matrix(report(NEW))
+    assert matrix.checks == ("renaming", "io_shapes", "residual_identity", "attn_probs_sum")
+    assert [row.architecture for row in matrix.rows] == [
+        "BloomForCausalLM", "GPT2LMHeadModel", "LlamaForCausalLM", "MistralForCausalLM"]
+    assert matrix.summary() == NEW_SUMMARY
+    bloom = matrix.rows[0]
+    assert bloom.cells[0].mark == "load error" and bloom.cells[1:] == (None, None, None)
+
+
+def test_index_lists_version_sets_newest_first_with_counts(site: Path):
+    html = site.read_text()
+    assert site.name == "index.html"
+    rows = re.findall(r'<tr class="version-set">(.*?)</tr>', html, re.S)
+    assert len(rows) == 2
+    assert "transformers 5.23.0" in rows[0] and "transformers 5.22.0" in rows[1]
+    assert '<td class="n-architectures">4</td>' in rows[0]
+    assert '<td class="n-passed st-passed">5</td>' in rows[0]
+    assert '<td class="n-failed st-failed">1</td>' in rows[0]
+    assert '<td class="n-na">1</td>' in rows[0]
+    assert "1 load error, 1 crashed, 1 skipped" in rows[0]
+    assert '<td class="n-architectures">3</td>' in rows[1] and '<td class="n-passed st-passed">7</td>' in rows[1]
+
+
+def test_version_page_shows_matrix_cells_and_counts(site: Path):
+    _, html = _pages(site)
+    assert html.count('<tr class="model-row">') == 4
+    assert '<span class="count st-failed" data-status="failed">1 failed</span>' in html
+    assert '<span class="count st-passed" data-status="passed">5 passed</span>' in html
+    llama = _row(html, "LlamaForCausalLM")
+    assert f'<td class="cell st-failed" data-check="residual_identity" title="{escape(FAILURE)}">FAIL' in llama
+    assert f'<span class="msg">{escape(FAILURE)}</span>' in llama  # visible, not only a tooltip
+    assert 'class="cell st-na"' in _row(html, "GPT2LMHeadModel")
+    assert 'class="cell st-load-error"' in _row(html, "BloomForCausalLM")
+    evil = _row(html, EVIL_MODEL)
+    assert 'class="cell st-crashed"' in evil and 'class="cell st-skipped"' in evil and "needs a GPU" in evil
+
+
+def test_model_ids_are_escaped(site: Path):
+    _, html = _pages(site)
+    assert "<script>alert" not in html
+    assert "&lt;script&gt;alert(" in html
+    assert html.count("<script>") == 1  # only the filter's own script
+
+
+def test_version_page_shows_diff_against_previous(site: Path):
+    old_html, new_html = _pages(site)
+    assert "nothing to compare with" in old_html
+    section = new_html[new_html.index('<h2 id="diff">'):]
+    assert "transformers 5.22.0" in section
+    assert "2 regressed" in section and "0 fixed" in section and "3 added" in section and "1 removed" in section
+    regressed = section[section.index('id="diff-regressed"'):section.index("</table>", section.index("diff-regressed"))]
+    assert ('<td>LlamaForCausalLM</td><td>toy:llama</td><td>residual_identity</td>\n'
+            '<td class="st-passed">pass</td>\n<td class="st-failed">FAIL</td>') in regressed
+    assert '<td class="st-load-error">load error</td>' in regressed
+    removed = section[section.index('id="diff-removed"'):]
+    assert '<td>BloomForCausalLM</td><td>toy:bloom</td><td>residual_identity</td>' in removed
+    assert '<td class="st-absent">absent</td>' in removed
+    assert 'id="diff-fixed"' not in section and str(escape(EVIL_MODEL)) in section
+
+
+def test_same_version_set_in_two_folders_is_merged(reports_dir: Path, tmp_path: Path):
+    fixed = json.loads(json.dumps(NEW))
+    fixed["environment"]["updated"] = "2026-11-24T00:00:00+00:00"
+    fixed["architectures"] = {"LlamaForCausalLM": {"models": {"toy:llama": {"kind": "toy", "checks": {
+        "residual_identity": {"status": "passed", "value": 1e-7, "message": "", "duration": 0.1}}}}}}
+    (tmp_path / "user").mkdir()
+    (tmp_path / "user" / "new.json").write_text(json.dumps(fixed))
+    sets = version_sets(find_reports([reports_dir, tmp_path / "user"]))
+    assert len(sets) == 2 and sets[-1].updated == "2026-11-24T00:00:00+00:00"
+    assert build_matrix(sets[-1].report).summary() == NEW_SUMMARY.replace("5 passed, 1 failed", "6 passed, 0 failed")
+
+
+def test_empty_reports_dir_renders_an_index(tmp_path: Path):
+    index = render_site([tmp_path / "nothing"], tmp_path / "site")
+    assert "No compatibility reports found" in index.read_text()
+
+
+def test_markdown_table_is_github_flavoured():
+    text = markdown_table(report(NEW))
+    lines = text.strip().splitlines()
+    assert lines[0] == NEW_SUMMARY
+    assert re.match(r"\| architecture +\| model +\| renaming +\| io_shapes +\| residual_identity +\| attn_probs_sum",
+                    lines[2])
+    assert lines[3].startswith("|--")
+    assert any("LlamaForCausalLM" in line and "FAIL" in line for line in lines)
+    assert len(lines) == 4 + 4
+    assert "| &lt;script&gt;alert('x')&lt;/script&gt; " in text and "<script>" not in text
+
+
+def test_terminal_table_accepts_a_report_or_result_rows():
+    from_report = terminal_table(report(NEW))
+    assert from_report.splitlines()[-1] == NEW_SUMMARY
+    assert "FAIL" in from_report and "load error" in from_report and "n/a" in from_report
+    rows = [ResultRow("LlamaForCausalLM", "toy:llama", "toy", "renaming", "passed", None, "", 0.1),
+            ResultRow("LlamaForCausalLM", "toy:llama", "toy", "residual_identity", "failed", 0.5, FAILURE, 0.1)]
+    from_rows = terminal_table(rows)
+    assert from_rows.splitlines()[-1] == "1 architectures, 1 models: 1 passed, 1 failed, 0 n/a"
+    assert re.search(r"LlamaForCausalLM +toy:llama +pass +FAIL", from_rows)
+
+
+def test_status_text_lists_each_version_set():
+    found = [(Path("old.json"), report(OLD)), (Path("new.json"), report(NEW))]
+    text = status_text(found, "llamaforcausallm")
+    old_block, new_block = text.split("\n\n")
+    assert "transformers 5.22.0" in old_block and "transformers 5.23.0" in new_block
+    assert re.search(rf"residual_identity +FAIL +{re.escape(FAILURE)}", new_block)
+    assert status_text(found, "NoSuchModel") is None
+
+
+def test_cli_report_renders_site_and_markdown(reports_dir: Path, tmp_path: Path, capsys):
+    markdown = tmp_path / "matrix.md"
+    assert main(["report", "--reports-dir", str(reports_dir), "--out", str(tmp_path / "out"),
+                 "--markdown", str(markdown)]) == 0
+    out = capsys.readouterr().out
+    assert f"compatibility site written to {tmp_path / 'out' / 'index.html'}" in out
+    assert (tmp_path / "out" / "index.html").exists()
+    assert markdown.read_text() == markdown_table(report(NEW))
+
+
+def test_cli_report_diff_prints_format_diff(reports_dir: Path, capsys):
+    old_path, new_path = write_reports(reports_dir)
+    assert main(["report", "--diff", str(old_path), str(new_path)]) == 0
+    expected = format_diff(diff_reports(report(OLD), report(NEW)))
+    assert capsys.readouterr().out == expected + "\n"
+
+
+def test_cli_status(reports_dir: Path, capsys):
+    assert main(["status", "LlamaForCausalLM", "--reports-dir", str(reports_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "toy:llama (toy)" in out and FAILURE in out and "transformers 5.22.0" in out
+    assert main(["status", "NoSuchModel", "--reports-dir", str(reports_dir)]) == 1
+    assert "mentions NoSuchModel" in capsys.readouterr().err
+
+
+def test_cli_defaults_to_the_lookup_report_directories(reports_dir: Path, monkeypatch, capsys):
+    monkeypatch.setenv("NNTERP_REPORT_DIR", str(reports_dir))
+    assert main(["status", "LlamaForCausalLM"]) == 0
+    assert FAILURE in capsys.readouterr().out
