@@ -115,7 +115,29 @@ def _run_tests(args: argparse.Namespace, pytest_args: list[str]) -> int:
     if not selection:
         print("run_tests: give --model-names and/or --class-names (e.g. --class-names all)")
         return 2
-    return int(pytest.main([*selection, *pytest_args]))
+    status = int(pytest.main([*selection, *pytest_args]))
+    report_dir = _report_dir(pytest_args)
+    if report_dir is not None and args.site and report_dir.is_dir():
+        from .compat.render import render_site
+
+        print(f"pages: {render_site([report_dir], args.site)}")
+    return status
+
+
+def _report_dir(pytest_args: list[str]):
+    """The report directory the plugin wrote to, as the same options decide it (None: no report)."""
+    from pathlib import Path
+
+    from pytest_nnterp.options import default_report_dir
+
+    if "--nnterp-no-report" in pytest_args:
+        return None
+    for index, arg in enumerate(pytest_args):
+        if arg == "--nnterp-report" and index + 1 < len(pytest_args):
+            return Path(pytest_args[index + 1])
+        if arg.startswith("--nnterp-report="):
+            return Path(arg.split("=", 1)[1])
+    return default_report_dir()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -150,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
                            help="hub ids, local paths or .gguf files of real models")
     run_tests.add_argument("--class-names", nargs="+", default=[], metavar="NAME",
                            help="toy models by class name or model type, or 'all'")
+    run_tests.add_argument("--site", default="site", metavar="DIR",
+                           help="render the report pages here after the run (default: site/; '' to skip)")
     run_tests.set_defaults(handler=None)
     args, extra = parser.parse_known_args(argv)
     if args.command == "run_tests":

@@ -14,7 +14,8 @@ ALL = "all"
 def add_options(parser: pytest.Parser) -> None:
     group = parser.getgroup("nnterp", "nnterp compatibility suite")
     group.addoption("--nnterp-models", nargs="+", default=None, metavar="NAME",
-                    help="hub ids or local paths of real models to check with nnterp's built-in checks")
+                    help="real models to check: hub ids, local paths or .gguf files, optionally LABEL=PATH to "
+                         "record the model under LABEL")
     group.addoption("--nnterp-classes", nargs="+", default=None, metavar="NAME",
                     help="toy models to check, by class name or model type (LlamaForCausalLM, llama), or 'all'")
     group.addoption("--nnterp-checks", nargs="+", default=None, metavar="CHECK",

@@ -15,11 +15,12 @@ class Target:
     kind: str  # "toy" or "real"
     architecture: str  # HuggingFace class name (the report's key)
     label: str  # the test-id part: "LlamaForCausalLM-toy"
+    path: str = ""  # where a real model loads from, when not its id
 
     @property
     def source(self) -> str:
-        """What to load: the model type of a toy, the id or path of a real model."""
-        return self.model_id.removeprefix("toy:") if self.kind == "toy" else self.model_id
+        """What to load: the model type of a toy, the path or id of a real model."""
+        return self.model_id.removeprefix("toy:") if self.kind == "toy" else self.path or self.model_id
 
 
 def toy_targets(names: tuple[str, ...]) -> list[Target]:
@@ -43,9 +44,16 @@ def toy_targets(names: tuple[str, ...]) -> list[Target]:
 
 
 def real_targets(names: tuple[str, ...]) -> list[Target]:
-    """Real-model targets; the architecture comes from the model's config when it can be read offline."""
-    architectures = {name: _architecture_of(name) for name in names}
-    return [Target(name, "real", architectures[name], f"{architectures[name]}-{name}") for name in names]
+    """Real-model targets, ``ID`` or ``LABEL=PATH`` (report the model under LABEL, load it from PATH).
+
+    The architecture comes from the model's config when it can be read offline.
+    """
+    targets = []
+    for name in names:
+        label, _, path = name.partition("=") if "=" in name else (name, "", name)
+        architecture = _architecture_of(path)
+        targets.append(Target(label, "real", architecture, f"{architecture}-{label}", path))
+    return targets
 
 
 def _architecture_of(name: str) -> str:
@@ -57,7 +65,9 @@ def _architecture_of(name: str) -> str:
         gguf = Path(name)
         config = (AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name) if name.endswith(".gguf")
                   else AutoConfig.from_pretrained(name))
-        architectures = config.architectures or []
+        from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
     except Exception:  # noqa: BLE001 - unknown until the model loads; the load will report why
         return "unknown"
-    return architectures[0] if architectures else "unknown"
+    if config.architectures:
+        return config.architectures[0]
+    return MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(config.model_type, "unknown")  # GGUF configs name no class

@@ -10,6 +10,8 @@ import pytest
 
 warnings.filterwarnings("ignore", module="transformers")
 
+pytest_plugins = ["pytester"]
+
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 

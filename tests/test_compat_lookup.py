@@ -216,7 +216,8 @@ def test_a_wheel_ships_the_reports_where_lookup_finds_them(tmp_path):
     subprocess.run(pip + ["wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path / "dist"),
                           str(source)], check=True, capture_output=True)
     wheel = next((tmp_path / "dist").glob("nnterp-*.whl"))
-    subprocess.run(pip + ["install", "--no-deps", "--no-index", "-q", "--prefix", str(tmp_path / "prefix"),
+    # --ignore-installed: without it pip uninstalls the nnterp of the running environment first.
+    subprocess.run(pip + ["install", "--no-deps", "--no-index", "--ignore-installed", "-q", "--prefix", str(tmp_path / "prefix"),
                           str(wheel)], check=True, capture_output=True)
     site = next((tmp_path / "prefix").glob("lib/python*/site-packages"))
     code = ("import json, nnterp.compat as c; print(json.dumps([c.__file__, str(c.shipped_report_directory()), "
