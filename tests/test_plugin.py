@@ -110,3 +110,18 @@ def test_no_report_option_writes_nothing(pytester, monkeypatch):
     monkeypatch.setenv("NNTERP_REPORT_DIR", str(pytester.path / "default"))
     pytester.runpytest_subprocess("--nnterp-classes", "llama", "--nnterp-checks", "renaming", "--nnterp-no-report")
     assert not (pytester.path / "default").exists()
+
+
+def test_a_crashed_workers_item_is_recorded_as_crashed(pytestconfig):
+    """xdist reports a dead worker's item as a failure whose longrepr says it crashed; the controller records it."""
+    from pytest_nnterp.options import Selection
+    from pytest_nnterp.session import NnterpSession
+
+    session = NnterpSession(pytestconfig, Selection((), ("llama",), ("renaming",), None))
+    report = pytest.TestReport(
+        nodeid="pytest_nnterp/suite.py::test_nnterp_check[LlamaForCausalLM-toy-renaming]", location=("", 0, ""),
+        keywords={}, outcome="failed", longrepr="worker 'gw0' crashed while running 'test_nnterp_check'",
+        when="???", user_properties=[])
+    session.record(report)
+    row = session.rows[("LlamaForCausalLM", "toy:llama", "renaming")]
+    assert row["status"] == "crashed" and "crashed while running" in row["message"]
