@@ -12,6 +12,8 @@ import pytest
 
 from .options import add_options, read_selection
 
+PROPERTY = "nnterp"  # the user_properties key results travel under (worker -> controller)
+
 SESSION = "nnterp_session"
 SUITE = str(Path(__file__).with_name("suite.py"))
 
@@ -60,7 +62,7 @@ def nnterp_outcome(request: pytest.FixtureRequest):
 
     def run(target, check):
         outcome = session.outcome(target, check)
-        request.node.user_properties.append(("nnterp", outcome.as_row()))
+        request.node.user_properties.append((PROPERTY, outcome.as_row()))
         return outcome
     return run
 
@@ -79,22 +81,6 @@ def nnterp_model(request: pytest.FixtureRequest, nnterp_target):
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     outcome = yield
-    marker = item.get_closest_marker("nnterp_category")
     session = _session(item.config)
-    report = outcome.get_result()
-    if session is None or marker is None or "nnterp_target" not in getattr(item, "callspec", _NoParams).params:
-        return
-    if report.when == "call" or (report.when == "setup" and not report.passed):
-        from .runner import Outcome
-
-        status = {"passed": "passed", "failed": "failed", "skipped": "skipped"}[report.outcome]
-        if report.when == "setup" and report.failed:
-            status = "load error"
-        message = "" if report.passed else str(report.longrepr).strip().splitlines()[-1][:300]
-        row = Outcome(item.callspec.params["nnterp_target"], marker.args[0], status, message,
-                      duration=report.duration).as_row()
-        report.user_properties.append(("nnterp", row))
-
-
-class _NoParams:
-    params: dict = {}
+    if session is not None:
+        session.record_category(item, outcome.get_result())

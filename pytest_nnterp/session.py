@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from .options import Selection
+from .plugin import PROPERTY
 from .runner import ModelRunner, Outcome
 from .suite import CHECK_NAMES
 from .targets import Target, real_targets, toy_targets
 
-PROPERTY = "nnterp"
 
 
 class NnterpSession:
@@ -40,6 +40,20 @@ class NnterpSession:
 
     def outcome(self, target: Target, check: str) -> Outcome:
         return self.runner.run(target, check)
+
+    def record_category(self, item: pytest.Item, report: pytest.TestReport) -> None:
+        """Attach a user test's outcome, under its ``nnterp_category``, to its report (setup failure: load error)."""
+        marker = item.get_closest_marker("nnterp_category")
+        callspec = getattr(item, "callspec", None)
+        if marker is None or callspec is None or "nnterp_target" not in callspec.params:
+            return
+        if report.when != "call" and (report.when != "setup" or report.passed):
+            return
+        status = "load error" if report.when == "setup" and report.failed else report.outcome
+        message = "" if report.passed else str(report.longrepr).strip().splitlines()[-1][:300]
+        row = Outcome(callspec.params["nnterp_target"], marker.args[0], status, message,
+                      duration=report.duration).as_row()
+        report.user_properties.append((PROPERTY, row))
 
     # -- controller side (hooks of this registered plugin object) ---------------------------
 
