@@ -150,3 +150,28 @@ def test_tuple_outputs_are_unwrapped_and_rewrapped(bloom):
         bloom.layers_output[0] = bloom.layers_output[0] * 0
         zeroed = bloom.layers_input[1].save()
     assert isinstance(zeroed, torch.Tensor) and torch.count_nonzero(zeroed) == 0
+
+
+def test_module_accessors_are_the_renamed_envoys(llama):
+    assert llama.attentions[1] is llama.layers[1].self_attn
+    assert llama.mlps[0] is llama.layers[0].mlp
+    assert llama.layers[0]._module is llama._module.model.layers[0]
+    assert len(llama.attentions) == len(llama.mlps) == llama.num_layers
+
+
+def test_attention_mask_and_input_size(llama):
+    with llama.trace(["Hi", "A longer prompt"]):
+        size = llama.input_size.save()
+        mask = llama.attention_mask.save()
+    assert tuple(size) == tuple(mask.shape) and size[0] == 2
+    assert mask[0, 0] == 0 and mask[1].all()  # the short prompt is left-padded
+
+
+@pytest.mark.parametrize("accessor", ["attentions_output", "mlps_output", "attentions_input", "mlps_input"])
+def test_writing_a_sublayer_value_changes_the_logits(llama, accessor):
+    before = baseline_logits(llama)
+    with llama.trace(PROMPT):
+        values = getattr(llama, accessor)
+        values[1] = values[1] * 0
+        after = llama.logits.save()
+    assert not torch.allclose(before, after)
