@@ -28,6 +28,18 @@ _EXPORTS = {
     "LayerIndexError": ".errors",
     "AttentionProbabilitiesUnavailable": ".errors",
     "steer": ".interventions",
+    "logit_lens": ".interventions",
+    "patchscope_lens": ".interventions",
+    "patchscope_generate": ".interventions",
+    "TargetPrompt": ".interventions",
+    "repeat_prompt": ".interventions",
+    "it_repeat_prompt": ".interventions",
+    "get_token_activations": ".activations",
+    "collect_token_activations_batched": ".activations",
+    "compute_next_token_probs": ".activations",
+    "Prompt": ".prompts",
+    "run_prompts": ".prompts",
+    "get_first_tokens": ".prompts",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,0 +1,98 @@
+"""Collect hidden states at one token position, for a few prompts or for thousands.
+
+Works on a StandardizedTransformer, and on a plain nnsight model renamed with
+``get_rename_dict`` (anything with ``.layers``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import torch
+
+from .accessors import unwrap
+
+
+def _layer_output(model: Any, layer: int) -> Any:
+    """A layer's hidden-state output, through the standardized accessor when the model has one."""
+    accessor = getattr(model, "layers_output", None)
+    return accessor[layer] if accessor is not None else unwrap(model.layers[layer].output)
+
+
+def _num_layers(model: Any) -> int:
+    return model.num_layers if hasattr(model, "num_layers") else len(model.layers)
+
+
+def _selected_layers(model: Any, layers: int | Iterable[int] | None) -> list[int]:
+    count = _num_layers(model)
+    chosen = list(range(count)) if layers is None else [layers] if isinstance(layers, int) else list(layers)
+    for layer in chosen:
+        if not -count <= layer < count:
+            raise IndexError(f"layer {layer} is out of range: this model has {count} layers")
+    return [layer % count for layer in chosen]
+
+
+def _positions(attention_mask: torch.Tensor | None, seq_len: int, idx: int) -> torch.Tensor | int:
+    """The column to read per row: ``idx`` from the end as is; from the start, after each row's left padding."""
+    if idx < 0 or attention_mask is None:
+        return idx
+    padding = seq_len - attention_mask.sum(dim=1)
+    return padding + idx
+
+
+def get_token_activations(model: Any, prompts: str | list[str], idx: int = -1,
+                          layers: int | Iterable[int] | None = None, remote: bool | str = False) -> torch.Tensor:
+    """Hidden states at token ``idx`` of every prompt: (num_selected_layers, batch, hidden), on CPU.
+
+    The forward pass stops after the last layer needed. ``idx`` counts from the end (``-1`` is the
+    last token) or, if non-negative, from each prompt's first real token, so left padding does not
+    shift it.
+    """
+    chosen = _selected_layers(model, layers)
+    in_order = sorted(set(chosen))
+    collected: dict[int, torch.Tensor] = {}  # outside the trace: values made inside it do not leave it
+    with torch.no_grad(), model.trace(prompts, remote=remote) as tracer:
+        mask = model.attention_mask if idx >= 0 and hasattr(model, "attention_mask") else None
+        for layer in in_order:
+            hidden = _layer_output(model, layer)
+            rows = torch.arange(hidden.shape[0], device=hidden.device)
+            columns = _positions(mask, hidden.shape[1], idx)
+            collected[layer] = hidden[rows, columns].cpu().save()
+        tracer.stop()
+    return torch.stack([collected[layer] for layer in chosen])
+
+
+def compute_next_token_probs(model: Any, prompts: str | list[str], remote: bool | str = False) -> torch.Tensor:
+    """Next-token probabilities at the last position of every prompt: (batch, vocab), on CPU."""
+    with torch.no_grad(), model.trace(prompts, remote=remote):
+        logits = model.output.logits if not hasattr(model, "logits") else model.logits
+        probs = logits[:, -1].softmax(dim=-1).cpu().save()
+    return probs
+
+
+def collect_token_activations_batched(model: Any, prompts: list[str], batch_size: int,
+                                      layers: int | Iterable[int] | None = None, idx: int = -1,
+                                      remote: bool | str = False, progress: bool = True) -> torch.Tensor:
+    """`get_token_activations` over many prompts in batches: (num_selected_layers, num_prompts, hidden), on CPU.
+
+    Memory stays bounded by the output: each batch's activations are copied into one preallocated
+    CPU tensor. Equal to the unbatched result whatever the batch size (left padding is handled).
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    batches = [prompts[start:start + batch_size] for start in range(0, len(prompts), batch_size)]
+    if progress:
+        from tqdm.auto import tqdm
+
+        batches = tqdm(batches, desc="collecting activations", unit="batch")
+    result: torch.Tensor | None = None
+    start = 0
+    for batch in batches:
+        activations = get_token_activations(model, batch, idx=idx, layers=layers, remote=remote)
+        if result is None:
+            result = torch.empty(activations.shape[0], len(prompts), *activations.shape[2:], dtype=activations.dtype)
+        result[:, start:start + len(batch)] = activations
+        start += len(batch)
+    if result is None:
+        raise ValueError("no prompts given: pass a non-empty list of prompts")
+    return result
