@@ -34,6 +34,8 @@ _EXPORTS = {
     "TargetPrompt": ".interventions",
     "repeat_prompt": ".interventions",
     "it_repeat_prompt": ".interventions",
+    "last_token_latents": ".interventions",
+    "ChatTemplateMissing": ".interventions",
     "get_token_activations": ".activations",
     "collect_token_activations_batched": ".activations",
     "compute_next_token_probs": ".activations",

@@ -32,31 +32,37 @@ def _selected_layers(model: Any, layers: int | Iterable[int] | None) -> list[int
     return [layer % count for layer in chosen]
 
 
-def _positions(attention_mask: torch.Tensor | None, seq_len: int, idx: int) -> torch.Tensor | int:
-    """The column to read per row: ``idx`` from the end as is; from the start, after each row's left padding."""
-    if idx < 0 or attention_mask is None:
-        return idx
-    padding = seq_len - attention_mask.sum(dim=1)
-    return padding + idx
+def _right_padded(model: Any, prompts: str | list[str]) -> tuple[Any, torch.Tensor | None]:
+    """Prompts tokenized with right padding, and each row's real length.
+
+    With right padding every real token sits where it would sit alone and a causal model never
+    attends to the pads after it, so activations equal the unbatched ones on every architecture,
+    including those whose positions ignore the attention mask (BART, RoBERTa, RWKV...).
+    """
+    tokenizer = getattr(model, "tokenizer", None)
+    if tokenizer is None or not isinstance(prompts, (str, list)):
+        return prompts, None
+    batch = tokenizer([prompts] if isinstance(prompts, str) else prompts, return_tensors="pt", padding=True,
+                      padding_side="right")
+    return dict(batch), batch["attention_mask"].sum(dim=1)
 
 
 def get_token_activations(model: Any, prompts: str | list[str], idx: int = -1,
                           layers: int | Iterable[int] | None = None, remote: bool | str = False) -> torch.Tensor:
     """Hidden states at token ``idx`` of every prompt: (num_selected_layers, batch, hidden), on CPU.
 
-    The forward pass stops after the last layer needed. ``idx`` counts from the end (``-1`` is the
-    last token) or, if non-negative, from each prompt's first real token, so left padding does not
-    shift it.
+    The forward pass stops after the last layer needed. ``idx`` indexes each prompt's own tokens
+    (``-1`` is its last token), whatever the other prompts in the batch.
     """
     chosen = _selected_layers(model, layers)
     in_order = sorted(set(chosen))
+    inputs, lengths = _right_padded(model, prompts)
     collected: dict[int, torch.Tensor] = {}  # outside the trace: values made inside it do not leave it
-    with torch.no_grad(), model.trace(prompts, remote=remote) as tracer:
-        mask = model.attention_mask if idx >= 0 and hasattr(model, "attention_mask") else None
+    with torch.no_grad(), model.trace(inputs, remote=remote) as tracer:
         for layer in in_order:
             hidden = _layer_output(model, layer)
             rows = torch.arange(hidden.shape[0], device=hidden.device)
-            columns = _positions(mask, hidden.shape[1], idx)
+            columns = idx if lengths is None or idx >= 0 else (lengths + idx).to(hidden.device)
             collected[layer] = hidden[rows, columns].cpu().save()
         tracer.stop()
     return torch.stack([collected[layer] for layer in chosen])

@@ -1,13 +1,251 @@
-"""Classic interventions on a StandardizedTransformer, called inside a trace."""
+"""Research interventions on a StandardizedTransformer: logit lens, patchscopes, steering.
+
+``logit_lens``, ``patchscope_lens`` and ``patchscope_generate`` run the model themselves and take
+``remote`` (``False``, ``True`` for NDIF, or ``"local"`` to simulate NDIF's serialization);
+``steer`` is called inside a trace the caller opens.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 
+from .accessors import check_layer_index
+from .errors import NNterpError
+
 if TYPE_CHECKING:
     from .standardized import StandardizedTransformer
+
+DEFAULT_REPEAT_WORDS = ("hello", "world", "apple", "table")
+REPEAT_INSTRUCTION = "Repeat each word I send you, exactly as written."
+
+
+class ChatTemplateMissing(NNterpError, ValueError):
+    """A chat prompt was asked of a tokenizer that has no chat template."""
+
+
+@dataclass(frozen=True)
+class TargetPrompt:
+    """A patchscope target: the prompt, and the token position that receives the patched hidden state.
+
+    ``index_to_patch`` counts tokens of the tokenized prompt (special tokens included); negative
+    indices count from the end, which stays right under the left padding of a batch.
+    """
+
+    prompt: str
+    index_to_patch: int
+
+
+# -- target prompts ------------------------------------------------------------
+
+
+def repeat_prompt(words: Sequence[str] | None = None, rel: str = " ", sep: str = "\n",
+                  placeholder: str = "?") -> TargetPrompt:
+    """The patchscopes identity prompt ``"w1{rel}w1{sep}w2{rel}w2{sep}...{placeholder}"``.
+
+    Patched at its last token (the placeholder's), it asks the model to say what the patched
+    hidden state stands for. Example::
+
+        repeat_prompt(["king", "hello"])  # TargetPrompt("king king\\nhello hello\\n?", -1)
+    """
+    words = DEFAULT_REPEAT_WORDS if words is None else words
+    prompt = "".join(f"{word}{rel}{word}{sep}" for word in words) + placeholder
+    return TargetPrompt(prompt, -1)
+
+
+def it_repeat_prompt(tokenizer: Any, words: Sequence[str] | None = None, complete_prompt: bool = True,
+                     add_user_instr: bool = True) -> TargetPrompt:
+    """The repeat prompt as a chat, for instruction-tuned models.
+
+    Each word is a user turn answered by an assistant turn repeating it; the last user turn is the
+    placeholder ``"?"``, which ``index_to_patch`` points at. ``complete_prompt`` appends the
+    assistant header, so the next token is the model's repetition of the patched word (otherwise
+    the prompt ends on the placeholder's turn). ``add_user_instr`` opens the first user turn with
+    an instruction to repeat.
+    """
+    if not getattr(tokenizer, "chat_template", None):
+        raise ChatTemplateMissing(
+            f"{type(tokenizer).__name__} has no chat template, expected one for it_repeat_prompt; "
+            "use repeat_prompt() for base models, or set tokenizer.chat_template")
+    words = DEFAULT_REPEAT_WORDS if words is None else words
+    placeholder = "?"
+    messages = []
+    for word in words:
+        messages += [{"role": "user", "content": word}, {"role": "assistant", "content": word}]
+    messages.append({"role": "user", "content": placeholder})
+    if add_user_instr:
+        messages[0] = {"role": "user", "content": f"{REPEAT_INSTRUCTION}\n\n{messages[0]['content']}"}
+    prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=complete_prompt)
+    end = prompt.rindex(placeholder) + len(placeholder)
+    return TargetPrompt(prompt, _token_index_of_prefix_end(tokenizer, prompt, end))
+
+
+def _token_index_of_prefix_end(tokenizer: Any, text: str, end: int) -> int:
+    """Negative index of the token that ends the first ``end`` characters of ``text``."""
+    full = tokenizer(text)["input_ids"]
+    prefix = tokenizer(text[:end])["input_ids"]
+    if full[:len(prefix)] != prefix:
+        raise NNterpError(f"tokenizing {text[:end]!r} gave tokens that are not a prefix of the whole prompt's; "
+                          "expected the placeholder to end on a token boundary: pick another placeholder")
+    return len(prefix) - 1 - len(full)
+
+
+def _absolute_to_negative(model: StandardizedTransformer, target: TargetPrompt) -> int:
+    """``index_to_patch`` counted from the end, so that it survives left padding in a batch."""
+    if target.index_to_patch < 0:
+        return target.index_to_patch
+    length = len(model.tokenizer(target.prompt)["input_ids"])
+    if target.index_to_patch >= length:
+        raise IndexError(f"index_to_patch {target.index_to_patch} is past the end of {target.prompt!r} "
+                         f"({length} tokens); expected an index in -{length}..{length - 1}")
+    return target.index_to_patch - length
+
+
+def _targets(target_patch_prompts: TargetPrompt | Sequence[TargetPrompt] | None, num_sources: int
+             ) -> list[TargetPrompt]:
+    """One target per source: a single target (or none, meaning the repeat prompt) is shared."""
+    if target_patch_prompts is None:
+        target_patch_prompts = repeat_prompt()
+    if isinstance(target_patch_prompts, TargetPrompt):
+        return [target_patch_prompts] * num_sources
+    targets = list(target_patch_prompts)
+    if len(targets) == 1:
+        return targets * num_sources
+    if len(targets) != num_sources:
+        raise ValueError(f"got {len(targets)} target prompts for {num_sources} sources; "
+                         "expected one target prompt, or one per source")
+    return targets
+
+
+# -- lenses --------------------------------------------------------------------
+
+
+def _as_list(prompts: str | Sequence[str]) -> list[str]:
+    return [prompts] if isinstance(prompts, str) else list(prompts)
+
+
+def _layer_list(model: StandardizedTransformer, layers: int | Sequence[int] | None) -> list[int]:
+    if layers is None:
+        return list(range(model.num_layers))
+    return [check_layer_index(layer, model.num_layers) for layer in ([layers] if isinstance(layers, int) else layers)]
+
+
+def logit_lens(model: StandardizedTransformer, prompts: str | Sequence[str], remote: bool | str = False
+               ) -> torch.Tensor:
+    """Next-token probabilities read off every layer's output at the last position.
+
+    Returns a float32 CPU tensor (batch, num_layers, vocab); its last layer is ``next_token_probs``.
+    Example::
+
+        probs = logit_lens(model, "The capital of France is")
+        model.tokenizer.decode(probs[0, -1].argmax())  # ' Paris'
+    """
+    with torch.no_grad(), model.trace(_as_list(prompts), remote=remote):
+        per_layer = [model.project_on_vocab(model.layers_output[layer][:, -1]).float().softmax(dim=-1).cpu()
+                     for layer in range(model.num_layers)]
+        probs = torch.stack(per_layer, dim=1).save()
+    return probs.detach()
+
+
+def last_token_latents(model: StandardizedTransformer, prompts: str | Sequence[str],
+                       layers: int | Sequence[int] | None = None, remote: bool | str = False) -> torch.Tensor:
+    """The last token's hidden state at each layer's output: (num_layers_selected, batch, hidden), on CPU."""
+    layers = _layer_list(model, layers)
+    with torch.no_grad(), model.trace(_as_list(prompts), remote=remote):
+        latents = torch.stack([model.layers_output[layer][:, -1].cpu() for layer in sorted(set(layers))]).save()
+    order = {layer: row for row, layer in enumerate(sorted(set(layers)))}
+    return latents.detach()[[order[layer] for layer in layers]]
+
+
+def _latents_by_layer(model: StandardizedTransformer, layers: list[int], source_prompts: Sequence[str] | None,
+                      latents: torch.Tensor | None, remote: bool | str) -> torch.Tensor:
+    """(len(layers), num_sources, hidden) from the source prompts, or from given latents.
+
+    Given latents are indexed by layer when they cover every layer, else matched to ``layers`` in order.
+    """
+    if (source_prompts is None) == (latents is None):
+        raise ValueError("pass exactly one of source_prompts and latents")
+    if latents is None:
+        return last_token_latents(model, source_prompts, layers, remote)
+    if latents.dim() != 3 or latents.shape[2] != model.hidden_size:
+        raise ValueError(f"latents have shape {tuple(latents.shape)}, expected "
+                         f"(num_layers, num_sources, {model.hidden_size})")
+    if latents.shape[0] == model.num_layers:
+        return latents[layers]
+    if latents.shape[0] == len(layers):
+        return latents
+    raise ValueError(f"latents cover {latents.shape[0]} layers, expected {model.num_layers} (every layer) "
+                     f"or {len(layers)} (one per selected layer)")
+
+
+def _patch(model: StandardizedTransformer, layer: int, positions: list[int], latents: torch.Tensor) -> None:
+    """Write ``latents[row]`` at ``positions[row]`` of ``layers_output[layer]``, inside a trace."""
+    output = model.layers_output[layer]
+    latents = latents.to(device=output.device, dtype=output.dtype)
+    if len(set(positions)) == 1:
+        output[:, positions[0]] = latents
+    else:
+        for row, position in enumerate(positions):
+            output[row, position] = latents[row]
+
+
+def patchscope_lens(model: StandardizedTransformer, source_prompts: str | Sequence[str] | None = None,
+                    target_patch_prompts: TargetPrompt | Sequence[TargetPrompt] | None = None,
+                    layers: int | Sequence[int] | None = None, latents: torch.Tensor | None = None,
+                    remote: bool | str = False) -> torch.Tensor:
+    """Next-token probabilities of target prompts patched with the sources' last-token hidden states.
+
+    For each layer, the source's ``layers_output[layer][:, -1]`` replaces the target's
+    ``layers_output[layer]`` at ``index_to_patch``. One target (default: ``repeat_prompt()``) is
+    shared by every source, or give one per source. ``latents`` (num_layers, num_sources, hidden)
+    may replace the source prompts. Returns a float32 CPU tensor (num_sources, num_layers_selected,
+    vocab). Runs one trace for the sources, then one per layer over all the targets. Example::
+
+        probs = patchscope_lens(model, ["I adopted a cat"], repeat_prompt(), layers=[5, 10])
+        model.tokenizer.decode(probs[0, 1].argmax())  # ' cat'
+    """
+    layers = _layer_list(model, layers)
+    source_latents = _latents_by_layer(model, layers, None if source_prompts is None else _as_list(source_prompts),
+                                       latents, remote)
+    targets = _targets(target_patch_prompts, source_latents.shape[1])
+    prompts = [target.prompt for target in targets]
+    positions = [_absolute_to_negative(model, target) for target in targets]
+    per_layer = []
+    for layer, layer_latents in zip(layers, source_latents):
+        with torch.no_grad(), model.trace(prompts, remote=remote):
+            _patch(model, layer, positions, layer_latents)
+            probs = model.next_token_probs.float().cpu().save()
+        per_layer.append(probs.detach())
+    return torch.stack(per_layer, dim=1)
+
+
+def patchscope_generate(model: StandardizedTransformer, prompts: str | Sequence[str],
+                        target_patch_prompt: TargetPrompt, max_length: int = 50,
+                        layers: int | Sequence[int] | None = None, remote: bool | str = False
+                        ) -> dict[int, list[str]]:
+    """Greedy continuations of the target prompt patched with each prompt's last-token hidden state.
+
+    The patch is applied at the first forward of the generation (the prompt's); ``max_length`` is the
+    number of new tokens. Returns, per layer, the generated text (prompt excluded) per source prompt.
+    """
+    layers = _layer_list(model, layers)
+    source_latents = last_token_latents(model, prompts, layers, remote)
+    position = _absolute_to_negative(model, target_patch_prompt)
+    targets = [target_patch_prompt.prompt] * source_latents.shape[1]
+    prompt_length = len(model.tokenizer(target_patch_prompt.prompt)["input_ids"])
+    texts = {}
+    for layer, layer_latents in zip(layers, source_latents):
+        with torch.no_grad(), model.generate(targets, max_new_tokens=max_length, do_sample=False,
+                                             remote=remote) as tracer:
+            _patch(model, layer, [position] * len(targets), layer_latents)
+            ids = tracer.result.save()
+        texts[layer] = model.tokenizer.batch_decode(ids[:, prompt_length:], skip_special_tokens=True)
+    return texts
+
+
+# -- steering ------------------------------------------------------------------
 
 
 def steer(model: StandardizedTransformer, layers: int | list[int], steering_vector: torch.Tensor,
@@ -15,7 +253,11 @@ def steer(model: StandardizedTransformer, layers: int | list[int], steering_vect
     """Add ``factor * steering_vector`` to the output of each layer in ``layers``, inside a trace.
 
     The vector is moved to each layer's device and dtype, so models split across devices work.
-    ``positions`` restricts the addition to some token positions (default: all).
+    ``positions`` restricts the addition to some token positions (default: all). Example::
+
+        with model.trace("The weather today is"):
+            steer(model, layers=[5, 10], steering_vector=vector, factor=1.5)
+            probs = model.next_token_probs.save()
     """
     for layer in [layers] if isinstance(layers, int) else layers:
         output = model.layers_output[layer]

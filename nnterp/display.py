@@ -1,0 +1,95 @@
+"""Plots and tables for research results: top-k tokens per layer, prompts as a DataFrame.
+
+Needs the ``display`` extra (plotly, pandas): ``pip install "nnterp[display]"``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+try:
+    import pandas as pd
+    import plotly.graph_objects as go
+except ImportError as error:
+    raise ImportError(f'nnterp.display needs plotly and pandas ({error.name} is missing): '
+                      'pip install "nnterp[display]"') from error
+
+if TYPE_CHECKING:
+    from .prompts import Prompt
+
+_VISIBLE = {" ": "␣", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def readable_token(token_id: int, tokenizer: Any) -> str:
+    """A token as text with its whitespace visible: ``' Paris'`` reads ``'␣Paris'``, a newline ``'\\n'``."""
+    text = tokenizer.decode([int(token_id)])
+    return "".join(_VISIBLE.get(char, char) for char in text)
+
+
+def _layer_probs(probs: torch.Tensor) -> torch.Tensor:
+    """``probs`` as (num_layers, vocab) on CPU; (1, num_layers, vocab) is accepted, larger batches are not."""
+    if probs.dim() == 3 and probs.shape[0] == 1:
+        probs = probs[0]
+    if probs.dim() != 2:
+        raise ValueError(f"plot_topk_tokens expects probabilities (num_layers, vocab) or (1, num_layers, vocab), "
+                         f"got shape {tuple(probs.shape)}; for a batch, plot one prompt at a time: probs[i]")
+    return probs.detach().float().cpu()
+
+
+def _save(fig: go.Figure, file: str | Path, save_html: bool) -> None:
+    """Write ``file`` (PNG unless its suffix names another image format) and, if asked, the HTML beside it."""
+    path = Path(file)
+    if not path.suffix:
+        path = path.with_suffix(".png")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if save_html:
+        fig.write_html(path.with_suffix(".html"))
+    if importlib.util.find_spec("kaleido") is None:
+        raise ImportError(f"saving {path} needs plotly's static image exporter: pip install kaleido "
+                          "(it also needs Chrome or Chromium; see plotly_get_chrome), "
+                          "or pass file=None and save the figure yourself")
+    fig.write_image(path)
+
+
+def plot_topk_tokens(probs: torch.Tensor, tokenizer: Any, k: int = 5, title: str | None = None,
+                     file: str | Path | None = None, save_html: bool = True, width: int = 900,
+                     height: int | None = None) -> go.Figure:
+    """A heatmap of the ``k`` most probable tokens at every layer: rows are layers, columns ranks.
+
+    Each cell shows the token (whitespace made visible: ``␣``, ``\\n``, ``\\t``) coloured by its
+    probability, which the hover shows. With ``file``, the figure is saved as an image (PNG unless
+    the suffix says otherwise) and, if ``save_html``, as HTML next to it.
+
+    >>> fig = plot_topk_tokens(logit_lens(model, "The capital of France is")[0], model.tokenizer)  # doctest: +SKIP
+    """
+    probs = _layer_probs(probs)
+    top = probs.topk(k, dim=-1)
+    labels = [[readable_token(token, tokenizer) for token in row] for row in top.indices.tolist()]
+    ranks = [str(rank) for rank in range(1, k + 1)]
+    layers = [str(layer) for layer in range(probs.shape[0])]
+    fig = go.Figure(go.Heatmap(
+        z=top.values.numpy(), x=ranks, y=layers, text=labels, texttemplate="%{text}",
+        colorscale="Blues", zmin=0, zmax=1, colorbar={"title": "probability"},
+        hovertemplate="layer %{y}, rank %{x}<br>token %{text}<br>probability %{z:.4f}<extra></extra>",
+    ))
+    fig.update_layout(title=title, xaxis_title="rank", yaxis_title="layer", width=width,
+                      height=height or max(300, 40 + 22 * len(layers)))
+    if file is not None:
+        _save(fig, file, save_html)
+    return fig
+
+
+def prompts_to_df(prompts: list[Prompt], tokenizer: Any) -> pd.DataFrame:
+    """One row per prompt: the prompt, then per category its target strings and its tracked tokens, decoded."""
+    rows = []
+    for prompt in prompts:
+        row: dict[str, Any] = {"prompt": prompt.prompt}
+        for category, strings in prompt.target_strings.items():
+            row[f"{category}_strings"] = list(strings)
+            row[f"{category}_tokens"] = [tokenizer.decode([token]) for token in prompt.target_tokens[category]]
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -1,0 +1,48 @@
+"""Every research function runs on every toy architecture that passes load-time validation (run with -n 2)."""
+
+import pytest
+import torch
+
+from nnterp import (Prompt, collect_token_activations_batched, get_token_activations, logit_lens, patchscope_lens,
+                    repeat_prompt, run_prompts)
+from nnterp.checks import Status
+from nnterp.toy import ToyModelUnsupported, causal_lm_classes
+
+from .conftest import standardized_toy
+from .known_failures import KNOWN_FAILURES, TOOLKIT_FAILURES
+
+PROMPTS = ["The cat sat", "A much longer prompt about dogs"]
+
+
+def _validating_types():
+    for model_type, class_name in causal_lm_classes().items():
+        if model_type in KNOWN_FAILURES:
+            continue
+        marks = [pytest.mark.xfail(strict=True, reason=TOOLKIT_FAILURES[model_type])] \
+            if model_type in TOOLKIT_FAILURES else []
+        yield pytest.param(model_type, id=f"{class_name}-{model_type}", marks=marks)
+
+
+@pytest.mark.parametrize("model_type", list(_validating_types()))
+def test_research_functions_run(model_type):
+    try:
+        model = standardized_toy(model_type, enable_attention_probs=False)
+    except ToyModelUnsupported as reason:
+        pytest.skip(str(reason))
+    assert all(result.status is not Status.FAILED for result in model.check_results)
+    n = model.num_layers
+    activations = collect_token_activations_batched(model, PROMPTS, batch_size=1, progress=False)
+    assert torch.allclose(activations, get_token_activations(model, PROMPTS), rtol=1e-4, atol=1e-4)
+    lens = logit_lens(model, PROMPTS)
+    assert lens.shape[:2] == (2, n) and torch.allclose(lens.sum(-1), torch.ones(2, n), atol=1e-3)
+    prompt = Prompt.from_strings(PROMPTS[0], {"target": "dog", "trap": ["cat", "fish"]}, model.tokenizer)
+    probs = run_prompts(model, [prompt, prompt], batch_size=2)
+    assert probs["target"].shape == (2,) and (probs["target"] >= 0).all()
+    patched = patchscope_lens(model, PROMPTS, repeat_prompt(), layers=[0, n - 1])
+    assert patched.shape[:2] == (2, 2) and patched.isfinite().all()
+    with model.trace(PROMPTS[0]):
+        plain = model.layers_output[0].clone().save()
+    with model.trace(PROMPTS[0]):
+        model.steer(0, torch.ones(model.hidden_size), factor=0.5)
+        steered = model.layers_output[0].save()
+    assert torch.allclose(steered - plain, torch.full_like(plain, 0.5), atol=1e-4)
