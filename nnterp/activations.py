@@ -47,6 +47,13 @@ def _right_padded(model: Any, prompts: str | list[str]) -> tuple[Any, torch.Tens
     return dict(batch), batch["attention_mask"].sum(dim=1)
 
 
+def _prefix_positions(model: Any) -> int:
+    """Learned positions some architectures put before the input (CPM-Ant's prompt), per the registry."""
+    key = getattr(getattr(model, "architecture", None), "spec", None)
+    key = getattr(key, "prefix_positions_key", None)
+    return int(getattr(model._module.config, key, 0)) if key else 0
+
+
 def get_token_activations(model: Any, prompts: str | list[str], idx: int = -1,
                           layers: int | Iterable[int] | None = None, remote: bool | str = False) -> torch.Tensor:
     """Hidden states at token ``idx`` of every prompt: (num_selected_layers, batch, hidden), on CPU.
@@ -57,12 +64,13 @@ def get_token_activations(model: Any, prompts: str | list[str], idx: int = -1,
     chosen = _selected_layers(model, layers)
     in_order = sorted(set(chosen))
     inputs, lengths = _right_padded(model, prompts)
+    prefix = _prefix_positions(model)
     collected: dict[int, torch.Tensor] = {}  # outside the trace: values made inside it do not leave it
     with torch.no_grad(), model.trace(inputs, remote=remote) as tracer:
         for layer in in_order:
             hidden = _layer_output(model, layer)
             rows = torch.arange(hidden.shape[0], device=hidden.device)
-            columns = idx if lengths is None or idx >= 0 else (lengths + idx).to(hidden.device)
+            columns = prefix + idx if lengths is None or idx >= 0 else (prefix + lengths + idx).to(hidden.device)
             collected[layer] = hidden[rows, columns].cpu().save()
         tracer.stop()
     return torch.stack([collected[layer] for layer in chosen])

@@ -31,8 +31,8 @@ _STREAMS = ("layer outputs hold several residual streams, so the logit lens and 
 
 # Architectures that validate but on which the research functions cannot run yet.
 TOOLKIT_FAILURES: dict[str, str] = {
-    "cpmant": "the stream carries learned prompt positions before the input, so token positions are shifted "
-              "and the lens reads a prompt position",
+    "cpmant": "batched activations differ from single-prompt runs even with right padding and the prompt "
+              "prefix offset applied (cause not yet found)",
     "gemma3n_text": _STREAMS + " (AltUp)",
     "hy_v4": _STREAMS + " (hyper-connections)",
     "qwen4_exp": _STREAMS + " (hyper-connections)",
