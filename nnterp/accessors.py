@@ -7,7 +7,7 @@ code always sees the hidden-state tensor.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Literal
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal
 
 import torch
 
@@ -34,6 +34,13 @@ def check_layer_index(index: int, num_layers: int) -> int:
     if not isinstance(index, int) or not -num_layers <= index < num_layers:
         raise LayerIndexError(index, num_layers)
     return index % num_layers
+
+
+def select_layers(layers: int | Iterable[int] | None, num_layers: int) -> list[int]:
+    """Non-negative layer indices for a ``layers=`` argument: one, several, or every layer (None)."""
+    if layers is None:
+        return list(range(num_layers))
+    return [check_layer_index(layer, num_layers) for layer in ([layers] if isinstance(layers, int) else layers)]
 
 
 def walk(envoy: Any, path: str) -> Any:

@@ -10,7 +10,7 @@ from typing import Any, Iterable
 
 import torch
 
-from .accessors import unwrap
+from .accessors import select_layers, unwrap
 
 
 def _layer_output(model: Any, layer: int) -> Any:
@@ -21,15 +21,6 @@ def _layer_output(model: Any, layer: int) -> Any:
 
 def _num_layers(model: Any) -> int:
     return model.num_layers if hasattr(model, "num_layers") else len(model.layers)
-
-
-def _selected_layers(model: Any, layers: int | Iterable[int] | None) -> list[int]:
-    count = _num_layers(model)
-    chosen = list(range(count)) if layers is None else [layers] if isinstance(layers, int) else list(layers)
-    for layer in chosen:
-        if not -count <= layer < count:
-            raise IndexError(f"layer {layer} is out of range: this model has {count} layers")
-    return [layer % count for layer in chosen]
 
 
 def _right_padded(model: Any, prompts: str | list[str]) -> tuple[Any, torch.Tensor | None]:
@@ -61,7 +52,7 @@ def get_token_activations(model: Any, prompts: str | list[str], idx: int = -1,
     The forward pass stops after the last layer needed. ``idx`` indexes each prompt's own tokens
     (``-1`` is its last token), whatever the other prompts in the batch.
     """
-    chosen = _selected_layers(model, layers)
+    chosen = select_layers(layers, _num_layers(model))
     in_order = sorted(set(chosen))
     inputs, lengths = _right_padded(model, prompts)
     prefix = _prefix_positions(model)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 
-from .accessors import check_layer_index
+from .accessors import select_layers
 from .errors import NNterpError
 
 if TYPE_CHECKING:
@@ -126,12 +126,6 @@ def _as_list(prompts: str | Sequence[str]) -> list[str]:
     return [prompts] if isinstance(prompts, str) else list(prompts)
 
 
-def _layer_list(model: StandardizedTransformer, layers: int | Sequence[int] | None) -> list[int]:
-    if layers is None:
-        return list(range(model.num_layers))
-    return [check_layer_index(layer, model.num_layers) for layer in ([layers] if isinstance(layers, int) else layers)]
-
-
 def logit_lens(model: StandardizedTransformer, prompts: str | Sequence[str], remote: bool | str = False
                ) -> torch.Tensor:
     """Next-token probabilities read off every layer's output at the last position.
@@ -152,11 +146,9 @@ def logit_lens(model: StandardizedTransformer, prompts: str | Sequence[str], rem
 def last_token_latents(model: StandardizedTransformer, prompts: str | Sequence[str],
                        layers: int | Sequence[int] | None = None, remote: bool | str = False) -> torch.Tensor:
     """The last token's hidden state at each layer's output: (num_layers_selected, batch, hidden), on CPU."""
-    layers = _layer_list(model, layers)
-    with torch.no_grad(), model.trace(_as_list(prompts), remote=remote):
-        latents = torch.stack([model.layers_output[layer][:, -1].cpu() for layer in sorted(set(layers))]).save()
-    order = {layer: row for row, layer in enumerate(sorted(set(layers)))}
-    return latents.detach()[[order[layer] for layer in layers]]
+    from .activations import get_token_activations
+
+    return get_token_activations(model, _as_list(prompts), idx=-1, layers=layers, remote=remote)
 
 
 def _latents_by_layer(model: StandardizedTransformer, layers: list[int], source_prompts: Sequence[str] | None,
@@ -206,7 +198,7 @@ def patchscope_lens(model: StandardizedTransformer, source_prompts: str | Sequen
         probs = patchscope_lens(model, ["I adopted a cat"], repeat_prompt(), layers=[5, 10])
         model.tokenizer.decode(probs[0, 1].argmax())  # ' cat'
     """
-    layers = _layer_list(model, layers)
+    layers = select_layers(layers, model.num_layers)
     source_latents = _latents_by_layer(model, layers, None if source_prompts is None else _as_list(source_prompts),
                                        latents, remote)
     targets = _targets(target_patch_prompts, source_latents.shape[1])
@@ -230,7 +222,7 @@ def patchscope_generate(model: StandardizedTransformer, prompts: str | Sequence[
     The patch is applied at the first forward of the generation (the prompt's); ``max_length`` is the
     number of new tokens. Returns, per layer, the generated text (prompt excluded) per source prompt.
     """
-    layers = _layer_list(model, layers)
+    layers = select_layers(layers, model.num_layers)
     source_latents = last_token_latents(model, prompts, layers, remote)
     position = _absolute_to_negative(model, target_patch_prompt)
     targets = [target_patch_prompt.prompt] * source_latents.shape[1]
