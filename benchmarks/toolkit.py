@@ -14,23 +14,14 @@ import argparse
 import copy
 import importlib.util
 import statistics
-import time
 import warnings
 from pathlib import Path
 
 import torch
+from timing import median_seconds  # benchmarks/ is on sys.path when a script runs
 
 warnings.filterwarnings("ignore")
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def median_seconds(action, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        action()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def hook_collector(model, tokenizer, prompts, batch_size):

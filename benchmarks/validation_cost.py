@@ -7,32 +7,21 @@ Usage: python benchmarks/validation_cost.py [toy model types...] [--smollm2]
 from __future__ import annotations
 
 import importlib.util
-import statistics
 import sys
-import time
 import warnings
 
 import torch
+from timing import median_seconds  # benchmarks/ is on sys.path when a script runs
 
 warnings.filterwarnings("ignore")
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
-def seconds(action, repeat: int = 7) -> float:
-    """Median wall time of ``action`` over ``repeat`` runs."""
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        action()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def measure(name: str, build, tokenizer) -> None:
     from nnterp import StandardizedTransformer
 
-    construction = seconds(build, repeat=1 if name == "SmolLM2-135M" else 7)
+    construction = median_seconds(build, repeat=1 if name == "SmolLM2-135M" else 7)
     model = build()
     batch = tokenizer(["The quick brown fox jumps over the dog.", "Hello world"], return_tensors="pt", padding=True)
 
@@ -41,11 +30,11 @@ def measure(name: str, build, tokenizer) -> None:
             model(**batch)
 
     forward()  # warm up
-    one_forward = seconds(forward)
+    one_forward = median_seconds(forward, 7)
     standardized = StandardizedTransformer(model, tokenizer=tokenizer, enable_attention_probs=True,
                                            check_renaming=False)
     standardized.validate()  # first run compiles the attention source once per class
-    validation = seconds(standardized.validate)
+    validation = median_seconds(standardized.validate, 7)
     budget = construction + one_forward
     print(f"{name:16s} construction {construction:7.3f}s  forward {one_forward:6.3f}s  "
           f"validation {validation:6.3f}s  ratio {validation / budget:5.2f} of construction+forward "

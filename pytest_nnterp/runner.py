@@ -65,14 +65,13 @@ class ModelRunner:
     def _load(target: Target) -> Loaded:
         from nnterp import StandardizedTransformer
         from nnterp.compat.lookup import NNterpCompatibilityWarning
-        from nnterp.toy import ToyModelUnsupported, build_toy_model
+        from nnterp.toy import ToyModelUnsupported
+        from nnterp.toy.suite import standardized_toy
 
         warnings.simplefilter("ignore", NNterpCompatibilityWarning)  # the suite is what tests it
         try:
             if target.kind == "toy":
-                toy = build_toy_model(target.source)
-                model = StandardizedTransformer(toy.model, tokenizer=toy.tokenizer, enable_attention_probs=True,
-                                                check_renaming=False)
+                model = standardized_toy(target.source, check_renaming=False)
             else:
                 model = StandardizedTransformer(target.source, enable_attention_probs=True, check_renaming=False)
             results = {result.name.value: result for result in model.validate_quietly()}

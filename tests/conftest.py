@@ -8,21 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from nnterp.toy.suite import standardized_toy  # noqa: F401 - re-exported for the tests
+
 warnings.filterwarnings("ignore", module="transformers")
 
 pytest_plugins = ["pytester"]
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def standardized_toy(name: str, **kwargs):
-    """A StandardizedTransformer over a freshly built toy model."""
-    from nnterp import StandardizedTransformer
-    from nnterp.toy import build_toy_model
-
-    toy = build_toy_model(name)
-    kwargs.setdefault("enable_attention_probs", True)
-    return StandardizedTransformer(toy.model, tokenizer=toy.tokenizer, **kwargs)
 
 
 @pytest.fixture(scope="module")

@@ -231,12 +231,14 @@ def test_a_wheel_ships_the_reports_where_lookup_finds_them(tmp_path):
 
 
 def test_loading_a_model_warns_at_the_callers_line(tmp_path, monkeypatch):
-    from tests.conftest import standardized_toy
+    from nnterp import StandardizedTransformer
+    from nnterp.toy import build_toy_model
 
+    toy = build_toy_model("llama")
     monkeypatch.setattr(lookup_module, "shipped_report_directory", lambda: None)
     monkeypatch.setenv("NNTERP_REPORT_DIR", str(tmp_path))
     save(tmp_path, lookup_module._installed_versions(), ("LlamaForCausalLM", "residual_identity", F))
     with pytest.warns(NNterpCompatibilityWarning, match="LlamaForCausalLM failed nnterp checks") as warned:
-        standardized_toy("llama")
+        StandardizedTransformer(toy.model, tokenizer=toy.tokenizer)
     ours = [w for w in warned if issubclass(w.category, NNterpCompatibilityWarning)]
-    assert len(ours) == 1 and Path(ours[0].filename).name == "conftest.py"  # the line that built the model
+    assert len(ours) == 1 and Path(ours[0].filename).name == "test_compat_lookup.py"  # the line that built the model

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..checks import CheckName, CheckResult, Status, check_logits_match
 from .build import ToyModelUnsupported, build_toy_model, causal_lm_classes
@@ -22,18 +23,22 @@ class ToyValidation:
         return not self.error and not any(result.failed for result in self.results)
 
 
-def validate_toy(model_type: str) -> ToyValidation:
-    """Build one toy, load it through StandardizedTransformer, run every load check plus logits match."""
+def standardized_toy(name: str, **kwargs: Any) -> Any:
+    """A StandardizedTransformer over a freshly built toy model (attention probabilities on unless told)."""
     from ..standardized import StandardizedTransformer
 
+    toy = build_toy_model(name)
+    return StandardizedTransformer(toy.model, tokenizer=toy.tokenizer, **{"enable_attention_probs": True, **kwargs})
+
+
+def validate_toy(model_type: str) -> ToyValidation:
+    """Build one toy, load it through StandardizedTransformer, run every load check plus logits match."""
     class_name = causal_lm_classes()[model_type]
     try:
-        toy = build_toy_model(model_type)
+        model = standardized_toy(model_type, check_renaming=False)
     except ToyModelUnsupported as reason:
         return ToyValidation(model_type, class_name, error=f"not buildable here: {reason}")
     try:
-        model = StandardizedTransformer(toy.model, tokenizer=toy.tokenizer, enable_attention_probs=True,
-                                        check_renaming=False)
         results = tuple(model.validate_quietly()) + (check_logits_match(model),)
     except Exception as error:  # noqa: BLE001 - the failure is this architecture's result
         return ToyValidation(model_type, class_name, error=f"{type(error).__name__}: {error}")
