@@ -70,18 +70,40 @@ class LayerwiseModules:
         return self._num_layers
 
 
-class LayerwiseIO(LayerwiseModules):
-    """``model.layers_output[i] = x`` and friends: one module side (input or output) per layer."""
+class StreamView:
+    """Serves a multi-stream layer input/output as (batch, seq, streams, hidden), whatever the native layout."""
 
-    def __init__(self, num_layers: int, locate: Callable[[int], Any], side: Literal["input", "output"]):
+    def __init__(self, layout: Any, streams: int):
+        self._layout, self._streams = layout, streams
+
+    def canonical(self, value: Any) -> Any:
+        return self._layout.to_canonical(value, self._streams)
+
+    def native(self, value: Any) -> Any:
+        return self._layout.to_native(value, self._streams)
+
+
+class LayerwiseIO(LayerwiseModules):
+    """``model.layers_output[i] = x`` and friends: one module side (input or output) per layer.
+
+    With a `StreamView`, values are read as a view in the canonical stream layout (in-place edits
+    reach the model) and assignments are converted back to the native layout.
+    """
+
+    def __init__(self, num_layers: int, locate: Callable[[int], Any], side: Literal["input", "output"],
+                 streams: StreamView | None = None):
         super().__init__(num_layers, locate)
         self._side = side
+        self.streams = streams
 
     def __getitem__(self, index: int) -> Any:
-        return unwrap(getattr(super().__getitem__(index), self._side))
+        value = unwrap(getattr(super().__getitem__(index), self._side))
+        return self.streams.canonical(value) if self.streams else value
 
     def __setitem__(self, index: int, value: Any) -> None:
         envoy = super().__getitem__(index)
+        if self.streams:
+            value = self.streams.native(value)
         if self._side == "input":
             envoy.input = value
             return

@@ -23,26 +23,34 @@ def _num_layers(model: Any) -> int:
     return model.num_layers if hasattr(model, "num_layers") else len(model.layers)
 
 
-def _right_padded(model: Any, prompts: str | list[str]) -> tuple[Any, torch.Tensor | None]:
-    """Prompts tokenized with right padding, and each row's real length.
+def _padding_side(model: Any) -> str:
+    """Right, unless the registry says the model finds padding by itself on the other side (CPM-Ant)."""
+    spec = getattr(getattr(model, "architecture", None), "spec", None)
+    return getattr(spec, "padding_side", "") or "right"
+
+
+def _padded(model: Any, prompts: str | list[str]) -> tuple[Any, torch.Tensor | None, str]:
+    """Prompts tokenized as one padded batch, each row's real length, and the padding side.
 
     With right padding every real token sits where it would sit alone and a causal model never
     attends to the pads after it, so activations equal the unbatched ones on every architecture,
-    including those whose positions ignore the attention mask (BART, RoBERTa, RWKV...).
+    including those whose positions ignore the attention mask (BART, RoBERTa, RWKV...). Models
+    that ignore the mask and detect padding themselves get the side they expect.
     """
     tokenizer = getattr(model, "tokenizer", None)
+    side = _padding_side(model)
     if tokenizer is None or not isinstance(prompts, (str, list)):
-        return prompts, None
+        return prompts, None, side
     batch = tokenizer([prompts] if isinstance(prompts, str) else prompts, return_tensors="pt", padding=True,
-                      padding_side="right")
-    return dict(batch), batch["attention_mask"].sum(dim=1)
+                      padding_side=side)
+    return dict(batch), batch["attention_mask"].sum(dim=1), side
 
 
-def _prefix_positions(model: Any) -> int:
-    """Learned positions some architectures put before the input (CPM-Ant's prompt), per the registry."""
-    key = getattr(getattr(model, "architecture", None), "spec", None)
-    key = getattr(key, "prefix_positions_key", None)
-    return int(getattr(model._module.config, key, 0)) if key else 0
+def _token_columns(idx: int, lengths: torch.Tensor | None, seq_len: int, side: str) -> Any:
+    """Where token ``idx`` of each prompt sits in the padded batch (before any prefix positions)."""
+    if lengths is None or (idx >= 0) == (side == "right"):
+        return idx if idx >= 0 else seq_len + idx
+    return lengths + idx if side == "right" else seq_len - lengths + idx
 
 
 def get_token_activations(model: Any, prompts: str | list[str], idx: int = -1,
@@ -54,14 +62,16 @@ def get_token_activations(model: Any, prompts: str | list[str], idx: int = -1,
     """
     chosen = select_layers(layers, _num_layers(model))
     in_order = sorted(set(chosen))
-    inputs, lengths = _right_padded(model, prompts)
-    prefix = _prefix_positions(model)
+    inputs, lengths, side = _padded(model, prompts)
+    prefix = getattr(model, "num_prefix_positions", 0)  # learned positions before the input (CPM-Ant)
     collected: dict[int, torch.Tensor] = {}  # outside the trace: values made inside it do not leave it
     with torch.no_grad(), model.trace(inputs, remote=remote) as tracer:
         for layer in in_order:
             hidden = _layer_output(model, layer)
             rows = torch.arange(hidden.shape[0], device=hidden.device)
-            columns = prefix + idx if lengths is None or idx >= 0 else (prefix + lengths + idx).to(hidden.device)
+            columns = prefix + _token_columns(idx, lengths, hidden.shape[1] - prefix, side)
+            if isinstance(columns, torch.Tensor):
+                columns = columns.to(hidden.device)
             collected[layer] = hidden[rows, columns].cpu().save()
         tracer.stop()
     return torch.stack([collected[layer] for layer in chosen])

@@ -107,6 +107,7 @@ class Probe:
     """Everything the checks read from one forward pass (two invokes of the same batch)."""
 
     input_ids: torch.Tensor
+    attention_mask: torch.Tensor | None
     values: dict[str, list[Any]]
     logits: torch.Tensor
     edited_logits: torch.Tensor | None
@@ -126,6 +127,7 @@ def probe(model: StandardizedTransformer) -> Probe:
     with torch.no_grad(), model.trace() as tracer:
         with tracer.invoke(prompts):
             input_ids = model.input_ids.save()
+            attention_mask = save(model.attention_mask)
             embeddings = model.token_embeddings.save()
             for i in range(arch.num_layers):
                 for step in layer_read_steps(model, i):
@@ -148,7 +150,7 @@ def probe(model: StandardizedTransformer) -> Probe:
         with torch.no_grad(), model.trace(prompts):
             edited_logits = _edit_probabilities(model, edited_layer)
     values["token_embeddings"] = [embeddings]
-    return Probe(input_ids, values, logits, edited_logits if edited_layer is not None else None,
+    return Probe(input_ids, attention_mask, values, logits, edited_logits if edited_layer is not None else None,
                  edited_layer, int(arity))
 
 
@@ -251,25 +253,22 @@ def _snapshot(value: Any) -> Any:
 def check_io_shapes(model: StandardizedTransformer, result: Probe) -> CheckResult:
     """Every accessor yields a tensor of the expected shape."""
     batch, seq = result.input_ids.shape
-    prefix_key = model.architecture.spec.prefix_positions_key  # learned prompt positions (CPM-Ant)
-    stream = seq + (getattr(model._module.config, prefix_key, 0) if prefix_key else 0)
-    layer_io = _layer_io_shape(model, batch, stream)
-    # Streams along the sequence flow through every sublayer too; other layouts meet only at block edges.
-    hidden = layer_io if model.architecture.spec.stream_layout is StreamLayout.SEQUENCE else (batch, stream, model.hidden_size)
+    stream = seq + model.num_prefix_positions  # learned prompt positions (CPM-Ant)
+    layer_io = (batch, stream, *model.token_state_shape)  # multi-stream layouts are served canonically
     expected = {"token_embeddings": (batch, stream, model.hidden_size), "layers_input": layer_io, "layers_output": layer_io,
-                "attentions_input": hidden, "attentions_output": hidden, "mlps_input": hidden, "mlps_output": hidden}
-    heads: list[int] = []
+                **dict.fromkeys(("attentions_input", "attentions_output", "mlps_input", "mlps_output"),
+                                _sublayer_shape(model, batch, stream))}
+    per_layer = {}
     if any(value is not None for value in result.values["attention_probabilities"]):
         expected["attention_probabilities"] = (batch, model.num_heads, stream, stream)
-        key = model.architecture.spec.heads_per_layer_key  # heads vary by layer (Laguna)
-        heads = list(getattr(model._module.config.get_text_config(), key, None) or []) if key else []
+        per_layer = _probability_shapes(model, batch, stream)
     problems, count = [], 0
     for name, shape in expected.items():
         for index, value in enumerate(result.values[name]):
             if value is None:
                 continue
-            if name == "attention_probabilities" and heads:
-                shape = (batch, heads[index], stream, stream)
+            if name == "attention_probabilities" and per_layer:
+                shape = per_layer[index]
             count += 1
             found = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
             if found != shape:
@@ -284,13 +283,24 @@ def check_io_shapes(model: StandardizedTransformer, result: Probe) -> CheckResul
     return passed(CheckName.IO_SHAPES, f"{count + 1} tensors have the expected shapes", value=0)
 
 
-def _layer_io_shape(model: StandardizedTransformer, batch: int, seq: int) -> tuple[int, ...]:
-    """(batch, seq, hidden), or the multi-stream layout the registry declares for the architecture."""
+def _sublayer_shape(model: StandardizedTransformer, batch: int, seq: int) -> tuple[int, ...]:
+    """(batch, seq, hidden); streams laid along the sequence (ProphetNet) flow through every sublayer too."""
     spec = model.architecture.spec
-    if spec.residual_streams_key is None:
+    if spec.residual_streams_key is None or spec.stream_layout is not StreamLayout.SEQUENCE:
         return (batch, seq, model.hidden_size)
     streams = getattr(model._module.config.get_text_config(), spec.residual_streams_key)
     return spec.stream_layout.shape(batch, seq, streams, model.hidden_size)
+
+
+def _probability_shapes(model: StandardizedTransformer, batch: int, seq: int) -> list[tuple[int, ...]]:
+    """Each layer's (batch, heads, queries, keys): heads may vary by layer (Laguna), and compressed
+    attention layers have seq // rate more keys (DeepSeek-V4), as the registry row declares."""
+    spec, config = model.architecture.spec, model._module.config.get_text_config()
+    heads = list(getattr(config, spec.heads_per_layer_key, None) or []) if spec.heads_per_layer_key else []
+    rates = getattr(config, spec.compressed_key_rates_key, None) or {} if spec.compressed_key_rates_key else {}
+    layer_types = getattr(config, "layer_types", None) or [None] * model.num_layers
+    return [(batch, heads[i] if heads else model.num_heads, seq,
+             seq + (seq // rates[layer_types[i]] if layer_types[i] in rates else 0)) for i in range(model.num_layers)]
 
 
 def check_residual(model: StandardizedTransformer, result: Probe) -> CheckResult:
@@ -343,6 +353,7 @@ def check_attention_probabilities(model: StandardizedTransformer, result: Probe)
                     not_applicable(CheckName.ATTN_PROBS_EFFECT, f"{arch.class_name} has no softmax attention")]
         fix = "pin the operation with RenameConfig(attn_prob_ops=...), see attention_probabilities.print_source()"
         return [failed(CheckName.ATTN_PROBS_SUM, reason, fix=fix), failed(CheckName.ATTN_PROBS_EFFECT, reason, fix=fix)]
+    found = [(i, _real_query_rows(p, result.attention_mask)) for i, p in found]
     sums = _check_sums_with_sinks(found) if arch.spec.attention_sinks else _check_sums(found)
     change = (result.edited_logits - result.logits).abs().max().item()
     effect = (passed(CheckName.ATTN_PROBS_EFFECT, f"editing layer {result.edited_layer} changes logits by {change:.3g}",
@@ -352,6 +363,17 @@ def check_attention_probabilities(model: StandardizedTransformer, result: Probe)
                      "logits unchanged: the located tensor is not the one the attention uses", value=change,
                      fix="pin the operation with RenameConfig(attn_prob_ops=...)"))
     return [sums, effect]
+
+
+def _real_query_rows(probs: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    """The probability rows of real queries, (rows, keys): a padding query may attend to nothing at all
+    (CPM-Ant zeroes it). Positions before the input (learned prefixes) count as real."""
+    rows = probs.transpose(1, 2)  # (batch, queries, heads, keys)
+    if attention_mask is None:
+        return rows.reshape(-1, probs.shape[-1])
+    prefix = rows.shape[1] - attention_mask.shape[1]
+    real = torch.cat([attention_mask.new_ones(attention_mask.shape[0], prefix), attention_mask], dim=1).bool()
+    return rows[real.to(rows.device)].reshape(-1, probs.shape[-1])
 
 
 def _check_sums(found: list[tuple[int, torch.Tensor]]) -> CheckResult:
@@ -423,8 +445,9 @@ INTERVENTION_PROMPT = "The quick brown fox jumps"
 
 def check_logit_lens(model: StandardizedTransformer) -> CheckResult:
     """``project_on_vocab`` of the last layer's output gives the model's own logits."""
+    prefix = model.num_prefix_positions  # learned prompt positions the logits leave out (CPM-Ant)
     with torch.no_grad(), model.trace(INTERVENTION_PROMPT):
-        projected = model.project_on_vocab(model.layers_output[-1]).save()
+        projected = model.project_on_vocab(model.collapse_streams(model.layers_output[-1][:, prefix:])).save()
         logits = model.logits.save()
     if projected.shape != logits.shape:
         return failed(CheckName.LOGIT_LENS, f"projection has shape {tuple(projected.shape)}, logits "

@@ -137,7 +137,8 @@ def logit_lens(model: StandardizedTransformer, prompts: str | Sequence[str], rem
         model.tokenizer.decode(probs[0, -1].argmax())  # ' Paris'
     """
     with torch.no_grad(), model.trace(_as_list(prompts), remote=remote):
-        per_layer = [model.project_on_vocab(model.layers_output[layer][:, -1]).float().softmax(dim=-1).cpu()
+        per_layer = [model.project_on_vocab(model.collapse_streams(model.layers_output[layer][:, -1]))
+                     .float().softmax(dim=-1).cpu()
                      for layer in range(model.num_layers)]
         probs = torch.stack(per_layer, dim=1).save()
     return probs.detach()
@@ -161,9 +162,10 @@ def _latents_by_layer(model: StandardizedTransformer, layers: list[int], source_
         raise ValueError("pass exactly one of source_prompts and latents")
     if latents is None:
         return last_token_latents(model, source_prompts, layers, remote)
-    if latents.dim() != 3 or latents.shape[2] != model.hidden_size:
+    state = model.token_state_shape  # (hidden,), or (streams, hidden) on multi-stream models
+    if tuple(latents.shape[2:]) != state:
         raise ValueError(f"latents have shape {tuple(latents.shape)}, expected "
-                         f"(num_layers, num_sources, {model.hidden_size})")
+                         f"(num_layers, num_sources, {', '.join(map(str, state))})")
     if latents.shape[0] == model.num_layers:
         return latents[layers]
     if latents.shape[0] == len(layers):

@@ -31,11 +31,35 @@ class StreamLayout(str, Enum):
     SEQUENCE = "batch, (1 + streams) * seq, hidden"  # a main stream, then predicting streams
 
     def shape(self, batch: int, seq: int, streams: int, hidden: int) -> tuple[int, ...]:
-        """The layer input/output shape under this layout."""
+        """The native layer input/output shape under this layout."""
         return {StreamLayout.STREAM_AXIS: (batch, seq, streams, hidden),
                 StreamLayout.CONCATENATED: (batch, seq, streams * hidden),
                 StreamLayout.LEADING: (streams, batch, seq, hidden),
                 StreamLayout.SEQUENCE: (batch, (1 + streams) * seq, hidden)}[self]
+
+    def total_streams(self, streams: int) -> int:
+        """How many streams a token carries: the config's count, plus the main stream for SEQUENCE."""
+        return 1 + streams if self is StreamLayout.SEQUENCE else streams
+
+    def to_canonical(self, value: Any, streams: int) -> Any:
+        """A native layer input/output as a (batch, seq, streams, hidden) view: in-place edits reach the model."""
+        if self is StreamLayout.CONCATENATED:
+            return value.unflatten(-1, (streams, -1))
+        if self is StreamLayout.LEADING:
+            return value.permute(1, 2, 0, 3)
+        if self is StreamLayout.SEQUENCE:
+            return value.unflatten(1, (1 + streams, -1)).transpose(1, 2)
+        return value
+
+    def to_native(self, value: Any, streams: int) -> Any:
+        """The inverse of `to_canonical`: a (batch, seq, streams, hidden) value in the model's own layout."""
+        if self is StreamLayout.CONCATENATED:
+            return value.flatten(-2)
+        if self is StreamLayout.LEADING:
+            return value.permute(2, 0, 1, 3)
+        if self is StreamLayout.SEQUENCE:
+            return value.transpose(1, 2).flatten(1, 2)
+        return value
 
 
 @dataclass(frozen=True)
@@ -55,6 +79,10 @@ class ArchitectureSpec:
     mlp: tuple[str, ...]
     embed_tokens: tuple[str, ...] = ()  # empty: found through get_input_embeddings()
     lm_head: tuple[str, ...] = ()  # empty: found through get_output_embeddings()
+    # A module the head applies between the final norm and the unembedding, when it is not part of
+    # `lm_head` (ModernBERT decoder's prediction head): reachable as `head_transform`, and the logit lens
+    # goes through it.
+    head_transform: tuple[str, ...] = ()
     attention_output: tuple[str, ...] = ()
     mlp_input: tuple[str, ...] = ()
     mlp_output: tuple[str, ...] = ()
@@ -80,6 +108,14 @@ class ArchitectureSpec:
     # layers_input / layers_output then hold every stream; sublayer accessors stay (batch, seq, hidden).
     residual_streams_key: str | None = None
     stream_layout: StreamLayout = StreamLayout.STREAM_AXIS
+    # How the model collapses its streams into the one hidden state its final norm reads, as
+    # (base model, streams of shape (rows, 1, streams, hidden)) -> (rows, 1, hidden); the base model
+    # is the module holding `layers` (an envoy inside a trace). The logit lens goes through it.
+    stream_readout: Callable[[Any, Any], Any] | None = None
+    # Config key mapping layer types (config.layer_types) to compression rates: layers of those
+    # types also attend to seq // rate compressed key blocks appended after the tokens (DeepSeek-V4's
+    # compressed attention), so their probabilities are (batch, heads, seq, seq + seq // rate).
+    compressed_key_rates_key: str = ""
     # Module (where a layer has one) normalizing the block's input before it becomes the
     # residual stream (RWKV's layer-0 pre_ln): the residual identity starts from its output.
     residual_input: tuple[str, ...] = ()
@@ -98,6 +134,9 @@ class ArchitectureSpec:
     # Config key giving learned prefix positions the model prepends to every input (CPM-Ant's
     # prompt_length): hidden states have that many more positions than the input ids.
     prefix_positions_key: str = ""
+    # The padding side the model needs when it ignores the attention mask and finds padding by id
+    # (CPM-Ant: id 0, on the left); empty when the mask is honoured and either side works.
+    padding_side: str = ""
     # Why the architecture cannot be standardized, if it cannot: resolving it raises a RenamingError saying so.
     unsupported: str = ""
     # Token mixers that are not attention (Mamba, linear attention, convolutions): reachable as
@@ -161,8 +200,40 @@ _BERT_PRENORM = _BERT.like(residual=Residual.SEQUENTIAL,
                            note="pre-norm BERT blocks: the residual is added inside attention.output / output, "
                                 "after their dense layer, with no norm after it")
 
+# Stream readouts: how each multi-stream family turns its streams into one hidden state after the
+# last layer, written with the model's own modules so that the logit lens of the last layer is the
+# model's logits (a load check verifies it). Inputs and outputs as ArchitectureSpec.stream_readout says.
+
+
+def _hyper_head_readout(base: Any, streams: Any) -> Any:
+    """DeepSeek-V4, HY-V4: ``hc_head`` weighs the streams by input-dependent gates and sums them."""
+    return base.hc_head(streams)
+
+
+def _gated_mixer_readout(base: Any, streams: Any) -> Any:
+    """Qwen4-Exp: ``hyper_connection_mixer`` reads the streams side by side in the hidden axis."""
+    return base.hyper_connection_mixer(streams.flatten(-2))
+
+
+def _altup_readout(base: Any, streams: Any) -> Any:
+    """Gemma 3n: predicted streams are unembedded, rescaled to the active stream's magnitude, averaged."""
+    active = streams[..., 0, :]
+    magnitude = active.pow(2).mean(dim=-1, keepdim=True).sqrt()
+    collapsed = [active]
+    for index, unembed in enumerate(base.altup_unembed_projections, start=1):
+        stream = unembed(streams[..., index, :])
+        collapsed.append(stream * magnitude / stream.pow(2).mean(dim=-1, keepdim=True).clamp(min=1e-5).sqrt())
+    return sum(collapsed) / len(collapsed)
+
+
+def _first_predicting_stream(base: Any, streams: Any) -> Any:
+    """ProphetNet as a causal LM: its logits come from the first n-gram predicting stream (after the main one)."""
+    return streams[..., 1, :]
+
+
 _HYPER_CONCATENATED = DEFAULT.like(
     residual=Residual.NONE, residual_streams_key="hc_count", stream_layout=StreamLayout.CONCATENATED,
+    stream_readout=_gated_mixer_readout,
     note="hyper-connections: layers carry hc_count residual streams side by side in the hidden axis, mixed "
          "by learned input-dependent weights, so there is no additive identity over one stream")
 
@@ -209,6 +280,10 @@ _ARCHITECTURES: dict[str, ArchitectureSpec] = {
     "OPTForCausalLM": _BART_PRENORM.like(pre_norm_flag="do_layer_norm_before", batch_folded=("mlps_input", "mlps_output"),
                                          note="MLP is fc1/fc2 inline, on (batch*seq, hidden) rows; pre-norm "
                                               "unless do_layer_norm_before=False"),
+    "ModernBertDecoderForCausalLM": DEFAULT.like(
+        lm_head=("decoder",), head_transform=("lm_head",),
+        note="the head is a prediction transform (natively `lm_head`: dense, activation, norm) then the unembedding "
+             "(natively `decoder`): they are served as `head_transform` and `lm_head`"),
     "OpenAIGPTLMHeadModel": DEFAULT.like(residual=Residual.NONE,
                                          note="post-norm blocks: ln_1 / ln_2 follow the residual adds"),
     "XLMWithLMHeadModel": DEFAULT.like(unsupported=(
@@ -217,13 +292,16 @@ _ARCHITECTURES: dict[str, ArchitectureSpec] = {
         "XLMModel.forward wires them, so no module's input/output is a layer's residual stream")),
     "ProphetNetForCausalLM": DEFAULT.like(
         layers=("prophetnet.decoder.layers",), residual=Residual.NONE,
-        residual_streams_key="ngram", stream_layout=StreamLayout.SEQUENCE,
+        residual_streams_key="ngram", stream_layout=StreamLayout.SEQUENCE, stream_readout=_first_predicting_stream,
         note="post-norm layers run the main stream and its n-gram predicting streams concatenated along the "
              "sequence: layer inputs/outputs are (batch, (1 + ngram) * seq, hidden)"),
     "CpmAntForCausalLM": DEFAULT.like(attention_output=("self_att.self_attention",), mlp_input=("ffn.ffn",),
                                       mlp_output=("ffn.ffn",), prefix_positions_key="prompt_length",
+                                      padding_side="left",
                                       note="pre-norm blocks whose self_att / ffn wrappers add the residual; the "
-                                           "stream carries prompt_length learned prompt positions before the input"),
+                                           "stream carries prompt_length learned prompt positions before the input; "
+                                           "attention is bidirectional and ignores the attention mask: positions "
+                                           "with id 0 are padding, expected on the left"),
     "GitForCausalLM": _BERT,
     "BertLMHeadModel": _BERT,
     "BertGenerationDecoder": _BERT,
@@ -298,17 +376,20 @@ _ARCHITECTURES: dict[str, ArchitectureSpec] = {
     "Llama4ForCausalLM": DEFAULT.like(mlp_output_flat=True, note="MoE layers return (batch*seq, hidden)"),
     "Llama4ForConditionalGeneration": DEFAULT.like(mlp_output_flat=True, note="MoE layers return (batch*seq, hidden)"),
     "DeepseekV4ForCausalLM": _SINKS.like(
-        residual=Residual.NONE, residual_streams_key="hc_mult",
+        residual=Residual.NONE, residual_streams_key="hc_mult", stream_readout=_hyper_head_readout,
+        compressed_key_rates_key="compress_rates",
         note="attention sinks; manifold hyper-connections (mHC): layers carry hc_mult residual streams mixed by "
-             "input-dependent learned matrices, so there is no additive identity over one stream"),
+             "input-dependent learned matrices, so there is no additive identity over one stream; compressed "
+             "attention layers also attend to compressed key blocks"),
     "HYV4ForCausalLM": _SINKS.like(
-        residual=Residual.NONE, residual_streams_key="hc_mult",
+        residual=Residual.NONE, residual_streams_key="hc_mult", stream_readout=_hyper_head_readout,
         note="attention sinks; hyper-connections: layers carry several residual streams mixed by learned, "
              "input-dependent matrices, so there is no additive identity over one stream"),
     "Qwen4ExpForCausalLM": _HYPER_CONCATENATED,
     "Qwen4ExpForConditionalGeneration": _HYPER_CONCATENATED,
     "Gemma3nForCausalLM": _SANDWICH.like(
         residual=Residual.NONE, residual_streams_key="altup_num_inputs", stream_layout=StreamLayout.LEADING,
+        stream_readout=_altup_readout,
         note="AltUp: layers carry altup_num_inputs predicted streams, corrected by learned mixing; only the "
              "active stream goes through attention and MLP, so there is no additive identity"),
     "RwkvForCausalLM": DEFAULT.like(softmax_attention=False, residual_input=("pre_ln",),

@@ -113,6 +113,7 @@ class ResolvedArchitecture:
     mlp_input: tuple[str | None, ...]
     mlp_output: tuple[str | None, ...]
     attn_prob_ops: tuple[str, ...] | None = None
+    head_transform: str | None = None
     # Per layer: the spec's mlp_output_extra / residual_extra present in that layer, and the
     # factors (residual_scale_attr, output_scales) the block multiplies each output by.
     mlp_output_extra: tuple[tuple[str, ...], ...] = ()
@@ -134,10 +135,20 @@ class ResolvedArchitecture:
         return tuple(i for i, path in enumerate(self.attention)
                      if path is not None and path not in self.spec.token_mixers)
 
+    @property
+    def displaced_names(self) -> dict[str, str]:
+        """Standardized top-level names that another native module holds (ModernBERT decoder's native
+        ``lm_head`` is its head transform): name -> path of the module that should answer to it. nnsight
+        refuses such aliases, so StandardizedTransformer binds them itself, after renaming the holder."""
+        native = {self.head_transform} - {None}
+        return {name: path for name in STANDARD_TOP if (path := getattr(self, name)) != name and name in native}
+
     def rename_dict(self) -> dict[str, str]:
         """The nnsight ``rename=`` mapping: native path -> standardized name."""
         mapping = {path: name for name in STANDARD_TOP
-                   if (path := getattr(self, name)) is not None and path != name}
+                   if (path := getattr(self, name)) is not None and path != name and name not in self.displaced_names}
+        if self.head_transform is not None:
+            mapping[self.head_transform] = "head_transform"
         for field_name, standard in STANDARD_PER_LAYER.items():
             for path in set(getattr(self, field_name)) - {None, standard} - set(self.spec.token_mixers):
                 mapping[path] = standard
@@ -201,7 +212,7 @@ def resolve_architecture(model: Any, rename_config: RenameConfig | None = None) 
     residual_extra = _all_present(layers, spec.residual_extra)
     return ResolvedArchitecture(
         class_name=class_name, spec=spec, embed_tokens=embed, layers=layers_path,
-        ln_final=find_path(model, spec.ln_final), lm_head=lm_head,
+        ln_final=find_path(model, spec.ln_final), lm_head=lm_head, head_transform=find_path(model, spec.head_transform),
         attention=attention, mlp=mlp,
         attention_output=attention_output, mlp_input=_per_layer(layers, spec.mlp_input) if spec.mlp_input else mlp,
         mlp_output=mlp_output, attn_prob_ops=rename_config.attn_prob_ops if rename_config else None,

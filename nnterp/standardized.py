@@ -8,7 +8,7 @@ import torch
 from nnsight.modeling.transformers import TransformersModel
 
 from .accessors import (AttentionProbabilities, BatchFolded, LayerwiseContribution, LayerwiseIO, LayerwiseModules,
-                        check_layer_index, walk)
+                        StreamView, check_layer_index, walk)
 from .attention_probs import locate_attention_probabilities
 from .compat.lookup import warn_for_architecture
 from .errors import RenamingError, ValidationFailed
@@ -74,6 +74,7 @@ class StandardizedTransformer(TransformersModel):
         elif enable_attention_probs:
             model.set_attn_implementation("eager")
         super().__init__(model, tokenizer=tokenizer, rename=self._standard_rename, **kwargs)
+        self._bind_displaced_names()
         self._build_accessors(enable_attention_probs)
         self.check_results: list = []
         if check_renaming:
@@ -100,6 +101,12 @@ class StandardizedTransformer(TransformersModel):
         self._standard_rename.update(self.architecture.rename_dict())
         return module
 
+    def _bind_displaced_names(self) -> None:
+        """Point standardized names that a native module of that name held (now renamed) at their module."""
+        for name, path in self.architecture.displaced_names.items():
+            object.__setattr__(self, name, walk(self, path))
+            self._aliases[name] = path
+
     def _build_accessors(self, enable_attention_probs: bool) -> None:
         arch = self.architecture
         layer_envoys = list(self.layers)
@@ -122,8 +129,9 @@ class StandardizedTransformer(TransformersModel):
         n = arch.num_layers
         self.attentions = LayerwiseModules(n, sublayer(arch.attention, "attention"))
         self.mlps = LayerwiseModules(n, sublayer(arch.mlp, "mlp"))
-        self.layers_input = LayerwiseIO(n, lambda i: self.layers[i], "input")
-        self.layers_output = LayerwiseIO(n, lambda i: self.layers[i], "output")
+        streams = self._stream_view()
+        self.layers_input = LayerwiseIO(n, lambda i: self.layers[i], "input", streams)
+        self.layers_output = LayerwiseIO(n, lambda i: self.layers[i], "output", streams)
         self.attentions_input = LayerwiseIO(n, folded(sublayer(arch.attention, "attention"), "attentions_input"),
                                             "input")
         attention_output = folded(sublayer(arch.attention_output, "attention_output"), "attentions_output")
@@ -137,6 +145,13 @@ class StandardizedTransformer(TransformersModel):
         self.attention_probabilities = AttentionProbabilities(
             n, self.attentions, self._locate_probabilities(), enable_attention_probs, arch.class_name,
             batch_folded="attention_probabilities" in arch.spec.batch_folded)
+
+    def _stream_view(self) -> StreamView | None:
+        """How layer inputs/outputs are served on multi-stream models (None: one stream)."""
+        spec = self.architecture.spec
+        if spec.residual_streams_key is None:
+            return None
+        return StreamView(spec.stream_layout, getattr(self._module.config.get_text_config(), spec.residual_streams_key))
 
     def _locate_probabilities(self) -> tuple:
         arch = self.architecture
@@ -171,6 +186,28 @@ class StandardizedTransformer(TransformersModel):
     def hidden_size(self) -> int:
         return _config_value(self._module.config, self.architecture.spec.hidden_size_keys, "the hidden size",
                              self.architecture.class_name)
+
+    @property
+    def num_prefix_positions(self) -> int:
+        """Learned positions the model puts before every input (CPM-Ant's prompt), 0 for most: hidden
+        states have that many more positions than the input ids, the logits do not."""
+        key = self.architecture.spec.prefix_positions_key
+        return int(getattr(self._module.config, key, 0)) if key else 0
+
+    @property
+    def num_streams(self) -> int:
+        """Residual streams per token: 1, or several (hyper-connections, AltUp, ProphetNet's n-gram streams)."""
+        spec = self.architecture.spec
+        if spec.residual_streams_key is None:
+            return 1
+        return spec.stream_layout.total_streams(getattr(self._module.config.get_text_config(), spec.residual_streams_key))
+
+    @property
+    def token_state_shape(self) -> tuple[int, ...]:
+        """The shape of one token's state in ``layers_output``: (hidden,), or (streams, hidden)."""
+        if self.architecture.spec.residual_streams_key is None:
+            return (self.hidden_size,)
+        return (self.num_streams, self.hidden_size)
 
     @property
     def vocab_size(self) -> int:
@@ -216,10 +253,31 @@ class StandardizedTransformer(TransformersModel):
 
     # -- interventions ---------------------------------------------------------
 
+    def collapse_streams(self, state: Any) -> Any:
+        """One hidden state from a multi-stream state (..., streams, hidden), as the model reads out its last
+        layer; identity on single-stream models. ``project_on_vocab(collapse_streams(layers_output[i]))`` is
+        the logit lens on any architecture."""
+        readout = self.architecture.spec.stream_readout
+        if self.architecture.spec.residual_streams_key is None:
+            return state
+        if readout is None:
+            raise RenamingError("has several residual streams but no stream_readout in its registry row, so they "
+                                "cannot be collapsed into one hidden state", architecture=self.architecture.class_name,
+                                check="logit_lens", fix="add stream_readout to the architecture's registry row")
+        leading = state.shape[:-2]
+        rows = state.reshape(-1, 1, *state.shape[-2:])
+        base_path = self.architecture.layers.rpartition(".")[0]  # the module holding `layers`
+        base = walk(self, base_path) if base_path else self
+        return readout(base, rows).reshape(*leading, state.shape[-1])
+
     def project_on_vocab(self, hidden_state: Any) -> Any:
-        """Logits of a hidden state through the final norm and the unembedding (the logit lens)."""
+        """Logits of a hidden state through the final norm and the unembedding (the logit lens).
+
+        On multi-stream models give it one hidden state: `collapse_streams` of a layer output."""
         if self.architecture.ln_final is not None:
             hidden_state = self.ln_final(hidden_state)
+        if self.architecture.head_transform is not None:
+            hidden_state = self.head_transform(hidden_state)
         logits = self.lm_head(hidden_state)
         for transform, value in self._logit_transforms():
             logits = transform(logits, value)
@@ -245,6 +303,8 @@ class StandardizedTransformer(TransformersModel):
             raise ValueError(f"start_layer ({start_layer}) is after end_layer ({end_layer})")
         for index in range(start, end + 1):
             replacement = self.layers_input[index] if skip_with is None else skip_with
+            if self.layers_input.streams:  # the canonical stream view back to the block's own layout
+                replacement = self.layers_input.streams.native(replacement)
             self.layers[index].skip(self._as_layer_output(replacement))
 
     def _as_layer_output(self, hidden: Any) -> Any:
@@ -262,11 +322,13 @@ class StandardizedTransformer(TransformersModel):
 
     def get_topk_closest_tokens(self, hidden_state: torch.Tensor, k: int = 5) -> list[list[str]]:
         """The k tokens whose logits are highest for a hidden state, per row (outside a trace)."""
+        arch = self.architecture
+        head = self._module.get_submodule(arch.lm_head)
         with torch.no_grad():
-            head = self._module.get_submodule(self.architecture.lm_head)
-            norm = self._module.get_submodule(self.architecture.ln_final) if self.architecture.ln_final else None
             hidden = hidden_state.to(head.weight.device, head.weight.dtype)
-            logits = head(norm(hidden) if norm is not None else hidden)
+            for path in (arch.ln_final, arch.head_transform, arch.lm_head):
+                hidden = self._module.get_submodule(path)(hidden) if path is not None else hidden
+            logits = hidden
         top = logits.reshape(-1, logits.shape[-1]).topk(k, dim=-1).indices
         return [self.tokenizer.convert_ids_to_tokens(row.tolist()) for row in top]
 

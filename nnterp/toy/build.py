@@ -247,7 +247,7 @@ def build_toy_model(name: str) -> ToyModel:
     import torch
 
     model_type = resolve_model_type(name)
-    tokenizer = toy_tokenizer()
+    tokenizer = toy_tokenizer(pad_first=TOY_FIXES.get(model_type, ToyFix()).pad_first)
     config = toy_config(model_type, tokenizer)
     torch.manual_seed(SEED)
     model = _model_from_config(model_type, config)

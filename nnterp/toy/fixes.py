@@ -15,7 +15,8 @@ class ToyFix:
     class must derive itself (``"text_config.name"`` reaches into a nested config);
     ``layers`` replaces the generic number of kept layers; ``config_class`` names the
     transformers config class to build when the causal-LM class takes another one than
-    the model type's own. ``unsupported`` names why no toy model can run here.
+    the model type's own. ``pad_first`` gives the toy tokenizer's pad token id 0, for models
+    that take id 0 as padding. ``unsupported`` names why no toy model can run here.
     """
 
     config: dict[str, Any] = field(default_factory=dict)
@@ -23,6 +24,7 @@ class ToyFix:
     drop: tuple[str, ...] = ()
     layers: int | None = None
     config_class: str | None = None
+    pad_first: bool = False
     unsupported: str | None = None
 
     def apply(self, fields: dict[str, Any]) -> dict[str, Any]:
@@ -63,6 +65,8 @@ TOY_FIXES: dict[str, ToyFix] = {
     # the rotary embedding reads rope_parameters per layer type, the default has none
     "cohere_compass_text": ToyFix(config={"rope_parameters": {"full_attention": {"rope_type": "default",
                                                                                   "rope_theta": 10000.0}}}),
+    # CPM-Ant ignores the attention mask and masks the positions whose id is 0, as its own tokenizer pads
+    "cpmant": ToyFix(pad_first=True),
     # DbrxAttention reads attn_config.rope_theta, which DbrxAttentionConfig does not define, and
     # clamps q/k/v with clip_qkv even when it is None (DBRX checkpoints use 8)
     "dbrx": ToyFix(sub_configs={"attn_config": {"rope_theta": 10000.0, "clip_qkv": 8.0}}),

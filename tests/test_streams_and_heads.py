@@ -1,0 +1,97 @@
+"""Architectures off the beaten path: several residual streams, a two-module head, compressed keys,
+models that find their own padding."""
+
+import pytest
+import torch
+
+from nnterp import get_token_activations
+from nnterp.registry import StreamLayout
+
+from .conftest import standardized_toy
+
+PROMPT = "The quick brown fox"
+
+# model type -> (native layer-output layout, total streams per token)
+MULTI_STREAM = {"hy_v4": StreamLayout.STREAM_AXIS, "qwen4_exp_text": StreamLayout.CONCATENATED,
+                "gemma3n_text": StreamLayout.LEADING, "prophetnet": StreamLayout.SEQUENCE}
+
+
+@pytest.mark.parametrize("layout", list(StreamLayout))
+def test_stream_layouts_round_trip_through_a_view(layout):
+    batch, seq, streams, hidden = 2, 5, 3, 4
+    native = torch.randn(layout.shape(batch, seq, streams, hidden))
+    canonical = layout.to_canonical(native, streams)
+    assert canonical.shape == (batch, seq, layout.total_streams(streams), hidden)
+    assert torch.equal(layout.to_native(canonical, streams), native)
+    before = native.clone()
+    canonical[1, 2, 0] += 1.0  # a view: the edit lands in the native tensor, in exactly one place
+    assert (native != before).sum() == hidden and torch.equal(layout.to_native(canonical, streams), native)
+
+
+@pytest.fixture(scope="module", params=list(MULTI_STREAM))
+def multi_stream(request):
+    return standardized_toy(request.param, enable_attention_probs=False)
+
+
+def test_layer_outputs_are_served_as_batch_seq_streams_hidden(multi_stream):
+    ids = multi_stream.tokenizer(PROMPT, return_tensors="pt")["input_ids"]
+    with torch.no_grad(), multi_stream.trace(ids):
+        output = multi_stream.layers_output[0].save()
+    assert output.shape == (1, ids.shape[1], *multi_stream.token_state_shape)
+    assert multi_stream.num_streams > 1
+
+
+def test_collapsed_last_layer_projects_to_the_logits(multi_stream):
+    with torch.no_grad(), multi_stream.trace(PROMPT):
+        projected = multi_stream.project_on_vocab(multi_stream.collapse_streams(multi_stream.layers_output[-1])).save()
+        logits = multi_stream.logits.save()
+    assert torch.allclose(projected, logits, atol=1e-5)
+
+
+def test_editing_one_stream_of_one_token_changes_the_logits_only_from_there(multi_stream):
+    with torch.no_grad(), multi_stream.trace(PROMPT):
+        plain = multi_stream.logits.save()
+    with torch.no_grad(), multi_stream.trace(PROMPT):
+        multi_stream.layers_output[0][:, -1, 0] += 10.0  # in place, through the canonical view
+        edited = multi_stream.logits.save()
+    changed = (edited - plain).abs().amax(dim=-1)[0]
+    assert changed[-1] > 1e-3 and torch.all(changed[:-1] < 1e-5)  # causal; MoE kernels add float noise
+
+
+def test_single_stream_models_pass_states_through_collapse_streams(llama):
+    state = torch.randn(2, 3, llama.hidden_size)
+    assert llama.collapse_streams(state) is state and llama.num_streams == 1
+
+
+def test_modernbert_decoder_serves_its_unembedding_as_lm_head():
+    model = standardized_toy("modernbert-decoder")
+    assert isinstance(model.lm_head._module, torch.nn.Linear)
+    assert type(model.head_transform._module).__name__ == "ModernBertDecoderPredictionHead"
+    with torch.no_grad(), model.trace(PROMPT):
+        projected = model.project_on_vocab(model.layers_output[-1]).save()
+        head_output = model.lm_head.output.save()
+        logits = model.logits.save()
+    assert torch.equal(head_output, logits) and torch.allclose(projected, logits, atol=1e-5)
+
+
+def test_compressed_attention_layers_have_more_keys_than_queries():
+    model = standardized_toy("deepseek_v4")
+    config = model._module.config
+    rate = config.compress_rates["compressed_sparse_attention"]
+    layer = config.layer_types.index("compressed_sparse_attention")
+    ids = torch.randint(5, 250, (1, 3 * rate + 1))
+    shapes = {}
+    with torch.no_grad(), model.trace(ids):
+        shapes["probs"] = model.attention_probabilities[layer].shape
+    assert shapes["probs"][-2:] == (ids.shape[1], ids.shape[1] + ids.shape[1] // rate)
+
+
+def test_cpmant_batches_like_single_prompts():
+    model = standardized_toy("cpmant", enable_attention_probs=False)
+    assert model.tokenizer.pad_token_id == 0  # CPM-Ant masks id 0, whatever attention_mask says
+    prompts = ["a b c d e", "x", "a longer prompt here"]
+    for idx in (-1, 0):
+        batched = get_token_activations(model, prompts, idx=idx)
+        single = torch.cat([get_token_activations(model, [prompt], idx=idx) for prompt in prompts], dim=1)
+        # float noise only: CPM-Ant's states reach ~1e3, so compare relative to their scale
+        assert (batched - single).abs().max() <= 1e-6 * single.abs().max()
