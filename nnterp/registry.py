@@ -137,6 +137,9 @@ class ArchitectureSpec:
     # The padding side the model needs when it ignores the attention mask and finds padding by id
     # (CPM-Ant: id 0, on the left); empty when the mask is honoured and either side works.
     padding_side: str = ""
+    # A skipped block hands its own extra inputs back in its output tuple's extra slots instead of
+    # None (xLSTM blocks take and return their recurrent state, which the model then indexes).
+    skip_passes_inputs: bool = False
     # Why the architecture cannot be standardized, if it cannot: resolving it raises a RenamingError saying so.
     unsupported: str = ""
     # Token mixers that are not attention (Mamba, linear attention, convolutions): reachable as
@@ -166,7 +169,7 @@ DEFAULT = ArchitectureSpec(
             "rwkv.blocks", "*.encoder.layer", "*.encoder.layers", "model.L_module.layers",
             "language_model.model.layers"),
     ln_final=("model.norm", "transformer.ln_f", "model.decoder.final_layer_norm", "model.decoder.layer_norm",
-              "model.final_layernorm", "gpt_neox.final_layer_norm", "gpt_neox_japanese.final_layer_norm",
+              "model.final_layernorm", "model.language_model.final_layernorm", "gpt_neox.final_layer_norm", "gpt_neox_japanese.final_layer_norm",
               "backbone.norm_f", "backbone.out_norm", "model.final_norm", "model.norm_f",
               "model.language_model.norm", "model.text_model.norm", "transformer.norm_f", "transformer.layernorm",
               "rwkv.ln_out", "biogpt.layer_norm", "model.layer_norm", "model.embedding_norm",
@@ -395,6 +398,8 @@ _ARCHITECTURES: dict[str, ArchitectureSpec] = {
     "RwkvForCausalLM": DEFAULT.like(softmax_attention=False, residual_input=("pre_ln",),
                                     note="RWKV time mixing is no softmax attention; layer 0 norms its input "
                                          "(pre_ln) before the residual stream starts"),
+    "xLSTMForCausalLM": DEFAULT.like(skip_passes_inputs=True,
+                                     note="each block takes and returns its recurrent state beside the stream"),
     "MambaForCausalLM": DEFAULT.like(mlp=(), softmax_attention=False, note="a mixer per block, no MLP"),
 }
 
@@ -405,6 +410,9 @@ ARCHITECTURES = MappingProxyType(_ARCHITECTURES)
 # model's own logits. Each takes (logits, config value).
 LOGIT_TRANSFORMS: dict[str, Callable[[Any, float], Any]] = {
     "final_logit_softcapping": lambda logits, cap: (logits / cap).tanh() * cap,  # Gemma 2/3
+    "logits_soft_cap": lambda logits, cap: (logits / cap).tanh() * cap,  # RecurrentGemma
+    "output_logit_soft_cap": lambda logits, cap: (logits / cap).tanh() * cap,  # xLSTM
+    "logits_mup_width_multiplier": lambda logits, multiplier: logits / multiplier,  # Inkling (head has no bias)
     "logit_scale": lambda logits, scale: logits * scale,  # Cohere
     "logits_scaling": lambda logits, scaling: logits / scaling,  # Granite
 }

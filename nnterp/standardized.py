@@ -305,13 +305,19 @@ class StandardizedTransformer(TransformersModel):
             replacement = self.layers_input[index] if skip_with is None else skip_with
             if self.layers_input.streams:  # the canonical stream view back to the block's own layout
                 replacement = self.layers_input.streams.native(replacement)
-            self.layers[index].skip(self._as_layer_output(replacement))
+            self.layers[index].skip(self._as_layer_output(replacement, index))
 
-    def _as_layer_output(self, hidden: Any) -> Any:
+    def _as_layer_output(self, hidden: Any, index: int) -> Any:
         """A skip replacement shaped like the layer's output: blocks returning tuples get (hidden, None, ...),
-        with the arity the load-time probe observed."""
+        with the arity the load-time probe observed, or (hidden, *their own extra inputs) where the
+        registry says the model reads those back (xLSTM's state)."""
         arity = getattr(self, "_layer_output_arity", 0)
-        return (hidden, *[None] * (arity - 1)) if arity else hidden
+        if not arity:
+            return hidden
+        if self.architecture.spec.skip_passes_inputs:
+            extra = list(self.layers[index].inputs[0][1:arity])
+            return (hidden, *extra, *[None] * (arity - 1 - len(extra)))
+        return (hidden, *[None] * (arity - 1))
 
     def steer(self, layers: int | list[int], steering_vector: torch.Tensor, factor: float = 1,
               positions: int | list[int] | None = None) -> None:

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from nnterp import (Prompt, collect_token_activations_batched, get_token_activations, logit_lens, patchscope_lens,
-                    repeat_prompt, run_prompts)
+from nnterp import (Prompt, collect_token_activations_batched, compute_next_token_probs, get_token_activations,
+                    logit_lens, patchscope_lens, repeat_prompt, run_prompts)
 from nnterp.checks import Status
 from nnterp.toy import ToyModelUnsupported, causal_lm_classes
 
@@ -35,6 +35,8 @@ def test_research_functions_run(model_type):
     assert torch.allclose(activations, get_token_activations(model, PROMPTS), rtol=1e-4, atol=1e-4)
     lens = logit_lens(model, PROMPTS)
     assert lens.shape[:2] == (2, n) and torch.allclose(lens.sum(-1), torch.ones(2, n), atol=1e-3)
+    # the last layer's lens is the model's own next-token distribution (log space: toy distributions are flat)
+    assert torch.allclose(lens[:, -1].log(), compute_next_token_probs(model, PROMPTS).float().log(), atol=1e-3)
     prompt = Prompt.from_strings(PROMPTS[0], {"target": "dog", "trap": ["cat", "fish"]}, model.tokenizer)
     probs = run_prompts(model, [prompt, prompt], batch_size=2)
     assert probs["target"].shape == (2,) and (probs["target"] >= 0).all()
