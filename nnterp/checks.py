@@ -252,7 +252,9 @@ def _snapshot(value: Any) -> Any:
 
 def check_io_shapes(model: StandardizedTransformer, result: Probe) -> CheckResult:
     """Every accessor yields a tensor of the expected shape."""
-    batch, seq = result.input_ids.shape
+    rows, seq = result.input_ids.shape
+    spec = model.architecture.spec  # with codebooks (MusicGen), input and logits rows are batch * codebooks
+    batch = rows // (getattr(model._module.config, spec.codebooks_key, 1) if spec.codebooks_key else 1)
     stream = seq + model.num_prefix_positions  # learned prompt positions (CPM-Ant)
     layer_io = (batch, stream, *model.token_state_shape)  # multi-stream layouts are served canonically
     expected = {"token_embeddings": (batch, stream, model.hidden_size), "layers_input": layer_io, "layers_output": layer_io,
@@ -273,7 +275,7 @@ def check_io_shapes(model: StandardizedTransformer, result: Probe) -> CheckResul
             found = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
             if found != shape:
                 problems.append(f"{name}[{index}]: expected {shape}, found {found}")
-    logits_shape = (batch, seq, model.vocab_size)
+    logits_shape = (rows, seq, model.vocab_size)
     if tuple(result.logits.shape) != logits_shape:
         problems.append(f"logits: expected {logits_shape}, found {tuple(result.logits.shape)}")
     if problems:

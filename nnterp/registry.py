@@ -137,6 +137,10 @@ class ArchitectureSpec:
     # The padding side the model needs when it ignores the attention mask and finds padding by id
     # (CPM-Ant: id 0, on the left); empty when the mask is honoured and either side works.
     padding_side: str = ""
+    # Config key of the number of codebooks (MusicGen): every position holds one id per codebook,
+    # token_embeddings is the sum of the codebook embeddings (embed_tokens[k]) and one head per
+    # codebook (lm_head[k]) gives the logits, stacked as (batch * codebooks, seq, vocab).
+    codebooks_key: str = ""
     # A skipped block hands its own extra inputs back in its output tuple's extra slots instead of
     # None (xLSTM blocks take and return their recurrent state, which the model then indexes).
     skip_passes_inputs: bool = False
@@ -196,6 +200,10 @@ _SINKS = DEFAULT.like(attention_sinks=True, note="learned attention sinks: proba
 _BART = DEFAULT.like(mlp=(), mlp_input=("fc1",), mlp_output=("fc2",), residual=Residual.NONE,
                      note="MLP is fc1/fc2 inline in the layer; post-norm blocks")
 _BART_PRENORM = _BART.like(residual=Residual.SEQUENTIAL, note="MLP is fc1/fc2 inline in the layer; pre-norm blocks")
+_MUSICGEN = _BART_PRENORM.like(
+    codebooks_key="num_codebooks",
+    note="MLP is fc1/fc2 inline; pre-norm blocks; token embeddings sum one embedding per codebook and one head "
+         "per codebook gives the logits, (batch * codebooks, seq, vocab)")
 _BERT = DEFAULT.like(attention_output=("attention.output.dense",), mlp=("intermediate",),
                      mlp_output=("output.dense",), residual=Residual.NONE,
                      note="post-norm encoder blocks used as decoders; residual added inside sublayers")
@@ -287,6 +295,8 @@ _ARCHITECTURES: dict[str, ArchitectureSpec] = {
         lm_head=("decoder",), head_transform=("lm_head",),
         note="the head is a prediction transform (natively `lm_head`: dense, activation, norm) then the unembedding "
              "(natively `decoder`): they are served as `head_transform` and `lm_head`"),
+    "MusicgenForCausalLM": _MUSICGEN,
+    "MusicgenMelodyForCausalLM": _MUSICGEN,
     "OpenAIGPTLMHeadModel": DEFAULT.like(residual=Residual.NONE,
                                          note="post-norm blocks: ln_1 / ln_2 follow the residual adds"),
     "XLMWithLMHeadModel": DEFAULT.like(unsupported=(

@@ -218,12 +218,22 @@ class StandardizedTransformer(TransformersModel):
 
     @property
     def token_embeddings(self) -> Any:
-        """The token embeddings (output of ``embed_tokens``), readable and writable."""
-        return self.embed_tokens.output
+        """The token embeddings (output of ``embed_tokens``), readable and writable; with several
+        codebooks (MusicGen), the sum of their embeddings, which the model feeds its first layer
+        (a write then reads the earlier codebooks itself, so write it before reading it)."""
+        if not self.architecture.spec.codebooks_key:
+            return self.embed_tokens.output
+        return sum(codebook.output for codebook in self.embed_tokens)
 
     @token_embeddings.setter
     def token_embeddings(self, value: Any) -> None:
-        self.embed_tokens.output = value
+        if not self.architecture.spec.codebooks_key:
+            self.embed_tokens.output = value
+            return
+        *earlier, last = list(self.embed_tokens)
+        for codebook in earlier:  # the last codebook's embedding makes the sum equal the value
+            value = value - codebook.output
+        last.output = value
 
     @property
     def logits(self) -> Any:
@@ -278,10 +288,16 @@ class StandardizedTransformer(TransformersModel):
             hidden_state = self.ln_final(hidden_state)
         if self.architecture.head_transform is not None:
             hidden_state = self.head_transform(hidden_state)
-        logits = self.lm_head(hidden_state)
+        logits = self._unembed(self.lm_head, hidden_state)
         for transform, value in self._logit_transforms():
             logits = transform(logits, value)
         return logits
+
+    def _unembed(self, head: Any, hidden_state: Any) -> Any:
+        """The head (envoy or module) on a hidden state; one head per codebook stacks as the model does."""
+        if not self.architecture.spec.codebooks_key:
+            return head(hidden_state)
+        return torch.stack([codebook_head(hidden_state) for codebook_head in head], dim=1).flatten(0, 1)
 
     def _logit_transforms(self) -> list:
         """The registry's logit transforms this model's config switches on, with their values."""
@@ -330,11 +346,12 @@ class StandardizedTransformer(TransformersModel):
         """The k tokens whose logits are highest for a hidden state, per row (outside a trace)."""
         arch = self.architecture
         head = self._module.get_submodule(arch.lm_head)
+        weight = next(head.parameters())
         with torch.no_grad():
-            hidden = hidden_state.to(head.weight.device, head.weight.dtype)
-            for path in (arch.ln_final, arch.head_transform, arch.lm_head):
+            hidden = hidden_state.to(weight.device, weight.dtype)
+            for path in (arch.ln_final, arch.head_transform):
                 hidden = self._module.get_submodule(path)(hidden) if path is not None else hidden
-            logits = hidden
+            logits = self._unembed(head, hidden)
         top = logits.reshape(-1, logits.shape[-1]).topk(k, dim=-1).indices
         return [self.tokenizer.convert_ids_to_tokens(row.tolist()) for row in top]
 

@@ -12,9 +12,6 @@ KNOWN_FAILURES: dict[str, str] = {
                      "raises OutOfOrderError and `attentions[i]` is ambiguous",
     "inkling2_text": "layers mix earlier block states through learned attention over depth; no additive residual "
                      "and layer 5's located probabilities do not sum to 1 (not yet investigated)",
-    "musicgen": "several codebook embeddings are summed before the decoder; token_embeddings is read out of order",
-    "musicgen_melody": "several codebook embeddings are summed before the decoder; token_embeddings is read out "
-                       "of order",
     "xlm": "attentions, FFNs and norms are parallel ModuleLists wired by the model's loop: no per-layer block",
     "xlnet": "two-stream attention; its contribution before the residual is an einsum inside post_attention, "
              "not a module, and the located probabilities belong to the branch that does not run",

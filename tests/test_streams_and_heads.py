@@ -95,3 +95,30 @@ def test_cpmant_batches_like_single_prompts():
         single = torch.cat([get_token_activations(model, [prompt], idx=idx) for prompt in prompts], dim=1)
         # float noise only: CPM-Ant's states reach ~1e3, so compare relative to their scale
         assert (batched - single).abs().max() <= 1e-6 * single.abs().max()
+
+
+def test_musicgen_with_two_codebooks_sums_embeddings_and_stacks_heads():
+    import transformers
+
+    from nnterp import StandardizedTransformer
+    from nnterp.toy.build import toy_config
+    from nnterp.toy.tokenizer import toy_tokenizer
+
+    config = toy_config("musicgen")
+    config.num_codebooks = 2
+    torch.manual_seed(0)
+    hf = transformers.MusicgenForCausalLM._from_config(config, attn_implementation="eager").eval()
+    model = StandardizedTransformer(hf, tokenizer=toy_tokenizer())  # validates at load
+    ids = torch.randint(5, 250, (2, 7))  # one sequence, one row of ids per codebook
+    with torch.no_grad(), model.trace(ids):
+        embeddings = model.token_embeddings.save()
+        projected = model.project_on_vocab(model.layers_output[-1]).save()
+        logits = model.logits.save()
+    codebooks = hf.model.decoder.embed_tokens
+    assert torch.allclose(embeddings, codebooks[0](ids[:1]) + codebooks[1](ids[1:]))
+    assert logits.shape == (2, 7, model.vocab_size) and torch.allclose(projected, logits, atol=1e-5)
+    with torch.no_grad(), model.trace(ids):
+        model.token_embeddings = torch.zeros(1, 7, model.hidden_size)  # written without reading first
+        zeroed = model.layers_input[0].save()
+    positions = hf.model.decoder.embed_positions(ids.view(1, 2, 7), 0)
+    assert torch.allclose(zeroed, positions.expand_as(zeroed), atol=1e-6)  # only the positions are left
