@@ -31,6 +31,12 @@ class ModuleAccessor:
         return self.model.get_submodule(path) if path is not None else None
 
     @property
+    def head_transform(self) -> Any:
+        """The module between ln_final and lm_head where the head is two modules (ModernBERT decoder), else None."""
+        path = self.architecture.head_transform
+        return self.model.get_submodule(path) if path is not None else None
+
+    @property
     def lm_head(self) -> Any:
         return self.model.get_submodule(self.architecture.lm_head)
 

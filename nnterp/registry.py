@@ -376,6 +376,13 @@ _ARCHITECTURES: dict[str, ArchitectureSpec] = {
     "MptForCausalLM": DEFAULT.like(mlp_output=("ffn.down_proj",), note="the MLP adds the residual itself"),
     "InklingForCausalLM": DEFAULT.like(attention_output=("attn_sconv",), mlp_output=("mlp_sconv",),
                                        note="a short convolution (with its own skip) follows each sublayer"),
+    "Inkling2ForCausalLM": DEFAULT.like(
+        attention_output=("post_attention_convolution",), mlp_output=("post_mlp_convolution",),
+        attention_sinks=True, residual=Residual.NONE,
+        note="learned per-token attention sinks; each sublayer reads a learned softmax over depth of the completed "
+             "block sums and the current partial sum, not the stream; a short convolution (with its own skip) "
+             "follows each sublayer; at block-boundary layers the input leaves the stream for the block states "
+             "and the output is attention + MLP alone, so there is no additive identity on every layer"),
     "GptOssForCausalLM": _SINKS,
     "FlintForCausalLM": _SINKS,
     "MiMoV2FlashForCausalLM": _SINKS,

@@ -4,7 +4,7 @@ models that find their own padding."""
 import pytest
 import torch
 
-from nnterp import get_token_activations
+from nnterp import ModuleAccessor, get_token_activations
 from nnterp.registry import StreamLayout
 
 from .conftest import standardized_toy
@@ -72,6 +72,8 @@ def test_modernbert_decoder_serves_its_unembedding_as_lm_head():
         head_output = model.lm_head.output.save()
         logits = model.logits.save()
     assert torch.equal(head_output, logits) and torch.allclose(projected, logits, atol=1e-5)
+    plain = ModuleAccessor(model._module)
+    assert plain.lm_head is model.lm_head._module and plain.head_transform is model.head_transform._module
 
 
 def test_compressed_attention_layers_have_more_keys_than_queries():
