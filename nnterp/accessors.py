@@ -70,40 +70,43 @@ class LayerwiseModules:
         return self._num_layers
 
 
-class StreamView:
-    """Serves a multi-stream layer input/output as (batch, seq, streams, hidden), whatever the native layout."""
+class TensorView:
+    """Serves a module's native tensor in nnterp's layout (a view: in-place edits reach the model),
+    and converts assigned values back: several residual streams as (batch, seq, streams, hidden),
+    sequence-first models (XLNet) as (batch, seq, hidden)."""
 
-    def __init__(self, layout: Any, streams: int):
-        self._layout, self._streams = layout, streams
+    def __init__(self, canonical: Callable[[Any], Any], native: Callable[[Any], Any]):
+        self.canonical, self.native = canonical, native
 
-    def canonical(self, value: Any) -> Any:
-        return self._layout.to_canonical(value, self._streams)
+    @classmethod
+    def streams(cls, layout: Any, count: int) -> TensorView:
+        return cls(lambda value: layout.to_canonical(value, count), lambda value: layout.to_native(value, count))
 
-    def native(self, value: Any) -> Any:
-        return self._layout.to_native(value, self._streams)
+    @classmethod
+    def sequence_first(cls) -> TensorView:
+        return cls(lambda value: value.transpose(0, 1), lambda value: value.transpose(0, 1))
 
 
 class LayerwiseIO(LayerwiseModules):
     """``model.layers_output[i] = x`` and friends: one module side (input or output) per layer.
 
-    With a `StreamView`, values are read as a view in the canonical stream layout (in-place edits
-    reach the model) and assignments are converted back to the native layout.
+    With a `TensorView`, values are read in nnterp's layout and assignments converted back.
     """
 
     def __init__(self, num_layers: int, locate: Callable[[int], Any], side: Literal["input", "output"],
-                 streams: StreamView | None = None):
+                 view: TensorView | None = None):
         super().__init__(num_layers, locate)
         self._side = side
-        self.streams = streams
+        self.view = view
 
     def __getitem__(self, index: int) -> Any:
         value = unwrap(getattr(super().__getitem__(index), self._side))
-        return self.streams.canonical(value) if self.streams else value
+        return self.view.canonical(value) if self.view else value
 
     def __setitem__(self, index: int, value: Any) -> None:
         envoy = super().__getitem__(index)
-        if self.streams:
-            value = self.streams.native(value)
+        if self.view:
+            value = self.view.native(value)
         if self._side == "input":
             envoy.input = value
             return
@@ -121,9 +124,10 @@ class LayerwiseContribution(LayerwiseModules):
     """
 
     def __init__(self, num_layers: int, locate: Callable[[int], list[Any]], scales: tuple[float, ...],
-                 flat_input: Callable[[int], Any] | None = None):
+                 flat_input: Callable[[int], Any] | None = None, view: TensorView | None = None):
         super().__init__(num_layers, locate)
         self._scales = scales
+        self.view = view
         # For modules returning (batch*seq, hidden) (Llama 4's MoE): the envoy whose input has
         # the (batch, seq, hidden) shape to view the output as.
         self._flat_input = flat_input
@@ -137,10 +141,13 @@ class LayerwiseContribution(LayerwiseModules):
         if shape is not None:
             total = total.view(*shape[:-1], total.shape[-1])  # a view: in-place edits reach the model
         scale = self._scales[check_layer_index(index, self._num_layers)] if self._scales else 1.0
+        total = self.view.canonical(total) if self.view else total
         return total if scale == 1.0 else total * scale
 
     def __setitem__(self, index: int, value: Any) -> None:
         envoys = super().__getitem__(index)
+        if self.view:
+            value = self.view.native(value)
         if self._flat_input:
             value = value.reshape(-1, value.shape[-1])
         scale = self._scales[check_layer_index(index, self._num_layers)] if self._scales else 1.0

@@ -14,7 +14,7 @@ from __future__ import annotations
 import ast
 import sys
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 MAX_DEPTH = 3
 
@@ -29,31 +29,41 @@ class ProbabilitiesLocation:
     function: Callable  # the function whose source holds the final operation
 
 
-def locate_attention_probabilities(attention: Any) -> ProbabilitiesLocation | None:
-    """Where ``attention`` (an nn.Module) computes softmax probabilities, or None."""
-    return _locate(type(attention).forward, attention, depth=0)
+def locate_attention_probabilities(attention: Any, call: int = 0) -> ProbabilitiesLocation | None:
+    """Where ``attention`` (an nn.Module) computes softmax probabilities, or None.
+
+    ``call`` picks among several calls of the forward that reach a softmax, in source order
+    (XLNet's forward has four; its one-stream path, the one a causal LM runs, is the last: -1)."""
+    found = list(_locations(type(attention).forward, attention, depth=0))
+    return found[call] if -len(found) <= call < len(found) else None
 
 
 def _locate(function: Callable, owner: Any, depth: int) -> ProbabilitiesLocation | None:
+    return next(_locations(function, owner, depth), None)
+
+
+def _locations(function: Callable, owner: Any, depth: int) -> Iterator[ProbabilitiesLocation]:
+    """Every place ``function`` reaches softmax probabilities: itself, else each call leading to one, in order."""
     from nnsight.intervention.source import SourceNotAvailable, compiled
 
     try:
         code = compiled(function)
     except (SourceNotAvailable, OSError, TypeError):
-        return None
+        return
     definition = ast.parse(code.source).body[0]
     label = _softmax_result_label(definition, code)
     if label is not None:
-        return ProbabilitiesLocation("", (label,), function)
+        yield ProbabilitiesLocation("", (label,), function)
+        return
     if depth >= MAX_DEPTH:
-        return None
+        return
     for call in _calls_in_order(definition):
         child = _child_module(call, owner)
         if child is not None:
             inner = _locate(type(child).forward, child, depth + 1)
             if inner is not None:
                 name = call.func.attr
-                return ProbabilitiesLocation(f"{name}.{inner.submodule}".rstrip("."), inner.ops, inner.function)
+                yield ProbabilitiesLocation(f"{name}.{inner.submodule}".rstrip("."), inner.ops, inner.function)
             continue
         callee = _resolve_callee(call, definition, function, type(owner))
         if callee is None:
@@ -61,8 +71,7 @@ def _locate(function: Callable, owner: Any, depth: int) -> ProbabilitiesLocation
         inner = _locate(callee, owner, depth + 1)
         call_label = _label_on_lines(code, _dotted(call.func).replace(".", "_"), call.lineno, call.end_lineno)
         if inner is not None and call_label is not None and not inner.submodule:
-            return ProbabilitiesLocation("", (call_label,) + inner.ops, inner.function)
-    return None
+            yield ProbabilitiesLocation("", (call_label,) + inner.ops, inner.function)
 
 
 def _child_module(call: ast.Call, owner: Any) -> Any | None:

@@ -137,6 +137,11 @@ class ArchitectureSpec:
     # The padding side the model needs when it ignores the attention mask and finds padding by id
     # (CPM-Ant: id 0, on the left); empty when the mask is honoured and either side works.
     padding_side: str = ""
+    # Hidden states are (seq, batch, hidden) (XLNet): accessors serve them as (batch, seq, hidden).
+    sequence_first: bool = False
+    # Which of the attention forward's calls that reach a softmax computes the probabilities the model
+    # uses, in source order (XLNet's one-stream path is its last call: -1).
+    attn_prob_call: int = 0
     # Config key of the number of codebooks (MusicGen): every position holds one id per codebook,
     # token_embeddings is the sum of the codebook embeddings (embed_tokens[k]) and one head per
     # codebook (lm_head[k]) gives the logits, stacked as (batch * codebooks, seq, vocab).
@@ -159,7 +164,7 @@ class ArchitectureSpec:
     def batch_first_everywhere(self) -> bool:
         """Whether every value has the batch first, so nnsight can split one forward between invokes."""
         leading_streams = self.residual_streams_key is not None and self.stream_layout is StreamLayout.LEADING
-        return not (self.mlp_output_flat or leading_streams)
+        return not (self.mlp_output_flat or leading_streams or self.sequence_first)
 
     def like(self, **changes) -> ArchitectureSpec:
         """A copy of this spec with some facts changed: how a row says "like X, except..."."""
@@ -297,6 +302,11 @@ _ARCHITECTURES: dict[str, ArchitectureSpec] = {
              "(natively `decoder`): they are served as `head_transform` and `lm_head`"),
     "MusicgenForCausalLM": _MUSICGEN,
     "MusicgenMelodyForCausalLM": _MUSICGEN,
+    "XLNetLMHeadModel": DEFAULT.like(
+        sequence_first=True, attn_prob_call=-1, residual=Residual.NONE,
+        note="hidden states are (seq, batch, hidden), served as (batch, seq, hidden); post-norm blocks whose "
+             "attention and feed-forward add the residual and norm inside (their outputs include both); as a "
+             "causal LM only the content stream runs (the query stream is for permutation pretraining)"),
     "OpenAIGPTLMHeadModel": DEFAULT.like(residual=Residual.NONE,
                                          note="post-norm blocks: ln_1 / ln_2 follow the residual adds"),
     "XLMWithLMHeadModel": DEFAULT.like(unsupported=(

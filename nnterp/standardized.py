@@ -8,7 +8,7 @@ import torch
 from nnsight.modeling.transformers import TransformersModel
 
 from .accessors import (AttentionProbabilities, BatchFolded, LayerwiseContribution, LayerwiseIO, LayerwiseModules,
-                        StreamView, check_layer_index, walk)
+                        TensorView, check_layer_index, walk)
 from .attention_probs import locate_attention_probabilities
 from .compat.lookup import warn_for_architecture
 from .errors import RenamingError, ValidationFailed
@@ -129,29 +129,35 @@ class StandardizedTransformer(TransformersModel):
         n = arch.num_layers
         self.attentions = LayerwiseModules(n, sublayer(arch.attention, "attention"))
         self.mlps = LayerwiseModules(n, sublayer(arch.mlp, "mlp"))
-        streams = self._stream_view()
-        self.layers_input = LayerwiseIO(n, lambda i: self.layers[i], "input", streams)
-        self.layers_output = LayerwiseIO(n, lambda i: self.layers[i], "output", streams)
+        layer_view = self._layer_view()
+        hidden_view = TensorView.sequence_first() if arch.spec.sequence_first else None
+        self.layers_input = LayerwiseIO(n, lambda i: self.layers[i], "input", layer_view)
+        self.layers_output = LayerwiseIO(n, lambda i: self.layers[i], "output", layer_view)
         self.attentions_input = LayerwiseIO(n, folded(sublayer(arch.attention, "attention"), "attentions_input"),
-                                            "input")
+                                            "input", hidden_view)
         attention_output = folded(sublayer(arch.attention_output, "attention_output"), "attentions_output")
         mlp_output = folded(sublayer(arch.mlp_output, "mlp_output"), "mlps_output")
         mlp_extra = arch.mlp_output_extra or ((),) * n
-        self.attentions_output = LayerwiseContribution(n, lambda i: [attention_output(i)], arch.attention_scale)
-        self.mlps_input = LayerwiseIO(n, folded(sublayer(arch.mlp_input, "mlp_input"), "mlps_input"), "input")
+        self.attentions_output = LayerwiseContribution(n, lambda i: [attention_output(i)], arch.attention_scale,
+                                                       view=hidden_view)
+        self.mlps_input = LayerwiseIO(n, folded(sublayer(arch.mlp_input, "mlp_input"), "mlps_input"), "input",
+                                      hidden_view)
         self.mlps_output = LayerwiseContribution(
             n, lambda i: [mlp_output(i)] + [walk(self.layers[i], path) for path in mlp_extra[i]], arch.mlp_scale,
-            flat_input=sublayer(arch.mlp_input, "mlp_input") if arch.spec.mlp_output_flat else None)
+            flat_input=sublayer(arch.mlp_input, "mlp_input") if arch.spec.mlp_output_flat else None, view=hidden_view)
         self.attention_probabilities = AttentionProbabilities(
             n, self.attentions, self._locate_probabilities(), enable_attention_probs, arch.class_name,
             batch_folded="attention_probabilities" in arch.spec.batch_folded)
 
-    def _stream_view(self) -> StreamView | None:
-        """How layer inputs/outputs are served on multi-stream models (None: one stream)."""
+    def _layer_view(self) -> TensorView | None:
+        """How layer inputs/outputs are served when the native layout is not (batch, seq, hidden)."""
         spec = self.architecture.spec
+        if spec.sequence_first:
+            return TensorView.sequence_first()
         if spec.residual_streams_key is None:
             return None
-        return StreamView(spec.stream_layout, getattr(self._module.config.get_text_config(), spec.residual_streams_key))
+        streams = getattr(self._module.config.get_text_config(), spec.residual_streams_key)
+        return TensorView.streams(spec.stream_layout, streams)
 
     def _locate_probabilities(self) -> tuple:
         arch = self.architecture
@@ -164,7 +170,7 @@ class StandardizedTransformer(TransformersModel):
         by_class: dict[type, Any] = {}
         for module in modules:
             if module is not None and type(module) not in by_class:
-                by_class[type(module)] = locate_attention_probabilities(module)
+                by_class[type(module)] = locate_attention_probabilities(module, arch.spec.attn_prob_call)
         return tuple(by_class[type(m)] if m is not None else None for m in modules)
 
     def _attention_modules(self) -> list[torch.nn.Module | None]:
@@ -221,12 +227,16 @@ class StandardizedTransformer(TransformersModel):
         """The token embeddings (output of ``embed_tokens``), readable and writable; with several
         codebooks (MusicGen), the sum of their embeddings, which the model feeds its first layer
         (a write then reads the earlier codebooks itself, so write it before reading it)."""
+        if self.architecture.spec.sequence_first:
+            return self.embed_tokens.output.transpose(0, 1)
         if not self.architecture.spec.codebooks_key:
             return self.embed_tokens.output
         return sum(codebook.output for codebook in self.embed_tokens)
 
     @token_embeddings.setter
     def token_embeddings(self, value: Any) -> None:
+        if self.architecture.spec.sequence_first:
+            value = value.transpose(0, 1)
         if not self.architecture.spec.codebooks_key:
             self.embed_tokens.output = value
             return
@@ -319,8 +329,8 @@ class StandardizedTransformer(TransformersModel):
             raise ValueError(f"start_layer ({start_layer}) is after end_layer ({end_layer})")
         for index in range(start, end + 1):
             replacement = self.layers_input[index] if skip_with is None else skip_with
-            if self.layers_input.streams:  # the canonical stream view back to the block's own layout
-                replacement = self.layers_input.streams.native(replacement)
+            if self.layers_input.view:  # nnterp's layout back to the block's own
+                replacement = self.layers_input.view.native(replacement)
             self.layers[index].skip(self._as_layer_output(replacement, index))
 
     def _as_layer_output(self, hidden: Any, index: int) -> Any:

@@ -11,8 +11,6 @@ KNOWN_FAILURES: dict[str, str] = {
     "longcat_flash": "each layer runs two attention/MLP pairs plus a shortcut MoE; the probe's fixed read order "
                      "raises OutOfOrderError and `attentions[i]` is ambiguous",
     "xlm": "attentions, FFNs and norms are parallel ModuleLists wired by the model's loop: no per-layer block",
-    "xlnet": "two-stream attention; its contribution before the residual is an einsum inside post_attention, "
-             "not a module, and the located probabilities belong to the branch that does not run",
     "reformer": "reversible residual layers keep two streams concatenated; LSH/local attention exposes no "
                 "softmax probabilities to locate",
 }

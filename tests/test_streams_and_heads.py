@@ -124,3 +124,25 @@ def test_musicgen_with_two_codebooks_sums_embeddings_and_stacks_heads():
         zeroed = model.layers_input[0].save()
     positions = hf.model.decoder.embed_positions(ids.view(1, 2, 7), 0)
     assert torch.allclose(zeroed, positions.expand_as(zeroed), atol=1e-6)  # only the positions are left
+
+
+def test_sequence_first_model_is_served_batch_first():
+    model = standardized_toy("xlnet")
+    ids = model.tokenizer(["The quick brown fox", "Hi"], return_tensors="pt", padding=True)["input_ids"]
+    with torch.no_grad(), model.trace(ids):
+        native = model.layers[0].output[0].clone().save()  # XLNet's own (seq, batch, hidden)
+        served = model.layers_output[0].clone().save()
+        model.layers_output[0][1, 0] += 5.0  # the first token of the second prompt, through the view
+        edited = model.layers[0].output[0].save()
+    assert served.shape == (2, ids.shape[1], model.hidden_size) and torch.equal(served, native.transpose(0, 1))
+    changed = (edited - native).abs().amax(dim=-1)  # (seq, batch)
+    assert changed[0, 1] > 0 and changed.count_nonzero() == 1
+
+
+def test_probabilities_come_from_the_call_the_model_runs():
+    from nnterp.attention_probs import locate_attention_probabilities
+
+    attention = standardized_toy("xlnet")._module.transformer.layer[0].rel_attn
+    first, last = locate_attention_probabilities(attention), locate_attention_probabilities(attention, call=-1)
+    assert first.ops[0] != last.ops[0]  # the two-stream call comes first in the source, the one-stream one last
+    assert locate_attention_probabilities(attention, call=10) is None
