@@ -180,7 +180,9 @@ def layer_read_steps(model: StandardizedTransformer, index: int) -> list[ReadSte
     order = call_order(type(layer._module))
 
     def at(path: str | None, phase: int) -> tuple[int, int]:
-        return (order.get(path.split(".")[0], len(order)) if path else -1, phase)
+        if not path:
+            return (-1, phase)
+        return (order.get(path, order.get(path.split(".")[0], len(order))), phase)
 
     steps = [ReadStep("layers_input", (-1, INPUT), lambda: _snapshot(model.layers_input[index]))]
     if arch.residual_input and arch.residual_input[index] is not None:
@@ -212,8 +214,9 @@ def layer_read_steps(model: StandardizedTransformer, index: int) -> list[ReadSte
 def call_order(layer_class: type) -> dict[str, int]:
     """Each direct child's rank by its first call in the layer's forward, helper methods inlined.
 
-    ``self.attention(...)`` is a call; ``self.feed_forward_chunk`` (a method of the layer, e.g.
-    handed to a chunking helper) is read in place, so the calls it makes count where it is used.
+    ``self.attention(...)`` is a call, ranked as ``attention``; ``self.self_attn[1](...)`` (a block
+    holding two attentions, LongCat) as ``self_attn.1``; ``self.feed_forward_chunk`` (a method of the
+    layer, e.g. handed to a chunking helper) is read in place, so the calls it makes count where it is used.
     """
     calls: list[str] = []
     _collect_calls(layer_class, layer_class.forward, calls, set())
@@ -225,8 +228,12 @@ def _collect_calls(layer_class: type, function: Any, calls: list[str], seen: set
         source = inspect.getsource(function)
     except (OSError, TypeError):
         return
-    for match in re.finditer(r"self\.(\w+)(\s*\()?", source):
-        name, is_call = match.group(1), match.group(2) is not None
+    for match in re.finditer(r"self\.(\w+)(?:\[(\d+)\])?(\s*\()?", source):
+        name, index, is_call = match.group(1), match.group(2), match.group(3) is not None
+        if index is not None:
+            if is_call:
+                calls.append(f"{name}.{index}")
+            continue
         method = getattr(layer_class, name, None)
         if inspect.isfunction(method) and name not in seen and name != "forward":
             seen.add(name)

@@ -302,6 +302,11 @@ _ARCHITECTURES: dict[str, ArchitectureSpec] = {
              "(natively `decoder`): they are served as `head_transform` and `lm_head`"),
     "MusicgenForCausalLM": _MUSICGEN,
     "MusicgenMelodyForCausalLM": _MUSICGEN,
+    "LongcatFlashForCausalLM": DEFAULT.like(
+        attention=("self_attn.0",), mlp=("mlps.0",), residual_extra=("mlp", "self_attn.1", "mlps.1"),
+        note="each layer is two attention + MLP sub-blocks (self_attn[0], mlps[0], then self_attn[1], mlps[1]) "
+             "plus a shortcut MoE (`mlp`) fed by the first post-attention norm and added at the end: attentions[i] "
+             "and mlps[i] are the first pair, the shortcut and the second pair are the other residual terms"),
     "XLNetLMHeadModel": DEFAULT.like(
         sequence_first=True, attn_prob_call=-1, residual=Residual.NONE,
         note="hidden states are (seq, batch, hidden), served as (batch, seq, hidden); post-norm blocks whose "

@@ -114,6 +114,8 @@ class ResolvedArchitecture:
     mlp_output: tuple[str | None, ...]
     attn_prob_ops: tuple[str, ...] | None = None
     head_transform: str | None = None
+    # Standardized per-layer names that some layer's own child already has, for another module.
+    native_names: frozenset[str] = frozenset()
     # Per layer: the spec's mlp_output_extra / residual_extra present in that layer, and the
     # factors (residual_scale_attr, output_scales) the block multiplies each output by.
     mlp_output_extra: tuple[tuple[str, ...], ...] = ()
@@ -150,6 +152,8 @@ class ResolvedArchitecture:
         if self.head_transform is not None:
             mapping[self.head_transform] = "head_transform"
         for field_name, standard in STANDARD_PER_LAYER.items():
+            if standard in self.native_names:  # another module holds the name (LongCat's shortcut `mlp`
+                continue                           # beside mlps[0]): reached through attentions[i] / mlps[i]
             for path in set(getattr(self, field_name)) - {None, standard} - set(self.spec.token_mixers):
                 mapping[path] = standard
         return {_envoy_path(path): name for path, name in mapping.items()}
@@ -210,8 +214,12 @@ def resolve_architecture(model: Any, rename_config: RenameConfig | None = None) 
     attention_output = _per_layer(layers, spec.attention_output) if spec.attention_output else attention
     mlp_output = _per_layer(layers, spec.mlp_output) if spec.mlp_output else mlp
     residual_extra = _all_present(layers, spec.residual_extra)
+    paths = {"attention": attention, "mlp": mlp}
+    native_names = frozenset(standard for field_name, standard in STANDARD_PER_LAYER.items()
+                             for layer, path in zip(layers, paths[field_name])
+                             if path != standard and get_submodule(layer, standard) is not None)
     return ResolvedArchitecture(
-        class_name=class_name, spec=spec, embed_tokens=embed, layers=layers_path,
+        class_name=class_name, spec=spec, embed_tokens=embed, layers=layers_path, native_names=native_names,
         ln_final=find_path(model, spec.ln_final), lm_head=lm_head, head_transform=find_path(model, spec.head_transform),
         attention=attention, mlp=mlp,
         attention_output=attention_output, mlp_input=_per_layer(layers, spec.mlp_input) if spec.mlp_input else mlp,

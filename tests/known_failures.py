@@ -8,8 +8,6 @@ row must go. Keyed by model type.
 KNOWN_FAILURES: dict[str, str] = {
     "blt": "byte latent transformer: local encoder, global transformer and local decoder have separate layer "
            "stacks, so there is no single `layers` list",
-    "longcat_flash": "each layer runs two attention/MLP pairs plus a shortcut MoE; the probe's fixed read order "
-                     "raises OutOfOrderError and `attentions[i]` is ambiguous",
     "xlm": "attentions, FFNs and norms are parallel ModuleLists wired by the model's loop: no per-layer block",
     "reformer": "reversible residual layers keep two streams concatenated; LSH/local attention exposes no "
                 "softmax probabilities to locate",

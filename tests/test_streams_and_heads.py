@@ -146,3 +146,12 @@ def test_probabilities_come_from_the_call_the_model_runs():
     first, last = locate_attention_probabilities(attention), locate_attention_probabilities(attention, call=-1)
     assert first.ops[0] != last.ops[0]  # the two-stream call comes first in the source, the one-stream one last
     assert locate_attention_probabilities(attention, call=10) is None
+
+
+def test_longcat_layers_expose_their_first_pair_and_keep_the_shortcut_name():
+    model = standardized_toy("longcat_flash")  # validation checks the five-term residual identity
+    layer = model._module.model.layers[0]
+    assert model.attentions[0]._module is layer.self_attn[0] and model.mlps[0]._module is layer.mlps[0]
+    assert model.layers[0].mlp._module is layer.mlp  # the shortcut MoE keeps its own name
+    residual = next(result for result in model.check_results if result.name.value == "residual_identity")
+    assert residual.passed
