@@ -9,8 +9,9 @@ KNOWN_FAILURES: dict[str, str] = {
     "blt": "byte latent transformer: local encoder, global transformer and local decoder have separate layer "
            "stacks, so there is no single `layers` list",
     "xlm": "attentions, FFNs and norms are parallel ModuleLists wired by the model's loop: no per-layer block",
-    "reformer": "reversible residual layers keep two streams concatenated; LSH/local attention exposes no "
-                "softmax probabilities to locate",
+    "reformer": "reversible residual layers keep two streams (attention output and hidden state) side by side; "
+                "LSH and local attention take their softmax as exp(scores - logsumexp) within chunks of "
+                "sorted hash buckets, so there is no (batch, heads, seq, seq) probability tensor to locate",
 }
 
 # Architectures that validate but on which the research functions cannot run yet.
