@@ -295,9 +295,9 @@ def check_io_shapes(model: StandardizedTransformer, result: Probe) -> CheckResul
 def _sublayer_shape(model: StandardizedTransformer, batch: int, seq: int) -> tuple[int, ...]:
     """(batch, seq, hidden); streams laid along the sequence (ProphetNet) flow through every sublayer too."""
     spec = model.architecture.spec
-    if spec.residual_streams_key is None or spec.stream_layout is not StreamLayout.SEQUENCE:
+    streams = spec.stream_count(model._module.config)
+    if streams is None or spec.stream_layout is not StreamLayout.SEQUENCE:
         return (batch, seq, model.hidden_size)
-    streams = getattr(model._module.config.get_text_config(), spec.residual_streams_key)
     return spec.stream_layout.shape(batch, seq, streams, model.hidden_size)
 
 
@@ -306,7 +306,7 @@ def _probability_shapes(model: StandardizedTransformer, batch: int, seq: int) ->
     attention layers have seq // rate more keys (DeepSeek-V4), as the registry row declares."""
     spec, config = model.architecture.spec, model._module.config.get_text_config()
     heads = list(getattr(config, spec.heads_per_layer_key, None) or []) if spec.heads_per_layer_key else []
-    rates = getattr(config, spec.compressed_key_rates_key, None) or {} if spec.compressed_key_rates_key else {}
+    rates = (getattr(config, spec.compressed_key_rates_key, None) or {}) if spec.compressed_key_rates_key else {}
     layer_types = getattr(config, "layer_types", None) or [None] * model.num_layers
     return [(batch, heads[i] if heads else model.num_heads, seq,
              seq + (seq // rates[layer_types[i]] if layer_types[i] in rates else 0)) for i in range(model.num_layers)]

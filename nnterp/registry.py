@@ -160,6 +160,13 @@ class ArchitectureSpec:
     vocab_size_keys: tuple[str, ...] = ("vocab_size", "n_vocab")
     note: str = ""
 
+    def stream_count(self, config: Any) -> int | None:
+        """The configured number of residual streams (the text config's ``residual_streams_key``), or
+        None for single-stream models."""
+        if self.residual_streams_key is None:
+            return None
+        return getattr(config.get_text_config(), self.residual_streams_key)
+
     @property
     def batch_first_everywhere(self) -> bool:
         """Whether every value has the batch first, so nnsight can split one forward between invokes."""
@@ -178,8 +185,8 @@ DEFAULT = ArchitectureSpec(
             "rwkv.blocks", "*.encoder.layer", "*.encoder.layers", "model.L_module.layers",
             "language_model.model.layers"),
     ln_final=("model.norm", "transformer.ln_f", "model.decoder.final_layer_norm", "model.decoder.layer_norm",
-              "model.final_layernorm", "model.language_model.final_layernorm", "gpt_neox.final_layer_norm", "gpt_neox_japanese.final_layer_norm",
-              "backbone.norm_f", "backbone.out_norm", "model.final_norm", "model.norm_f",
+              "model.final_layernorm", "model.language_model.final_layernorm", "gpt_neox.final_layer_norm",
+              "gpt_neox_japanese.final_layer_norm", "backbone.norm_f", "backbone.out_norm", "model.final_norm", "model.norm_f",
               "model.language_model.norm", "model.text_model.norm", "transformer.norm_f", "transformer.layernorm",
               "rwkv.ln_out", "biogpt.layer_norm", "model.layer_norm", "model.embedding_norm",
               "model.L_module.final_norm", "cpmant.encoder.output_layernorm", "bert.encoder.ln"),
@@ -437,13 +444,17 @@ _ARCHITECTURES: dict[str, ArchitectureSpec] = {
 
 ARCHITECTURES = MappingProxyType(_ARCHITECTURES)
 
+def _soft_cap(logits: Any, cap: float) -> Any:
+    return (logits / cap).tanh() * cap
+
+
 # Transforms some heads apply to the lm_head output, keyed by the (text) config attribute that
 # switches them on; project_on_vocab applies them so that the logit lens of the last layer is the
 # model's own logits. Each takes (logits, config value).
 LOGIT_TRANSFORMS: dict[str, Callable[[Any, float], Any]] = {
-    "final_logit_softcapping": lambda logits, cap: (logits / cap).tanh() * cap,  # Gemma 2/3
-    "logits_soft_cap": lambda logits, cap: (logits / cap).tanh() * cap,  # RecurrentGemma
-    "output_logit_soft_cap": lambda logits, cap: (logits / cap).tanh() * cap,  # xLSTM
+    "final_logit_softcapping": _soft_cap,  # Gemma 2/3
+    "logits_soft_cap": _soft_cap,  # RecurrentGemma
+    "output_logit_soft_cap": _soft_cap,  # xLSTM
     "logits_mup_width_multiplier": lambda logits, multiplier: logits / multiplier,  # Inkling (head has no bias)
     "logit_scale": lambda logits, scale: logits * scale,  # Cohere
     "logits_scaling": lambda logits, scaling: logits / scaling,  # Granite

@@ -142,8 +142,8 @@ class ResolvedArchitecture:
         """Standardized top-level names that another native module holds (ModernBERT decoder's native
         ``lm_head`` is its head transform): name -> path of the module that should answer to it. nnsight
         refuses such aliases, so StandardizedTransformer binds them itself, after renaming the holder."""
-        native = {self.head_transform} - {None}
-        return {name: path for name in STANDARD_TOP if (path := getattr(self, name)) != name and name in native}
+        return {name: path for name in STANDARD_TOP
+                if name == self.head_transform and (path := getattr(self, name)) != name}
 
     def rename_dict(self) -> dict[str, str]:
         """The nnsight ``rename=`` mapping: native path -> standardized name."""

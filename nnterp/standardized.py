@@ -130,7 +130,7 @@ class StandardizedTransformer(TransformersModel):
         self.attentions = LayerwiseModules(n, sublayer(arch.attention, "attention"))
         self.mlps = LayerwiseModules(n, sublayer(arch.mlp, "mlp"))
         layer_view = self._layer_view()
-        hidden_view = TensorView.sequence_first() if arch.spec.sequence_first else None
+        self._hidden_view = hidden_view = TensorView.sequence_first() if arch.spec.sequence_first else None
         self.layers_input = LayerwiseIO(n, lambda i: self.layers[i], "input", layer_view)
         self.layers_output = LayerwiseIO(n, lambda i: self.layers[i], "output", layer_view)
         self.attentions_input = LayerwiseIO(n, folded(sublayer(arch.attention, "attention"), "attentions_input"),
@@ -154,10 +154,8 @@ class StandardizedTransformer(TransformersModel):
         spec = self.architecture.spec
         if spec.sequence_first:
             return TensorView.sequence_first()
-        if spec.residual_streams_key is None:
-            return None
-        streams = getattr(self._module.config.get_text_config(), spec.residual_streams_key)
-        return TensorView.streams(spec.stream_layout, streams)
+        streams = spec.stream_count(self._module.config)
+        return None if streams is None else TensorView.streams(spec.stream_layout, streams)
 
     def _locate_probabilities(self) -> tuple:
         arch = self.architecture
@@ -204,9 +202,8 @@ class StandardizedTransformer(TransformersModel):
     def num_streams(self) -> int:
         """Residual streams per token: 1, or several (hyper-connections, AltUp, ProphetNet's n-gram streams)."""
         spec = self.architecture.spec
-        if spec.residual_streams_key is None:
-            return 1
-        return spec.stream_layout.total_streams(getattr(self._module.config.get_text_config(), spec.residual_streams_key))
+        streams = spec.stream_count(self._module.config)
+        return 1 if streams is None else spec.stream_layout.total_streams(streams)
 
     @property
     def token_state_shape(self) -> tuple[int, ...]:
@@ -227,16 +224,16 @@ class StandardizedTransformer(TransformersModel):
         """The token embeddings (output of ``embed_tokens``), readable and writable; with several
         codebooks (MusicGen), the sum of their embeddings, which the model feeds its first layer
         (a write then reads the earlier codebooks itself, so write it before reading it)."""
-        if self.architecture.spec.sequence_first:
-            return self.embed_tokens.output.transpose(0, 1)
-        if not self.architecture.spec.codebooks_key:
-            return self.embed_tokens.output
-        return sum(codebook.output for codebook in self.embed_tokens)
+        if self.architecture.spec.codebooks_key:
+            embeddings = sum(codebook.output for codebook in self.embed_tokens)
+        else:
+            embeddings = self.embed_tokens.output
+        return self._hidden_view.canonical(embeddings) if self._hidden_view else embeddings
 
     @token_embeddings.setter
     def token_embeddings(self, value: Any) -> None:
-        if self.architecture.spec.sequence_first:
-            value = value.transpose(0, 1)
+        if self._hidden_view:
+            value = self._hidden_view.native(value)
         if not self.architecture.spec.codebooks_key:
             self.embed_tokens.output = value
             return

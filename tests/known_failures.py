@@ -4,6 +4,9 @@ Tests mark these xfail(strict=True): the day one starts passing, the suite says 
 row must go. Keyed by model type.
 """
 
+import pytest
+
+from nnterp.toy import causal_lm_classes
 
 KNOWN_FAILURES: dict[str, str] = {
     "blt": "byte latent transformer: local encoder, global transformer and local decoder have separate layer "
@@ -26,3 +29,11 @@ TOOLKIT_FAILURES: dict[str, str] = {
                   "batch add right padding (plain HF logits differ by 1.8e-3 on the toy; the main stream is exact), "
                   "so batched activations cannot equal single-prompt ones",
 }
+
+
+def toy_params(xfails: dict[str, str], leave_out: dict[str, str] | None = None) -> list:
+    """One pytest param per toy architecture (id ``Class-type``), strict xfail where ``xfails`` names it,
+    without the types in ``leave_out``."""
+    return [pytest.param(model_type, id=f"{class_name}-{model_type}",
+                         marks=[pytest.mark.xfail(strict=True, reason=xfails[model_type])] if model_type in xfails else [])
+            for model_type, class_name in causal_lm_classes().items() if model_type not in (leave_out or {})]

@@ -9,19 +9,12 @@ import pytest
 from nnterp import StandardizedTransformer
 from nnterp.checks import CheckName, Status, check_logits_match
 from nnterp.registry import Residual
-from nnterp.toy import ToyModelUnsupported, build_toy_model, causal_lm_classes
+from nnterp.toy import ToyModelUnsupported, build_toy_model
 
-from .known_failures import KNOWN_FAILURES
-
-
-def _params():
-    for model_type, class_name in causal_lm_classes().items():
-        marks = [pytest.mark.xfail(strict=True, reason=KNOWN_FAILURES[model_type])] \
-            if model_type in KNOWN_FAILURES else []
-        yield pytest.param(model_type, id=f"{class_name}-{model_type}", marks=marks)
+from .known_failures import KNOWN_FAILURES, toy_params
 
 
-@pytest.mark.parametrize("model_type", list(_params()))
+@pytest.mark.parametrize("model_type", toy_params(KNOWN_FAILURES))
 def test_toy_architecture_validates(model_type):
     try:
         toy = build_toy_model(model_type)

@@ -6,24 +6,15 @@ import torch
 from nnterp import (Prompt, collect_token_activations_batched, compute_next_token_probs, get_token_activations,
                     logit_lens, patchscope_lens, repeat_prompt, run_prompts)
 from nnterp.checks import Status
-from nnterp.toy import ToyModelUnsupported, causal_lm_classes
+from nnterp.toy import ToyModelUnsupported
 
 from .conftest import standardized_toy
-from .known_failures import KNOWN_FAILURES, TOOLKIT_FAILURES
+from .known_failures import KNOWN_FAILURES, TOOLKIT_FAILURES, toy_params
 
 PROMPTS = ["The cat sat", "A much longer prompt about dogs"]
 
 
-def _validating_types():
-    for model_type, class_name in causal_lm_classes().items():
-        if model_type in KNOWN_FAILURES:
-            continue
-        marks = [pytest.mark.xfail(strict=True, reason=TOOLKIT_FAILURES[model_type])] \
-            if model_type in TOOLKIT_FAILURES else []
-        yield pytest.param(model_type, id=f"{class_name}-{model_type}", marks=marks)
-
-
-@pytest.mark.parametrize("model_type", list(_validating_types()))
+@pytest.mark.parametrize("model_type", toy_params(TOOLKIT_FAILURES, leave_out=KNOWN_FAILURES))
 def test_research_functions_run(model_type):
     try:
         model = standardized_toy(model_type, enable_attention_probs=False)
