@@ -225,8 +225,10 @@ class AttentionProbabilities(LayerwiseModules):
 
     def __init__(self, num_layers: int, attentions: LayerwiseModules,
                  locations: tuple[ProbabilitiesLocation | None, ...], enabled: bool, architecture: str,
-                 batch_folded: bool = False):
+                 batch_folded: bool = False, switched_from: str | None = None):
         super().__init__(num_layers, self._operation)
+        # The implementation a built model had before nnterp switched it to eager (None: not switched).
+        self.switched_from = switched_from
         self._attentions = attentions
         self.locations = locations
         self._batch_folded = batch_folded  # the softmax output is (batch*heads, q, k)

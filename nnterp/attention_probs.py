@@ -38,6 +38,18 @@ def locate_attention_probabilities(attention: Any, call: int = 0) -> Probabiliti
     return found[call] if -len(found) <= call < len(found) else None
 
 
+def undecorated(function: Callable) -> Callable:
+    """The function a decorated ``function`` wraps, at any depth: what nnsight compiles for ``.source``.
+
+    Decorators (``functools.wraps`` or not, transformers' ``deprecate_kwarg``...) hide the body
+    that holds the softmax. We peel them exactly as nnsight does, with its own ``decorator_chain``,
+    so the labels we read are the labels ``.source`` exposes at trace time.
+    """
+    from nnsight.intervention.source import decorator_chain
+
+    return decorator_chain(function)[0]
+
+
 def _locate(function: Callable, owner: Any, depth: int) -> ProbabilitiesLocation | None:
     return next(_locations(function, owner, depth), None)
 
@@ -46,6 +58,7 @@ def _locations(function: Callable, owner: Any, depth: int) -> Iterator[Probabili
     """Every place ``function`` reaches softmax probabilities: itself, else each call leading to one, in order."""
     from nnsight.intervention.source import SourceNotAvailable, compiled
 
+    function = undecorated(function)
     try:
         code = compiled(function)
     except (SourceNotAvailable, OSError, TypeError):

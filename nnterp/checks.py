@@ -360,7 +360,8 @@ def check_attention_probabilities(model: StandardizedTransformer, result: Probe)
         if not has_softmax_layers:
             return [not_applicable(CheckName.ATTN_PROBS_SUM, f"{arch.class_name} has no softmax attention"),
                     not_applicable(CheckName.ATTN_PROBS_EFFECT, f"{arch.class_name} has no softmax attention")]
-        fix = "pin the operation with RenameConfig(attn_prob_ops=...), see attention_probabilities.print_source()"
+        fix = _probabilities_fix(model, "pin the operation with RenameConfig(attn_prob_ops=...), see "
+                                        "attention_probabilities.print_source()")
         return [failed(CheckName.ATTN_PROBS_SUM, reason, fix=fix), failed(CheckName.ATTN_PROBS_EFFECT, reason, fix=fix)]
     found = [(i, _real_query_rows(p, result.attention_mask)) for i, p in found]
     sums = _check_sums_with_sinks(found) if arch.spec.attention_sinks else _check_sums(found)
@@ -370,8 +371,15 @@ def check_attention_probabilities(model: StandardizedTransformer, result: Probe)
               if change > 0 else
               failed(CheckName.ATTN_PROBS_EFFECT, f"editing layer {result.edited_layer}'s probabilities left the "
                      "logits unchanged: the located tensor is not the one the attention uses", value=change,
-                     fix="pin the operation with RenameConfig(attn_prob_ops=...)"))
+                     fix=_probabilities_fix(model, "pin the operation with RenameConfig(attn_prob_ops=...)")))
     return [sums, effect]
+
+
+def _probabilities_fix(model: StandardizedTransformer, default: str) -> str:
+    """The fix for probabilities that fail: build the model eager where nnterp switched a built one, else ``default``."""
+    from .eager_attention import rebuild_hint
+
+    return rebuild_hint(model.attention_probabilities.switched_from) or default
 
 
 def _real_query_rows(probs: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
@@ -419,7 +427,10 @@ def run_load_checks(model: StandardizedTransformer) -> list[CheckResult]:
         result = probe(model)
     except Exception as error:  # noqa: BLE001 - any failure of the probe is the check's finding, reported below
         message = f"the probing forward pass failed: {type(error).__name__}: {error}"
-        return results + [failed(CheckName.IO_SHAPES, message, fix="see the error; describe the model with RenameConfig")]
+        fix = "see the error; describe the model with RenameConfig"
+        if model.attention_probabilities.switched_from is not None:
+            fix = _probabilities_fix(model, fix) + "; or " + fix
+        return results + [failed(CheckName.IO_SHAPES, message, fix=fix)]
     model._layer_output_arity = result.layer_output_arity
     results.append(check_io_shapes(model, result))
     results.append(check_residual(model, result))

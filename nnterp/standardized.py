@@ -11,6 +11,7 @@ from .accessors import (AttentionProbabilities, BatchFolded, LayerwiseContributi
                         TensorView, check_layer_index, walk)
 from .attention_probs import locate_attention_probabilities
 from .compat.lookup import warn_for_architecture
+from .eager_attention import use_eager_attention
 from .errors import RenamingError, ValidationFailed
 from .rename import RenameConfig, ResolvedArchitecture, resolve_architecture
 
@@ -54,7 +55,7 @@ class StandardizedTransformer(TransformersModel):
     ``model`` is a hub id or local path (loaded with ``device_map="auto"``), a ``.gguf`` file, or an
     already built ``PreTrainedModel`` (then pass ``tokenizer=``). ``check_renaming=False`` skips the
     load-time checks; ``enable_attention_probs=True`` runs attention eagerly so that
-    ``attention_probabilities[i]`` exists.
+    ``attention_probabilities[i]`` exists (a built model is switched to eager in place).
     """
 
     def __init__(self, model: str | torch.nn.Module, *, tokenizer: Any = None,
@@ -71,11 +72,11 @@ class StandardizedTransformer(TransformersModel):
             kwargs.setdefault("dispatch", True)
             if enable_attention_probs:
                 kwargs["attn_implementation"] = "eager"
-        elif enable_attention_probs:
-            model.set_attn_implementation("eager")
+        # The attention a built model had before being switched to eager (None: eager already, or not switched).
+        switched_from = use_eager_attention(model) if enable_attention_probs and not isinstance(model, str) else None
         super().__init__(model, tokenizer=tokenizer, rename=self._standard_rename, **kwargs)
         self._bind_displaced_names()
-        self._build_accessors(enable_attention_probs)
+        self._build_accessors(enable_attention_probs, switched_from)
         self.check_results: list = []
         if check_renaming:
             self.validate()
@@ -107,7 +108,7 @@ class StandardizedTransformer(TransformersModel):
             object.__setattr__(self, name, walk(self, path))
             self._aliases[name] = path
 
-    def _build_accessors(self, enable_attention_probs: bool) -> None:
+    def _build_accessors(self, enable_attention_probs: bool, switched_from: str | None) -> None:
         arch = self.architecture
         layer_envoys = list(self.layers)
         if len(layer_envoys) != arch.num_layers:
@@ -147,7 +148,7 @@ class StandardizedTransformer(TransformersModel):
             flat_input=sublayer(arch.mlp_input, "mlp_input") if arch.spec.mlp_output_flat else None, view=hidden_view)
         self.attention_probabilities = AttentionProbabilities(
             n, self.attentions, self._locate_probabilities(), enable_attention_probs, arch.class_name,
-            batch_folded="attention_probabilities" in arch.spec.batch_folded)
+            batch_folded="attention_probabilities" in arch.spec.batch_folded, switched_from=switched_from)
 
     def _layer_view(self) -> TensorView | None:
         """How layer inputs/outputs are served when the native layout is not (batch, seq, hidden)."""
@@ -160,8 +161,8 @@ class StandardizedTransformer(TransformersModel):
     def _locate_probabilities(self) -> tuple:
         arch = self.architecture
         if arch.attn_prob_ops is not None:
-            from .attention_probs import ProbabilitiesLocation
-            return tuple(ProbabilitiesLocation("", arch.attn_prob_ops, type(m).forward) if m else None
+            from .attention_probs import ProbabilitiesLocation, undecorated
+            return tuple(ProbabilitiesLocation("", arch.attn_prob_ops, undecorated(type(m).forward)) if m else None
                          for m in self._attention_modules())
         softmax = set(arch.softmax_layers)  # token mixers (Mamba, RWKV...) compute no probabilities
         modules = [m if i in softmax else None for i, m in enumerate(self._attention_modules())]

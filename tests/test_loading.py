@@ -1,14 +1,16 @@
 """Ways into StandardizedTransformer: a local path (as a hub id would load) and a built model."""
 
+import pytest
 import torch
 
 from nnterp import StandardizedTransformer
 from nnterp.checks import Status
+from nnterp.errors import ValidationFailed
 from nnterp.toy import build_toy_model
 
 
 def test_loads_a_local_path_validates_and_keeps_numerics(tmp_path):
-    toy = build_toy_model("gpt2")
+    toy = build_toy_model("gpt2", attn_implementation="eager")  # the same kernels as the eager reload
     toy.model.save_pretrained(tmp_path)
     toy.tokenizer.save_pretrained(tmp_path)
     model = StandardizedTransformer(str(tmp_path), enable_attention_probs=True)
@@ -34,3 +36,46 @@ def test_attention_probabilities_switch_a_built_model_to_eager():
     toy.model.set_attn_implementation("sdpa")
     model = StandardizedTransformer(toy.model, tokenizer=toy.tokenizer, enable_attention_probs=True)
     assert model._module.config._attn_implementation == "eager"
+
+
+def test_a_built_falcon_is_switched_though_transformers_declines():
+    """transformers will not switch Falcon's attention (it predates the attention interface), but its
+    forward reads the config at every call: probabilities must be found and verified all the same."""
+    toy = build_toy_model("falcon")
+    assert toy.model.config._attn_implementation == "sdpa"
+    model = StandardizedTransformer(toy.model, tokenizer=toy.tokenizer, enable_attention_probs=True)
+    assert model.attention_probabilities.switched_from == "sdpa"
+    checks = {result.name.value: result for result in model.check_results}
+    assert checks["attn_probs_sum"].passed and checks["attn_probs_effect"].passed
+    with model.trace("hello there"):
+        probs = model.attention_probabilities[0].save()
+    assert probs.shape[-1] == probs.shape[-2] and torch.allclose(probs.sum(-1), torch.ones(probs.shape[:-1]))
+
+
+def test_an_attention_fixed_when_built_fails_at_load_saying_to_build_it_eager():
+    """An attention class chosen when the model was built ignores the switch: a typed error says what to do."""
+    import copy
+
+    toy = build_toy_model("falcon")
+    attention_class = type(toy.model.transformer.h[0].self_attention)
+
+    class SdpaChosenAtBuild(attention_class):
+        def forward(self, *args, **kwargs):
+            chosen, self.config = self.config, copy.copy(self.config)
+            self.config._attn_implementation = "sdpa"
+            try:
+                return super().forward(*args, **kwargs)
+            finally:
+                self.config = chosen
+
+    for layer in toy.model.transformer.h:
+        layer.self_attention.__class__ = SdpaChosenAtBuild
+    with pytest.raises(ValidationFailed, match="attn_implementation='eager'") as raised:
+        StandardizedTransformer(toy.model, tokenizer=toy.tokenizer, enable_attention_probs=True)
+    assert raised.value.check == "attn_probs_sum" and "built with sdpa attention" in str(raised.value)
+
+
+def test_a_model_built_eager_is_not_switched():
+    toy = build_toy_model("llama", attn_implementation="eager")
+    model = StandardizedTransformer(toy.model, tokenizer=toy.tokenizer, enable_attention_probs=True)
+    assert model.attention_probabilities.switched_from is None

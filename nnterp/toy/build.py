@@ -76,8 +76,9 @@ LAYER_INDEX_FIELDS = ("hybrid_layer_ids", "cross_attention_layers", "mlp_only_la
                       "full_attn_idxs", "moe_layers", "local_layer_ids", "ple_layer_ids")
 MIN_LAYERS = 2
 
-# Vocabulary sizes, set to the toy tokenizer's.
-VOCAB_FIELDS = ("vocab_size", "vocab_size_per_layer_input")
+# Vocabulary sizes, set to the toy tokenizer's. A config whose checkpoint pads its embedding matrix
+# (Inkling 2 from transformers 5.24) declares the head's real width as unpadded_vocab_size.
+VOCAB_FIELDS = ("vocab_size", "unpadded_vocab_size", "vocab_size_per_layer_input")
 # Token ids in a config must point inside the toy vocabulary.
 TOKEN_ID_FIELDS = {"pad_token_id": "pad_token", "bos_token_id": "bos_token", "eos_token_id": "eos_token",
                    "decoder_start_token_id": "bos_token"}
@@ -232,24 +233,29 @@ def toy_config(model_type: str, tokenizer: Any = None) -> Any:
     return config_class(**fields)
 
 
-def _model_from_config(model_type: str, config: Any) -> Any:
+def _model_from_config(model_type: str, config: Any, attn_implementation: str | None) -> Any:
     """The causal LM of a config; the auto class knows only the model type's own config class."""
     import transformers
 
+    options = {"attn_implementation": attn_implementation} if attn_implementation else {}
     if type(config) is transformers.CONFIG_MAPPING[model_type]:
-        return transformers.AutoModelForCausalLM.from_config(config, attn_implementation="eager")
+        return transformers.AutoModelForCausalLM.from_config(config, **options)
     model_class = getattr(transformers, causal_lm_classes()[model_type])
-    return model_class._from_config(config, attn_implementation="eager")
+    return model_class._from_config(config, **options)
 
 
-def build_toy_model(name: str) -> ToyModel:
-    """A tiny, seeded, eval-mode model of one architecture, with an in-code tokenizer."""
+def build_toy_model(name: str, attn_implementation: str | None = None) -> ToyModel:
+    """A tiny, seeded, eval-mode model of one architecture, with an in-code tokenizer.
+
+    By default attention is whatever transformers picks for a model a user builds (sdpa where the
+    class supports it), so the toys exercise the path users take; pass ``"eager"`` to build eager.
+    """
     import torch
 
     model_type = resolve_model_type(name)
     tokenizer = toy_tokenizer(pad_first=TOY_FIXES.get(model_type, ToyFix()).pad_first)
     config = toy_config(model_type, tokenizer)
     torch.manual_seed(SEED)
-    model = _model_from_config(model_type, config)
+    model = _model_from_config(model_type, config, attn_implementation)
     model.eval()
     return ToyModel(model, tokenizer, model_type, type(model).__name__)

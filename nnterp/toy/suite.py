@@ -38,6 +38,8 @@ def validate_toy(model_type: str) -> ToyValidation:
         model = standardized_toy(model_type, check_renaming=False)
     except ToyModelUnsupported as reason:
         return ToyValidation(model_type, class_name, error=f"not buildable here: {reason}")
+    except Exception as error:  # noqa: BLE001 - a model nnterp cannot load is this architecture's result
+        return ToyValidation(model_type, class_name, error=f"load error: {type(error).__name__}: {error}")
     try:
         results = tuple(model.validate_quietly()) + (check_logits_match(model),)
     except Exception as error:  # noqa: BLE001 - the failure is this architecture's result

