@@ -157,7 +157,8 @@ class ArchitectureSpec:
     num_heads_keys: tuple[str, ...] = ("num_attention_heads", "n_head", "num_heads", "n_heads",
                                        "decoder_attention_heads", "encoder_attention_heads")
     hidden_size_keys: tuple[str, ...] = ("hidden_size", "n_embd", "d_model", "dim", "embed_dim")
-    vocab_size_keys: tuple[str, ...] = ("vocab_size", "n_vocab")
+    # A config whose embedding is padded past the tokenizer declares the head's width as unpadded_vocab_size.
+    vocab_size_keys: tuple[str, ...] = ("unpadded_vocab_size", "vocab_size", "n_vocab")
     note: str = ""
 
     def stream_count(self, config: Any) -> int | None:
@@ -267,6 +268,14 @@ _ZAMBA_HYBRID = DEFAULT.like(
          "shared transformer block's output (through `linear`), which is not itself added to the stream and "
          "whose attention (over the stream and the embeddings) is not exposed per layer")
 
+_INKLING2 = DEFAULT.like(
+    attention_output=("post_attention_convolution",), mlp_output=("post_mlp_convolution",),
+    attention_sinks=True, residual=Residual.NONE,
+    note="learned per-token attention sinks; each sublayer reads a learned softmax over depth of the completed "
+         "block sums and the current partial sum, not the stream; a short convolution (with its own skip) "
+         "follows each sublayer; at block-boundary layers the input leaves the stream for the block states "
+         "and the output is attention + MLP alone, so there is no additive identity on every layer")
+
 _ARCHITECTURES: dict[str, ArchitectureSpec] = {
     "DbrxForCausalLM": DEFAULT.like(attention=("norm_attn_norm.attn",), mlp=("ffn",),
                                     note="attention sits inside norm_attn_norm, which also applies both norms"),
@@ -363,6 +372,15 @@ _ARCHITECTURES: dict[str, ArchitectureSpec] = {
         residual=Residual.NONE,
         note="sandwich norm; depth-scaled residual: each add is sqrt((k-1)/k)*stream + sublayer/sqrt(k), "
              "which rescales the stream, so there is no additive identity"),
+    "DoryForCausalLM": DEFAULT.like(
+        residual=Residual.NONE,
+        note="nGPT on the unit sphere: every norm is a weightless L2 norm; the stream moves towards each "
+             "sublayer's normed output, stream + rate * (normed - stream) at a learned per-channel rate, so there "
+             "is no additive identity (attentions_output / mlps_output are the sublayers' own outputs, before "
+             "that norm); the middle layers run n_recurrent_loops times, each loop starting from the normed "
+             "stream plus the input section's normed output: their accessors and interventions reach the first "
+             "loop. The model itself renorms the stream between sections (the final norm module also runs there, "
+             "so ln_final's output is its first call), so skipping every layer does not pass the stream through"),
     "Exaone4ForCausalLM": _POST_NORM,
     "FlexOlmoForCausalLM": _POST_NORM,
     "Olmo2ForCausalLM": _POST_NORM,
@@ -398,13 +416,11 @@ _ARCHITECTURES: dict[str, ArchitectureSpec] = {
     "MptForCausalLM": DEFAULT.like(mlp_output=("ffn.down_proj",), note="the MLP adds the residual itself"),
     "InklingForCausalLM": DEFAULT.like(attention_output=("attn_sconv",), mlp_output=("mlp_sconv",),
                                        note="a short convolution (with its own skip) follows each sublayer"),
-    "Inkling2ForCausalLM": DEFAULT.like(
-        attention_output=("post_attention_convolution",), mlp_output=("post_mlp_convolution",),
-        attention_sinks=True, residual=Residual.NONE,
-        note="learned per-token attention sinks; each sublayer reads a learned softmax over depth of the completed "
-             "block sums and the current partial sum, not the stream; a short convolution (with its own skip) "
-             "follows each sublayer; at block-boundary layers the input leaves the stream for the block states "
-             "and the output is attention + MLP alone, so there is no additive identity on every layer"),
+    "Inkling2ForCausalLM": _INKLING2,
+    "Inkling2LoopForCausalLM": _INKLING2.like(
+        note=_INKLING2.note + "; the layers from loop_layer_index_start to loop_layer_index_end run "
+             "loop_num_passes times, each later pass restarting from the pre-loop states and gated by messages "
+             "from the previous pass: their accessors and interventions reach the first pass"),
     "GptOssForCausalLM": _SINKS,
     "FlintForCausalLM": _SINKS,
     "MiMoV2FlashForCausalLM": _SINKS,

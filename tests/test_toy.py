@@ -39,3 +39,30 @@ def test_mapping_covers_the_installed_causal_lm_types():
 def test_common_toys_are_small(name):
     toy = build_toy_model(name)
     assert sum(p.numel() for p in toy.model.parameters()) < 1_000_000
+
+
+# Looped architectures, and how many times their config says each layer runs in one forward: the toy
+# fixes size the sections so that the toy really loops, with layers before and after the loop.
+LOOPED_LAYER_CALLS = {
+    "dory": lambda c: ([1] * c.n_input_layers + [c.n_recurrent_loops] * c.n_recurrent_layers
+                       + [1] * c.n_output_layers),
+    "inkling2_loop_text": lambda c: [c.loop_num_passes if c.loop_layer_index_start <= i < c.loop_layer_index_end
+                                     else 1 for i in range(c.num_hidden_layers)],
+}
+
+
+@pytest.mark.parametrize("name", sorted(LOOPED_LAYER_CALLS))
+def test_looped_toys_run_a_loop_between_plain_layers(name):
+    if name not in causal_lm_classes():
+        pytest.skip(f"{name} is not a causal-LM type of the installed transformers")
+    toy = build_toy_model(name)
+    layers = toy.model.model.layers
+    calls = [0] * len(layers)
+    hooks = [layer.register_forward_hook(lambda *_, index=index: calls.__setitem__(index, calls[index] + 1))
+             for index, layer in enumerate(layers)]
+    with torch.no_grad():
+        toy.model(**toy.tokenizer("The cat sat", return_tensors="pt"))
+    for hook in hooks:
+        hook.remove()
+    assert calls == LOOPED_LAYER_CALLS[name](toy.model.config)
+    assert calls[0] == calls[-1] == 1 < max(calls)

@@ -54,6 +54,11 @@ _DOTS3_SWA = {"swa_num_attention_heads": 4, "swa_num_key_value_heads": 4, "swa_q
 _QWEN4_QSA = {"indexer_n_heads": 4, "indexer_kv_heads": 1, "indexer_head_dim": 16, "indexer_budget": 8,
               "indexer_compress_ratio": 4}
 
+# Inkling 2 Loop loops layers 6 to 18 by default, past the toy's six layers: blocks of two layers (sliding,
+# then full, as each real block of six ends on a full layer) and the middle block looped.
+_INKLING2_LOOP = {"n_layers_per_attn_res_block": 2, "loop_layer_index_start": 2, "loop_layer_index_end": 4,
+                  "layer_types": ["hybrid_sliding", "hybrid"] * 3}
+
 _ASSISTANT = ("speculative-decoding draft model: its forward needs the target model's inputs_embeds and "
               "shared_kv_states and cannot run from input_ids alone")
 
@@ -70,6 +75,9 @@ TOY_FIXES: dict[str, ToyFix] = {
     # DbrxAttention reads attn_config.rope_theta, which DbrxAttentionConfig does not define, and
     # clamps q/k/v with clip_qkv even when it is None (DBRX checkpoints use 8)
     "dbrx": ToyFix(sub_configs={"attn_config": {"rope_theta": 10000.0, "clip_qkv": 8.0}}),
+    # the input and output sections default to 8 layers each, more than the toy keeps: one each leaves two
+    # recurrent layers to loop
+    "dory": ToyFix(config={"n_input_layers": 1, "n_output_layers": 1}),
     "dots3_note": ToyFix(drop=("text_config.per_layer_config",), sub_configs={"text_config": _DOTS3_SWA}),
     "dots3_note_text": ToyFix(drop=("per_layer_config",), config=_DOTS3_SWA),
     "gemma3n": ToyFix(unsupported="its vision tower is a TimmWrapperModel, which needs the timm and Pillow "
@@ -81,6 +89,7 @@ TOY_FIXES: dict[str, ToyFix] = {
     "gemma4_unified_assistant": ToyFix(unsupported=_ASSISTANT),
     # default is all-Mamba; real checkpoints interleave attention layers
     "granitemoehybrid": ToyFix(config={"layer_types": ["linear_attention", "full_attention"]}),
+    "inkling2_loop_text": ToyFix(config=_INKLING2_LOOP),
     # attention every 8th layer by default: make it every other layer
     "jamba": ToyFix(config={"attn_layer_period": 2, "attn_layer_offset": 1}),
     # default layer_types is None; the 8B-A1B checkpoint mixes conv and attention layers
