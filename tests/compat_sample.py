@@ -69,3 +69,64 @@ def write_reports(folder: Path) -> tuple[Path, Path]:
         path.write_text(json.dumps(data, indent=2, sort_keys=True), encoding="utf-8")
         paths.append(path)
     return paths[0], paths[1]
+
+
+# -- a history: 200 architectures across 7 version sets ---------------------------------------
+
+HISTORY_TRANSFORMERS = ("5.0.0", "5.5.0", "5.10.0", "5.15.0", "5.20.0", "5.23.0", "5.24.0")  # 5.5 < 5.10
+HISTORY_ARCHITECTURES = 200
+HISTORY_CHECKS = ("renaming", "io_shapes", "residual_identity", "attn_probs_sum", "attn_probs_effect", "logits_match")
+EVIL_ARCHITECTURE = "Evil<img src=x onerror=alert(1)>#ForCausalLM"  # the last architecture's name
+ATTN_FAILURE = "probabilities sum to 0.93, not 1"
+
+
+def history_architecture(index: int) -> str:
+    return EVIL_ARCHITECTURE if index == HISTORY_ARCHITECTURES - 1 else f"Arch{index:03d}ForCausalLM"
+
+
+def history_checks(index: int, column: int) -> dict | None:
+    """Architecture `index` in version set `column` (0 = transformers 5.0.0); None where not tested.
+
+    index % 10 == 0: attn_probs_sum fails from 5.24.0 (a regression in the last column);
+    index % 25 == 1: io_shapes fails before 5.15.0 (a fix in column 3);
+    index % 50 == 2: first tested in 5.10.0 (column 2);
+    index % 50 == 3: does not load from 5.20.0 (a regression in column 4);
+    index % 7 == 4: residual_identity is n/a. Everything else passes.
+    """
+    if index % 50 == 2 and column < 2:
+        return None
+    if index % 50 == 3 and column >= 4:
+        return {check: _check("load error", "ImportError: no module named 'arch'") for check in HISTORY_CHECKS}
+    checks = {check: _check("passed") for check in HISTORY_CHECKS}
+    if index % 10 == 0 and column == len(HISTORY_TRANSFORMERS) - 1:
+        checks["attn_probs_sum"] = _check("failed", ATTN_FAILURE, 0.07)
+    if index % 25 == 1 and column < 3:
+        checks["io_shapes"] = _check("failed", "layers_output[0] has shape (1, 4) not (1, 4, 8)")
+    if index % 7 == 4:
+        checks["residual_identity"] = _check("n/a", "parallel attention and MLP")
+    return checks
+
+
+def history_report(column: int) -> dict:
+    """The report of version set `column`, updated in an order unrelated to the versions."""
+    versions = {"nnterp": "0.1.0", "transformers": HISTORY_TRANSFORMERS[column], "nnsight": "0.8.1",
+                "torch": "2.13.0+cpu"}
+    updated = f"2026-11-{10 + (column * 3) % len(HISTORY_TRANSFORMERS):02d}T00:00:00+00:00"
+    architectures = {}
+    for index in range(HISTORY_ARCHITECTURES):
+        checks = history_checks(index, column)
+        if checks is not None:
+            architectures[history_architecture(index)] = {f"toy:arch{index}": _model("toy", **checks)}
+    return _report(versions, updated, architectures)
+
+
+def write_history(folder: Path) -> list[Path]:
+    """Write the 7 version sets of the history in `folder`; return their paths, oldest first."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for column in range(len(HISTORY_TRANSFORMERS)):
+        data = history_report(column)
+        path = folder / report_filename(data["versions"])
+        path.write_text(json.dumps(data, indent=2, sort_keys=True), encoding="utf-8")
+        paths.append(path)
+    return paths

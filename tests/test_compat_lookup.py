@@ -1,4 +1,5 @@
-"""The load-time lookup: its four states, their messages, its speed, and where the shipped reports live."""
+"""The load-time lookup: its four states, their messages, once-per-architecture warnings, its speed, and where
+the shipped reports live."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import nnterp.compat.lookup as lookup_module
 from nnterp.compat import (LookupState, NNterpCompatibilityWarning, ReportStatus, ReportWarning, ResultRow,
                            lookup_architecture, report_directories, shipped_report_directory, update_report,
                            warn_for_architecture)
+from nnterp.compat.lookup import reset_warned_architectures
 
 ROOT = Path(__file__).resolve().parents[1]
 INSTALLED = {"nnterp": "0.1.0", "transformers": "5.23.0", "nnsight": "0.8.1", "torch": "2.13.0+cpu"}
@@ -38,6 +40,28 @@ def lookup(directory: Path | list[Path], name: str, **kwargs):
 @pytest.fixture(autouse=True)
 def no_user_reports(monkeypatch):
     monkeypatch.delenv("NNTERP_REPORT_DIR", raising=False)
+
+
+@pytest.fixture(autouse=True)
+def fresh_warnings():
+    """Each test starts with no architecture warned about, and leaves none behind for other test files."""
+    reset_warned_architectures()
+    yield
+    reset_warned_architectures()
+
+
+@pytest.fixture
+def installed(monkeypatch):
+    """``warn_for_architecture`` sees INSTALLED as the installed versions."""
+    monkeypatch.setattr(lookup_module, "_installed_versions", lambda: dict(INSTALLED))
+
+
+def warned(call) -> list[str]:
+    """The NNterpCompatibilityWarning messages ``call()`` emits, with Python's own deduplication off."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        call()
+    return [str(w.message) for w in caught if issubclass(w.category, NNterpCompatibilityWarning)]
 
 
 def test_all_passed(tmp_path):
@@ -77,7 +101,44 @@ def other(**changes) -> dict:
     return {**INSTALLED, **changes}
 
 
-def test_other_versions_names_the_nearest_set_and_its_outcome(tmp_path):
+def test_an_untested_set_says_so_and_tells_the_nearest_pass_as_history(tmp_path):
+    save(tmp_path, other(transformers="5.22.0"), ("LlamaForCausalLM", "renaming", P),
+         ("LlamaForCausalLM", "attn_probs_sum", P))
+    result = lookup(tmp_path, "LlamaForCausalLM", model_id="org/llama")
+    assert result.state is LookupState.OTHER_VERSIONS and result.nearest_state is LookupState.ALL_PASSED
+    assert result.nearest_versions == other(transformers="5.22.0") and result.differing_packages == ("transformers",)
+    assert result.message.startswith("LlamaForCausalLM is untested with the installed nnterp 0.1.0, transformers "
+                                     "5.23.0, nnsight 0.8.1, torch 2.13.0+cpu: no compatibility report records it")
+    assert ("The nearest tested set differs in transformers (5.22.0 there, 5.23.0 here) and matches in nnterp, "
+            "nnsight and torch: there it passed every check; that says nothing about this set.") in result.message
+    assert result.message.count("passed") == 1  # the only pass named is the other set's
+    assert result.message.endswith(
+        "Verify this set with:\n  python -m nnterp run_tests --class-names LlamaForCausalLM --model-names org/llama")
+
+
+def test_an_untested_set_names_the_checks_that_failed_in_the_nearest_set(tmp_path):
+    save(tmp_path, other(transformers="5.22.0", torch="2.12.0"), ("LlamaForCausalLM", "renaming", P),
+         ("LlamaForCausalLM", "attn_probs_sum", F), ("LlamaForCausalLM", "io_shapes", F))
+    result = lookup(tmp_path, "LlamaForCausalLM")
+    assert result.state is LookupState.OTHER_VERSIONS and result.nearest_state is LookupState.FAILURES
+    assert result.failed_checks == ("attn_probs_sum", "io_shapes")
+    assert result.differing_packages == ("transformers", "torch")
+    assert ("differs in transformers (5.22.0 there, 5.23.0 here) and torch (2.12.0 there, 2.13.0+cpu here) and "
+            "matches in nnterp and nnsight: there it failed attn_probs_sum (failed on toy:x: attn_probs_sum says so); "
+            "io_shapes (failed on toy:x: io_shapes says so); that does not say whether this set fails."
+            ) in result.message
+    assert "LlamaForCausalLM is untested with the installed" in result.message and "passed" not in result.message
+
+
+def test_checks_that_failed_alike_share_one_detail(tmp_path):
+    rows = [ResultRow("BloomForCausalLM", "toy:bloom", "toy", check, ReportStatus.LOAD_ERROR, None, "ValueError: x",
+                      0.0) for check in ("renaming", "io_shapes", "logits_match")]
+    update_report(tmp_path, rows, versions=INSTALLED, environment={"updated": "now", "git_commit": None})
+    result = lookup(tmp_path, "BloomForCausalLM")
+    assert "io_shapes, logits_match and renaming (load error on toy:bloom: ValueError: x)." in result.message
+
+
+def test_other_versions_picks_the_nearest_set_and_its_outcome(tmp_path):
     save(tmp_path, other(transformers="4.57.1"), ("LlamaForCausalLM", "renaming", P))
     save(tmp_path, other(transformers="5.22.0"), ("LlamaForCausalLM", "renaming", P))
     save(tmp_path, other(nnsight="0.7.0"), ("LlamaForCausalLM", "renaming", F))
@@ -86,8 +147,8 @@ def test_other_versions_names_the_nearest_set_and_its_outcome(tmp_path):
     assert result.state is LookupState.OTHER_VERSIONS
     assert result.nearest_versions == other(nnsight="0.7.0")  # transformers matters most
     assert result.nearest_state is LookupState.FAILURES and result.failed_checks == ("renaming",)
-    assert ("nearest tested version set (nnterp 0.1.0, transformers 5.23.0, nnsight 0.7.0, torch 2.13.0+cpu) it "
-            "failed renaming") in result.message
+    assert ("nearest tested set differs in nnsight (0.7.0 there, 0.8.1 here) and matches in nnterp, transformers and "
+            "torch: there it failed renaming") in result.message
     assert "python -m nnterp run_tests --class-names LlamaForCausalLM" in result.message
 
     save(tmp_path, other(torch="2.10.0"), ("LlamaForCausalLM", "renaming", P))  # then nnsight, then torch
@@ -95,7 +156,8 @@ def test_other_versions_names_the_nearest_set_and_its_outcome(tmp_path):
     save(tmp_path, other(torch="2.13.0", nnterp="0.0.9"), ("LlamaForCausalLM", "renaming", P))
     result = lookup(tmp_path, "LlamaForCausalLM")
     assert result.nearest_versions == other(torch="2.13.0", nnterp="0.0.9")
-    assert result.nearest_state is LookupState.ALL_PASSED and "it passed every check" in result.message
+    assert result.nearest_state is LookupState.ALL_PASSED and "there it passed every check;" in result.message
+    assert result.differing_packages == ("nnterp", "torch")  # 2.13.0 is not 2.13.0+cpu
 
 
 def test_nearest_prefers_the_smallest_distance_then_the_newer(tmp_path):
@@ -114,18 +176,35 @@ def test_a_later_directory_wins_for_the_same_entry(tmp_path):
     assert lookup([user, shipped], "LlamaForCausalLM").state is LookupState.ALL_PASSED
 
 
-def test_warn_only_when_not_all_passed(tmp_path, caplog):
+def test_warn_only_when_not_all_passed(tmp_path, caplog, installed):
     save(tmp_path, INSTALLED, ("LlamaForCausalLM", "renaming", P), ("BloomForCausalLM", "renaming", F))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(lookup_module, "_installed_versions", lambda: dict(INSTALLED))
-        with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.DEBUG, "nnterp.compat"):
-            warnings.simplefilter("always")
-            assert warn_for_architecture("LlamaForCausalLM", [tmp_path]).state is LookupState.ALL_PASSED
-        assert not caught and "LlamaForCausalLM passed every nnterp check" in caplog.text
-        with pytest.warns(NNterpCompatibilityWarning, match="BloomForCausalLM failed nnterp checks"):
-            warn_for_architecture("BloomForCausalLM", [tmp_path])
-        with pytest.warns(NNterpCompatibilityWarning, match="--class-names GPT2LMHeadModel --model-names gpt2"):
-            warn_for_architecture("GPT2LMHeadModel", [tmp_path], model_id="gpt2")
+    with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.DEBUG, "nnterp.compat"):
+        warnings.simplefilter("always")
+        assert warn_for_architecture("LlamaForCausalLM", [tmp_path]).state is LookupState.ALL_PASSED
+    assert not caught and "LlamaForCausalLM passed every nnterp check" in caplog.text
+    with pytest.warns(NNterpCompatibilityWarning, match=r"BloomForCausalLM failed nnterp checks .*: renaming \(failed"):
+        warn_for_architecture("BloomForCausalLM", [tmp_path])
+    with pytest.warns(NNterpCompatibilityWarning, match="--class-names GPT2LMHeadModel --model-names gpt2"):
+        warn_for_architecture("GPT2LMHeadModel", [tmp_path], model_id="gpt2")
+
+
+def test_each_architecture_warns_once_per_process(tmp_path, caplog, installed):
+    save(tmp_path, other(transformers="5.22.0"), ("LlamaForCausalLM", "renaming", P))
+    save(tmp_path, INSTALLED, ("BloomForCausalLM", "renaming", F), ("GPT2LMHeadModel", "renaming", P))
+    first = warned(lambda: warn_for_architecture("LlamaForCausalLM", [tmp_path]))
+    assert len(first) == 1 and first[0].startswith("LlamaForCausalLM is untested")
+    with caplog.at_level(logging.DEBUG, "nnterp.compat"):
+        again = warned(lambda: [warn_for_architecture("LlamaForCausalLM", [tmp_path], model_id=model)
+                                for model in (None, "org/other-llama")])
+    assert again == [] and "already warned about LlamaForCausalLM" in caplog.text
+    bloom = warned(lambda: warn_for_architecture("BloomForCausalLM", [tmp_path]))  # others are not swallowed
+    assert len(bloom) == 1 and bloom[0].startswith("BloomForCausalLM failed nnterp checks")
+    never = warned(lambda: warn_for_architecture("MistralForCausalLM", [tmp_path]))
+    assert len(never) == 1 and never[0].startswith("MistralForCausalLM has never been tested")
+    assert warned(lambda: warn_for_architecture("GPT2LMHeadModel", [tmp_path])) == []  # passed: nothing to warn
+    assert warned(lambda: warn_for_architecture("BloomForCausalLM", [tmp_path])) == []
+    reset_warned_architectures()
+    assert warned(lambda: warn_for_architecture("LlamaForCausalLM", [tmp_path])) == first
 
 
 def test_invalid_reports_warn_once_and_are_skipped(tmp_path):
@@ -238,7 +317,8 @@ def test_loading_a_model_warns_at_the_callers_line(tmp_path, monkeypatch):
     monkeypatch.setattr(lookup_module, "shipped_report_directory", lambda: None)
     monkeypatch.setenv("NNTERP_REPORT_DIR", str(tmp_path))
     save(tmp_path, lookup_module._installed_versions(), ("LlamaForCausalLM", "residual_identity", F))
-    with pytest.warns(NNterpCompatibilityWarning, match="LlamaForCausalLM failed nnterp checks") as warned:
+    with pytest.warns(NNterpCompatibilityWarning, match="LlamaForCausalLM failed nnterp checks") as caught:
         StandardizedTransformer(toy.model, tokenizer=toy.tokenizer)
-    ours = [w for w in warned if issubclass(w.category, NNterpCompatibilityWarning)]
+    ours = [w for w in caught if issubclass(w.category, NNterpCompatibilityWarning)]
     assert len(ours) == 1 and Path(ours[0].filename).name == "test_compat_lookup.py"  # the line that built the model
+    assert warned(lambda: StandardizedTransformer(toy.model, tokenizer=toy.tokenizer)) == []  # once per process

@@ -3,6 +3,7 @@
 ``StandardizedTransformer`` calls ``warn_for_architecture`` after its own checks. The lookup reads
 the reports shipped with nnterp plus the user's (``NNTERP_REPORT_DIR``), caches each parsed file
 by modification time, and imports nothing heavy, so it costs well under a millisecond once warm.
+It warns at most once per architecture per process (``reset_warned_architectures`` forgets).
 """
 
 from __future__ import annotations
@@ -44,9 +45,10 @@ class LookupResult:
     """What the reports say about one architecture.
 
     ``versions`` is the version set looked up. For ``FAILURES``, ``failed_checks`` and ``statuses``
-    describe that set; for ``OTHER_VERSIONS`` they describe ``nearest_versions``, the closest tested
-    set, whose outcome is ``nearest_state`` (``ALL_PASSED`` or ``FAILURES``). ``reports`` are the
-    files the verdict comes from.
+    describe that set; for ``OTHER_VERSIONS`` (``versions`` untested) they describe
+    ``nearest_versions``, the closest tested set, whose outcome is ``nearest_state`` (``ALL_PASSED``
+    or ``FAILURES``): history, not a verdict on ``versions``. ``reports`` are the files the verdict
+    comes from.
     """
 
     architecture: str
@@ -58,6 +60,11 @@ class LookupResult:
     nearest_versions: dict[str, str] | None = None
     nearest_state: LookupState | None = None
     reports: tuple[Path, ...] = ()
+
+    @property
+    def differing_packages(self) -> tuple[str, ...]:
+        """The packages whose version differs between ``versions`` and ``nearest_versions`` (``()`` if none)."""
+        return _differing(self.versions, self.nearest_versions) if self.nearest_versions is not None else ()
 
 
 # -- where reports live --------------------------------------------------------------------
@@ -196,14 +203,21 @@ def _tested(class_name: str, versions: dict[str, str], found: list[tuple[Path, R
 
 def _other_versions(class_name: str, versions: dict[str, str], found: list[tuple[Path, Report]],
                     command: str) -> LookupResult:
+    """``versions`` is untested: say so, then tell the nearest tested set's outcome as history only."""
     nearest = dict(found[0][1].versions)
     models = _models(class_name, found)
     statuses, failures = _verdict(class_name, models)
-    outcome = f"failed {_failures(models, failures)}" if failures else "passed every check"
-    return LookupResult(class_name, LookupState.OTHER_VERSIONS,
-                        f"{class_name} was not tested by nnterp with the installed {_describe(versions)}; with the "
-                        f"nearest tested version set ({_describe(nearest)}) it {outcome}. Test it with the installed "
-                        f"versions:\n  {command}", versions, failures, statuses, nearest,
+    differing = _differing(versions, nearest)
+    same = [name for name in VERSIONED_PACKAGES if name not in differing]
+    where = "differs in " + _join([f"{name} ({nearest.get(name, '?')} there, {versions.get(name, '?')} here)"
+                                   for name in differing])
+    where += f" and matches in {_join(same)}" if same else ""
+    history = (f"there it failed {_failures(models, failures)}; that does not say whether this set fails"
+               if failures else "there it passed every check; that says nothing about this set")
+    message = (f"{class_name} is untested with the installed {_describe(versions)}: no compatibility report records "
+               f"it with this version set, so none of nnterp's checks have run on it here. The nearest "
+               f"tested set {where}: {history}. Verify this set with:\n  {command}")
+    return LookupResult(class_name, LookupState.OTHER_VERSIONS, message, versions, failures, statuses, nearest,
                         LookupState.FAILURES if failures else LookupState.ALL_PASSED, tuple(p for p, _ in found))
 
 
@@ -223,14 +237,14 @@ def _verdict(class_name: str, models: dict[str, ModelRecord]) -> tuple[dict[str,
 
 
 def _failures(models: dict[str, ModelRecord], checks: tuple[str, ...]) -> str:
-    """``check (status on model: message)`` for each failed check."""
-    parts = []
+    """``check (status on model: message)`` per failed check; checks that failed alike share one detail."""
+    grouped: dict[str, list[str]] = {}
     for check in checks:
         where = [f"{record.checks[check].status.value} on {model_id}: {_short(record.checks[check].message)}"
                  for model_id, record in sorted(models.items())
                  if check in record.checks and record.checks[check].status.is_failure]
-        parts.append(f"{check} ({'; '.join(where)})")
-    return ", ".join(parts)
+        grouped.setdefault("; ".join(where), []).append(check)
+    return "; ".join(f"{_join(names)} ({detail})" for detail, names in grouped.items())
 
 
 def _short(text: str, limit: int = 160) -> str:
@@ -239,6 +253,15 @@ def _short(text: str, limit: int = 160) -> str:
 
 def _describe(versions: dict[str, str]) -> str:
     return ", ".join(f"{name} {versions.get(name, '?')}" for name in VERSIONED_PACKAGES)
+
+
+def _differing(versions: dict[str, str], other: dict[str, str]) -> tuple[str, ...]:
+    return tuple(name for name in VERSIONED_PACKAGES if versions.get(name) != other.get(name))
+
+
+def _join(names: list[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return f"{', '.join(names[:-1])} and {names[-1]}" if len(names) > 1 else "".join(names)
 
 
 def _set_key(versions: dict[str, str]) -> tuple[str, ...]:
@@ -275,16 +298,28 @@ def _leading_numbers(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in match.group(0).split(".")) if match else ()
 
 
+_warned: set[str] = set()  # architectures this process has warned about; see reset_warned_architectures
+
+
 def warn_for_architecture(class_name: str, directories: Iterable[str | Path] | None = None, *,
                           model_id: str | None = None) -> LookupResult:
     """Look the architecture up; log at debug level if it passed everything, else warn the user.
 
     The warning is a ``NNterpCompatibilityWarning`` pointing at the caller of the caller (the line
-    that built the ``StandardizedTransformer``).
+    that built the ``StandardizedTransformer``), given once per architecture per process: later
+    loads of the same architecture only log it at debug level.
     """
     result = lookup_architecture(class_name, directories, model_id=model_id)
     if result.state is LookupState.ALL_PASSED:
         logger.debug(result.message)
+    elif class_name in _warned:
+        logger.debug("already warned about %s in this process: %s", class_name, result.message)
     else:
+        _warned.add(class_name)
         warnings.warn(result.message, NNterpCompatibilityWarning, stacklevel=3)
     return result
+
+
+def reset_warned_architectures() -> None:
+    """Forget which architectures were warned about, so each warns again on its next load (for tests)."""
+    _warned.clear()
