@@ -183,5 +183,16 @@ def main(argv: list[str] | None = None) -> int:
     return args.handler(args)
 
 
+def _run() -> int:
+    """main(), quiet when the reader closes the pipe early (`python -m nnterp status X | head -1`)."""
+    try:
+        return main()
+    except BrokenPipeError:
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at interpreter exit
+        return 141
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(_run())

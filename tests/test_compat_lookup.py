@@ -101,7 +101,7 @@ def other(**changes) -> dict:
     return {**INSTALLED, **changes}
 
 
-def test_an_untested_set_says_so_and_tells_the_nearest_pass_as_history(tmp_path):
+def test_an_untested_set_says_so_and_tells_the_nearest_outcome_as_history(tmp_path):
     save(tmp_path, other(transformers="5.22.0"), ("LlamaForCausalLM", "renaming", P),
          ("LlamaForCausalLM", "attn_probs_sum", P))
     result = lookup(tmp_path, "LlamaForCausalLM", model_id="org/llama")
@@ -110,10 +110,19 @@ def test_an_untested_set_says_so_and_tells_the_nearest_pass_as_history(tmp_path)
     assert result.message.startswith("LlamaForCausalLM is untested with the installed nnterp 0.1.0, transformers "
                                      "5.23.0, nnsight 0.8.1, torch 2.13.0+cpu: no compatibility report records it")
     assert ("The nearest tested set differs in transformers (5.22.0 there, 5.23.0 here) and matches in nnterp, "
-            "nnsight and torch: there it passed every check; that says nothing about this set.") in result.message
-    assert result.message.count("passed") == 1  # the only pass named is the other set's
+            "nnsight and torch: no check failed there; that says nothing about this set.") in result.message
+    assert "passed" not in result.message  # no pass is claimed, for this set or the other
     assert result.message.endswith(
         "Verify this set with:\n  python -m nnterp run_tests --class-names LlamaForCausalLM --model-names org/llama")
+
+
+def test_an_untested_set_claims_no_pass_where_the_nearest_set_only_had_na_or_skipped(tmp_path):
+    save(tmp_path, other(transformers="5.22.0"), ("LlamaForCausalLM", "renaming", ReportStatus.NOT_APPLICABLE),
+         ("LlamaForCausalLM", "steering", ReportStatus.SKIPPED))
+    result = lookup(tmp_path, "LlamaForCausalLM")
+    assert result.nearest_state is LookupState.ALL_PASSED  # nothing failed, though nothing passed either
+    assert ": no check failed there; that says nothing about this set." in result.message
+    assert "pass" not in result.message and "every check" not in result.message
 
 
 def test_an_untested_set_names_the_checks_that_failed_in_the_nearest_set(tmp_path):
@@ -156,7 +165,7 @@ def test_other_versions_picks_the_nearest_set_and_its_outcome(tmp_path):
     save(tmp_path, other(torch="2.13.0", nnterp="0.0.9"), ("LlamaForCausalLM", "renaming", P))
     result = lookup(tmp_path, "LlamaForCausalLM")
     assert result.nearest_versions == other(torch="2.13.0", nnterp="0.0.9")
-    assert result.nearest_state is LookupState.ALL_PASSED and "there it passed every check;" in result.message
+    assert result.nearest_state is LookupState.ALL_PASSED and "no check failed there;" in result.message
     assert result.differing_packages == ("nnterp", "torch")  # 2.13.0 is not 2.13.0+cpu
 
 

@@ -66,3 +66,9 @@ def test_looped_toys_run_a_loop_between_plain_layers(name):
         hook.remove()
     assert calls == LOOPED_LAYER_CALLS[name](toy.model.config)
     assert calls[0] == calls[-1] == 1 < max(calls)
+
+
+def test_toys_are_built_as_users_build_models():
+    """The suite loads sdpa toys with enable_attention_probs=True: the path of a user's own model."""
+    assert build_toy_model("llama").model.config._attn_implementation == "sdpa"
+    assert build_toy_model("llama", attn_implementation="eager").model.config._attn_implementation == "eager"

@@ -1,15 +1,18 @@
 """Compatibility reports: which architectures pass nnterp's checks under which versions.
 
 ``schema`` is the report (schema version 1, ``docs/compat_reports.md``), ``store`` its files,
-``diff`` the comparison of two reports, ``lookup`` the load-time warning. Nothing here imports
-torch, transformers or nnsight.
+``diff`` the comparison of two reports, ``lookup`` the load-time warning, ``history`` the view across
+version sets, ``render`` the site and tables (``labels`` is how they name statuses). Nothing here
+imports torch, transformers or nnsight; jinja2 and tabulate are imported only when rendering.
 """
 
 from __future__ import annotations
 
-from .diff import ReportDiff, StatusChange, diff_reports, format_diff
+from .diff import ReportDiff, StatusChange, diff_architectures, diff_reports, format_diff, summarize_diff
+from .history import History, VersionSet, build_history, status_text, version_sets
 from .lookup import (LookupResult, LookupState, NNterpCompatibilityWarning, lookup_architecture, report_directories,
                      run_tests_command, shipped_report_directory, user_report_directories, warn_for_architecture)
+from .render import markdown_table, render_site, terminal_table
 from .schema import (SCHEMA_VERSION, CheckRecord, ModelRecord, Report, ReportSchemaError, ReportStatus, ReportWarning,
                      ResultRow, current_environment, current_versions, report_filename)
 from .store import CorruptReportError, find_reports, load_report, update_report, write_report
@@ -18,6 +21,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "CheckRecord",
     "CorruptReportError",
+    "History",
     "LookupResult",
     "LookupState",
     "ModelRecord",
@@ -29,19 +33,28 @@ __all__ = [
     "ReportWarning",
     "ResultRow",
     "StatusChange",
+    "VersionSet",
+    "build_history",
     "current_environment",
     "current_versions",
+    "diff_architectures",
     "diff_reports",
     "find_reports",
     "format_diff",
     "load_report",
     "lookup_architecture",
+    "markdown_table",
+    "render_site",
     "report_directories",
     "report_filename",
     "run_tests_command",
     "shipped_report_directory",
+    "status_text",
+    "summarize_diff",
+    "terminal_table",
     "update_report",
     "user_report_directories",
+    "version_sets",
     "warn_for_architecture",
     "write_report",
 ]

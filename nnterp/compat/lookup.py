@@ -213,7 +213,7 @@ def _other_versions(class_name: str, versions: dict[str, str], found: list[tuple
                                    for name in differing])
     where += f" and matches in {_join(same)}" if same else ""
     history = (f"there it failed {_failures(models, failures)}; that does not say whether this set fails"
-               if failures else "there it passed every check; that says nothing about this set")
+               if failures else "no check failed there; that says nothing about this set")
     message = (f"{class_name} is untested with the installed {_describe(versions)}: no compatibility report records "
                f"it with this version set, so none of nnterp's checks have run on it here. The nearest "
                f"tested set {where}: {history}. Verify this set with:\n  {command}")
