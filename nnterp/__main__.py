@@ -60,6 +60,13 @@ def _report(args: argparse.Namespace) -> int:
     directories = _report_dirs(args)
     index = render_site(directories, args.out)
     print(f"compatibility site written to {index}")
+    if args.matrix_markdown:
+        from .compat.history import build_history
+        from .compat.render import history_markdown
+
+        history = build_history(version_sets(find_reports(directories)))
+        Path(args.matrix_markdown).write_text(history_markdown(history), encoding="utf-8")
+        print(f"Markdown matrix of {len(history.columns)} version sets written to {args.matrix_markdown}")
     if args.markdown:
         sets = version_sets(find_reports(directories))
         if not sets:
@@ -158,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
                         "(repeatable; default: nnterp's compat_reports/ and $NNTERP_REPORT_DIR)")
     report.add_argument("--out", default="site", metavar="DIR", help="where to write the site (default: site/)")
     report.add_argument("--markdown", metavar="FILE", help="also write the latest report as a Markdown table")
+    report.add_argument("--matrix-markdown", metavar="FILE", help="also write the architectures x version sets "
+                        "matrix as Markdown")
     report.add_argument("--diff", nargs=2, metavar=("OLD", "NEW"), help="print what changed between two report "
                         "files instead of rendering")
     report.set_defaults(handler=_report)

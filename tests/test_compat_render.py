@@ -13,7 +13,7 @@ from markupsafe import escape
 
 from nnterp.__main__ import main
 from nnterp.compat.diff import diff_reports, format_diff
-from nnterp.compat.history import version_sets
+from nnterp.compat.history import build_history, version_sets
 from nnterp.compat.render import anchor, build_matrix, markdown_table, render_site, terminal_table
 from nnterp.compat.schema import ResultRow
 from nnterp.compat.store import find_reports
@@ -226,3 +226,18 @@ def test_matrix_cells_link_to_their_row_on_the_version_set_page(history_dir: Pat
     assert "<img" not in html and str(escape(EVIL_ARCHITECTURE)) in html
     assert len(re.findall(r'class="summary [^"]*trend-regressed"', html)) == 24
     assert len(re.findall(r'class="summary [^"]*trend-fixed"', html)) == 8
+
+
+def test_history_markdown_has_a_row_per_architecture_and_marks_changes(history_dir: Path, tmp_path: Path):
+    out = tmp_path / "matrix.md"
+    assert main(["report", "--reports-dir", str(history_dir), "--out", str(tmp_path / "site"),
+                 "--matrix-markdown", str(out)]) == 0
+    lines = out.read_text().splitlines()
+    table = [line for line in lines if line.startswith("| ")]
+    header, rows = table[0], table[1:]
+    assert header.split(" | ")[1:3] == ["transformers 5.0.0", "transformers 5.5.0"]
+    history = build_history(version_sets(find_reports([history_dir])))
+    assert len(rows) == len(history.rows)
+    regressed_cells = sum(row.count("\u25bc") for row in rows)
+    assert regressed_cells == 4 + 20  # the 4 that stop loading at 5.20.0, the 20 that lose attn_probs_sum at 5.24.0
+    assert "- transformers 5.23.0 \u2192 5.24.0: 20 architectures lost attn_probs_sum" in lines

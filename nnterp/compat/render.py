@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .history import build_history
+from .history import History, build_history
 from .history import status_text as status_text  # noqa: F401  (re-exported: nnterp.__main__ imports it from here)
 from .history import version_sets
 from .labels import DETAILED, MARKS, check_key, css_class
@@ -106,6 +106,19 @@ def _table_rows(matrix: Matrix, markdown: bool = False) -> list[list[str]]:
 def _markdown_text(text: str) -> str:
     """Text safe in a Markdown table cell: no raw HTML, no column breaks (model ids are user input)."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
+
+
+def history_markdown(history: History) -> str:
+    """The matrix page as Markdown: architectures x version sets, changed cells marked, then the changes."""
+    headers = ["architecture", *(column.label for column in history.columns)]
+    lines = [f"| {' | '.join(headers)} |", f"|{'---|' * len(headers)}"]
+    for row in history.rows:
+        cells = [f"{TREND_MARKS.get(cell.trend, '')} {cell.text}".strip() for cell in row.cells]
+        lines.append(f"| {' | '.join(_markdown_text(text) for text in (row.architecture, *cells))} |")
+    changes = [f"- {column.change}: {column.summary() or 'no change'}" for column in history.columns if column.change]
+    legend = (f"{TREND_MARKS['regressed']} a check got worse, {TREND_MARKS['fixed']} a check got better, than in the "
+              f"version set it is compared with (the previous one{' with ' + ', '.join(history.common) if history.common else ''}).")
+    return "\n".join([legend, "", *lines, "", "Changes between version sets:", "", *map(_markdown_text, changes), ""])
 
 
 def markdown_table(report: Report | Iterable[ResultRow]) -> str:
