@@ -111,7 +111,7 @@ def _softmax_result_label(definition: ast.FunctionDef, code: Any) -> str | None:
             while True:
                 stopped = False
                 for follower in rest:
-                    if _only_reassigns(follower, variable):
+                    if _passes_through(follower, variable):
                         continue  # e.g. `if sinks: probs = probs[..., :-1]`: the next statement reads either
                     if not (_is_single_assign(follower) and _mentions(follower.value, variable)) \
                             or _multiplies(follower.value):
@@ -171,15 +171,29 @@ def _is_single_assign(statement: ast.stmt) -> bool:
             and isinstance(statement.targets[0], ast.Name))
 
 
-def _only_reassigns(statement: ast.stmt, variable: str) -> bool:
-    """An ``if`` without ``else`` that only rewrites ``variable`` from itself (dropping a sink column).
+def _passes_through(statement: ast.stmt, variable: str) -> bool:
+    """An ``if`` whose branches only reshape, slice or copy ``variable``, multiplying nothing: dropping a
+    sink column (``if sinks: probs = probs[..., :-1]``) or older forwards' ``if output_attentions:`` views.
 
-    Its assignment runs on some layers only, so it cannot be the label; the statement after it can.
+    Its assignments run on some calls only, so none can be the label; the statement after it can.
     """
-    return (isinstance(statement, ast.If) and not statement.orelse
-            and all(_is_single_assign(inner) and inner.targets[0].id == variable
-                    and _mentions(inner.value, variable) and not _multiplies(inner.value)
-                    for inner in statement.body))
+    return isinstance(statement, ast.If) and all(_branch_passes_through(branch, variable)
+                                                 for branch in (statement.body, statement.orelse))
+
+
+def _branch_passes_through(branch: list[ast.stmt], variable: str) -> bool:
+    """Single assignments without products, where ``variable`` is only ever rewritten from itself
+    or from a name the branch derived from it."""
+    derived = {variable}
+    for inner in branch:
+        if not _is_single_assign(inner) or _multiplies(inner.value):
+            return False
+        from_variable = any(_mentions(inner.value, name) for name in derived)
+        if inner.targets[0].id == variable and not from_variable:
+            return False
+        if from_variable:
+            derived.add(inner.targets[0].id)
+    return True
 
 
 def _calls_softmax(node: ast.AST) -> bool:

@@ -441,14 +441,16 @@ def run_load_checks(model: StandardizedTransformer) -> list[CheckResult]:
 def check_logits_match(model: StandardizedTransformer, prompts: list[str] | None = None) -> CheckResult:
     """The standardized model's logits equal the plain HuggingFace forward on the same input.
 
-    Prompts run one at a time, so no padding convention enters the comparison.
+    Prompts run one at a time, so no padding convention enters the comparison. Both forwards get the
+    all-ones attention mask a trace passes (transformers 5.0's eager Moshi attention is not causal
+    without one).
     """
     device = next(model._module.parameters()).device
     worst = 0.0
     for prompt in prompts or PROBE_PROMPTS:
         ids = model.tokenizer(prompt, return_tensors="pt")["input_ids"].to(device)
         with torch.no_grad():
-            reference = model._module(input_ids=ids).logits
+            reference = model._module(input_ids=ids, attention_mask=torch.ones_like(ids)).logits
         with model.trace(ids):
             logits = model.logits.save()
         worst = max(worst, (logits - reference).abs().max().item())

@@ -4,11 +4,16 @@ A model a user builds runs sdpa by default, which never materialises the (seq, s
 transformers switches models that dispatch through its attention interface
 (``set_attn_implementation``); it declines older ones such as Falcon, whose forwards branch on
 ``config._attn_implementation`` at every call, so for those the configs are switched directly.
-The load-time checks then verify that the probabilities really are computed.
+Older models that pick an attention class per implementation when built (transformers 5.0's
+DiffLlama, Nemotron and Moshi, from a ``*_ATTENTION_CLASSES`` table) get that table's eager class,
+a base class of theirs with the same weights. The load-time checks then verify that the
+probabilities really are computed.
 """
 
 from __future__ import annotations
 
+import functools
+import sys
 from typing import Any
 
 import torch
@@ -28,7 +33,25 @@ def use_eager_attention(model: torch.nn.Module) -> str | None:
     for config in configs:  # what transformers declined, or a submodel it did not reach
         if config._attn_implementation not in (EAGER, None):
             config._attn_implementation = EAGER
+    for module in model.modules():
+        eager = _eager_class(type(module))
+        if eager is not None:
+            module.__class__ = eager
     return before
+
+
+@functools.cache
+def _eager_class(module_class: type) -> type | None:
+    """The eager class of an implementation -> class table (``*_ATTENTION_CLASSES``) in ``module_class``'s
+    own module that lists it, where that is a base class of it; else None. Tables are recognised by what
+    they hold (an ``"eager"`` key and this class among the values), not by their name."""
+    namespace = getattr(sys.modules.get(module_class.__module__), "__dict__", {})
+    for table in list(namespace.values()):
+        if isinstance(table, dict) and isinstance(table.get(EAGER), type) and module_class in table.values():
+            eager = table[EAGER]
+            if eager is not module_class and eager in module_class.__mro__:
+                return eager
+    return None
 
 
 def _configs(model: torch.nn.Module) -> list[Any]:

@@ -90,6 +90,26 @@ class AttentionWithCore(Attention):
         return self.core(q * scale, k, v)
 
 
+class OlderAttention(Attention):
+    """As older forwards write it (XGLM in transformers 5.0): the softmax in an fp16-upcast if/else, then an
+    ``if output_attentions`` view of the probabilities with an else, before dropout meets the values."""
+
+    def forward(self, x, scale=1.0, output_attentions=False):
+        q, k, v = self.qkv(x).chunk(3, dim=-1)
+        weights = q @ k.transpose(-1, -2) * scale
+        if weights.dtype == torch.float16:
+            weights = torch.softmax(weights, dim=-1, dtype=torch.float32).to(torch.float16)
+        else:
+            weights = torch.softmax(weights, dim=-1)
+        if output_attentions:
+            reshaped = weights.view(weights.shape)
+            weights = reshaped.view(weights.shape)
+        else:
+            reshaped = None
+        probs = torch.nn.functional.dropout(weights, p=0.0, training=self.training)
+        return probs @ v
+
+
 def reference_probabilities(module: Attention, x: torch.Tensor) -> torch.Tensor:
     q, k, _ = module.qkv(x).chunk(3, dim=-1)
     return torch.softmax(q @ k.transpose(-1, -2), dim=-1)
@@ -118,7 +138,8 @@ def read_and_edit(module: Attention, x: torch.Tensor):
     return location, read, edited
 
 
-@pytest.mark.parametrize("module_class", [Attention, WrappedAttention, NestedAttention, AttentionWithCore],
+@pytest.mark.parametrize("module_class", [Attention, WrappedAttention, NestedAttention, AttentionWithCore,
+                                          OlderAttention],
                          ids=lambda cls: cls.__name__)
 def test_probabilities_are_found_behind_any_decorator(module_class):
     torch.manual_seed(0)
@@ -131,6 +152,11 @@ def test_probabilities_are_found_behind_any_decorator(module_class):
         assert torch.allclose(edited, v.mean(dim=1, keepdim=True).expand_as(v), atol=1e-6)
         assert not torch.allclose(edited, module(x), atol=1e-4)  # the edit reached the model
     assert location.submodule == ("core" if module_class is AttentionWithCore else "")
+
+
+def test_the_label_is_on_a_statement_every_call_runs():
+    """Past an upcast branch and an output_attentions block: the dropout both paths reach, not a branch."""
+    assert locate_attention_probabilities(OlderAttention()).ops[0].startswith("probs_")
 
 
 def test_undecorated_peels_every_layer_to_the_body():

@@ -3,7 +3,9 @@
 import pytest
 import torch
 
-from nnterp.toy import build_toy_model, causal_lm_classes, resolve_model_type, toy_tokenizer
+from nnterp.toy import (TOY_FIXES, ToyFix, UpstreamBug, build_toy_model, causal_lm_classes, resolve_model_type,
+                         toy_config, toy_tokenizer)
+from nnterp.toy.build import _shrunk_fields
 
 
 def test_tokenizer_round_trips_text():
@@ -32,7 +34,7 @@ def test_unknown_name_says_how_to_list_toys():
 
 
 def test_mapping_covers_the_installed_causal_lm_types():
-    assert len(causal_lm_classes()) > 150
+    assert len(causal_lm_classes()) > 130  # 142 in transformers 5.0, the lower bound; 196 in 5.24
 
 
 @pytest.mark.parametrize("name", ["llama", "gpt2", "mistral", "qwen2", "gemma2", "mamba"])
@@ -72,3 +74,52 @@ def test_toys_are_built_as_users_build_models():
     """The suite loads sdpa toys with enable_attention_probs=True: the path of a user's own model."""
     assert build_toy_model("llama").model.config._attn_implementation == "sdpa"
     assert build_toy_model("llama", attn_implementation="eager").model.config._attn_implementation == "eager"
+
+
+def test_a_row_applies_its_workarounds_only_on_releases_with_the_bug():
+    fix = ToyFix(config={"a": 1}, upstream_bugs=(UpstreamBug("5.2.0", "raises", {"b": False}),))
+    assert fix.on("5.1.9").config == {"a": 1, "b": False}
+    assert fix.on("5.2.0").config == {"a": 1} and fix.on("5.24.0").unsupported is None
+
+
+def test_a_bug_without_workaround_makes_the_toy_unsupported_on_releases_with_it():
+    fix = ToyFix(upstream_bugs=(UpstreamBug("5.2.0", "fails on long inputs (transformers#1)"),))
+    assert fix.on("5.0.0").unsupported == "a bug of transformers 5.0.0: fails on long inputs (transformers#1) " \
+                                          "(fixed in 5.2.0)"
+    assert fix.on("5.2.0").unsupported is None
+
+
+def test_a_row_declares_a_token_id_its_config_class_lacks(monkeypatch):
+    """transformers 5.0's Phi, StableLM, EXAONE 4 and JetMoE read pad_token_id without declaring it."""
+    assert "pad_token_id" not in toy_config("rwkv").__dict__
+    monkeypatch.setitem(TOY_FIXES, "rwkv", ToyFix(config={"pad_token_id": None}))
+    assert toy_config("rwkv").pad_token_id == toy_tokenizer().pad_token_id
+
+
+def test_per_layer_kinds_written_as_runs_keep_the_toy_layers():
+    """GPT-Neo derives its per-layer attention kinds from [[kinds, repeats]] runs: they must cover the toy's layers."""
+    config = toy_config("gpt_neo")
+    assert config.attention_types == [[["global", "local"], 1]]
+    assert list(config.attention_layers) == ["global", "local"] and config.num_layers == 2
+
+
+def test_sub_configs_carry_only_their_checkpoint_fields():
+    """Generic config attributes stay out: transformers 5.0's DBRX sub-configs reject them."""
+    import transformers
+
+    fields = _shrunk_fields(transformers.DbrxConfig(), toy_tokenizer())
+    assert "return_dict" not in fields["ffn_config"] and fields["ffn_config"]["hidden_size"] == 64
+
+
+def test_a_nested_config_the_row_overrides_is_built_when_the_defaults_leave_it_none():
+    """transformers 5.0's Phi-4 multimodal config has no default vision config, which the model reads."""
+    vision = toy_config("phi4_multimodal").vision_config
+    assert vision is not None and vision.hidden_size == 64
+
+
+def test_a_text_only_lm_of_a_multimodal_type_is_built_from_the_text_config():
+    import transformers
+
+    toy = build_toy_model("llama4")
+    assert type(toy.model.config) is transformers.Llama4TextConfig
+    assert toy.model.config.pad_token_id == toy.tokenizer.pad_token_id

@@ -71,6 +71,9 @@ LAYER_COUNT_FIELDS = ("num_hidden_layers", "n_layer", "n_layers", "num_layers", 
 # shortest prefix of layers that still holds every kind of each list.
 LAYER_KIND_FIELDS = ("layer_types", "mlp_layer_types", "layers_block_type", "block_types", "attention_layers",
                      "attn_layers", "indexer_types")
+# Per-layer kinds written as runs, [[kinds, repeats], ...] (GPT-Neo's attention_types, from which the
+# class derives its per-layer list): the toy keeps its prefix of layers as one run.
+LAYER_RUN_FIELDS = ("attention_types",)
 # Lists of layer indices; indices past the kept prefix are dropped.
 LAYER_INDEX_FIELDS = ("hybrid_layer_ids", "cross_attention_layers", "mlp_only_layers", "attn_layer_indices",
                       "full_attn_idxs", "moe_layers", "local_layer_ids", "ple_layer_ids")
@@ -138,13 +141,22 @@ def _layer_count_field(config: Any) -> str | None:
     return next((name for name in LAYER_COUNT_FIELDS if isinstance(config.__dict__.get(name), int)), None)
 
 
+def _expanded_runs(runs: list) -> list:
+    """The per-layer kinds of a LAYER_RUN_FIELDS value: [[["global", "local"], 2]] -> global, local, global, local."""
+    return [kind for kinds, repeats in runs for _ in range(repeats) for kind in kinds]
+
+
+def _layer_kinds(config: Any) -> list[list]:
+    """The per-layer kind lists of a config, runs expanded."""
+    found = [config.__dict__.get(name) for name in LAYER_KIND_FIELDS]
+    found += [_expanded_runs(config.__dict__[name]) for name in LAYER_RUN_FIELDS if config.__dict__.get(name)]
+    return [kinds for kinds in found if isinstance(kinds, (list, tuple)) and kinds]
+
+
 def _kept_layers(config: Any, total: int) -> int:
     """Shortest layer prefix holding every kind of every per-layer kind list (at least MIN_LAYERS)."""
     kept = MIN_LAYERS
-    for name in LAYER_KIND_FIELDS:
-        kinds = config.__dict__.get(name)
-        if not isinstance(kinds, (list, tuple)) or not kinds:
-            continue
+    for kinds in _layer_kinds(config):
         layers = [kinds[i % len(kinds)] for i in range(total)]
         kept = max(kept, max(layers.index(kind) for kind in set(layers)) + 1)
     return min(kept, max(total, MIN_LAYERS))
@@ -166,6 +178,8 @@ def _layer_fields(config: Any, layers: int | None = None) -> dict[str, Any]:
             continue
         if name in LAYER_INDEX_FIELDS:
             fields[name] = [index for index in value if index < kept]
+        elif name in LAYER_RUN_FIELDS:
+            fields[name] = [[_expanded_runs(value)[:kept], 1]]
         elif len(value) == total and total > kept:
             fields[name] = list(value[:kept])
     return fields
@@ -205,31 +219,50 @@ def _shrunk_fields(config: Any, tokenizer: Any, layers: int | None = None) -> di
     fields = {**_small_values(config.__dict__, kept), **layer_fields}
     fields.update(_per_layer_overrides(config, kept or MIN_LAYERS))
     fields.update({name: len(tokenizer) for name in VOCAB_FIELDS if name in config.__dict__})
-    for field, token in TOKEN_ID_FIELDS.items():
-        if field in config.__dict__:
-            fields[field] = tokenizer.convert_tokens_to_ids(getattr(tokenizer, token))
+    fields.update(_token_ids(config.__dict__, tokenizer))
     for name in getattr(config, "sub_configs", {}):
         sub = getattr(config, name, None)
-        if hasattr(sub, "to_dict"):
-            fields[name] = {**sub.to_dict(), **_shrunk_fields(sub, tokenizer)}
+        if hasattr(sub, "to_diff_dict"):
+            # the fields a checkpoint's config.json holds: to_dict also lists every generic config
+            # attribute, which some sub-config classes (transformers 5.0's DBRX ones) reject
+            fields[name] = {**sub.to_diff_dict(), **_shrunk_fields(sub, tokenizer)}
     return fields
 
 
+def _token_ids(declared: dict[str, Any], tokenizer: Any) -> dict[str, int]:
+    """The toy tokenizer's ids for the token-id fields among ``declared``."""
+    return {field: tokenizer.convert_tokens_to_ids(getattr(tokenizer, token))
+            for field, token in TOKEN_ID_FIELDS.items() if field in declared}
+
+
+def _default_config(config_class: type, fix: ToyFix) -> Any:
+    """The class's default config, with the nested configs the row overrides built where the defaults
+    leave them None (transformers 5.0's Phi-4 multimodal has no default vision config)."""
+    config = config_class()
+    for name in fix.sub_configs:
+        sub_class = getattr(config, "sub_configs", {}).get(name)
+        if getattr(config, name, None) is None and sub_class is not None:
+            setattr(config, name, sub_class())
+    return config
+
+
 def toy_config(model_type: str, tokenizer: Any = None) -> Any:
-    """The small config of one model type: defaults, shrunk, then its row of TOY_FIXES.
+    """The small config of one model type: defaults, shrunk, then its row of TOY_FIXES as it applies to
+    the installed transformers.
 
     Raises ToyModelUnsupported for a type whose row says no toy model can run here.
     """
     import transformers
 
     tokenizer = tokenizer or toy_tokenizer()
-    fix = TOY_FIXES.get(model_type, ToyFix())
+    fix = TOY_FIXES.get(model_type, ToyFix()).on(transformers.__version__)
     if fix.unsupported:
         raise ToyModelUnsupported(model_type, fix.unsupported)
     config_class = transformers.CONFIG_MAPPING[model_type]
     if fix.config_class:
         config_class = getattr(transformers, fix.config_class)
-    fields = fix.apply(_shrunk_fields(config_class(), tokenizer, fix.layers))
+    fields = fix.apply(_shrunk_fields(_default_config(config_class, fix), tokenizer, fix.layers))
+    fields.update(_token_ids(fix.config, tokenizer))
     return config_class(**fields)
 
 
@@ -238,9 +271,14 @@ def _model_from_config(model_type: str, config: Any, attn_implementation: str | 
     import transformers
 
     options = {"attn_implementation": attn_implementation} if attn_implementation else {}
+    model_class = getattr(transformers, causal_lm_classes()[model_type])
+    text_config_class = getattr(config, "sub_configs", {}).get("text_config")
+    if text_config_class is not None and getattr(model_class, "config_class", None) is text_config_class:
+        # a text-only causal LM of a multimodal type (Llama 4, Emu3, Qwen 3.5) takes the text config, which
+        # from_pretrained picks out in every release, from_config only in later ones than 5.0 and 5.5
+        return model_class._from_config(config.get_text_config(), **options)
     if type(config) is transformers.CONFIG_MAPPING[model_type]:
         return transformers.AutoModelForCausalLM.from_config(config, **options)
-    model_class = getattr(transformers, causal_lm_classes()[model_type])
     return model_class._from_config(config, **options)
 
 

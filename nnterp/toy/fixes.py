@@ -2,21 +2,43 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
+
+
+@dataclass(frozen=True)
+class UpstreamBug:
+    """A bug of the transformers releases before ``fixed_in`` that a toy model meets.
+
+    ``workaround`` holds the config fields that avoid it, as a user of those releases would set them;
+    a bug without one means no toy model of the type can run on those releases, for ``reason``.
+    """
+
+    fixed_in: str
+    reason: str
+    workaround: dict[str, Any] = field(default_factory=dict)
+
+    def affects(self, version: str) -> bool:
+        """Whether transformers ``version`` still has the bug."""
+        from packaging.version import Version
+
+        return Version(version) < Version(self.fixed_in)
 
 
 @dataclass(frozen=True)
 class ToyFix:
     """What one model type needs beyond the generic shrink.
 
-    ``config`` overrides top-level config fields; ``sub_configs`` overrides fields of a
-    nested config (e.g. ``{"text_config": {...}}``); ``drop`` removes shrunk fields the
-    class must derive itself (``"text_config.name"`` reaches into a nested config);
+    ``config`` overrides top-level config fields (a token-id field named there, such as
+    ``pad_token_id``, is declared: it takes the toy tokenizer's id whatever the value given);
+    ``sub_configs`` overrides fields of a nested config (e.g. ``{"text_config": {...}}``), and
+    builds one the default config leaves None from its class's defaults; ``drop`` removes shrunk
+    fields the class must derive itself (``"text_config.name"`` reaches into a nested config);
     ``layers`` replaces the generic number of kept layers; ``config_class`` names the
     transformers config class to build when the causal-LM class takes another one than
     the model type's own. ``pad_first`` gives the toy tokenizer's pad token id 0, for models
-    that take id 0 as padding. ``unsupported`` names why no toy model can run here.
+    that take id 0 as padding. ``unsupported`` names why no toy model can run here;
+    ``upstream_bugs`` are bugs of older transformers releases, applied by ``on``.
     """
 
     config: dict[str, Any] = field(default_factory=dict)
@@ -26,6 +48,17 @@ class ToyFix:
     config_class: str | None = None
     pad_first: bool = False
     unsupported: str | None = None
+    upstream_bugs: tuple[UpstreamBug, ...] = ()
+
+    def on(self, version: str) -> ToyFix:
+        """This row for transformers ``version``: with the workarounds of the bugs it still has, and
+        unsupported where one of them has no workaround."""
+        bugs = [bug for bug in self.upstream_bugs if bug.affects(version)]
+        workarounds = {key: value for bug in bugs for key, value in bug.workaround.items()}
+        unsupported = self.unsupported or next(
+            (f"a bug of transformers {version}: {bug.reason} (fixed in {bug.fixed_in})"
+             for bug in bugs if not bug.workaround), None)
+        return replace(self, config={**self.config, **workarounds}, unsupported=unsupported, upstream_bugs=())
 
     def apply(self, fields: dict[str, Any]) -> dict[str, Any]:
         """The shrunk fields with this row's drops and overrides applied."""
@@ -44,6 +77,14 @@ def _dropped(fields: dict[str, Any], path: str) -> dict[str, Any]:
         return {key: value for key, value in fields.items() if key != head}
     return {**fields, head: _dropped(fields.get(head, {}), rest)}
 
+
+# Bugs of transformers 5.0 that several toys meet.
+_UNDECLARED_PAD = UpstreamBug(
+    "5.1.0", "reads config.pad_token_id, which its config class does not declare (transformers#43572)",
+    workaround={"pad_token_id": None})
+# The Mamba mixer raises without the CUDA kernels instead of taking its PyTorch path; the config
+# flag that selects that path is the workaround transformers' own error names.
+_MAMBA_KERNELS_REQUIRED = "raises without the CUDA Mamba kernels instead of falling back to the PyTorch path"
 
 # The class's own aliases for the sliding-window layers of Dots 3, at toy size; the
 # per-layer config they expand to must satisfy head_dim == qk_nope + qk_rope.
@@ -74,12 +115,16 @@ TOY_FIXES: dict[str, ToyFix] = {
     "cpmant": ToyFix(pad_first=True),
     # DbrxAttention reads attn_config.rope_theta, which DbrxAttentionConfig does not define, and
     # clamps q/k/v with clip_qkv even when it is None (DBRX checkpoints use 8)
-    "dbrx": ToyFix(sub_configs={"attn_config": {"rope_theta": 10000.0, "clip_qkv": 8.0}}),
+    "dbrx": ToyFix(sub_configs={"attn_config": {"rope_theta": 10000.0, "clip_qkv": 8.0}}, upstream_bugs=(UpstreamBug(
+        "5.15.0", "DBRX's MoE block mixes up hidden_size and ffn_hidden_size (the router takes ffn_hidden_size "
+                  "inputs) and transposes its expert weights wrongly, so every DBRX model fails there "
+                  "(transformers#47671)"),)),
     # the input and output sections default to 8 layers each, more than the toy keeps: one each leaves two
     # recurrent layers to loop
     "dory": ToyFix(config={"n_input_layers": 1, "n_output_layers": 1}),
     "dots3_note": ToyFix(drop=("text_config.per_layer_config",), sub_configs={"text_config": _DOTS3_SWA}),
     "dots3_note_text": ToyFix(drop=("per_layer_config",), config=_DOTS3_SWA),
+    "exaone4": ToyFix(upstream_bugs=(_UNDECLARED_PAD,)),
     "gemma3n": ToyFix(unsupported="its vision tower is a TimmWrapperModel, which needs the timm and Pillow "
                                   "packages (not installed)"),
     # the last layers reuse the KV cache of earlier ones: keep one sharing layer after
@@ -87,11 +132,14 @@ TOY_FIXES: dict[str, ToyFix] = {
     "gemma3n_text": ToyFix(layers=6, config={"num_kv_shared_layers": 1}),
     "gemma4_assistant": ToyFix(unsupported=_ASSISTANT),
     "gemma4_unified_assistant": ToyFix(unsupported=_ASSISTANT),
-    # default is all-Mamba; real checkpoints interleave attention layers
-    "granitemoehybrid": ToyFix(config={"layer_types": ["linear_attention", "full_attention"]}),
+    # default is all-Mamba; real checkpoints interleave attention layers (named as in their config.json:
+    # transformers 5.0 accepts only these names, later releases rename them)
+    "granitemoehybrid": ToyFix(config={"layer_types": ["mamba", "attention"]}),
     "inkling2_loop_text": ToyFix(config=_INKLING2_LOOP),
     # attention every 8th layer by default: make it every other layer
-    "jamba": ToyFix(config={"attn_layer_period": 2, "attn_layer_offset": 1}),
+    "jamba": ToyFix(config={"attn_layer_period": 2, "attn_layer_offset": 1},
+                    upstream_bugs=(UpstreamBug("5.2.0", _MAMBA_KERNELS_REQUIRED, {"use_mamba_kernels": False}),)),
+    "jetmoe": ToyFix(upstream_bugs=(_UNDECLARED_PAD,)),
     # default layer_types is None; the 8B-A1B checkpoint mixes conv and attention layers
     "lfm2_moe": ToyFix(config={"layer_types": ["conv", "full_attention"], "num_dense_layers": 1}),
     # hidden_size * expand must equal num_heads * head_dim
@@ -99,6 +147,9 @@ TOY_FIXES: dict[str, ToyFix] = {
     # the causal LM is the decoder alone; one codebook so a (1, seq) batch of ids fits
     "musicgen": ToyFix(config_class="MusicgenDecoderConfig", config={"num_codebooks": 1}),
     "musicgen_melody": ToyFix(config_class="MusicgenMelodyDecoderConfig", config={"num_codebooks": 1}),
+    "phi": ToyFix(upstream_bugs=(_UNDECLARED_PAD,)),
+    # transformers 5.0 leaves the default vision config None, which the model reads: build it
+    "phi4_multimodal": ToyFix(sub_configs={"vision_config": {}}),
     "qwen4_exp": ToyFix(sub_configs={"text_config": _QWEN4_QSA}),
     "qwen4_exp_text": ToyFix(config=_QWEN4_QSA),
     # the causal LM must be a decoder; axial position embeddings split hidden_size and
@@ -107,12 +158,19 @@ TOY_FIXES: dict[str, ToyFix] = {
     "big_bird": ToyFix(config={"attention_type": "original_full"}),
     "reformer": ToyFix(config={"is_decoder": True, "axial_pos_embds_dim": [16, 48],
                                "axial_pos_shape": [16, 32]}),
+    "stablelm": ToyFix(upstream_bugs=(_UNDECLARED_PAD,)),
     # the model sizes q/k as hidden * qk_dim_factor, the state cache rounds it up to 64
-    "xlstm": ToyFix(config={"qk_dim_factor": 1.0}),
+    "xlstm": ToyFix(config={"qk_dim_factor": 1.0}, upstream_bugs=(UpstreamBug(
+        "5.2.0", "its forward fails on any input longer than one chunk (chunk_size tokens): the native "
+                 "chunkwise kernel views the queries with the whole qk width, not one chunk's (transformers#43208)"),)),
     # adapters are per language: forward needs a default one
     "xmod": ToyFix(config={"default_language": "en_XX"}),
     # the shared transformer block is tied across hybrid layers, so keep two of them
     "zamba": ToyFix(config={"num_hidden_layers": 4, "layers_block_type": ["linear_attention", "hybrid",
-                                                                          "linear_attention", "hybrid"]}),
+                                                                          "linear_attention", "hybrid"]},
+                    upstream_bugs=(UpstreamBug("5.15.0", _MAMBA_KERNELS_REQUIRED, {"use_mamba_kernels": False}),)),
+    # the checkpoints rotate the shared attention's queries and keys (and transformers 5.0 calls the
+    # rotary embedding whether or not the config enables it)
+    "zamba2": ToyFix(config={"use_mem_rope": True}),
     "zaya": ToyFix(config={"num_experts_per_tok": 1}),
 }
