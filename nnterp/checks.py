@@ -365,14 +365,25 @@ def check_attention_probabilities(model: StandardizedTransformer, result: Probe)
         return [failed(CheckName.ATTN_PROBS_SUM, reason, fix=fix), failed(CheckName.ATTN_PROBS_EFFECT, reason, fix=fix)]
     found = [(i, _real_query_rows(p, result.attention_mask)) for i, p in found]
     sums = _check_sums_with_sinks(found) if arch.spec.attention_sinks else _check_sums(found)
+    return [sums, _check_edit_effect(model, result)]
+
+
+def _check_edit_effect(model: StandardizedTransformer, result: Probe) -> CheckResult:
+    """Editing one layer's probabilities changes the logits; NaN logits are named as such, since
+    NaN compares unequal to everything and would otherwise read as "unchanged"."""
+    layer = result.edited_layer
+    nan_positions = [int((logits.isnan().any(-1)).sum()) for logits in (result.logits, result.edited_logits)]
+    if any(nan_positions):
+        return failed(CheckName.ATTN_PROBS_EFFECT, f"the logits hold NaN at {nan_positions[0]} positions before and "
+                      f"{nan_positions[1]} after editing layer {layer}'s probabilities, so the edit's effect cannot "
+                      "be measured: the model's own forward yields NaN on the probe's (padded) batch",
+                      fix="run the model's forward on the probe prompts to find where NaN first appears")
     change = (result.edited_logits - result.logits).abs().max().item()
-    effect = (passed(CheckName.ATTN_PROBS_EFFECT, f"editing layer {result.edited_layer} changes logits by {change:.3g}",
-                     value=change)
-              if change > 0 else
-              failed(CheckName.ATTN_PROBS_EFFECT, f"editing layer {result.edited_layer}'s probabilities left the "
-                     "logits unchanged: the located tensor is not the one the attention uses", value=change,
-                     fix=_probabilities_fix(model, "pin the operation with RenameConfig(attn_prob_ops=...)")))
-    return [sums, effect]
+    if change > 0:
+        return passed(CheckName.ATTN_PROBS_EFFECT, f"editing layer {layer} changes logits by {change:.3g}", value=change)
+    return failed(CheckName.ATTN_PROBS_EFFECT, f"editing layer {layer}'s probabilities left the logits unchanged: "
+                  "the located tensor is not the one the attention uses", value=change,
+                  fix=_probabilities_fix(model, "pin the operation with RenameConfig(attn_prob_ops=...)"))
 
 
 def _probabilities_fix(model: StandardizedTransformer, default: str) -> str:

@@ -13,6 +13,11 @@ from nnterp.toy import UpstreamBug, causal_lm_classes
 UPSTREAM_FAILURES: dict[str, UpstreamBug] = {
     "cpmant": UpstreamBug("5.16.0", "CPM-Ant's head is as wide as its input embedding, prompt rows included: the "
                                     "logits have vocab_size + prompt_types * prompt_length columns, not vocab_size"),
+    # measured on 5.20.2: every padded query row of the indexed-attention layer is NaN, so are its logits
+    **dict.fromkeys(("qwen4_exp", "qwen4_exp_text"), UpstreamBug(
+        "5.23.0", "Qwen4-Exp's eager attention adds the indexer's float selection mask (finfo.min where not "
+                  "selected) to the causal mask, which overflows to -inf where both mask a key: padding queries "
+                  "mask every key and their softmax is NaN, so attn_probs_effect meets NaN logits")),
 }
 
 

@@ -79,3 +79,18 @@ def test_a_model_built_eager_is_not_switched():
     toy = build_toy_model("llama", attn_implementation="eager")
     model = StandardizedTransformer(toy.model, tokenizer=toy.tokenizer, enable_attention_probs=True)
     assert model.attention_probabilities.switched_from is None
+
+
+def test_nan_logits_are_named_rather_than_blamed_on_the_located_probabilities():
+    """NaN compares unequal to everything: a forward that yields NaN on the padded probe batch (Qwen4-Exp's
+    eager mask before transformers 5.23) must not read as "the located tensor is not the one used"."""
+    from nnterp.checks import CheckName, check_attention_probabilities, probe
+
+    toy = build_toy_model("llama")
+    model = StandardizedTransformer(toy.model, tokenizer=toy.tokenizer, enable_attention_probs=True)
+    result = probe(model)
+    assert check_attention_probabilities(model, result)[1].passed
+    result.logits[-1, 0] = float("nan")  # a padding position of the left-padded probe batch
+    effect = check_attention_probabilities(model, result)[1]
+    assert effect.name is CheckName.ATTN_PROBS_EFFECT and effect.status is Status.FAILED
+    assert "NaN at 1 positions" in effect.message and "not the one the attention uses" not in effect.message

@@ -108,9 +108,11 @@ TOY_FIXES: dict[str, ToyFix] = {
     "bamba": ToyFix(config={"attn_layer_indices": [1]}),
     # BltModel builds DynamicCache(config=BltConfig), which has no num_hidden_layers
     "blt": ToyFix(config={"use_cache": False}),
-    # the rotary embedding reads rope_parameters per layer type, the default has none
-    "cohere_compass_text": ToyFix(config={"rope_parameters": {"full_attention": {"rope_type": "default",
-                                                                                  "rope_theta": 10000.0}}}),
+    # the rotary embedding reads rope_parameters per layer type, the default has none; its M-RoPE sections
+    # must sum to head_dim / 2, and the class's default ones fit head_dim 128, not the toy's 16 (transformers
+    # 5.20 splits the frequencies by them when built, later releases only index with them)
+    "cohere_compass_text": ToyFix(config={"rope_parameters": {"full_attention": {
+        "rope_type": "default", "rope_theta": 10000.0, "mrope_section": [3, 3, 2]}}}),
     # CPM-Ant ignores the attention mask and masks the positions whose id is 0, as its own tokenizer pads
     "cpmant": ToyFix(pad_first=True),
     # DbrxAttention reads attn_config.rope_theta, which DbrxAttentionConfig does not define, and
