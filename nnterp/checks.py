@@ -371,14 +371,16 @@ def check_attention_probabilities(model: StandardizedTransformer, result: Probe)
 def _check_edit_effect(model: StandardizedTransformer, result: Probe) -> CheckResult:
     """Editing one layer's probabilities changes the logits; NaN logits are named as such, since
     NaN compares unequal to everything and would otherwise read as "unchanged"."""
-    layer = result.edited_layer
-    nan_positions = [int((logits.isnan().any(-1)).sum()) for logits in (result.logits, result.edited_logits)]
+    layer, edited = result.edited_layer, result.edited_logits
+    if edited is None:
+        return not_applicable(CheckName.ATTN_PROBS_EFFECT, "no layer's probabilities were located, so none was edited")
+    nan_positions = [int((logits.isnan().any(-1)).sum()) for logits in (result.logits, edited)]
     if any(nan_positions):
         return failed(CheckName.ATTN_PROBS_EFFECT, f"the logits hold NaN at {nan_positions[0]} positions before and "
                       f"{nan_positions[1]} after editing layer {layer}'s probabilities, so the edit's effect cannot "
                       "be measured: the model's own forward yields NaN on the probe's (padded) batch",
                       fix="run the model's forward on the probe prompts to find where NaN first appears")
-    change = (result.edited_logits - result.logits).abs().max().item()
+    change = (edited - result.logits).abs().max().item()
     if change > 0:
         return passed(CheckName.ATTN_PROBS_EFFECT, f"editing layer {layer} changes logits by {change:.3g}", value=change)
     return failed(CheckName.ATTN_PROBS_EFFECT, f"editing layer {layer}'s probabilities left the logits unchanged: "
