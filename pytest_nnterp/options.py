@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,3 +66,18 @@ def read_selection(config: pytest.Config) -> Selection:
     no_report = config.getoption("nnterp_no_report")
     report_dir = None if no_report else Path(report) if report else default_report_dir()
     return Selection(tuple(models), tuple(classes), tuple(checks), report_dir)
+
+
+def check_report_dir(directory: Path) -> None:
+    """Fail at the start, with a ``pytest.UsageError``, if the report cannot be written to ``directory``:
+    better than running every check and losing the results at the end. Creates the folder (as the report
+    would) and a temp file in it, removed at once."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory, prefix=".nnterp-probe-"):
+            pass
+    except OSError as error:
+        raise pytest.UsageError(
+            f"--nnterp-report: cannot write the compatibility report to {directory} ({error.strerror or error}); "
+            "give a writable folder with --nnterp-report DIR (or the nnterp_report ini value, or "
+            "$NNTERP_REPORT_DIR), or pass --nnterp-no-report") from None

@@ -83,4 +83,4 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     outcome = yield
     session = _session(item.config)
     if session is not None:
-        session.record_category(item, outcome.get_result())
+        session.annotate(item, outcome.get_result())

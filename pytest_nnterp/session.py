@@ -8,16 +8,18 @@ and without ``-n``, and only the controller writes files.
 from __future__ import annotations
 
 import re
+import tempfile
 from pathlib import Path
 
 import pytest
 
-from .options import Selection
+from .options import Selection, check_report_dir
 from .plugin import PROPERTY
 from .runner import ModelRunner, Outcome
 from .suite import CHECK_NAMES
 from .targets import Target, real_targets, toy_targets
 
+PLANNED = "nnterp_planned"  # user_properties key of the row a test will produce, sent with its setup report
 
 
 class NnterpSession:
@@ -28,9 +30,13 @@ class NnterpSession:
         self.checks = selection.checks or CHECK_NAMES
         self.runner = ModelRunner()
         self.rows: dict[tuple[str, str, str], dict] = {}
+        self.planned: dict[str, dict] = {}  # nodeid -> the row its test will produce (to record a crash)
         self.report_path: Path | None = None
+        self.report_problem: str | None = None  # why the report is not where it was asked for, if it is not
         self._by_test_id = {f"{target.label}-{check}": (target, check)
                             for target in self.targets for check in self.checks}
+        if self.is_controller and selection.report_dir is not None:
+            check_report_dir(selection.report_dir)
 
     @property
     def is_controller(self) -> bool:
@@ -40,6 +46,25 @@ class NnterpSession:
 
     def outcome(self, target: Target, check: str) -> Outcome:
         return self.runner.run(target, check)
+
+    def annotate(self, item: pytest.Item, report: pytest.TestReport) -> None:
+        """Attach to ``item``'s reports what the controller needs: the planned row (on the setup report,
+        so a crash later in the test can be recorded) and a user check's outcome."""
+        if report.when == "setup":
+            planned = self.planned_check(item)
+            if planned is not None:
+                report.user_properties.append((PLANNED, Outcome(*planned, "crashed").as_row()))
+        self.record_category(item, report)
+
+    def planned_check(self, item: pytest.Item) -> tuple[Target, str] | None:
+        """(target, check) of a built-in check or of a user ``nnterp_category`` test; None for other tests."""
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if "nnterp_target" not in params:
+            return None
+        if "nnterp_check_name" in params:
+            return params["nnterp_target"], params["nnterp_check_name"]
+        marker = item.get_closest_marker("nnterp_category")
+        return (params["nnterp_target"], marker.args[0]) if marker is not None else None
 
     def record_category(self, item: pytest.Item, report: pytest.TestReport) -> None:
         """Attach a user test's outcome, under its ``nnterp_category``, to its report (setup failure: load error)."""
@@ -61,6 +86,22 @@ class NnterpSession:
         if self.is_controller:
             self.record(report)
 
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport, sched) -> None:
+        """xdist: a worker died running ``crashitem``; record its check as crashed (built-in or user check)."""
+        planned = self.planned.get(crashitem) or self._builtin_row(crashitem)
+        if planned is None:
+            return  # not a check of ours (a plain test): pytest's own failure report tells about it
+        message = " ".join(str(report.longrepr).split())[:300]
+        row = {**planned, "status": "crashed", "message": message, "value": None, "duration": 0.0}
+        self.rows[(row["architecture"], row["model_id"], row["check"])] = row
+
+    def _builtin_row(self, nodeid: str) -> dict | None:
+        match = re.search(r"::test_nnterp_check\[(.*)\]$", nodeid)
+        if match is None or match.group(1) not in self._by_test_id:
+            return None
+        return Outcome(*self._by_test_id[match.group(1)], "crashed").as_row()
+
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self.is_controller:
@@ -72,21 +113,18 @@ class NnterpSession:
         terminalreporter.section("nnterp compatibility")
         for line in self.summary_lines():
             terminalreporter.write_line(line)
+        if self.report_problem is not None:
+            terminalreporter.write_line(self.report_problem, red=True, bold=True)
         if self.report_path is not None:
             terminalreporter.write_line(f"report written: {self.report_path}")
 
     def record(self, report: pytest.TestReport) -> None:
-        """Take an outcome off a test report; a crashed worker's item is recorded as crashed."""
+        """Take an outcome (or, on a setup report, the planned row) off a test report."""
         for name, row in report.user_properties:
             if name == PROPERTY:
                 self.rows[(row["architecture"], row["model_id"], row["check"])] = row
-                return
-        crashed = report.failed and "crashed" in str(report.longrepr).lower()
-        match = re.search(r"\[(.*)\]$", report.nodeid)
-        if crashed and match and match.group(1) in self._by_test_id:
-            target, check = self._by_test_id[match.group(1)]
-            row = Outcome(target, check, "crashed", str(report.longrepr).strip().splitlines()[-1][:300]).as_row()
-            self.rows[(row["architecture"], row["model_id"], row["check"])] = row
+            elif name == PLANNED:
+                self.planned[report.nodeid] = row
 
     def result_rows(self) -> list:
         from nnterp.compat.schema import ReportStatus, ResultRow
@@ -94,11 +132,21 @@ class NnterpSession:
         return [ResultRow(**{**row, "status": ReportStatus(row["status"])}) for row in self.rows.values()]
 
     def write_report(self) -> Path | None:
+        """Update the report in the selected folder; if that fails (checked writable at the start, it may
+        not be at the end), write the results to a new temp folder instead and say so, never losing them."""
         if self.selection.report_dir is None or not self.rows:
             return None
         from nnterp.compat.store import update_report
 
-        return update_report(self.selection.report_dir, self.result_rows())
+        rows = self.result_rows()
+        try:
+            return update_report(self.selection.report_dir, rows)
+        except OSError as error:
+            fallback = Path(tempfile.mkdtemp(prefix="nnterp-report-"))
+            path = update_report(fallback, rows)
+            self.report_problem = (f"could not write the compatibility report to {self.selection.report_dir} "
+                                   f"({error}); the results were written to {path} instead")
+            return path
 
     def summary_lines(self) -> list[str]:
         from nnterp.compat.render import terminal_table

@@ -233,13 +233,13 @@ def test_cached_lookups_take_well_under_50_ms_and_see_changes(tmp_path, monkeypa
     path = save(tmp_path, INSTALLED, *rows)
     for torch_version in ("2.10.0", "2.11.0", "2.12.0"):
         save(tmp_path, other(torch=torch_version), *rows)
-    parsed, real_load = [], lookup_module.load_report
+    parsed, real_read = [], lookup_module.read_or_set_aside
 
-    def counting_load(report_path):
+    def counting_read(report_path, stacklevel=2):
         parsed.append(report_path)
-        return real_load(report_path)
+        return real_read(report_path, stacklevel)
 
-    monkeypatch.setattr(lookup_module, "load_report", counting_load)
+    monkeypatch.setattr(lookup_module, "read_or_set_aside", counting_read)
     lookup(tmp_path, "Arch7ForCausalLM")  # parses every file once
     calls = 200
     start = time.perf_counter()

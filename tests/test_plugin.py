@@ -113,7 +113,7 @@ def test_no_report_option_writes_nothing(pytester, monkeypatch):
 
 
 def test_a_crashed_workers_item_is_recorded_as_crashed(pytestconfig):
-    """xdist reports a dead worker's item as a failure whose longrepr says it crashed; the controller records it."""
+    """xdist calls pytest_handlecrashitem for a dead worker's item; the controller records it as crashed."""
     from pytest_nnterp.options import Selection
     from pytest_nnterp.session import NnterpSession
 
@@ -122,6 +122,6 @@ def test_a_crashed_workers_item_is_recorded_as_crashed(pytestconfig):
         nodeid="pytest_nnterp/suite.py::test_nnterp_check[LlamaForCausalLM-toy-renaming]", location=("", 0, ""),
         keywords={}, outcome="failed", longrepr="worker 'gw0' crashed while running 'test_nnterp_check'",
         when="???", user_properties=[])
-    session.record(report)
+    session.pytest_handlecrashitem(crashitem=report.nodeid, report=report, sched=None)
     row = session.rows[("LlamaForCausalLM", "toy:llama", "renaming")]
     assert row["status"] == "crashed" and "crashed while running" in row["message"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Literal
 
+from .labels import plain_text
 from .schema import Report, ReportStatus
 
 ChangeKind = Literal["regressed", "fixed", "added", "removed", "changed"]
@@ -125,7 +126,7 @@ def format_diff(diff: ReportDiff) -> str:
         changes = getattr(diff, title)
         if changes:
             lines.append(f"{title} ({len(changes)}):")
-            lines.extend(f"  {change}" for change in changes)
+            lines.extend(f"  {plain_text(str(change), newlines=False)}" for change in changes)
     return "\n".join(lines)
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .diff import SUMMARY_VERBS, ChangeKind, ReportDiff, diff_architectures, diff_reports, summarize_diff
-from .labels import DETAILED, MARKS, check_key, css_class
+from .labels import DETAILED, MARKS, check_key, css_class, plain_text
 from .schema import VERSIONED_PACKAGES, Report, ReportStatus, ResultRow, report_filename
 
 ORDER_PACKAGES = ("transformers", "nnsight", "torch", "nnterp")  # version sets sort by these versions, in turn
@@ -321,7 +321,9 @@ def status_text(found: Iterable[tuple[Path, Report]], architecture: str) -> str 
     common = f" (every one with {', '.join(history.common)})" if history.common else ""
     count = f"{len(history.columns)} version set{'s' if len(history.columns) != 1 else ''}"
     title = f"{row.architecture} in {count}, oldest first{common}"
-    return f"{title}\n{tabulate(lines, headers=['version set', *checks, 'change', 'first problem'])}"
+    lines = [[plain_text(str(text), newlines=False) for text in line] for line in lines]  # reports are user input
+    headers = [plain_text(text, newlines=False) for text in ['version set', *checks, 'change', 'first problem']]
+    return plain_text(f"{title}\n{tabulate(lines, headers=headers)}")
 
 
 def _mark(cell: Summary, check: str) -> str:

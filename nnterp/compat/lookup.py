@@ -12,15 +12,15 @@ import logging
 import os
 import re
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from functools import lru_cache
 from pathlib import Path
 from typing import Iterable
 
-from .schema import (VERSIONED_PACKAGES, ModelRecord, Report, ReportSchemaError, ReportStatus, ReportWarning,
-                     current_versions)
-from .store import load_report, report_paths
+from .labels import plain_text
+from .schema import VERSIONED_PACKAGES, ModelRecord, Report, ReportStatus, current_versions
+from .store import read_or_set_aside, report_paths
 
 logger = logging.getLogger(__name__)
 
@@ -141,11 +141,8 @@ def _reports(directories: Iterable[Path]) -> list[tuple[Path, Report]]:
 
 
 def _parse(path: Path) -> Report | None:
-    try:
-        return load_report(path)
-    except (ReportSchemaError, OSError) as error:
-        warnings.warn(f"skipping compatibility report {path}: {error}", ReportWarning, stacklevel=2)
-        return None
+    """The report, or None: skipped with a ``ReportWarning`` (and moved aside if corrupt, see ``read_or_set_aside``)."""
+    return read_or_set_aside(path, stacklevel=3)
 
 
 @lru_cache(maxsize=1)
@@ -159,7 +156,14 @@ def _installed_versions() -> dict[str, str]:
 def lookup_architecture(class_name: str, directories: Iterable[str | Path] | None = None,
                         versions: dict[str, str] | None = None, *, model_id: str | None = None) -> LookupResult:
     """Classify ``class_name`` against the reports in ``directories`` (default: ``report_directories()``)
-    for ``versions`` (default: the installed ones). ``model_id`` only sharpens the suggested command."""
+    for ``versions`` (default: the installed ones). ``model_id`` only sharpens the suggested command.
+    The message is plain text: control characters and escape sequences from report files are dropped."""
+    result = _lookup(class_name, directories, versions, model_id)
+    return replace(result, message=plain_text(result.message))
+
+
+def _lookup(class_name: str, directories: Iterable[str | Path] | None, versions: dict[str, str] | None,
+            model_id: str | None) -> LookupResult:
     directories = report_directories() if directories is None else [Path(d) for d in directories]
     versions = dict(versions or _installed_versions())
     by_set: dict[tuple[str, ...], list[tuple[Path, Report]]] = {}

@@ -14,7 +14,7 @@ from pathlib import Path
 from .history import History, build_history
 from .history import status_text as status_text  # noqa: F401  (re-exported: nnterp.__main__ imports it from here)
 from .history import version_sets
-from .labels import DETAILED, MARKS, check_key, css_class
+from .labels import DETAILED, MARKS, check_key, css_class, plain_text
 from .schema import CheckRecord, Report, ReportStatus, ResultRow
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -98,19 +98,28 @@ def _cell(record: CheckRecord | None) -> Cell | None:
 
 
 def _table_rows(matrix: Matrix, markdown: bool = False) -> list[list[str]]:
+    """The matrix's rows as text cells: plain text for a terminal, escaped Markdown (``markdown``)."""
     rows = [[row.architecture, row.model_id, *(cell.mark if cell else "" for cell in row.cells)]
             for row in matrix.rows]
-    return [[_markdown_text(text) for text in row] for row in rows] if markdown else rows
+    escape = _markdown_text if markdown else _terminal_text
+    return [[escape(text) for text in row] for row in rows]
+
+
+def _terminal_text(text: str) -> str:
+    """Text safe in one terminal table cell: no escape sequences, control characters or line breaks."""
+    return plain_text(text, newlines=False)
 
 
 def _markdown_text(text: str) -> str:
-    """Text safe in a Markdown table cell: no raw HTML, no column breaks (model ids are user input)."""
+    """Text safe in a Markdown table cell: no raw HTML, no column or row breaks, no control characters
+    (architectures, model ids, check names and messages are all user input)."""
+    text = _terminal_text(text).replace("\\", "\\\\")
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
 
 
 def history_markdown(history: History) -> str:
     """The matrix page as Markdown: architectures x version sets, changed cells marked, then the changes."""
-    headers = ["architecture", *(column.label for column in history.columns)]
+    headers = [_markdown_text(text) for text in ("architecture", *(column.label for column in history.columns))]
     lines = [f"| {' | '.join(headers)} |", f"|{'---|' * len(headers)}"]
     for row in history.rows:
         cells = [f"{TREND_MARKS.get(cell.trend, '')} {cell.text}".strip() for cell in row.cells]
@@ -126,8 +135,8 @@ def markdown_table(report: Report | Iterable[ResultRow]) -> str:
     from tabulate import tabulate
 
     matrix = build_matrix(report)
-    table = tabulate(_table_rows(matrix, markdown=True), headers=["architecture", "model", *matrix.checks],
-                     tablefmt="github")
+    headers = [_markdown_text(text) for text in ("architecture", "model", *matrix.checks)]
+    table = tabulate(_table_rows(matrix, markdown=True), headers=headers, tablefmt="github")
     return f"{matrix.summary()}\n\n{table}\n"
 
 
@@ -136,7 +145,8 @@ def terminal_table(report: Report | Iterable[ResultRow]) -> str:
     from tabulate import tabulate
 
     matrix = build_matrix(report)
-    table = tabulate(_table_rows(matrix), headers=["architecture", "model", *matrix.checks])
+    headers = [_terminal_text(text) for text in ("architecture", "model", *matrix.checks)]
+    table = tabulate(_table_rows(matrix), headers=headers)
     return f"{table}\n{matrix.summary()}"
 
 
@@ -153,13 +163,22 @@ def render_site(report_dirs: Iterable[Path | str], out_dir: Path | str) -> Path:
     for column in history.columns:
         html = env.get_template("version_set.html").render(
             vs=column.vs, matrix=matrices[column.vs.page], previous=column.previous, diff=column.diff, marks=MARKS)
-        (out / column.vs.page).write_text(html, encoding="utf-8")
+        _page(out, column.vs.page).write_text(html, encoding="utf-8")
     (out / "matrix.html").write_text(env.get_template("matrix.html").render(
         history=history, marks=MARKS, trend_marks=TREND_MARKS), encoding="utf-8")
     index = out / "index.html"
     index.write_text(env.get_template("index.html").render(
         sets=list(reversed(sets)), matrices=matrices, history=history), encoding="utf-8")
     return index
+
+
+def _page(out: Path, name: str) -> Path:
+    """``out / name``, refusing a name that would leave ``out`` (page names come from report versions,
+    which ``report_filename`` already makes safe: this guards that promise)."""
+    page = out / name
+    if Path(name).name != name or name in ("", ".", "..") or page.resolve().parent != out.resolve():
+        raise ValueError(f"page name {name!r} would be written outside {out}")
+    return page
 
 
 def _environment():

@@ -7,8 +7,10 @@ validation and its JSON-ready dict form; ``store`` owns the files.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import platform
+import re
 import subprocess
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -269,9 +271,28 @@ def _installed(name: str) -> str:
 
 
 def report_filename(versions: dict[str, str]) -> str:
-    """``nnterp-<v>_transformers-<v>_nnsight-<v>_torch-<v>.json``, ``+`` replaced by ``-``."""
-    parts = [f"{name}-{versions[name]}".replace("+", "-") for name in VERSIONED_PACKAGES]
+    """``nnterp-<v>_transformers-<v>_nnsight-<v>_torch-<v>.json``, ``+`` replaced by ``-``.
+
+    Versions are read from report files (user input), so each becomes a safe file-name part (see
+    ``_safe_version``): no ``/``, ``\\`` or ``..``, whatever a report holds, so the name never leaves its folder.
+    """
+    parts = [f"{name}-{_safe_version(versions[name])}" for name in VERSIONED_PACKAGES]
     return "_".join(parts) + ".json"
+
+
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]|\.(?=\.)")
+_VERSION_PART_LIMIT = 48
+
+
+def _safe_version(version: str) -> str:
+    """``version`` with ``+`` as ``-`` (as always); anything else outside ``[A-Za-z0-9._-]``, and each ``.``
+    followed by another, as ``-``. A version changed beyond ``+`` or too long keeps a hash of the original,
+    so two different version sets never share a file."""
+    plain = version.replace("+", "-")
+    safe = _UNSAFE_NAME.sub("-", plain)[:_VERSION_PART_LIMIT]
+    if safe == plain:
+        return safe
+    return f"{safe}-{hashlib.sha256(version.encode('utf-8', 'surrogatepass')).hexdigest()[:10]}"
 
 
 def current_environment() -> dict:
