@@ -8,15 +8,16 @@ import sys
 import warnings
 from pathlib import Path
 
+from .errors import CommandLineError, NNterpError
+
 
 def _toy(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
-    from .toy.build import causal_lm_classes, resolve_model_type
     from .toy.survey import survey
 
     _quiet()
-    types = [resolve_model_type(name) for name in args.names] if args.names else list(causal_lm_classes())
+    types = _model_types(args.names)
     statuses = survey(types)
     rows = [(s.model_type, s.class_name, "ok" if s.ok else "FAIL", f"{s.parameters:,}" if s.ok else "",
              f"{s.seconds:.2f}", s.reason[:120]) for s in statuses]
@@ -29,11 +30,10 @@ def _toy(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
-    from .toy.build import causal_lm_classes, resolve_model_type
     from .toy.suite import matrix_rows, validate_toy
 
     _quiet()
-    types = [resolve_model_type(name) for name in args.names] if args.names else list(causal_lm_classes())
+    types = _model_types(args.names)
     validations = []
     for model_type in types:
         validations.append(validate_toy(model_type))
@@ -44,6 +44,18 @@ def _validate(args: argparse.Namespace) -> int:
     passed = sum(validation.passed for validation in validations)
     print(f"\n{passed} of {len(validations)} toy architectures pass every check")
     return 0 if passed == len(validations) or not args.strict else 1
+
+
+def _model_types(names: list[str]) -> list[str]:
+    """The model types named on the command line (every causal-LM type if none), or a CommandLineError."""
+    from .toy.build import causal_lm_classes, resolve_model_type
+
+    if not names:
+        return list(causal_lm_classes())
+    try:
+        return [resolve_model_type(name) for name in names]
+    except KeyError as error:
+        raise CommandLineError(str(error.args[0]) if error.args else str(error)) from error
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -96,6 +108,10 @@ def _status(args: argparse.Namespace) -> int:
 def _report_dirs(args: argparse.Namespace) -> list[Path]:
     """The --reports-dir folders, else those the load-time lookup reads (shipped reports, $NNTERP_REPORT_DIR)."""
     if args.reports_dir:
+        missing = [d for d in args.reports_dir if not Path(d).is_dir()]
+        if missing:
+            raise CommandLineError(f"--reports-dir {', '.join(missing)}: no such folder; pass a folder of report "
+                                   "JSON files (the pytest plugin writes them to compat_reports/ by default)")
         return [Path(d) for d in args.reports_dir]
     try:
         from .compat.lookup import report_directories
@@ -189,7 +205,12 @@ def main(argv: list[str] | None = None) -> int:
         return _run_tests(args, extra)
     if extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    return args.handler(args)
+    try:
+        return args.handler(args)
+    except (NNterpError, OSError) as error:  # a bad argument: one line, not a traceback
+        message = " ".join(str(error).split()) or type(error).__name__
+        print(f"{parser.prog} {args.command}: error: {message}", file=sys.stderr)
+        return 2
 
 
 def _run() -> int:

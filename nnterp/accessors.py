@@ -7,11 +7,13 @@ code always sees the hidden-state tensor.
 
 from __future__ import annotations
 
+import operator
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal
 
 import torch
 
-from .errors import AttentionProbabilitiesUnavailable, LayerIndexError, RenamingError
+from .errors import (AttentionProbabilitiesUnavailable, LayerIndexError, LayerIndexTypeError, RenamingError,
+                     ShapeMismatch)
 
 if TYPE_CHECKING:
     from .attention_probs import ProbabilitiesLocation
@@ -29,18 +31,51 @@ def rewrap(current: Any, value: Any) -> Any:
     return (value, *current[1:]) if isinstance(current, tuple) else value
 
 
-def check_layer_index(index: int, num_layers: int) -> int:
-    """A non-negative layer index, or a LayerIndexError saying how many layers there are."""
-    if not isinstance(index, int) or not -num_layers <= index < num_layers:
-        raise LayerIndexError(index, num_layers)
-    return index % num_layers
+def as_integer_index(index: Any) -> int:
+    """``index`` as a plain int if it is integer-like (int, numpy integer, 0-d integer tensor).
+
+    Bools, floats, strings, slices and anything else raise LayerIndexTypeError: ``True`` is not
+    layer 1, and ``1.0`` is refused rather than truncated.
+    """
+    if isinstance(index, torch.Tensor):
+        if index.ndim != 0 or index.dtype == torch.bool or index.is_floating_point() or index.is_complex():
+            raise LayerIndexTypeError(index)
+        return int(index.item())
+    if isinstance(index, bool) or type(index).__name__ == "bool_":  # numpy.bool_ without importing numpy
+        raise LayerIndexTypeError(index)
+    try:
+        return operator.index(index)
+    except TypeError:
+        raise LayerIndexTypeError(index) from None
+
+
+def check_layer_index(index: Any, num_layers: int) -> int:
+    """A non-negative layer index, or a LayerIndexError saying how many layers there are
+    (LayerIndexTypeError for a value that is not an integer)."""
+    position = as_integer_index(index)
+    if not -num_layers <= position < num_layers:
+        raise LayerIndexError(position, num_layers)
+    return position % num_layers
 
 
 def select_layers(layers: int | Iterable[int] | None, num_layers: int) -> list[int]:
     """Non-negative layer indices for a ``layers=`` argument: one, several, or every layer (None)."""
     if layers is None:
         return list(range(num_layers))
-    return [check_layer_index(layer, num_layers) for layer in ([layers] if isinstance(layers, int) else layers)]
+    if isinstance(layers, (str, bytes, slice)) or not isinstance(layers, Iterable) or \
+            isinstance(layers, torch.Tensor) and layers.ndim == 0:
+        return [check_layer_index(layers, num_layers)]
+    return [check_layer_index(layer, num_layers) for layer in layers]
+
+
+def check_shape(what: str, current: Any, value: Any) -> None:
+    """Raise ShapeMismatch if ``value`` would replace the tensor ``current`` with one of another shape.
+
+    Runs inside a trace, where nnsight hands real tensors to this code; anything that is not a
+    tensor on both sides (a value only known later) is left for the model to take or refuse.
+    """
+    if isinstance(current, torch.Tensor) and isinstance(value, torch.Tensor) and value.shape != current.shape:
+        raise ShapeMismatch(what, tuple(current.shape), tuple(value.shape))
 
 
 def walk(envoy: Any, path: str) -> Any:
@@ -105,6 +140,7 @@ class LayerwiseIO(LayerwiseModules):
 
     def __setitem__(self, index: int, value: Any) -> None:
         envoy = super().__getitem__(index)
+        check_shape(f"layer {check_layer_index(index, self._num_layers)}'s {self._side}", self[index], value)
         if self.view:
             value = self.view.native(value)
         if self._side == "input":
@@ -146,6 +182,10 @@ class LayerwiseContribution(LayerwiseModules):
 
     def __setitem__(self, index: int, value: Any) -> None:
         envoys = super().__getitem__(index)
+        if not self._flat_input:  # (reading the flat module's input again could come after its output)
+            current = unwrap(envoys[0].output)
+            check_shape(f"layer {check_layer_index(index, self._num_layers)}'s contribution",
+                        self.view.canonical(current) if self.view else current, value)
         if self.view:
             value = self.view.native(value)
         if self._flat_input:

@@ -6,11 +6,13 @@ Works on a StandardizedTransformer, and on a plain nnsight model renamed with
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Iterable
 
 import torch
 
 from .accessors import select_layers, unwrap
+from .errors import PromptError, TokenIndexError, ToolkitInputError, ToolkitTypeError
 
 
 def _layer_output(model: Any, layer: int) -> Any:
@@ -29,21 +31,58 @@ def _padding_side(model: Any) -> str:
     return getattr(spec, "padding_side", "") or "right"
 
 
-def _padded(model: Any, prompts: str | list[str]) -> tuple[Any, torch.Tensor | None, str]:
+def prompt_list(prompts: Any, argument: str = "prompts") -> list[str]:
+    """``prompts`` as a non-empty list of non-empty strings; a single string is one prompt.
+
+    Anything else raises a :class:`PromptError` (None, ``[]``, ``""``) or a :class:`ToolkitTypeError`
+    (an int, a list holding a non-string) naming the argument and what to pass.
+    """
+    if prompts is None:
+        raise PromptError(f"{argument} is None: pass a string or a non-empty list of strings")
+    items = [prompts] if isinstance(prompts, str) else prompts
+    if not isinstance(items, (list, tuple)):
+        raise ToolkitTypeError(f"{argument} is {type(prompts).__name__} ({prompts!r:.60}): "
+                               "pass a string or a list of strings")
+    if not items:
+        raise PromptError(f"{argument} is empty: pass at least one prompt")
+    for index, item in enumerate(items):
+        if not isinstance(item, str):
+            raise ToolkitTypeError(f"{argument}[{index}] is {type(item).__name__} ({item!r:.60}), expected a "
+                                   "string: pass every prompt as a string")
+        if not item:
+            raise PromptError(f"{argument}[{index}] is the empty string: it has no token to read; "
+                              "remove it or give it some text")
+    return list(items)
+
+
+def _check_lengths(prompts: list[str], lengths: torch.Tensor) -> None:
+    """Refuse prompts of no token (a trace checks lengths against the model's positions itself)."""
+    for prompt, length in zip(prompts, lengths.tolist()):
+        if length == 0:
+            raise PromptError(f"prompt {prompt!r} tokenizes to no token: give it some text the tokenizer keeps")
+
+
+def _padded(model: Any, prompts: Any) -> tuple[Any, torch.Tensor | None, str]:
     """Prompts tokenized as one padded batch, each row's real length, and the padding side.
 
     With right padding every real token sits where it would sit alone and a causal model never
     attends to the pads after it, so activations equal the unbatched ones on every architecture,
     including those whose positions ignore the attention mask (BART, RoBERTa, RWKV...). Models
-    that ignore the mask and detect padding themselves get the side they expect.
+    that ignore the mask and detect padding themselves get the side they expect. The side is
+    chosen here, per call, so the tokenizer's own ``padding_side`` never matters. Already
+    tokenized inputs (a mapping or a tensor of ids) pass through unchanged.
     """
     tokenizer = getattr(model, "tokenizer", None)
     side = _padding_side(model)
-    if tokenizer is None or not isinstance(prompts, (str, list)):
+    if isinstance(prompts, (Mapping, torch.Tensor)):
         return prompts, None, side
-    batch = tokenizer([prompts] if isinstance(prompts, str) else prompts, return_tensors="pt", padding=True,
-                      padding_side=side)
-    return dict(batch), batch["attention_mask"].sum(dim=1), side
+    prompts = prompt_list(prompts)
+    if tokenizer is None:
+        return prompts, None, side
+    batch = tokenizer(prompts, return_tensors="pt", padding=True, padding_side=side)
+    lengths = batch["attention_mask"].sum(dim=1)
+    _check_lengths(prompts, lengths)
+    return dict(batch), lengths, side
 
 
 def _token_columns(idx: int, lengths: torch.Tensor | None, seq_len: int, side: str) -> Any:
@@ -53,6 +92,28 @@ def _token_columns(idx: int, lengths: torch.Tensor | None, seq_len: int, side: s
     return lengths + idx if side == "right" else seq_len - lengths + idx
 
 
+def _check_token_index(idx: Any, lengths: torch.Tensor | None) -> None:
+    """``idx`` must be an int inside every prompt: ``-length <= idx < length`` for the shortest one."""
+    if isinstance(idx, bool) or not isinstance(idx, int):
+        raise ToolkitTypeError(f"idx is {type(idx).__name__} ({idx!r}), expected an int token index "
+                               "(-1 is each prompt's last token)")
+    if lengths is None:
+        return
+    shortest = int(lengths.min())
+    if not -shortest <= idx < shortest:
+        raise TokenIndexError(f"idx {idx} is outside the shortest prompt ({shortest} tokens): expected an index "
+                              f"in -{shortest}..{shortest - 1}; count from the end (-1 is the last token)")
+
+
+def _chosen_layers(layers: Any, num_layers: int) -> list[int]:
+    """``select_layers``, refusing an empty selection (it would return an empty result)."""
+    chosen = select_layers(layers, num_layers)
+    if not chosen:
+        raise ToolkitInputError(f"layers is empty ({layers!r}): pass None for every layer, an int, "
+                                "or a non-empty list of layer indices")
+    return chosen
+
+
 def get_token_activations(model: Any, prompts: str | list[str], idx: int = -1,
                           layers: int | Iterable[int] | None = None, remote: bool | str = False) -> torch.Tensor:
     """Hidden states at token ``idx`` of every prompt: (num_selected_layers, batch, hidden), on CPU.
@@ -60,9 +121,10 @@ def get_token_activations(model: Any, prompts: str | list[str], idx: int = -1,
     The forward pass stops after the last layer needed. ``idx`` indexes each prompt's own tokens
     (``-1`` is its last token), whatever the other prompts in the batch.
     """
-    chosen = select_layers(layers, _num_layers(model))
+    chosen = _chosen_layers(layers, _num_layers(model))
     in_order = sorted(set(chosen))
     inputs, lengths, side = _padded(model, prompts)
+    _check_token_index(idx, lengths)
     prefix = getattr(model, "num_prefix_positions", 0)  # learned positions before the input (CPM-Ant)
     collected: dict[int, torch.Tensor] = {}  # outside the trace: values made inside it do not leave it
     with torch.no_grad(), model.trace(inputs, remote=remote) as tracer:
@@ -77,24 +139,42 @@ def get_token_activations(model: Any, prompts: str | list[str], idx: int = -1,
     return torch.stack([collected[layer] for layer in chosen])
 
 
+def last_token_logits(model: Any, logits: Any, lengths: torch.Tensor | None, side: str) -> Any:
+    """Inside a trace: each prompt's logits at its own last token, (batch, vocab), whatever the padding."""
+    columns = _token_columns(-1, lengths, logits.shape[1], side)
+    if not isinstance(columns, torch.Tensor):
+        return logits[:, columns]
+    rows = torch.arange(logits.shape[0], device=logits.device)
+    return logits[rows, columns.to(logits.device)]
+
+
 def compute_next_token_probs(model: Any, prompts: str | list[str], remote: bool | str = False) -> torch.Tensor:
-    """Next-token probabilities at the last position of every prompt: (batch, vocab), on CPU."""
-    with torch.no_grad(), model.trace(prompts, remote=remote):
+    """Next-token probabilities at the last token of every prompt: (batch, vocab), on CPU.
+
+    The batch is padded here, per call, and each prompt is read at its own last token, so a row
+    equals the prompt's unbatched result whatever the tokenizer's ``padding_side``.
+    """
+    inputs, lengths, side = _padded(model, prompts)
+    with torch.no_grad(), model.trace(inputs, remote=remote):
         logits = model.output.logits if not hasattr(model, "logits") else model.logits
-        probs = logits[:, -1].softmax(dim=-1).cpu().save()
+        probs = last_token_logits(model, logits, lengths, side).softmax(dim=-1).cpu().save()
     return probs
 
 
-def collect_token_activations_batched(model: Any, prompts: list[str], batch_size: int,
+def collect_token_activations_batched(model: Any, prompts: str | list[str], batch_size: int,
                                       layers: int | Iterable[int] | None = None, idx: int = -1,
                                       remote: bool | str = False, progress: bool = True) -> torch.Tensor:
     """`get_token_activations` over many prompts in batches: (num_selected_layers, num_prompts, hidden), on CPU.
 
     Memory stays bounded by the output: each batch's activations are copied into one preallocated
-    CPU tensor. Equal to the unbatched result whatever the batch size (left padding is handled).
+    CPU tensor. Equal to the unbatched result whatever the batch size and padding side. A single
+    string is one prompt, as everywhere in the toolkit.
     """
+    prompts = prompt_list(prompts)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int):
+        raise ToolkitTypeError(f"batch_size is {type(batch_size).__name__} ({batch_size!r}), expected an int >= 1")
     if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        raise ToolkitInputError(f"batch_size must be at least 1, got {batch_size}")
     batches = [prompts[start:start + batch_size] for start in range(0, len(prompts), batch_size)]
     if progress:
         from tqdm.auto import tqdm
@@ -108,6 +188,5 @@ def collect_token_activations_batched(model: Any, prompts: list[str], batch_size
             result = torch.empty(activations.shape[0], len(prompts), *activations.shape[2:], dtype=activations.dtype)
         result[:, start:start + len(batch)] = activations
         start += len(batch)
-    if result is None:
-        raise ValueError("no prompts given: pass a non-empty list of prompts")
+    assert result is not None  # prompt_list refused an empty list
     return result

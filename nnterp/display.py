@@ -18,6 +18,8 @@ except ImportError as error:
     raise ImportError(f'nnterp.display needs plotly and pandas ({error.name} is missing): '
                       'pip install "nnterp[display]"') from error
 
+from .errors import ToolkitInputError, ToolkitTypeError
+
 if TYPE_CHECKING:
     from .prompts import Prompt
 
@@ -35,9 +37,17 @@ def _layer_probs(probs: torch.Tensor) -> torch.Tensor:
     if probs.dim() == 3 and probs.shape[0] == 1:
         probs = probs[0]
     if probs.dim() != 2:
-        raise ValueError(f"plot_topk_tokens expects probabilities (num_layers, vocab) or (1, num_layers, vocab), "
+        raise ToolkitInputError("plot_topk_tokens expects probabilities (num_layers, vocab) or (1, num_layers, vocab), "
                          f"got shape {tuple(probs.shape)}; for a batch, plot one prompt at a time: probs[i]")
     return probs.detach().float().cpu()
+
+
+def _check_k(k: Any, vocab: int) -> None:
+    """``k`` an int in 1..vocab: topk past the vocabulary fails deep inside torch."""
+    if isinstance(k, bool) or not isinstance(k, int):
+        raise ToolkitTypeError(f"k is {type(k).__name__} ({k!r}), expected an int number of tokens")
+    if not 1 <= k <= vocab:
+        raise ToolkitInputError(f"k is {k}, expected 1..{vocab} (the vocabulary size): pass a smaller k")
 
 
 def _save(fig: go.Figure, file: str | Path, save_html: bool) -> None:
@@ -66,7 +76,10 @@ def plot_topk_tokens(probs: torch.Tensor, tokenizer: Any, k: int = 5, title: str
 
     >>> fig = plot_topk_tokens(logit_lens(model, "The capital of France is")[0], model.tokenizer)  # doctest: +SKIP
     """
+    if not isinstance(probs, torch.Tensor):
+        raise ToolkitTypeError(f"probs is {type(probs).__name__}, expected a torch.Tensor (num_layers, vocab)")
     probs = _layer_probs(probs)
+    _check_k(k, probs.shape[-1])
     top = probs.topk(k, dim=-1)
     labels = [[readable_token(token, tokenizer) for token in row] for row in top.indices.tolist()]
     ranks = [str(rank) for rank in range(1, k + 1)]

@@ -55,3 +55,67 @@ class LayerIndexError(NNterpError, IndexError):
 
 class AttentionProbabilitiesUnavailable(NNterpError):
     """attention_probabilities was used on a model where they are not enabled or not found."""
+
+
+class InvalidArgument(NNterpError, TypeError):
+    """An argument of the wrong type or form (a flag that is not a bool, a model that is not a causal LM...)."""
+
+
+class LayerIndexTypeError(InvalidArgument):
+    """A layer index that is not an integer (bools, floats, strings, slices are refused, not coerced)."""
+
+    def __init__(self, index: object):
+        super().__init__(
+            f"layer index {index!r} ({type(index).__name__}) is not an integer: pass an int "
+            "(numpy integers and 0-d integer tensors are accepted too)"
+        )
+
+
+class ShapeMismatch(NNterpError, ValueError):
+    """A value assigned to an accessor, or a skip replacement, does not have the shape it replaces."""
+
+    def __init__(self, what: str, expected: tuple, given: tuple):
+        self.expected, self.given = tuple(expected), tuple(given)
+        super().__init__(f"{what} expects a value of shape {self.expected}, got shape {self.given}; "
+                         "give a tensor of exactly that shape (expand or index yours)")
+
+
+class ModelNotFound(NNterpError, FileNotFoundError):
+    """A model argument that looks like a local path names nothing on disk."""
+
+
+class InputTooLong(NNterpError, IndexError):
+    """An input longer than the learned positions the model has (it would index out of range)."""
+
+
+class InputTooLongWarning(UserWarning):
+    """An input longer than the model's configured context; the model runs but was not trained on it."""
+
+
+class ToolkitInputError(NNterpError, ValueError):
+    """A research-toolkit function (activations, prompts, interventions, display) got an argument it
+    cannot use; the message names the argument, what was found, and what to pass instead."""
+
+
+class ToolkitTypeError(ToolkitInputError, TypeError):
+    """A toolkit argument has the wrong type (an int where prompts go, a list as a steering vector...)."""
+
+
+class PromptError(ToolkitInputError):
+    """Prompts that cannot be run: None, an empty list, an empty string, a prompt of no tokens."""
+
+
+class TargetError(ToolkitInputError):
+    """The targets of a Prompt: none given, or a word the tokenizer maps to its unknown token."""
+
+
+class TokenIndexError(ToolkitInputError, IndexError):
+    """A token index (``idx``, ``index_to_patch``, steering ``positions``) outside the prompt."""
+
+
+class SteeringVectorError(ToolkitInputError):
+    """A steering vector of the wrong shape, dtype or device for the layer it is added to."""
+
+
+class CommandLineError(NNterpError):
+    """A ``python -m nnterp`` argument names nothing usable (an unknown model type, a missing folder)."""

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 
-from .accessors import select_layers
-from .errors import NNterpError
+from .activations import _chosen_layers, _padded, last_token_logits, prompt_list
+from .errors import NNterpError, SteeringVectorError, TokenIndexError, ToolkitInputError, ToolkitTypeError
 
 if TYPE_CHECKING:
     from .standardized import StandardizedTransformer
@@ -93,14 +93,18 @@ def _token_index_of_prefix_end(tokenizer: Any, text: str, end: int) -> int:
 
 
 def _absolute_to_negative(model: StandardizedTransformer, target: TargetPrompt) -> int:
-    """``index_to_patch`` counted from the end, so that it survives left padding in a batch."""
-    if target.index_to_patch < 0:
-        return target.index_to_patch
-    length = len(model.tokenizer(target.prompt)["input_ids"])
-    if target.index_to_patch >= length:
-        raise IndexError(f"index_to_patch {target.index_to_patch} is past the end of {target.prompt!r} "
-                         f"({length} tokens); expected an index in -{length}..{length - 1}")
-    return target.index_to_patch - length
+    """``index_to_patch`` counted from the end, checked to fall inside the target prompt."""
+    if not isinstance(target, TargetPrompt):
+        raise ToolkitTypeError(f"a target prompt is {type(target).__name__} ({target!r:.60}), expected a "
+                               "TargetPrompt: build one with TargetPrompt(prompt, index_to_patch) or repeat_prompt()")
+    index = target.index_to_patch
+    if isinstance(index, bool) or not isinstance(index, int):
+        raise ToolkitTypeError(f"index_to_patch is {type(index).__name__} ({index!r}), expected an int")
+    length = len(model.tokenizer(prompt_list(target.prompt, "the target prompt")[0])["input_ids"])
+    if not -length <= index < length:
+        raise TokenIndexError(f"index_to_patch {index} is outside {target.prompt!r} ({length} tokens); "
+                              f"expected an index in -{length}..{length - 1}")
+    return index if index < 0 else index - length
 
 
 def _targets(target_patch_prompts: TargetPrompt | Sequence[TargetPrompt] | None, num_sources: int
@@ -110,20 +114,19 @@ def _targets(target_patch_prompts: TargetPrompt | Sequence[TargetPrompt] | None,
         target_patch_prompts = repeat_prompt()
     if isinstance(target_patch_prompts, TargetPrompt):
         return [target_patch_prompts] * num_sources
+    if not isinstance(target_patch_prompts, (list, tuple)):
+        raise ToolkitTypeError(f"target_patch_prompts is {type(target_patch_prompts).__name__}, expected a "
+                               "TargetPrompt or a list of them: wrap the prompt as TargetPrompt(prompt, -1)")
     targets = list(target_patch_prompts)
     if len(targets) == 1:
         return targets * num_sources
     if len(targets) != num_sources:
-        raise ValueError(f"got {len(targets)} target prompts for {num_sources} sources; "
+        raise ToolkitInputError(f"got {len(targets)} target prompts for {num_sources} sources; "
                          "expected one target prompt, or one per source")
     return targets
 
 
 # -- lenses --------------------------------------------------------------------
-
-
-def _as_list(prompts: str | Sequence[str]) -> list[str]:
-    return [prompts] if isinstance(prompts, str) else list(prompts)
 
 
 def logit_lens(model: StandardizedTransformer, prompts: str | Sequence[str], remote: bool | str = False
@@ -136,10 +139,14 @@ def logit_lens(model: StandardizedTransformer, prompts: str | Sequence[str], rem
         probs = logit_lens(model, "The capital of France is")
         model.tokenizer.decode(probs[0, -1].argmax())  # ' Paris'
     """
-    with torch.no_grad(), model.trace(_as_list(prompts), remote=remote):
-        per_layer = [model.project_on_vocab(model.collapse_streams(model.layers_output[layer][:, -1]))
-                     .float().softmax(dim=-1).cpu()
-                     for layer in range(model.num_layers)]
+    inputs, lengths, side = _padded(model, prompts)
+    prefix = model.num_prefix_positions
+    with torch.no_grad(), model.trace(inputs, remote=remote):
+        per_layer = []
+        for layer in range(model.num_layers):
+            hidden = model.layers_output[layer]
+            last = last_token_logits(model, hidden[:, prefix:], lengths, side)  # each prompt's last token
+            per_layer.append(model.project_on_vocab(model.collapse_streams(last)).float().softmax(dim=-1).cpu())
         probs = torch.stack(per_layer, dim=1).save()
     return probs.detach()
 
@@ -149,7 +156,7 @@ def last_token_latents(model: StandardizedTransformer, prompts: str | Sequence[s
     """The last token's hidden state at each layer's output: (num_layers_selected, batch, hidden), on CPU."""
     from .activations import get_token_activations
 
-    return get_token_activations(model, _as_list(prompts), idx=-1, layers=layers, remote=remote)
+    return get_token_activations(model, prompt_list(prompts), idx=-1, layers=layers, remote=remote)
 
 
 def _latents_by_layer(model: StandardizedTransformer, layers: list[int], source_prompts: Sequence[str] | None,
@@ -182,7 +189,7 @@ def _patch(model: StandardizedTransformer, layer: int, positions: list[int], lat
         output[:, positions[0]] = latents
     else:
         for row, position in enumerate(positions):
-            output[row, position] = latents[row]
+            output[row, int(position)] = latents[row]
 
 
 def patchscope_lens(model: StandardizedTransformer, source_prompts: str | Sequence[str] | None = None,
@@ -200,17 +207,20 @@ def patchscope_lens(model: StandardizedTransformer, source_prompts: str | Sequen
         probs = patchscope_lens(model, ["I adopted a cat"], repeat_prompt(), layers=[5, 10])
         model.tokenizer.decode(probs[0, 1].argmax())  # ' cat'
     """
-    layers = select_layers(layers, model.num_layers)
-    source_latents = _latents_by_layer(model, layers, None if source_prompts is None else _as_list(source_prompts),
+    layers = _chosen_layers(layers, model.num_layers)
+    source_latents = _latents_by_layer(model, layers, None if source_prompts is None else prompt_list(source_prompts),
                                        latents, remote)
     targets = _targets(target_patch_prompts, source_latents.shape[1])
-    prompts = [target.prompt for target in targets]
-    positions = [_absolute_to_negative(model, target) for target in targets]
+    from_end = torch.tensor([_absolute_to_negative(model, target) for target in targets])
+    inputs, lengths, side = _padded(model, [target.prompt for target in targets])
+    seq_len = inputs["input_ids"].shape[1]
+    columns = (lengths + from_end) if side == "right" else (seq_len + from_end)  # each target's own token
+    positions = (model.num_prefix_positions + columns).tolist()
     per_layer = []
     for layer, layer_latents in zip(layers, source_latents):
-        with torch.no_grad(), model.trace(prompts, remote=remote):
+        with torch.no_grad(), model.trace(inputs, remote=remote):
             _patch(model, layer, positions, layer_latents)
-            probs = model.next_token_probs.float().cpu().save()
+            probs = last_token_logits(model, model.logits, lengths, side).float().softmax(dim=-1).cpu().save()
         per_layer.append(probs.detach())
     return torch.stack(per_layer, dim=1)
 
@@ -224,7 +234,7 @@ def patchscope_generate(model: StandardizedTransformer, prompts: str | Sequence[
     The patch is applied at the first forward of the generation (the prompt's); ``max_length`` is the
     number of new tokens. Returns, per layer, the generated text (prompt excluded) per source prompt.
     """
-    layers = select_layers(layers, model.num_layers)
+    layers = _chosen_layers(layers, model.num_layers)
     source_latents = last_token_latents(model, prompts, layers, remote)
     position = _absolute_to_negative(model, target_patch_prompt)
     targets = [target_patch_prompt.prompt] * source_latents.shape[1]
@@ -242,21 +252,67 @@ def patchscope_generate(model: StandardizedTransformer, prompts: str | Sequence[
 # -- steering ------------------------------------------------------------------
 
 
+def _check_steering_vector(model: StandardizedTransformer, vector: Any) -> None:
+    """A floating-point tensor, on a real device, whose last dimensions are one token's state."""
+    if not isinstance(vector, torch.Tensor):
+        raise ToolkitTypeError(f"steering_vector is {type(vector).__name__}, expected a torch.Tensor: "
+                               "convert it with torch.as_tensor(vector, dtype=torch.float32)")
+    if not vector.dtype.is_floating_point:
+        raise SteeringVectorError(f"steering_vector has dtype {vector.dtype}, expected a floating-point dtype: "
+                                  "convert it with vector.float()")
+    if vector.device.type == "meta":
+        raise SteeringVectorError("steering_vector is on the meta device and holds no values: "
+                                  "build it on the CPU or the model's device")
+    state = tuple(model.token_state_shape)
+    try:  # (hidden,) on a multi-stream model is added to every stream
+        broadcast = tuple(torch.broadcast_shapes(tuple(vector.shape), state))
+    except RuntimeError:
+        broadcast = ()
+    if vector.dim() == 0 or vector.shape[-1] != state[-1] or broadcast[len(broadcast) - len(state):] != state:
+        raise SteeringVectorError(f"steering_vector has shape {tuple(vector.shape)}, expected ({state[-1]},) or one "
+                                  f"token's state {state} (optionally with leading dimensions that broadcast)")
+
+
+def _check_factor(factor: Any) -> None:
+    if isinstance(factor, bool) or not isinstance(factor, (int, float)):
+        if not (isinstance(factor, torch.Tensor) and factor.dim() == 0 and factor.dtype.is_floating_point):
+            raise ToolkitTypeError(f"factor is {type(factor).__name__} ({factor!r:.40}), expected a number "
+                                   "(an int or a float)")
+
+
+def _check_positions(positions: int | list[int] | None, seq_len: int) -> None:
+    """Every position an int inside the sequence of ``seq_len`` positions."""
+    items = [positions] if isinstance(positions, int) and not isinstance(positions, bool) else positions
+    if not isinstance(items, (list, tuple)) or not items:
+        raise ToolkitTypeError(f"positions is {positions!r}, expected None, an int or a non-empty list of ints")
+    for position in items:
+        if isinstance(position, bool) or not isinstance(position, int):
+            raise ToolkitTypeError(f"positions holds {position!r} ({type(position).__name__}), expected ints")
+        if not -seq_len <= position < seq_len:
+            raise TokenIndexError(f"position {position} is outside the {seq_len} positions of this input: "
+                                  f"expected positions in -{seq_len}..{seq_len - 1}")
+
+
 def steer(model: StandardizedTransformer, layers: int | list[int], steering_vector: torch.Tensor,
           factor: float = 1, positions: int | list[int] | None = None) -> None:
     """Add ``factor * steering_vector`` to the output of each layer in ``layers``, inside a trace.
 
     The vector is moved to each layer's device and dtype, so models split across devices work.
-    ``positions`` restricts the addition to some token positions (default: all). Example::
+    ``positions`` restricts the addition to some token positions (default: all). The vector must be
+    a floating-point tensor ending in one token's state (``model.token_state_shape``); the caller's
+    tensor is never modified. Example::
 
         with model.trace("The weather today is"):
             steer(model, layers=[5, 10], steering_vector=vector, factor=1.5)
             probs = model.next_token_probs.save()
     """
-    for layer in [layers] if isinstance(layers, int) else layers:
+    _check_steering_vector(model, steering_vector)
+    _check_factor(factor)
+    for layer in _chosen_layers(layers, model.num_layers):
         output = model.layers_output[layer]
         vector = factor * steering_vector.to(device=output.device, dtype=output.dtype)
         if positions is None:
             output[:] += vector
         else:
+            _check_positions(positions, output.shape[1])
             output[:, positions] += vector

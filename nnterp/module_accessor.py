@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
+from .accessors import check_layer_index
+from .errors import InvalidArgument
 from .rename import RenameConfig, resolve_architecture
 
 
@@ -14,6 +18,9 @@ class ModuleAccessor:
     """
 
     def __init__(self, model: Any, rename_config: RenameConfig | None = None):
+        if not isinstance(model, torch.nn.Module):
+            raise InvalidArgument(f"ModuleAccessor takes a torch module (a HuggingFace PreTrainedModel), got "
+                                  f"{type(model).__module__}.{type(model).__qualname__}")
         self.model = model
         self.architecture = resolve_architecture(model, rename_config)
 
@@ -50,5 +57,6 @@ class ModuleAccessor:
         return self._sublayer(layer, self.architecture.mlp)
 
     def _sublayer(self, layer: int, paths: tuple[str | None, ...]) -> Any:
+        layer = check_layer_index(layer, len(paths))
         path = paths[layer]
         return self.layers[layer].get_submodule(path) if path is not None else None

@@ -9,12 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
-from .errors import ModuleNotFoundForRename, RenamingError
+from .errors import InvalidArgument, ModuleNotFoundForRename, RenamingError
 from .registry import DEFAULT, ArchitectureSpec, Residual, spec_for
 
 STANDARD_TOP = ("embed_tokens", "layers", "ln_final", "lm_head")
 STANDARD_PER_LAYER = {"attention": "self_attn", "mlp": "mlp"}
 # Per-layer spellings safe to alias on any model: no known block has two of them.
+PER_LAYER_FIELDS = ("attention", "mlp", "attention_output", "mlp_input", "mlp_output")
 UNIVERSAL_ATTENTION_NAMES = ("attn", "self_attention", "attention")
 UNIVERSAL_MLP_NAMES = ("feed_forward", "ffn", "block_sparse_moe")
 
@@ -47,6 +48,24 @@ class RenameConfig:
     residual: Residual | str | None = None
     attn_prob_ops: tuple[str, ...] | None = None
 
+    def __post_init__(self) -> None:
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if value is None or item.name == "residual":
+                continue
+            if not _is_path_or_paths(value, allow_str=item.name != "attn_prob_ops"):
+                expected = "a tuple of operation names" if item.name == "attn_prob_ops" else \
+                    "a dotted module path (str) or a list of them"
+                raise InvalidArgument(f"RenameConfig({item.name}=...) must be {expected}, got "
+                                      f"{type(value).__name__} {value!r:.80}")
+        if self.residual is not None and self.residual not in {member.value for member in Residual}:
+            raise InvalidArgument(f"RenameConfig(residual=...) must be one of "
+                                  f"{[member.value for member in Residual]}, got {self.residual!r}")
+
+    def user_paths(self, names: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+        """The paths this config gives for each of ``names`` (fields left None omitted)."""
+        return {name: _as_tuple(getattr(self, name)) for name in names if getattr(self, name) is not None}
+
     def apply(self, spec: ArchitectureSpec) -> ArchitectureSpec:
         """The spec with this config's names tried first."""
         changes: dict[str, Any] = {}
@@ -59,6 +78,42 @@ class RenameConfig:
             else:
                 changes[item.name] = _as_tuple(value) + getattr(spec, item.name)
         return spec.like(**changes)
+
+
+def _is_path_or_paths(value: Any, allow_str: bool) -> bool:
+    """Whether ``value`` is a non-empty string (if allowed) or a non-empty list/tuple of them."""
+    if isinstance(value, str):
+        return allow_str and bool(value)
+    return isinstance(value, (list, tuple)) and bool(value) and all(isinstance(v, str) and v for v in value)
+
+
+def _children_text(module: Any) -> str:
+    return ", ".join(f"{n} ({type(m).__name__})" for n, m in module.named_children()) or "none"
+
+
+def check_top_paths(model: Any, rename_config: RenameConfig, class_name: str) -> None:
+    """Raise ModuleNotFoundForRename for a top-level RenameConfig path present nowhere in the model:
+    a path the user gave is never silently replaced by the registry's default."""
+    for name, paths in rename_config.user_paths(STANDARD_TOP).items():
+        if not any(get_submodule(model, path) is not None for path in paths):
+            raise ModuleNotFoundForRename(
+                f"RenameConfig({name}={_shown(paths)}) names no module of this model. "
+                f"Top-level modules: {_children_text(model)}", architecture=class_name, check="renaming",
+                fix=f"pass the dotted path of the {name} module, as print(model) shows it")
+
+
+def check_layer_paths(layers: Any, rename_config: RenameConfig, class_name: str) -> None:
+    """The same for per-layer paths (relative to a layer): each must be present in some layer."""
+    for name, paths in rename_config.user_paths(PER_LAYER_FIELDS).items():
+        if not any(get_submodule(layer, path) is not None for layer in layers for path in paths):
+            raise ModuleNotFoundForRename(
+                f"RenameConfig({name}={_shown(paths)}) names no module of any layer (paths are relative to a "
+                f"layer). Modules of layer 0: {_children_text(layers[0])}", architecture=class_name,
+                check="renaming", fix=f"pass the path of the {name} module inside one layer, e.g. 'self_attn'")
+
+
+def _shown(paths: tuple[str, ...]) -> str:
+    return repr(paths[0]) if len(paths) == 1 else repr(list(paths))
 
 
 def get_submodule(root: Any, path: str) -> Any | None:
@@ -197,8 +252,12 @@ def resolve_architecture(model: Any, rename_config: RenameConfig | None = None) 
     """Find every standardized module of ``model`` (a HuggingFace PreTrainedModel)."""
     class_name = type(model).__name__
     spec = spec_for(type(model))
+    if rename_config is not None and not isinstance(rename_config, RenameConfig):
+        raise InvalidArgument(f"rename_config must be a RenameConfig, got {type(rename_config).__name__} "
+                              f"{rename_config!r:.80}; e.g. rename_config=RenameConfig(layers='model.layers')")
     if rename_config is not None:
         spec = rename_config.apply(spec)
+        check_top_paths(model, rename_config, class_name)
     if spec.unsupported:
         raise RenamingError(f"cannot be standardized: {spec.unsupported}", architecture=class_name, check="renaming")
     if spec.pre_norm_flag and getattr(model.config, spec.pre_norm_flag, True) is False:
@@ -209,6 +268,8 @@ def resolve_architecture(model: Any, rename_config: RenameConfig | None = None) 
                         None if spec.lm_head else _head_path(model))
     layers_path = _required(model, spec.layers, "layers", class_name)
     layers = model.get_submodule(layers_path)
+    if rename_config is not None:
+        check_layer_paths(layers, rename_config, class_name)
     attention = _per_layer(layers, spec.attention)
     mlp = _per_layer(layers, spec.mlp)
     attention_output = _per_layer(layers, spec.attention_output) if spec.attention_output else attention

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import copy
+import os
+import re
+import warnings
 from typing import Any, Iterable
 
 import torch
 from nnsight.modeling.transformers import TransformersModel
 
 from .accessors import (AttentionProbabilities, BatchFolded, LayerwiseContribution, LayerwiseIO, LayerwiseModules,
-                        TensorView, check_layer_index, walk)
+                        TensorView, check_layer_index, check_shape, walk)
 from .attention_probs import locate_attention_probabilities
 from .compat.lookup import warn_for_architecture
 from .eager_attention import use_eager_attention
-from .errors import RenamingError, ValidationFailed
+from .errors import (InputTooLong, InputTooLongWarning, InvalidArgument, ModelNotFound, RenamingError,
+                     ValidationFailed)
 from .rename import RenameConfig, ResolvedArchitecture, resolve_architecture
 
 
@@ -36,9 +41,45 @@ def _load_gguf(path: str, tokenizer: Any) -> tuple[torch.nn.Module, Any]:
 
     file = Path(path)
     if not file.is_file():
-        raise FileNotFoundError(f"no GGUF file at {path}; pass the path of an existing .gguf file")
+        raise ModelNotFound(f"no GGUF file at {path}; pass the path of an existing .gguf file")
     model = AutoModelForCausalLM.from_pretrained(file.parent, gguf_file=file.name)
     return model, tokenizer or AutoTokenizer.from_pretrained(file.parent, gguf_file=file.name)
+
+
+# Config keys giving the longest input a model was built or trained for, first present wins.
+POSITION_LIMIT_KEYS = ("max_position_embeddings", "n_positions", "n_ctx", "max_sequence_length", "seq_length",
+                       "max_seq_len", "context_length")
+_HUB_ID = re.compile(r"^[A-Za-z0-9_][\w.-]*(/[\w.-]+)?$")
+# A learned position table may hold a few extra rows (OPT offsets positions by 2).
+LEARNED_POSITION_SLACK = 2
+
+
+def _check_arguments(model: Any, rename_config: Any, flags: dict[str, Any]) -> None:
+    """Refuse arguments of the wrong type before anything loads (and before any network access)."""
+    for name, value in flags.items():
+        if not isinstance(value, bool):
+            raise InvalidArgument(f"{name} must be True or False, got {value!r} ({type(value).__name__})")
+    if rename_config is not None and not isinstance(rename_config, RenameConfig):
+        raise InvalidArgument(f"rename_config must be a RenameConfig, got {type(rename_config).__name__} "
+                              f"{rename_config!r}; e.g. rename_config=RenameConfig(layers='model.layers')")
+    if isinstance(model, str):
+        _check_local_path(model)
+    elif not isinstance(model, torch.nn.Module) or not hasattr(model, "config"):
+        raise InvalidArgument(
+            f"model must be a hub id, a local path, a .gguf file or a HuggingFace causal LM (PreTrainedModel), "
+            f"got {type(model).__module__}.{type(model).__qualname__}"
+            + ("" if model is None else "; a plain torch module has no config to standardize"))
+
+
+def _check_local_path(model: str) -> None:
+    """Fail fast, without the network, on a model string that looks like a local path and names nothing.
+
+    Path-looking: starts with / . ~, or holds a separator without being a hub id ('gpt2', 'org/name')."""
+    looks_local = model.startswith(("/", ".", "~")) or (os.sep in model or "/" in model) and not _HUB_ID.match(model)
+    path = os.path.expanduser(model)
+    if looks_local and not os.path.exists(path):
+        raise ModelNotFound(f"no model at local path {model!r} (resolved to {os.path.abspath(path)}); "
+                            "pass an existing folder holding config.json, or a hub id like 'gpt2' or 'org/name'")
 
 
 class StandardizedTransformer(TransformersModel):
@@ -61,6 +102,10 @@ class StandardizedTransformer(TransformersModel):
     def __init__(self, model: str | torch.nn.Module, *, tokenizer: Any = None,
                  rename_config: RenameConfig | None = None, enable_attention_probs: bool = False,
                  check_renaming: bool = True, device_map: str | dict | None = "auto", **kwargs: Any):
+        _check_arguments(model, rename_config,
+                         {"check_renaming": check_renaming, "enable_attention_probs": enable_attention_probs})
+        if tokenizer is not None:  # nnsight sets pad token and padding side on it: leave the caller's own alone
+            tokenizer = copy.deepcopy(tokenizer)
         self._rename_config = rename_config
         self._standard_rename: dict[str, str] = {}
         kwargs.setdefault("task", "text-generation")
@@ -175,6 +220,49 @@ class StandardizedTransformer(TransformersModel):
     def _attention_modules(self) -> list[torch.nn.Module | None]:
         layers = self._module.get_submodule(self.architecture.layers)
         return [layer.get_submodule(path) if path else None for layer, path in zip(layers, self.architecture.attention)]
+
+    # -- inputs ----------------------------------------------------------------
+
+    def _batch(self, invokes: list, fn: Any) -> tuple:
+        """nnsight's batching of a trace's inputs, then the length check against the model's positions."""
+        batched = super()._batch(invokes, fn)
+        args, kwargs = batched if len(batched) == 2 and isinstance(batched[1], dict) else ((), {})
+        ids = kwargs.get("input_ids", args[0] if args and isinstance(args[0], torch.Tensor) else None)
+        if isinstance(ids, torch.Tensor) and ids.ndim >= 2:
+            self._check_input_length(ids.shape[1])
+        return batched
+
+    def _check_input_length(self, length: int) -> None:
+        """Raise InputTooLong past a learned position table (the model would index out of range), warn past
+        a configured context the model can still compute (rotary, ALiBi: it was not trained that long)."""
+        limit, learned = self.position_limit
+        if limit is None or length <= limit:
+            return
+        message = (f"input of {length} tokens is longer than this {self.architecture.class_name}'s "
+                   f"{limit} positions")
+        if learned:
+            raise InputTooLong(f"{message}: it has learned position embeddings for {limit} positions only, so the "
+                               f"model would index out of range; truncate to {limit} tokens "
+                               f"(tokenizer(..., truncation=True, max_length={limit}))")
+        warnings.warn(f"{message} (config); it runs, but results past {limit} tokens are outside what it was "
+                      "trained on", InputTooLongWarning, stacklevel=4)
+
+    @property
+    def position_limit(self) -> tuple[int | None, bool]:
+        """(the config's position limit or None, whether an embedding table of about that size holds learned
+        positions). Read from the config and the modules, never from the architecture's name."""
+        config = self._module.config
+        text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+        limit = next((value for source in (text_config, config) for key in POSITION_LIMIT_KEYS
+                      if isinstance(value := getattr(source, key, None), int) and not isinstance(value, bool)
+                      and value > 0), None)
+        if limit is None:
+            return None, False
+        embed = self._module.get_submodule(self.architecture.embed_tokens)
+        learned = any(isinstance(module, torch.nn.Embedding) and module is not embed
+                      and limit <= module.num_embeddings <= limit + LEARNED_POSITION_SLACK
+                      for module in self._module.modules())
+        return limit, learned
 
     # -- facts -----------------------------------------------------------------
 
@@ -326,7 +414,10 @@ class StandardizedTransformer(TransformersModel):
         if start > end:
             raise ValueError(f"start_layer ({start_layer}) is after end_layer ({end_layer})")
         for index in range(start, end + 1):
-            replacement = self.layers_input[index] if skip_with is None else skip_with
+            replacement = self.layers_input[index]
+            if skip_with is not None:
+                check_shape(f"skip_with for layer {index}", replacement, skip_with)
+                replacement = skip_with
             if self.layers_input.view:  # nnterp's layout back to the block's own
                 replacement = self.layers_input.view.native(replacement)
             self.layers[index].skip(self._as_layer_output(replacement, index))

@@ -48,9 +48,11 @@ def test_unknown_architecture_lists_its_top_level_modules():
 
 def test_rename_config_describes_an_unknown_layout():
     model = Unknown()
-    config = RenameConfig(embed_tokens="trunk", layers="stack", lm_head="trunk", attention=".")
+    config = RenameConfig(embed_tokens="trunk", layers="stack", lm_head="trunk")
     accessor = ModuleAccessor(model, config)
     assert accessor.layers is model.stack
+    with pytest.raises(ModuleNotFoundForRename, match=r"RenameConfig\(attention='\.'\) names no module of any layer"):
+        ModuleAccessor(model, RenameConfig(embed_tokens="trunk", layers="stack", lm_head="trunk", attention="."))
 
 
 def test_wrong_rename_config_fails_validation_with_the_check_named():

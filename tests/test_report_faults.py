@@ -135,7 +135,8 @@ def test_a_report_folder_lost_during_the_run_falls_back_to_a_temp_report(pytestc
     from pytest_nnterp.session import NnterpSession
 
     session = NnterpSession(pytestconfig, Selection((), ("llama",), ("renaming",), tmp_path / "reports"))
-    (tmp_path / "reports").rmdir()
+    if (tmp_path / "reports").exists():  # only a controller (not an xdist worker) prepares the folder
+        (tmp_path / "reports").rmdir()
     (tmp_path / "reports").write_text("replaced by a file during the run")
     session.rows[("LlamaForCausalLM", "toy:llama", "renaming")] = {**row().to_dict(), "status": "passed"}
     path = session.write_report()
