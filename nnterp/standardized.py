@@ -17,7 +17,7 @@ from .attention_probs import locate_attention_probabilities
 from .compat.lookup import warn_for_architecture
 from .eager_attention import use_eager_attention
 from .errors import (InputTooLong, InputTooLongWarning, InvalidArgument, ModelNotFound, RenamingError,
-                     ValidationFailed)
+                     ToolkitInputError, ValidationFailed)
 from .rename import RenameConfig, ResolvedArchitecture, resolve_architecture
 
 
@@ -412,7 +412,8 @@ class StandardizedTransformer(TransformersModel):
         start = check_layer_index(start_layer, self.num_layers)
         end = check_layer_index(end_layer, self.num_layers)
         if start > end:
-            raise ValueError(f"start_layer ({start_layer}) is after end_layer ({end_layer})")
+            raise ToolkitInputError(f"start_layer ({start_layer}) is after end_layer ({end_layer}): pass the first "
+                                    "layer to skip, then the last (both included)")
         for index in range(start, end + 1):
             replacement = self.layers_input[index]
             if skip_with is not None:

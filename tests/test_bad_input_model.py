@@ -18,7 +18,8 @@ from nnterp import StandardizedTransformer
 from nnterp.__main__ import main
 from nnterp.accessors import check_layer_index
 from nnterp.errors import (CommandLineError, InputTooLong, InputTooLongWarning, InvalidArgument, LayerIndexError,
-                           LayerIndexTypeError, ModelNotFound, ModuleNotFoundForRename, NNterpError, ShapeMismatch)
+                           LayerIndexTypeError, ModelNotFound, ModuleNotFoundForRename, NNterpError, ShapeMismatch,
+                           ToolkitInputError)
 from nnterp.module_accessor import ModuleAccessor
 from nnterp.rename import RenameConfig, get_rename_dict
 from nnterp.toy import build_toy_model
@@ -93,6 +94,7 @@ CASES = [
     Case("1-d tensor index", lambda m: m.llama.mlps[torch.tensor([0, 1])], LayerIndexTypeError, "Tensor"),
     Case("index out of range", lambda m: m.llama.layers_output[2], LayerIndexError, "valid indices 0..1"),
     Case("skip_layer bool", lambda m: m.llama.skip_layer(True), LayerIndexTypeError, "(bool)"),
+    Case("skip_layers start after end", lambda m: m.llama.skip_layers(1, 0), ToolkitInputError, "is after end_layer"),
     Case("steer float layer", lambda m: m.llama.steer(0.5, torch.zeros(m.llama.hidden_size)), LayerIndexTypeError,
          "(float)"),
     Case("ModuleAccessor float layer", lambda m: ModuleAccessor(m.raw_llama.model).get_attention(1.5),
