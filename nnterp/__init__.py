@@ -40,6 +40,7 @@ _EXPORTS = {
     "TargetError": ".errors",
     "TokenIndexError": ".errors",
     "SteeringVectorError": ".errors",
+    "ExportDependencyMissing": ".errors",
     "steer": ".interventions",
     "logit_lens": ".interventions",
     "patchscope_lens": ".interventions",

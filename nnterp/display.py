@@ -18,7 +18,7 @@ except ImportError as error:
     raise ImportError(f'nnterp.display needs plotly and pandas ({error.name} is missing): '
                       'pip install "nnterp[display]"') from error
 
-from .errors import ToolkitInputError, ToolkitTypeError
+from .errors import ExportDependencyMissing, ToolkitInputError, ToolkitTypeError
 
 if TYPE_CHECKING:
     from .prompts import Prompt
@@ -59,10 +59,19 @@ def _save(fig: go.Figure, file: str | Path, save_html: bool) -> None:
     if save_html:
         fig.write_html(path.with_suffix(".html"))
     if importlib.util.find_spec("kaleido") is None:
-        raise ImportError(f"saving {path} needs plotly's static image exporter: pip install kaleido "
-                          "(it also needs Chrome or Chromium; see plotly_get_chrome), "
-                          "or pass file=None and save the figure yourself")
-    fig.write_image(path)
+        raise ExportDependencyMissing(f"saving {path} needs plotly's static image exporter: pip install kaleido "
+                                      "(it also needs Chrome or Chromium; see plotly_get_chrome), "
+                                      "or pass file=None and save the figure yourself")
+    from choreographer.errors import ChromeNotFoundError  # kaleido>=1 drives Chrome through choreographer
+
+    try:
+        fig.write_image(path)
+    except (ChromeNotFoundError, RuntimeError) as error:  # plotly re-raises it as a RuntimeError
+        if not isinstance(error, ChromeNotFoundError) and not isinstance(error.__context__, ChromeNotFoundError):
+            raise
+        raise ExportDependencyMissing(
+            f"saving {path} needs Chrome or Chromium, none found: install one (apt install chromium, or run "
+            "plotly_get_chrome), or point BROWSER_PATH at its executable") from error
 
 
 def plot_topk_tokens(probs: torch.Tensor, tokenizer: Any, k: int = 5, title: str | None = None,

@@ -119,3 +119,7 @@ class SteeringVectorError(ToolkitInputError):
 
 class CommandLineError(NNterpError):
     """A ``python -m nnterp`` argument names nothing usable (an unknown model type, a missing folder)."""
+
+
+class ExportDependencyMissing(NNterpError, ImportError):
+    """Saving a plot as an image needs kaleido and a Chrome or Chromium browser; the message says what to install."""

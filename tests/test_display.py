@@ -12,6 +12,7 @@ pytest.importorskip("plotly", reason='the display extra is not installed: pip in
 pytest.importorskip("pandas", reason='the display extra is not installed: pip install "nnterp[display]"')
 
 from nnterp.display import plot_topk_tokens, prompts_to_df, readable_token  # noqa: E402
+from nnterp.errors import ExportDependencyMissing  # noqa: E402
 from nnterp.prompts import Prompt  # noqa: E402
 from nnterp.toy import toy_tokenizer  # noqa: E402
 
@@ -89,7 +90,15 @@ def test_a_missing_exporter_says_what_to_install(probs, tokenizer, tmp_path, mon
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None if name == "kaleido"
                         else real_find_spec(name, *args))
-    with pytest.raises(ImportError, match="pip install kaleido"):
+    with pytest.raises(ExportDependencyMissing, match="pip install kaleido"):
+        plot_topk_tokens(probs, tokenizer, k=K, file=tmp_path / "lens.png")
+    assert (tmp_path / "lens.html").exists()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("kaleido") is None, reason="kaleido is not installed: pip install kaleido")
+def test_a_missing_browser_says_what_to_install(probs, tokenizer, tmp_path, monkeypatch):
+    monkeypatch.setenv("BROWSER_PATH", str(tmp_path / "no-chromium"))  # choreographer looks here first
+    with pytest.raises(ExportDependencyMissing, match="Chrome or Chromium.*BROWSER_PATH"):
         plot_topk_tokens(probs, tokenizer, k=K, file=tmp_path / "lens.png")
     assert (tmp_path / "lens.html").exists()
 
