@@ -85,10 +85,13 @@ def _padded(model: Any, prompts: Any) -> tuple[Any, torch.Tensor | None, str]:
     return dict(batch), lengths, side
 
 
-def _token_columns(idx: int, lengths: torch.Tensor | None, seq_len: int, side: str) -> Any:
-    """Where token ``idx`` of each prompt sits in the padded batch (before any prefix positions)."""
-    if lengths is None or (idx >= 0) == (side == "right"):
-        return idx if idx >= 0 else seq_len + idx
+def _token_columns(idx: int | torch.Tensor, lengths: torch.Tensor | None, seq_len: int, side: str) -> Any:
+    """Where token ``idx`` of each prompt sits in the padded batch (before any prefix positions).
+
+    ``idx`` is one index for every prompt, or a tensor of per-prompt indices counted from the end."""
+    from_start = isinstance(idx, int) and idx >= 0
+    if lengths is None or from_start == (side == "right"):
+        return idx if from_start else seq_len + idx
     return lengths + idx if side == "right" else seq_len - lengths + idx
 
 
@@ -139,13 +142,13 @@ def get_token_activations(model: Any, prompts: str | list[str], idx: int = -1,
     return torch.stack([collected[layer] for layer in chosen])
 
 
-def last_token_logits(model: Any, logits: Any, lengths: torch.Tensor | None, side: str) -> Any:
-    """Inside a trace: each prompt's logits at its own last token, (batch, vocab), whatever the padding."""
-    columns = _token_columns(-1, lengths, logits.shape[1], side)
+def at_last_token(values: Any, lengths: torch.Tensor | None, side: str) -> Any:
+    """Inside a trace: each prompt's row of (batch, seq, ...) ``values`` at its own last token, whatever the padding."""
+    columns = _token_columns(-1, lengths, values.shape[1], side)
     if not isinstance(columns, torch.Tensor):
-        return logits[:, columns]
-    rows = torch.arange(logits.shape[0], device=logits.device)
-    return logits[rows, columns.to(logits.device)]
+        return values[:, columns]
+    rows = torch.arange(values.shape[0], device=values.device)
+    return values[rows, columns.to(values.device)]
 
 
 def compute_next_token_probs(model: Any, prompts: str | list[str], remote: bool | str = False) -> torch.Tensor:
@@ -157,7 +160,7 @@ def compute_next_token_probs(model: Any, prompts: str | list[str], remote: bool 
     inputs, lengths, side = _padded(model, prompts)
     with torch.no_grad(), model.trace(inputs, remote=remote):
         logits = model.output.logits if not hasattr(model, "logits") else model.logits
-        probs = last_token_logits(model, logits, lengths, side).softmax(dim=-1).cpu().save()
+        probs = at_last_token(logits, lengths, side).softmax(dim=-1).cpu().save()
     return probs
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 
-from .activations import _chosen_layers, _padded, last_token_logits, prompt_list
+from .activations import _chosen_layers, _padded, _token_columns, at_last_token, prompt_list
 from .errors import NNterpError, SteeringVectorError, TokenIndexError, ToolkitInputError, ToolkitTypeError
 
 if TYPE_CHECKING:
@@ -145,7 +145,7 @@ def logit_lens(model: StandardizedTransformer, prompts: str | Sequence[str], rem
         per_layer = []
         for layer in range(model.num_layers):
             hidden = model.layers_output[layer]
-            last = last_token_logits(model, hidden[:, prefix:], lengths, side)  # each prompt's last token
+            last = at_last_token(hidden[:, prefix:], lengths, side)  # each prompt's last token
             per_layer.append(model.project_on_vocab(model.collapse_streams(last)).float().softmax(dim=-1).cpu())
         probs = torch.stack(per_layer, dim=1).save()
     return probs.detach()
@@ -213,14 +213,13 @@ def patchscope_lens(model: StandardizedTransformer, source_prompts: str | Sequen
     targets = _targets(target_patch_prompts, source_latents.shape[1])
     from_end = torch.tensor([_absolute_to_negative(model, target) for target in targets])
     inputs, lengths, side = _padded(model, [target.prompt for target in targets])
-    seq_len = inputs["input_ids"].shape[1]
-    columns = (lengths + from_end) if side == "right" else (seq_len + from_end)  # each target's own token
+    columns = _token_columns(from_end, lengths, inputs["input_ids"].shape[1], side)  # each target's own token
     positions = (model.num_prefix_positions + columns).tolist()
     per_layer = []
     for layer, layer_latents in zip(layers, source_latents):
         with torch.no_grad(), model.trace(inputs, remote=remote):
             _patch(model, layer, positions, layer_latents)
-            probs = last_token_logits(model, model.logits, lengths, side).float().softmax(dim=-1).cpu().save()
+            probs = at_last_token(model.logits, lengths, side).float().softmax(dim=-1).cpu().save()
         per_layer.append(probs.detach())
     return torch.stack(per_layer, dim=1)
 

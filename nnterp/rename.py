@@ -91,6 +91,13 @@ def _children_text(module: Any) -> str:
     return ", ".join(f"{n} ({type(m).__name__})" for n, m in module.named_children()) or "none"
 
 
+def check_rename_config(rename_config: Any) -> None:
+    """Raise InvalidArgument unless ``rename_config`` is None or a RenameConfig (a string is a common slip)."""
+    if rename_config is not None and not isinstance(rename_config, RenameConfig):
+        raise InvalidArgument(f"rename_config must be a RenameConfig, got {type(rename_config).__name__} "
+                              f"{rename_config!r:.80}; e.g. rename_config=RenameConfig(layers='model.layers')")
+
+
 def check_top_paths(model: Any, rename_config: RenameConfig, class_name: str) -> None:
     """Raise ModuleNotFoundForRename for a top-level RenameConfig path present nowhere in the model:
     a path the user gave is never silently replaced by the registry's default."""
@@ -252,9 +259,7 @@ def resolve_architecture(model: Any, rename_config: RenameConfig | None = None) 
     """Find every standardized module of ``model`` (a HuggingFace PreTrainedModel)."""
     class_name = type(model).__name__
     spec = spec_for(type(model))
-    if rename_config is not None and not isinstance(rename_config, RenameConfig):
-        raise InvalidArgument(f"rename_config must be a RenameConfig, got {type(rename_config).__name__} "
-                              f"{rename_config!r:.80}; e.g. rename_config=RenameConfig(layers='model.layers')")
+    check_rename_config(rename_config)
     if rename_config is not None:
         spec = rename_config.apply(spec)
         check_top_paths(model, rename_config, class_name)

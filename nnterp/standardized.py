@@ -6,7 +6,8 @@ import copy
 import os
 import re
 import warnings
-from typing import Any, Iterable
+from functools import cached_property
+from typing import Any, Iterable, Iterator
 
 import torch
 from nnsight.modeling.transformers import TransformersModel
@@ -18,17 +19,23 @@ from .compat.lookup import warn_for_architecture
 from .eager_attention import use_eager_attention
 from .errors import (InputTooLong, InputTooLongWarning, InvalidArgument, ModelNotFound, RenamingError,
                      ToolkitInputError, ValidationFailed)
-from .rename import RenameConfig, ResolvedArchitecture, resolve_architecture
+from .rename import RenameConfig, ResolvedArchitecture, check_rename_config, resolve_architecture
 
 
-def _config_value(config: Any, keys: Iterable[str], what: str, architecture: str) -> int:
-    """The first present config key, looked up in the text config of multimodal models."""
+def _config_ints(config: Any, keys: Iterable[str]) -> Iterator[int]:
+    """The int values of ``keys``, in order, in the text config of multimodal models, then in the config."""
     text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
     for source in (text_config, config):
         for key in keys:
             value = getattr(source, key, None)
             if isinstance(value, int):
-                return value
+                yield value
+
+
+def _config_value(config: Any, keys: Iterable[str], what: str, architecture: str) -> int:
+    """The first present config key, looked up in the text config of multimodal models."""
+    for value in _config_ints(config, keys):
+        return value
     raise RenamingError(f"config has none of {list(keys)} for {what}", architecture=architecture,
                         check="config", fix=f"register the config key for {what} in the architecture's registry row")
 
@@ -59,9 +66,7 @@ def _check_arguments(model: Any, rename_config: Any, flags: dict[str, Any]) -> N
     for name, value in flags.items():
         if not isinstance(value, bool):
             raise InvalidArgument(f"{name} must be True or False, got {value!r} ({type(value).__name__})")
-    if rename_config is not None and not isinstance(rename_config, RenameConfig):
-        raise InvalidArgument(f"rename_config must be a RenameConfig, got {type(rename_config).__name__} "
-                              f"{rename_config!r}; e.g. rename_config=RenameConfig(layers='model.layers')")
+    check_rename_config(rename_config)  # before anything loads
     if isinstance(model, str):
         _check_local_path(model)
     elif not isinstance(model, torch.nn.Module) or not hasattr(model, "config"):
@@ -247,15 +252,13 @@ class StandardizedTransformer(TransformersModel):
         warnings.warn(f"{message} (config); it runs, but results past {limit} tokens are outside what it was "
                       "trained on", InputTooLongWarning, stacklevel=4)
 
-    @property
+    @cached_property
     def position_limit(self) -> tuple[int | None, bool]:
         """(the config's position limit or None, whether an embedding table of about that size holds learned
-        positions). Read from the config and the modules, never from the architecture's name."""
-        config = self._module.config
-        text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
-        limit = next((value for source in (text_config, config) for key in POSITION_LIMIT_KEYS
-                      if isinstance(value := getattr(source, key, None), int) and not isinstance(value, bool)
-                      and value > 0), None)
+        positions). Read from the config and the modules, never from the architecture's name; computed once,
+        not on every trace."""
+        limit = next((value for value in _config_ints(self._module.config, POSITION_LIMIT_KEYS)
+                      if not isinstance(value, bool) and value > 0), None)
         if limit is None:
             return None, False
         embed = self._module.get_submodule(self.architecture.embed_tokens)
