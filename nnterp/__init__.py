@@ -6,9 +6,31 @@ Heavy modules (torch, transformers, nnsight) load only when a name that needs th
 from __future__ import annotations
 
 from importlib import import_module
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:  # what type checkers and IDEs see; at run time each name loads on first use
+    from .activations import collect_token_activations_batched, compute_next_token_probs, get_token_activations
+    from .analysis.cache import ActivationCache, run_with_cache
+    from .analysis.dla import AttributionResult, direct_logit_attribution
+    from .analysis.patching import PatchingResult, activation_patching, attribution_patching
+    from .analysis.residual import AccumulatedResidual, ResidualDecomposition, accumulated_resid, decompose_resid
+    from .checks import CheckName, CheckResult, ReportStatus, run_checks
+    from .errors import (ArchitectureAlreadyRegistered, AttentionProbabilitiesUnavailable, ChatTemplateMissing,
+        CommandLineError, ExportDependencyMissing, InputTooLong, InputTooLongWarning, InvalidArgument,
+        LayerIndexError, LayerIndexTypeError, ModelNotFound, ModuleNotFoundForRename, NNterpError, PromptError,
+        RenamingError, ShapeMismatch, SteeringVectorError, TargetError, TokenIndexError, ToolkitInputError,
+        ToolkitTypeError, ToyModelUnsupported, ValidationFailed)
+    from .errors import HeadsUnavailable, NotDecomposable
+    from .interventions import (TargetPrompt, it_repeat_prompt, last_token_latents, logit_lens, patchscope_generate,
+        patchscope_lens, repeat_prompt, steer)
+    from .module_accessor import ModuleAccessor
+    from .prompts import Prompt, get_first_tokens, run_prompts
+    from .registry import (ArchitectureSpec, AttentionFacts, BlockSemantics, Codebooks, HeadFacts, ModulePaths,
+        Residual, StreamLayout, Streams, TensorLayout, register_architecture)
+    from .rename import RenameConfig, get_rename_dict
+    from .standardized import StandardizedTransformer
 
 _EXPORTS = {
     "StandardizedTransformer": ".standardized",
@@ -16,11 +38,20 @@ _EXPORTS = {
     "get_rename_dict": ".rename",
     "ModuleAccessor": ".module_accessor",
     "ArchitectureSpec": ".registry",
+    "ModulePaths": ".registry",
+    "BlockSemantics": ".registry",
+    "TensorLayout": ".registry",
+    "AttentionFacts": ".registry",
+    "HeadFacts": ".registry",
+    "Streams": ".registry",
+    "Codebooks": ".registry",
+    "StreamLayout": ".registry",
     "Residual": ".registry",
     "register_architecture": ".registry",
     "CheckResult": ".checks",
     "CheckName": ".checks",
-    "Status": ".checks",
+    "ReportStatus": ".checks",
+    "run_checks": ".checks",
     "NNterpError": ".errors",
     "RenamingError": ".errors",
     "ModuleNotFoundForRename": ".errors",
@@ -41,6 +72,11 @@ _EXPORTS = {
     "TokenIndexError": ".errors",
     "SteeringVectorError": ".errors",
     "ExportDependencyMissing": ".errors",
+    "RemoteRequestError": ".errors",
+    "ServerSimulation": ".remote",
+    "ToyModelUnsupported": ".errors",
+    "ArchitectureAlreadyRegistered": ".errors",
+    "ChatTemplateMissing": ".errors",
     "steer": ".interventions",
     "logit_lens": ".interventions",
     "patchscope_lens": ".interventions",
@@ -49,13 +85,25 @@ _EXPORTS = {
     "repeat_prompt": ".interventions",
     "it_repeat_prompt": ".interventions",
     "last_token_latents": ".interventions",
-    "ChatTemplateMissing": ".interventions",
     "get_token_activations": ".activations",
     "collect_token_activations_batched": ".activations",
     "compute_next_token_probs": ".activations",
     "Prompt": ".prompts",
     "run_prompts": ".prompts",
     "get_first_tokens": ".prompts",
+    "HeadsUnavailable": ".errors",
+    "NotDecomposable": ".errors",
+    "direct_logit_attribution": ".analysis.dla",
+    "AttributionResult": ".analysis.dla",
+    "decompose_resid": ".analysis.residual",
+    "accumulated_resid": ".analysis.residual",
+    "ResidualDecomposition": ".analysis.residual",
+    "AccumulatedResidual": ".analysis.residual",
+    "run_with_cache": ".analysis.cache",
+    "ActivationCache": ".analysis.cache",
+    "activation_patching": ".analysis.patching",
+    "attribution_patching": ".analysis.patching",
+    "PatchingResult": ".analysis.patching",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -28,22 +28,12 @@ def _toy(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from tabulate import tabulate
+    """The pytest plugin's checks on toy models, without writing a report: its table is the matrix."""
+    import pytest
 
-    from .toy.suite import matrix_rows, validate_toy
-
-    _quiet()
-    types = _model_types(args.names)
-    validations = []
-    for model_type in types:
-        validations.append(validate_toy(model_type))
-        if args.verbose:
-            print(model_type, "ok" if validations[-1].passed else "FAIL", flush=True)
-    headers, rows = matrix_rows(validations)
-    print(tabulate(rows, headers=headers))
-    passed = sum(validation.passed for validation in validations)
-    print(f"\n{passed} of {len(validations)} toy architectures pass every check")
-    return 0 if passed == len(validations) or not args.strict else 1
+    names = args.names or ["all"]
+    return int(pytest.main(["-p", "no:cacheprovider", "-q", "--nnterp-classes", *names, "--nnterp-no-report",
+                            *(["-n", str(args.workers)] if args.workers else [])]))
 
 
 def _model_types(names: list[str]) -> list[str]:
@@ -113,11 +103,9 @@ def _report_dirs(args: argparse.Namespace) -> list[Path]:
             raise CommandLineError(f"--reports-dir {', '.join(missing)}: no such folder; pass a folder of report "
                                    "JSON files (the pytest plugin writes them to compat_reports/ by default)")
         return [Path(d) for d in args.reports_dir]
-    try:
-        from .compat.lookup import report_directories
-    except ImportError:
-        return [Path(__file__).resolve().parent.parent / "compat_reports"]
-    return [Path(d) for d in report_directories()]
+    from .compat.lookup import report_directories
+
+    return report_directories()
 
 
 def _quiet() -> None:
@@ -138,8 +126,9 @@ def _run_tests(args: argparse.Namespace, pytest_args: list[str]) -> int:
     if not selection:
         print("run_tests: give --model-names and/or --class-names (e.g. --class-names all)")
         return 2
-    status = int(pytest.main([*selection, *pytest_args]))
-    report_dir = _report_dir(pytest_args)
+    report_dir = _report_dir(args)
+    report = ["--nnterp-no-report"] if report_dir is None else ["--nnterp-report", str(report_dir)]
+    status = int(pytest.main([*selection, *report, *pytest_args]))
     if report_dir is not None and args.site and report_dir.is_dir():
         from .compat.render import render_site
 
@@ -147,20 +136,16 @@ def _run_tests(args: argparse.Namespace, pytest_args: list[str]) -> int:
     return status
 
 
-def _report_dir(pytest_args: list[str]):
-    """The report directory the plugin wrote to, as the same options decide it (None: no report)."""
-    from pathlib import Path
-
-    from pytest_nnterp.options import default_report_dir
-
-    if "--nnterp-no-report" in pytest_args:
+def _report_dir(args: argparse.Namespace) -> Path | None:
+    """The folder ``run_tests`` tells the plugin to write to, and renders the pages from: ``--nnterp-report``,
+    else the user's report folder (``nnterp.compat.lookup.report_write_directory``); None: ``--nnterp-no-report``."""
+    if args.nnterp_no_report:
         return None
-    for index, arg in enumerate(pytest_args):
-        if arg == "--nnterp-report" and index + 1 < len(pytest_args):
-            return Path(pytest_args[index + 1])
-        if arg.startswith("--nnterp-report="):
-            return Path(arg.split("=", 1)[1])
-    return default_report_dir()
+    if args.nnterp_report:
+        return Path(args.nnterp_report)
+    from .compat.lookup import report_write_directory
+
+    return report_write_directory()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -171,10 +156,10 @@ def main(argv: list[str] | None = None) -> int:
     toy.add_argument("--list", action="store_true", help="list every toy model with its status (the default)")
     toy.add_argument("--strict", action="store_true", help="exit with 1 if any toy model fails")
     toy.set_defaults(handler=_toy)
-    validate = commands.add_parser("validate", help="run the load-time checks on toy models and print the matrix")
+    validate = commands.add_parser("validate", help="run every check on toy models and print the matrix, "
+                                   "writing no report (run_tests --class-names ... --nnterp-no-report)")
     validate.add_argument("names", nargs="*", help="model types or class names (default: every causal-LM type)")
-    validate.add_argument("--verbose", action="store_true", help="print each architecture as it finishes")
-    validate.add_argument("--strict", action="store_true", help="exit with 1 if any architecture fails")
+    validate.add_argument("-n", "--workers", type=int, default=0, help="pytest-xdist worker processes (default: none)")
     validate.set_defaults(handler=_validate)
     report = commands.add_parser("report", help="render the compatibility reports as a static site")
     report.add_argument("--reports-dir", action="append", metavar="DIR", help="folder of report JSON files "
@@ -199,6 +184,9 @@ def main(argv: list[str] | None = None) -> int:
                            help="toy models by class name or model type, or 'all'")
     run_tests.add_argument("--site", default="site", metavar="DIR",
                            help="render the report pages here after the run (default: site/; '' to skip)")
+    run_tests.add_argument("--nnterp-report", metavar="DIR", help="write the report in DIR (default: the first "
+                           "folder of $NNTERP_REPORT_DIR, else ~/.cache/nnterp/compat_reports)")
+    run_tests.add_argument("--nnterp-no-report", action="store_true", help="write no report (and no pages)")
     run_tests.set_defaults(handler=None)
     args, extra = parser.parse_known_args(argv)
     if args.command == "run_tests":

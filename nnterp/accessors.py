@@ -8,7 +8,8 @@ code always sees the hidden-state tensor.
 from __future__ import annotations
 
 import operator
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Callable, Literal
 
 import torch
 
@@ -105,6 +106,31 @@ class LayerwiseModules:
         return self._num_layers
 
 
+class TorchOps:
+    """A chain of tensor methods, ``(("permute", (1, 2, 0, 3)),)``: a layout conversion as plain torch, which
+    pickles as data (a remote request ships it to a server without nnterp)."""
+
+    def __init__(self, ops: tuple):
+        self.ops = ops
+
+    def __call__(self, value: Any) -> Any:
+        for name, args in self.ops:
+            value = getattr(value, name)(*args)
+        return value
+
+
+def stream_ops(layout_name: str, streams: int) -> tuple[tuple, tuple]:
+    """(to canonical, to native) ops of the registry's StreamLayout member ``layout_name`` (a test checks
+    them against ``StreamLayout.to_canonical`` / ``to_native``)."""
+    return {
+        "STREAM_AXIS": ((), ()),
+        "CONCATENATED": ((("unflatten", (-1, (streams, -1))),), (("flatten", (-2,)),)),
+        "LEADING": ((("permute", (1, 2, 0, 3)),), (("permute", (2, 0, 1, 3)),)),
+        "SEQUENCE": ((("unflatten", (1, (1 + streams, -1))), ("transpose", (1, 2))),
+                     (("transpose", (1, 2)), ("flatten", (1, 2)))),
+    }[layout_name]
+
+
 class TensorView:
     """Serves a module's native tensor in nnterp's layout (a view: in-place edits reach the model),
     and converts assigned values back: several residual streams as (batch, seq, streams, hidden),
@@ -115,11 +141,12 @@ class TensorView:
 
     @classmethod
     def streams(cls, layout: Any, count: int) -> TensorView:
-        return cls(lambda value: layout.to_canonical(value, count), lambda value: layout.to_native(value, count))
+        to_canonical, to_native = stream_ops(layout.name, count)
+        return cls(TorchOps(to_canonical), TorchOps(to_native))
 
     @classmethod
     def sequence_first(cls) -> TensorView:
-        return cls(lambda value: value.transpose(0, 1), lambda value: value.transpose(0, 1))
+        return cls(TorchOps((("transpose", (0, 1)),)), TorchOps((("transpose", (0, 1)),)))
 
 
 class LayerwiseIO(LayerwiseModules):
@@ -135,11 +162,11 @@ class LayerwiseIO(LayerwiseModules):
         self.view = view
 
     def __getitem__(self, index: int) -> Any:
-        value = unwrap(getattr(super().__getitem__(index), self._side))
+        value = unwrap(getattr(super(LayerwiseIO, self).__getitem__(index), self._side))
         return self.view.canonical(value) if self.view else value
 
     def __setitem__(self, index: int, value: Any) -> None:
-        envoy = super().__getitem__(index)
+        envoy = super(LayerwiseIO, self).__getitem__(index)
         check_shape(f"layer {check_layer_index(index, self._num_layers)}'s {self._side}", self[index], value)
         if self.view:
             value = self.view.native(value)
@@ -170,7 +197,7 @@ class LayerwiseContribution(LayerwiseModules):
 
     def __getitem__(self, index: int) -> Any:
         shape = unwrap(self._flat_input(index).input).shape if self._flat_input else None
-        envoys = super().__getitem__(index)
+        envoys = super(LayerwiseContribution, self).__getitem__(index)
         total = unwrap(envoys[0].output)
         for envoy in envoys[1:]:
             total = total + unwrap(envoy.output)
@@ -181,7 +208,7 @@ class LayerwiseContribution(LayerwiseModules):
         return total if scale == 1.0 else total * scale
 
     def __setitem__(self, index: int, value: Any) -> None:
-        envoys = super().__getitem__(index)
+        envoys = super(LayerwiseContribution, self).__getitem__(index)
         if not self._flat_input:  # (reading the flat module's input again could come after its output)
             current = unwrap(envoys[0].output)
             check_shape(f"layer {check_layer_index(index, self._num_layers)}'s contribution",
@@ -306,10 +333,10 @@ class AttentionProbabilities(LayerwiseModules):
         return self._enabled
 
     def __getitem__(self, index: int) -> Any:
-        return super().__getitem__(index).output
+        return super(AttentionProbabilities, self).__getitem__(index).output
 
     def __setitem__(self, index: int, value: Any) -> None:
-        super().__getitem__(index).output = value
+        super(AttentionProbabilities, self).__getitem__(index).output = value
 
     def print_source(self, layer: int | None = None) -> None:
         """Print the source of the function computing the probabilities, labelled by nnsight."""

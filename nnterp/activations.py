@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any, Iterable
 
 import torch
+from nnsight import save
 
 from .accessors import select_layers, unwrap
 from .errors import PromptError, TokenIndexError, ToolkitInputError, ToolkitTypeError
@@ -27,8 +28,8 @@ def _num_layers(model: Any) -> int:
 
 def _padding_side(model: Any) -> str:
     """Right, unless the registry says the model finds padding by itself on the other side (CPM-Ant)."""
-    spec = getattr(getattr(model, "architecture", None), "spec", None)
-    return getattr(spec, "padding_side", "") or "right"
+    architecture = getattr(model, "architecture", None)  # plain nnsight models have no registry row
+    return (architecture.spec.layout.padding_side if architecture is not None else "") or "right"
 
 
 def prompt_list(prompts: Any, argument: str = "prompts") -> list[str]:
@@ -129,15 +130,15 @@ def get_token_activations(model: Any, prompts: str | list[str], idx: int = -1,
     inputs, lengths, side = _padded(model, prompts)
     _check_token_index(idx, lengths)
     prefix = getattr(model, "num_prefix_positions", 0)  # learned positions before the input (CPM-Ant)
-    collected: dict[int, torch.Tensor] = {}  # outside the trace: values made inside it do not leave it
     with torch.no_grad(), model.trace(inputs, remote=remote) as tracer:
+        collected = save({})  # saved whole: a remote run sends back saved values, not edits to client objects
         for layer in in_order:
             hidden = _layer_output(model, layer)
             rows = torch.arange(hidden.shape[0], device=hidden.device)
             columns = prefix + _token_columns(idx, lengths, hidden.shape[1] - prefix, side)
             if isinstance(columns, torch.Tensor):
                 columns = columns.to(hidden.device)
-            collected[layer] = hidden[rows, columns].cpu().save()
+            collected[layer] = hidden[rows, columns].cpu()
         tracer.stop()
     return torch.stack([collected[layer] for layer in chosen])
 

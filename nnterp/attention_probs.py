@@ -14,7 +14,7 @@ from __future__ import annotations
 import ast
 import sys
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, TypeGuard
 
 MAX_DEPTH = 3
 
@@ -75,7 +75,7 @@ def _locations(function: Callable, owner: Any, depth: int) -> Iterator[Probabili
         if child is not None:
             inner = _locate(type(child).forward, child, depth + 1)
             if inner is not None:
-                name = call.func.attr
+                name = _dotted(call.func).rpartition(".")[2]  # self.<name>(...)
                 yield ProbabilitiesLocation(f"{name}.{inner.submodule}".rstrip("."), inner.ops, inner.function)
             continue
         callee = _resolve_callee(call, definition, function, type(owner))
@@ -166,7 +166,13 @@ def _statement_blocks(definition: ast.FunctionDef) -> list[list[ast.stmt]]:
     return blocks
 
 
-def _is_single_assign(statement: ast.stmt) -> bool:
+class _SingleAssign(ast.Assign):
+    """For type checkers: an ``ast.Assign`` to one plain name (``_is_single_assign`` checked it)."""
+
+    targets: list[ast.Name]  # type: ignore[assignment]
+
+
+def _is_single_assign(statement: ast.stmt) -> TypeGuard[_SingleAssign]:
     return (isinstance(statement, ast.Assign) and len(statement.targets) == 1
             and isinstance(statement.targets[0], ast.Name))
 
@@ -213,10 +219,11 @@ def _dotted(node: ast.AST) -> str:
     return ""
 
 
-def _label_on_lines(code: Any, prefix: str, first: int, last: int) -> str | None:
+def _label_on_lines(code: Any, prefix: str, first: int, last: int | None) -> str | None:
     """The latest nnsight label named ``{prefix}_{n}`` on the given source lines."""
     if not prefix:
         return None
+    last = first if last is None else last
     candidates = [name for name in code.names
                   if name.rpartition("_")[0] == prefix and first <= code.lines[name] <= last]
     return max(candidates, key=lambda name: int(name.rpartition("_")[2]), default=None)

@@ -115,3 +115,34 @@ def prompts_to_df(prompts: list[Prompt], tokenizer: Any) -> pd.DataFrame:
             row[f"{category}_tokens"] = [tokenizer.decode([token]) for token in prompt.target_tokens[category]]
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def plot_patching(result: Any, normalized: bool = True, title: str | None = None, file: str | Path | None = None,
+                  save_html: bool = True, width: int = 700, height: int | None = None) -> go.Figure:
+    """A heatmap of a patching grid (`nnterp.analysis.patching.PatchingResult`): rows are layers, columns the
+    patched positions labelled by their tokens. ``normalized`` plots 0 (corrupted) .. 1 (clean) instead of the
+    metric; a per-head grid (layers, heads, positions) is plotted with one row per (layer, head).
+
+    >>> plot_patching(activation_patching(model, clean, corrupted, metric))  # doctest: +SKIP
+    """
+    values = result.normalized() if normalized else result.values
+    if not isinstance(values, torch.Tensor) or values.dim() not in (2, 3):
+        raise ToolkitTypeError(f"plot_patching expects a PatchingResult with a (layers, positions) or (layers, heads, "
+                               f"positions) grid, got {type(result).__name__}")
+    rows = [str(layer) for layer in result.layers]
+    if values.dim() == 3:
+        rows = [f"L{layer}.H{head}" for layer in result.layers for head in range(values.shape[1])]
+        values = values.flatten(0, 1)
+    columns = [f"{position}: {''.join(_VISIBLE.get(char, char) for char in token)}"
+               for position, token in zip(result.positions, result.tokens)]
+    fig = go.Figure(go.Heatmap(
+        z=values.detach().float().cpu().numpy(), x=columns, y=rows, colorscale="RdBu", zmid=0,
+        colorbar={"title": "restored" if normalized else "metric"},
+        hovertemplate="layer %{y}, position %{x}<br>value %{z:.3f}<extra></extra>",
+    ))
+    fig.update_layout(title=title or f"patching {result.accessor}", xaxis_title="position",
+                      yaxis_title="layer", yaxis_autorange="reversed", width=width,
+                      height=height or max(300, 80 + 18 * len(rows)))
+    if file is not None:
+        _save(fig, file, save_html)
+    return fig

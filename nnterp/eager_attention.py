@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import sys
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -28,20 +28,21 @@ def use_eager_attention(model: torch.nn.Module) -> str | None:
     if before is None:
         return None
     can_switch = getattr(type(model), "_can_set_attn_implementation", None)
-    if hasattr(model, "set_attn_implementation") and (can_switch is None or can_switch()):
-        model.set_attn_implementation(EAGER)
+    switch: Any = getattr(model, "set_attn_implementation", None)  # a method (torch types module attributes as
+    if switch is not None and (can_switch is None or can_switch()):  # Tensor | Module, which hides it)
+        switch(EAGER)
     for config in configs:  # what transformers declined, or a submodel it did not reach
         if config._attn_implementation not in (EAGER, None):
             config._attn_implementation = EAGER
     for module in model.modules():
-        eager = _eager_class(type(module))
+        eager = _eager_class(cast(Any, type(module)))  # classes hash; typeshed types Module.__hash__ oddly
         if eager is not None:
             module.__class__ = eager
     return before
 
 
 @functools.cache
-def _eager_class(module_class: type) -> type | None:
+def _eager_class(module_class: Any) -> type | None:
     """The eager class of an implementation -> class table (``*_ATTENTION_CLASSES``) in ``module_class``'s
     own module that lists it, where that is a base class of it; else None. Tables are recognised by what
     they hold (an ``"eager"`` key and this class among the values), not by their name."""

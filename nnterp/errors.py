@@ -22,7 +22,7 @@ class RenamingError(NNterpError):
         parts = [f"[{architecture}] " if architecture else "", message]
         if fix:
             parts.append(f"\nFix: {fix}")
-        super().__init__("".join(parts))
+        super(RenamingError, self).__init__("".join(parts))
 
 
 class ModuleNotFoundForRename(RenamingError):
@@ -47,7 +47,7 @@ class LayerIndexError(NNterpError, IndexError):
     """A layer index outside the model's layers."""
 
     def __init__(self, index: int, num_layers: int):
-        super().__init__(
+        super(LayerIndexError, self).__init__(
             f"layer index {index} is out of range: this model has {num_layers} layers "
             f"(valid indices 0..{num_layers - 1}, or negative from the end)"
         )
@@ -65,7 +65,7 @@ class LayerIndexTypeError(InvalidArgument):
     """A layer index that is not an integer (bools, floats, strings, slices are refused, not coerced)."""
 
     def __init__(self, index: object):
-        super().__init__(
+        super(LayerIndexTypeError, self).__init__(
             f"layer index {index!r} ({type(index).__name__}) is not an integer: pass an int "
             "(numpy integers and 0-d integer tensors are accepted too)"
         )
@@ -76,7 +76,7 @@ class ShapeMismatch(NNterpError, ValueError):
 
     def __init__(self, what: str, expected: tuple, given: tuple):
         self.expected, self.given = tuple(expected), tuple(given)
-        super().__init__(f"{what} expects a value of shape {self.expected}, got shape {self.given}; "
+        super(ShapeMismatch, self).__init__(f"{what} expects a value of shape {self.expected}, got shape {self.given}; "
                          "give a tensor of exactly that shape (expand or index yours)")
 
 
@@ -117,9 +117,56 @@ class SteeringVectorError(ToolkitInputError):
     """A steering vector of the wrong shape, dtype or device for the layer it is added to."""
 
 
+class ChatTemplateMissing(ToolkitInputError):
+    """A chat prompt was asked of a tokenizer that has no chat template."""
+
+
+class ArchitectureAlreadyRegistered(NNterpError, ValueError):
+    """``register_architecture`` was asked to add a row for a class the registry already has.
+
+    The registry refuses to shadow a row silently: a built-in one, or one registered earlier.
+    """
+
+    def __init__(self, class_name: str):
+        self.class_name = class_name
+        super(ArchitectureAlreadyRegistered, self).__init__(
+            f"{class_name} already has a registry row; pass override=True to replace it on purpose")
+
+
+class ToyModelUnsupported(NNterpError):
+    """No toy model of this type can run here (its row in ``nnterp.toy.TOY_FIXES`` says why, e.g. it needs
+    CUDA kernels or a package that is not installed)."""
+
+    def __init__(self, model_type: str, reason: str):
+        super(ToyModelUnsupported, self).__init__(f"no toy model of {model_type!r} can run here: {reason}")
+        self.model_type = model_type
+        self.reason = reason
+
+
 class CommandLineError(NNterpError):
     """A ``python -m nnterp`` argument names nothing usable (an unknown model type, a missing folder)."""
 
 
 class ExportDependencyMissing(NNterpError, ImportError):
     """Saving a plot as an image needs kaleido and a Chrome or Chromium browser; the message says what to install."""
+
+
+class RemoteRequestError(NNterpError):
+    """A remote (NDIF) request would fail on the server: it references a module the server does not allow or
+    have. The message names each module and what the request takes from it."""
+
+
+class HeadsUnavailable(NNterpError):
+    """A per-head accessor (heads_output, queries, keys, values) on a layer that has no such split."""
+
+    def __init__(self, accessor: str, layer: int, available: list[int], why: str, *, architecture: str = ""):
+        self.accessor, self.layer, self.available = accessor, layer, available
+        super(HeadsUnavailable, self).__init__(
+            f"{f'[{architecture}] ' if architecture else ''}{accessor}[{layer}]: layer {layer} {why}; layers that "
+            f"have {accessor}: {available or 'none'}; use attentions_output[{layer}] for the whole sublayer's "
+            "output, or pick one of those layers")
+
+
+class NotDecomposable(NNterpError):
+    """The residual stream, or the readout from it to the logits, is not a sum of per-component terms on this
+    architecture (several streams, no additive residual, a non-linear logit transform...): the message says which."""

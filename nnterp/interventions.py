@@ -13,17 +13,14 @@ from typing import TYPE_CHECKING, Any, Sequence
 import torch
 
 from .activations import _chosen_layers, _padded, _token_columns, at_last_token, prompt_list
-from .errors import NNterpError, SteeringVectorError, TokenIndexError, ToolkitInputError, ToolkitTypeError
+from .errors import (ChatTemplateMissing, NNterpError, SteeringVectorError, TokenIndexError, ToolkitInputError,
+                     ToolkitTypeError)
 
 if TYPE_CHECKING:
     from .standardized import StandardizedTransformer
 
 DEFAULT_REPEAT_WORDS = ("hello", "world", "apple", "table")
 REPEAT_INSTRUCTION = "Repeat each word I send you, exactly as written."
-
-
-class ChatTemplateMissing(NNterpError, ValueError):
-    """A chat prompt was asked of a tokenizer that has no chat template."""
 
 
 @dataclass(frozen=True)
@@ -141,13 +138,14 @@ def logit_lens(model: StandardizedTransformer, prompts: str | Sequence[str], rem
     """
     inputs, lengths, side = _padded(model, prompts)
     prefix = model.num_prefix_positions
-    with torch.no_grad(), model.trace(inputs, remote=remote):
-        per_layer = []
-        for layer in range(model.num_layers):
-            hidden = model.layers_output[layer]
-            last = at_last_token(hidden[:, prefix:], lengths, side)  # each prompt's last token
-            per_layer.append(model.project_on_vocab(model.collapse_streams(last)).float().softmax(dim=-1).cpu())
-        probs = torch.stack(per_layer, dim=1).save()
+    with torch.no_grad(), model.trace(inputs, remote=remote) as tracer:
+        # only each prompt's last token is kept per layer, and all layers go through the final norm and
+        # the unembedding in one call: one pass over the head's weights instead of one per layer
+        last = [at_last_token(model.layers_output[layer][:, prefix:], lengths, side)
+                for layer in range(model.num_layers)]
+        states = model.collapse_streams(torch.stack(last, dim=1))  # (batch, layers, hidden)
+        probs = model.project_on_vocab(states).float().softmax(dim=-1).cpu().save()
+        tracer.stop()  # the model's own head over every position is never read
     return probs.detach()
 
 

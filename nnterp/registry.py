@@ -8,7 +8,7 @@ default, except its attention and MLP run in parallel").
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, fields, replace
 from enum import Enum
 from types import MappingProxyType
 from typing import Any, Callable
@@ -63,29 +63,103 @@ class StreamLayout(str, Enum):
 
 
 @dataclass(frozen=True)
-class ArchitectureSpec:
-    """Where the standardized modules live in one architecture, and how its blocks behave.
+class Streams:
+    """How a block carries several residual streams (hyper-connections, AltUp, ProphetNet), or one.
 
-    Every path field is a tuple of candidates tried in order; a ``*`` component matches any
-    child. Top-level paths are from the model root; per-layer paths are from one layer.
-    ``attention_output`` / ``mlp_output`` name the module whose output is what the block
-    adds to the residual stream, when that is not the attention / MLP itself (post-norms,
-    blocks that add the residual inside the attention).
+    ``key`` is the text-config key giving their number (empty: a single stream). ``readout`` collapses
+    them into the one hidden state the final norm reads, as (base model, streams (rows, 1, streams,
+    hidden)) -> (rows, 1, hidden), the base model being the module holding ``layers`` (an envoy inside a
+    trace); the logit lens goes through it.
     """
 
-    layers: tuple[str, ...]
-    ln_final: tuple[str, ...]
-    attention: tuple[str, ...]
-    mlp: tuple[str, ...]
+    key: str = ""
+    layout: StreamLayout = StreamLayout.STREAM_AXIS
+    readout: Callable[[Any, Any], Any] | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.key)
+
+    def count(self, config: Any) -> int | None:
+        """The configured number of streams, None for single-stream models."""
+        return getattr(config.get_text_config(), self.key) if self.key else None
+
+    def total(self, config: Any) -> int:
+        """Streams per token as ``layers_output`` serves them: 1, or the configured ones (plus the main stream)."""
+        count = self.count(config)
+        return 1 if count is None else self.layout.total_streams(count)
+
+    def view(self, config: Any) -> Any:
+        """The TensorView serving layer inputs/outputs as (batch, seq, streams, hidden); None for one stream."""
+        from .accessors import TensorView
+
+        count = self.count(config)
+        return None if count is None else TensorView.streams(self.layout, count)
+
+    def sublayer_shape(self, config: Any, batch: int, seq: int, hidden: int) -> tuple[int, ...]:
+        """(batch, seq, hidden); streams laid along the sequence (ProphetNet) flow through every sublayer too."""
+        count = self.count(config)
+        if count is None or self.layout is not StreamLayout.SEQUENCE:
+            return (batch, seq, hidden)
+        return self.layout.shape(batch, seq, count, hidden)
+
+
+@dataclass(frozen=True)
+class Codebooks:
+    """Several token ids per position (MusicGen): ``key`` is the config key of their number (empty: one).
+    The token embeddings are the sum of one embedding per codebook (``embed_tokens[k]``), and one head per
+    codebook (``lm_head[k]``) gives the logits, stacked as (batch * codebooks, seq, vocab): the trace-time
+    members (``nnterp.trace_time``) do that wherever ``key`` is set."""
+
+    key: str = ""
+
+    def count(self, config: Any) -> int:
+        return int(getattr(config, self.key, 1)) if self.key else 1
+
+
+@dataclass(frozen=True)
+class ModulePaths:
+    """Where the standardized modules live. Every field is a tuple of candidates tried in order; a ``*``
+    component matches any child. Top-level paths are from the model root, per-layer paths from one layer.
+    ``attention_output`` / ``mlp_output`` name the module whose output is what the block adds to the
+    residual stream, when that is not the attention / MLP itself (post-norms, blocks that add the
+    residual inside the attention)."""
+
+    layers: tuple[str, ...] = ()
+    ln_final: tuple[str, ...] = ()
+    attention: tuple[str, ...] = ()
+    mlp: tuple[str, ...] = ()
     embed_tokens: tuple[str, ...] = ()  # empty: found through get_input_embeddings()
     lm_head: tuple[str, ...] = ()  # empty: found through get_output_embeddings()
     # A module the head applies between the final norm and the unembedding, when it is not part of
-    # `lm_head` (ModernBERT decoder's prediction head): reachable as `head_transform`, and the logit lens
-    # goes through it.
+    # `lm_head` (ModernBERT decoder's prediction head): reachable as `head_transform`; the logit lens uses it.
     head_transform: tuple[str, ...] = ()
     attention_output: tuple[str, ...] = ()
     mlp_input: tuple[str, ...] = ()
     mlp_output: tuple[str, ...] = ()
+    # Sibling modules whose outputs the block adds together with the MLP's, in run order (shared
+    # experts beside the routed ones): mlps_output is their sum, the MLP's whole contribution.
+    mlp_output_extra: tuple[str, ...] = ()
+    # Other modules whose output the block adds to the stream besides attention and MLP
+    # (Gemma 4's per-layer-input branch): part of the residual identity, in no accessor.
+    residual_extra: tuple[str, ...] = ()
+    # Module (where a layer has one) normalizing the block's input before it becomes the
+    # residual stream (RWKV's layer-0 pre_ln): the residual identity starts from its output.
+    residual_input: tuple[str, ...] = ()
+    # Token mixers that are not attention (Mamba, linear attention, convolutions): reachable as
+    # attentions[i], but never aliased to `self_attn`, which names softmax attention only.
+    token_mixers: tuple[str, ...] = ()
+    # Native spellings renamed on a model not built yet (`get_rename_dict()` without a model), beyond
+    # the layers / ln_final candidates: embeddings and heads, and per-layer names no block has two of.
+    embed_tokens_spellings: tuple[str, ...] = ()
+    lm_head_spellings: tuple[str, ...] = ()
+    attention_aliases: tuple[str, ...] = ()
+    mlp_aliases: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class BlockSemantics:
+    """How a block's sublayer outputs make its output: the residual identity and what scales its terms."""
+
     residual: Residual = Residual.SEQUENTIAL
     # Config flag that, when present and False, makes the blocks post-norm (OPT's
     # do_layer_norm_before): the residual identity then does not hold.
@@ -96,90 +170,161 @@ class ArchitectureSpec:
     # (module path, layer attribute) pairs: the block multiplies that module's output by the
     # attribute before adding it (Falcon-H1's attn_out_multiplier / ssm_out_multiplier).
     output_scales: tuple[tuple[str, str], ...] = ()
-    # Sibling modules whose outputs the block adds together with the MLP's, in run order (shared
-    # experts beside the routed ones): mlps_output is their sum, the MLP's whole contribution.
-    mlp_output_extra: tuple[str, ...] = ()
-    # The MLP returns (batch*seq, hidden) (Llama 4's MoE): mlps_output views it as (batch, seq, hidden).
-    mlp_output_flat: bool = False
-    # Other modules whose output the block adds to the stream besides attention and MLP
-    # (Gemma 4's per-layer-input branch): part of the residual identity, in no accessor.
-    residual_extra: tuple[str, ...] = ()
-    # Several residual streams: the config key giving their number and how layers lay them out.
-    # layers_input / layers_output then hold every stream; sublayer accessors stay (batch, seq, hidden).
-    residual_streams_key: str | None = None
-    stream_layout: StreamLayout = StreamLayout.STREAM_AXIS
-    # How the model collapses its streams into the one hidden state its final norm reads, as
-    # (base model, streams of shape (rows, 1, streams, hidden)) -> (rows, 1, hidden); the base model
-    # is the module holding `layers` (an envoy inside a trace). The logit lens goes through it.
-    stream_readout: Callable[[Any, Any], Any] | None = None
-    # Config key mapping layer types (config.layer_types) to compression rates: layers of those
-    # types also attend to seq // rate compressed key blocks appended after the tokens (DeepSeek-V4's
-    # compressed attention), so their probabilities are (batch, heads, seq, seq + seq // rate).
-    compressed_key_rates_key: str = ""
-    # Module (where a layer has one) normalizing the block's input before it becomes the
-    # residual stream (RWKV's layer-0 pre_ln): the residual identity starts from its output.
-    residual_input: tuple[str, ...] = ()
     # Layer attribute multiplying the whole block output, residual included (Gemma 4's layer_scalar).
     output_scale_attr: str = ""
-    # Learned sink logits share the softmax but attend to nothing: the probabilities over
-    # the real keys sum to at most 1, not exactly 1 (gpt-oss).
-    attention_sinks: bool = False
-    # Config key listing the number of heads of each layer, where it varies (Laguna).
-    heads_per_layer_key: str = ""
-    softmax_attention: bool = True
+    # A skipped block hands its own extra inputs back in its output tuple's extra slots instead of
+    # None (xLSTM blocks take and return their recurrent state, which the model then indexes).
+    skip_passes_inputs: bool = False
+
+
+@dataclass(frozen=True)
+class TensorLayout:
+    """How the model lays out the tensors nnterp serves as (batch, seq, ...): streams, codebooks,
+    sequence-first states, folded batches, learned prefix positions."""
+
+    streams: Streams = Streams()
+    codebooks: Codebooks = Codebooks()
     # Accessors whose native tensor folds the batch into its leading dim: older attention code's
     # (batch*heads, q, k) softmax ("attention_probabilities"), OPT's (batch*seq, hidden) MLP
     # ("mlps_input", "mlps_output"). They are served unfolded, as (batch, -1, ...).
     batch_folded: tuple[str, ...] = ()
+    # The MLP returns (batch*seq, hidden) (Llama 4's MoE): mlps_output views it as (batch, seq, hidden).
+    mlp_output_flat: bool = False
+    # Hidden states are (seq, batch, hidden) (XLNet): accessors serve them as (batch, seq, hidden).
+    sequence_first: bool = False
     # Config key giving learned prefix positions the model prepends to every input (CPM-Ant's
     # prompt_length): hidden states have that many more positions than the input ids.
     prefix_positions_key: str = ""
     # The padding side the model needs when it ignores the attention mask and finds padding by id
     # (CPM-Ant: id 0, on the left); empty when the mask is honoured and either side works.
     padding_side: str = ""
-    # Hidden states are (seq, batch, hidden) (XLNet): accessors serve them as (batch, seq, hidden).
-    sequence_first: bool = False
+
+    @property
+    def batch_first_everywhere(self) -> bool:
+        """Whether every value has the batch first, so nnsight can split one forward between invokes."""
+        leading_streams = bool(self.streams) and self.streams.layout is StreamLayout.LEADING
+        return not (self.mlp_output_flat or leading_streams or self.sequence_first)
+
+    def hidden_view(self) -> Any:
+        """The TensorView serving sublayer hidden states as (batch, seq, hidden); None where native."""
+        from .accessors import TensorView
+
+        return TensorView.sequence_first() if self.sequence_first else None
+
+    def layer_view(self, config: Any) -> Any:
+        """The TensorView serving layer inputs/outputs (streams included); None where native."""
+        return self.hidden_view() if self.sequence_first else self.streams.view(config)
+
+    def prefix_positions(self, config: Any) -> int:
+        return int(getattr(config, self.prefix_positions_key, 0)) if self.prefix_positions_key else 0
+
+
+@dataclass(frozen=True)
+class AttentionFacts:
+    """What the attention computes, where nnterp reads its probabilities, and how many heads it has."""
+
+    softmax_attention: bool = True
+    # Learned sink logits share the softmax but attend to nothing: the probabilities over
+    # the real keys sum to at most 1, not exactly 1 (gpt-oss).
+    attention_sinks: bool = False
     # Which of the attention forward's calls that reach a softmax computes the probabilities the model
     # uses, in source order (XLNet's one-stream path is its last call: -1).
     attn_prob_call: int = 0
-    # Config key of the number of codebooks (MusicGen): every position holds one id per codebook,
-    # token_embeddings is the sum of the codebook embeddings (embed_tokens[k]) and one head per
-    # codebook (lm_head[k]) gives the logits, stacked as (batch * codebooks, seq, vocab).
-    codebooks_key: str = ""
-    # A skipped block hands its own extra inputs back in its output tuple's extra slots instead of
-    # None (xLSTM blocks take and return their recurrent state, which the model then indexes).
-    skip_passes_inputs: bool = False
-    # Why the architecture cannot be standardized, if it cannot: resolving it raises a RenamingError saying so.
-    unsupported: str = ""
-    # Token mixers that are not attention (Mamba, linear attention, convolutions): reachable as
-    # attentions[i], but never aliased to `self_attn`, which names softmax attention only.
-    token_mixers: tuple[str, ...] = ("linear_attn", "mamba", "mixer", "temporal_block", "conv", "mlstm_layer")
+    # Config key listing the number of heads of each layer, where it varies (Laguna).
+    heads_per_layer_key: str = ""
+    # Config key mapping layer types (config.layer_types) to compression rates: layers of those
+    # types also attend to seq // rate compressed key blocks appended after the tokens (DeepSeek-V4's
+    # compressed attention), so their probabilities are (batch, heads, seq, seq + seq // rate).
+    compressed_key_rates_key: str = ""
+
+    def probability_shapes(self, config: Any, num_layers: int, batch: int, heads: int,
+                           seq: int) -> list[tuple[int, ...]]:
+        """Each layer's (batch, heads, queries, keys): heads may vary by layer, compressed layers add keys."""
+        text = config.get_text_config()
+        per_layer = list(getattr(text, self.heads_per_layer_key, None) or []) if self.heads_per_layer_key else []
+        rates = (getattr(text, self.compressed_key_rates_key, None) or {}) if self.compressed_key_rates_key else {}
+        layer_types = getattr(text, "layer_types", None) or [None] * num_layers
+        return [(batch, per_layer[i] if per_layer else heads, seq,
+                 seq + (seq // rates[layer_types[i]] if layer_types[i] in rates else 0)) for i in range(num_layers)]
+
+
+def _soft_cap(logits: Any, cap: float) -> Any:
+    return (logits / cap).tanh() * cap
+
+
+# Transforms some heads apply to the lm_head output, keyed by the (text) config attribute that
+# switches them on; project_on_vocab applies them so that the logit lens of the last layer is the
+# model's own logits. Each takes (logits, config value).
+LOGIT_TRANSFORMS: tuple[tuple[str, Callable[[Any, float], Any]], ...] = (
+    ("final_logit_softcapping", _soft_cap),  # Gemma 2/3
+    ("logits_soft_cap", _soft_cap),  # RecurrentGemma
+    ("output_logit_soft_cap", _soft_cap),  # xLSTM
+    ("logits_mup_width_multiplier", lambda logits, multiplier: logits / multiplier),  # Inkling (head has no bias)
+    ("logit_scale", lambda logits, scale: logits * scale),  # Cohere
+    ("logits_scaling", lambda logits, scaling: logits / scaling),  # Granite
+)
+
+
+@dataclass(frozen=True)
+class HeadFacts:
+    """What turns the final hidden state into logits beyond norm and unembedding: config-switched logit
+    transforms, and the config keys of the sizes nnterp reports."""
+
+    logit_transforms: tuple[tuple[str, Callable[[Any, float], Any]], ...] = LOGIT_TRANSFORMS
     num_heads_keys: tuple[str, ...] = ("num_attention_heads", "n_head", "num_heads", "n_heads",
                                        "decoder_attention_heads", "encoder_attention_heads")
     hidden_size_keys: tuple[str, ...] = ("hidden_size", "n_embd", "d_model", "dim", "embed_dim")
     # A config whose embedding is padded past the tokenizer declares the head's width as unpadded_vocab_size.
     vocab_size_keys: tuple[str, ...] = ("unpadded_vocab_size", "vocab_size", "n_vocab")
+
+    def active_transforms(self, config: Any) -> list[tuple[Callable[[Any, float], Any], float]]:
+        """The transforms this (text) config switches on, with their values."""
+        text = config.get_text_config()
+        return [(transform, getattr(text, key)) for key, transform in self.logit_transforms
+                if isinstance(getattr(text, key, None), (int, float)) and not isinstance(getattr(text, key), bool)]
+
+
+_PARTS = {"paths": ModulePaths, "blocks": BlockSemantics, "layout": TensorLayout, "attention_facts": AttentionFacts,
+          "head": HeadFacts}
+
+
+@dataclass(frozen=True)
+class ArchitectureSpec:
+    """One architecture's facts, in typed parts: where its modules are (``paths``), how its blocks add
+    up (``blocks``), how its tensors are laid out (``layout``), its attention (``attention_facts``) and
+    its head (``head``). ``unsupported`` says why it cannot be standardized, if it cannot.
+
+    Rows are written flat, naming fields of any part: ``DEFAULT.like(residual=Residual.PARALLEL)``.
+    """
+
+    paths: ModulePaths = ModulePaths()
+    blocks: BlockSemantics = BlockSemantics()
+    layout: TensorLayout = TensorLayout()
+    attention_facts: AttentionFacts = AttentionFacts()
+    head: HeadFacts = HeadFacts()
+    unsupported: str = ""
     note: str = ""
 
-    def stream_count(self, config: Any) -> int | None:
-        """The configured number of residual streams (the text config's ``residual_streams_key``), or
-        None for single-stream models."""
-        if self.residual_streams_key is None:
-            return None
-        return getattr(config.get_text_config(), self.residual_streams_key)
+    def like(self, **changes: Any) -> ArchitectureSpec:
+        """A copy of this spec with some facts changed, each named by its field in whichever part holds it:
+        how a row says "like X, except..."."""
+        own = {key: changes.pop(key) for key in ("unsupported", "note") if key in changes}
+        parts = {}
+        for part_name, part_type in _PARTS.items():
+            names = {item.name for item in fields(part_type)}
+            mine = {key: changes.pop(key) for key in list(changes) if key in names}
+            if mine:
+                parts[part_name] = replace(getattr(self, part_name), **mine)
+        if changes:
+            from .errors import InvalidArgument
 
-    @property
-    def batch_first_everywhere(self) -> bool:
-        """Whether every value has the batch first, so nnsight can split one forward between invokes."""
-        leading_streams = self.residual_streams_key is not None and self.stream_layout is StreamLayout.LEADING
-        return not (self.mlp_output_flat or leading_streams or self.sequence_first)
-
-    def like(self, **changes) -> ArchitectureSpec:
-        """A copy of this spec with some facts changed: how a row says "like X, except..."."""
-        return replace(self, **changes)
+            raise InvalidArgument(f"ArchitectureSpec has no fact named {sorted(changes)}; the facts are the fields "
+                                  f"of {', '.join(part.__name__ for part in _PARTS.values())}, plus unsupported "
+                                  "and note")
+        return replace(self, **parts, **own)
 
 
-DEFAULT = ArchitectureSpec(
+DEFAULT = ArchitectureSpec().like(
     layers=("model.layers", "model.decoder.layers", "transformer.h", "transformer.blocks",
             "transformer.layer", "gpt_neox.layers", "gpt_neox_japanese.layers", "backbone.layers",
             "backbone.blocks", "model.language_model.layers", "model.text_model.layers", "biogpt.layers",
@@ -187,13 +332,20 @@ DEFAULT = ArchitectureSpec(
             "language_model.model.layers"),
     ln_final=("model.norm", "transformer.ln_f", "model.decoder.final_layer_norm", "model.decoder.layer_norm",
               "model.final_layernorm", "model.language_model.final_layernorm", "gpt_neox.final_layer_norm",
-              "gpt_neox_japanese.final_layer_norm", "backbone.norm_f", "backbone.out_norm", "model.final_norm", "model.norm_f",
+              "gpt_neox_japanese.final_layer_norm", "backbone.norm_f", "backbone.out_norm", "model.final_norm",
+              "model.norm_f",
               "model.language_model.norm", "model.text_model.norm", "transformer.norm_f", "transformer.layernorm",
               "rwkv.ln_out", "biogpt.layer_norm", "model.layer_norm", "model.embedding_norm",
               "model.L_module.final_norm", "cpmant.encoder.output_layernorm", "bert.encoder.ln"),
     attention=("self_attn", "attn", "self_attention", "attention", "linear_attn", "mamba", "mixer",
                "temporal_block", "multi_head_attention", "rel_attn", "self_att", "conv", "mlstm_layer"),
     mlp=("mlp", "feed_forward", "ffn", "block_sparse_moe", "mlp_block", "ff", "mlps"),
+    token_mixers=("linear_attn", "mamba", "mixer", "temporal_block", "conv", "mlstm_layer"),
+    embed_tokens_spellings=("model.embed_tokens", "transformer.wte", "gpt_neox.embed_in", "model.decoder.embed_tokens",
+                            "transformer.word_embeddings", "backbone.embeddings"),
+    lm_head_spellings=("embed_out", "output_projection", "proj_out"),
+    attention_aliases=("attn", "self_attention", "attention"),
+    mlp_aliases=("feed_forward", "ffn", "block_sparse_moe"),
 )
 
 _SANDWICH = DEFAULT.like(attention_output=("post_attention_layernorm",),
@@ -214,7 +366,7 @@ _BART = DEFAULT.like(mlp=(), mlp_input=("fc1",), mlp_output=("fc2",), residual=R
                      note="MLP is fc1/fc2 inline in the layer; post-norm blocks")
 _BART_PRENORM = _BART.like(residual=Residual.SEQUENTIAL, note="MLP is fc1/fc2 inline in the layer; pre-norm blocks")
 _MUSICGEN = _BART_PRENORM.like(
-    codebooks_key="num_codebooks",
+    codebooks=Codebooks("num_codebooks"),
     note="MLP is fc1/fc2 inline; pre-norm blocks; token embeddings sum one embedding per codebook and one head "
          "per codebook gives the logits, (batch * codebooks, seq, vocab)")
 _BERT = DEFAULT.like(attention_output=("attention.output.dense",), mlp=("intermediate",),
@@ -226,7 +378,7 @@ _BERT_PRENORM = _BERT.like(residual=Residual.SEQUENTIAL,
 
 # Stream readouts: how each multi-stream family turns its streams into one hidden state after the
 # last layer, written with the model's own modules so that the logit lens of the last layer is the
-# model's logits (a load check verifies it). Inputs and outputs as ArchitectureSpec.stream_readout says.
+# model's logits (a load check verifies it). Inputs and outputs as Streams.readout says.
 
 
 def _hyper_head_readout(base: Any, streams: Any) -> Any:
@@ -256,14 +408,13 @@ def _first_predicting_stream(base: Any, streams: Any) -> Any:
 
 
 _HYPER_CONCATENATED = DEFAULT.like(
-    residual=Residual.NONE, residual_streams_key="hc_count", stream_layout=StreamLayout.CONCATENATED,
-    stream_readout=_gated_mixer_readout,
+    residual=Residual.NONE, streams=Streams("hc_count", StreamLayout.CONCATENATED, _gated_mixer_readout),
     note="hyper-connections: layers carry hc_count residual streams side by side in the hidden axis, mixed "
          "by learned input-dependent weights, so there is no additive identity over one stream")
 
 _ZAMBA_HYBRID = DEFAULT.like(
     attention=("mamba", "mamba_decoder.mamba"), mlp=(),
-    token_mixers=DEFAULT.token_mixers + ("mamba_decoder.mamba",),
+    token_mixers=DEFAULT.paths.token_mixers + ("mamba_decoder.mamba",),
     note="every layer is a Mamba mixer added to the stream; in hybrid layers the mixer's input also gets a "
          "shared transformer block's output (through `linear`), which is not itself added to the stream and "
          "whose attention (over the stream and the embeddings) is not exposed per layer")
@@ -309,7 +460,8 @@ _ARCHITECTURES: dict[str, ArchitectureSpec] = {
         ln_final=("model.decoder.layernorm_embedding",),
         note="MLP is fc1/fc2 inline; pre-norm blocks; the decoder's final norm is named layernorm_embedding"),
     "XGLMForCausalLM": _BART_PRENORM.like(batch_folded=("attention_probabilities",)),
-    "OPTForCausalLM": _BART_PRENORM.like(pre_norm_flag="do_layer_norm_before", batch_folded=("mlps_input", "mlps_output"),
+    "OPTForCausalLM": _BART_PRENORM.like(pre_norm_flag="do_layer_norm_before",
+                                         batch_folded=("mlps_input", "mlps_output"),
                                          note="MLP is fc1/fc2 inline, on (batch*seq, hidden) rows; pre-norm "
                                               "unless do_layer_norm_before=False"),
     "ModernBertDecoderForCausalLM": DEFAULT.like(
@@ -336,7 +488,7 @@ _ARCHITECTURES: dict[str, ArchitectureSpec] = {
         "XLMModel.forward wires them, so no module's input/output is a layer's residual stream")),
     "ProphetNetForCausalLM": DEFAULT.like(
         layers=("prophetnet.decoder.layers",), residual=Residual.NONE,
-        residual_streams_key="ngram", stream_layout=StreamLayout.SEQUENCE, stream_readout=_first_predicting_stream,
+        streams=Streams("ngram", StreamLayout.SEQUENCE, _first_predicting_stream),
         note="post-norm layers run the main stream and its n-gram predicting streams concatenated along the "
              "sequence: layer inputs/outputs are (batch, (1 + ngram) * seq, hidden)"),
     "CpmAntForCausalLM": DEFAULT.like(attention_output=("self_att.self_attention",), mlp_input=("ffn.ffn",),
@@ -434,20 +586,19 @@ _ARCHITECTURES: dict[str, ArchitectureSpec] = {
     "Llama4ForCausalLM": DEFAULT.like(mlp_output_flat=True, note="MoE layers return (batch*seq, hidden)"),
     "Llama4ForConditionalGeneration": DEFAULT.like(mlp_output_flat=True, note="MoE layers return (batch*seq, hidden)"),
     "DeepseekV4ForCausalLM": _SINKS.like(
-        residual=Residual.NONE, residual_streams_key="hc_mult", stream_readout=_hyper_head_readout,
+        residual=Residual.NONE, streams=Streams("hc_mult", readout=_hyper_head_readout),
         compressed_key_rates_key="compress_rates",
         note="attention sinks; manifold hyper-connections (mHC): layers carry hc_mult residual streams mixed by "
              "input-dependent learned matrices, so there is no additive identity over one stream; compressed "
              "attention layers also attend to compressed key blocks"),
     "HYV4ForCausalLM": _SINKS.like(
-        residual=Residual.NONE, residual_streams_key="hc_mult", stream_readout=_hyper_head_readout,
+        residual=Residual.NONE, streams=Streams("hc_mult", readout=_hyper_head_readout),
         note="attention sinks; hyper-connections: layers carry several residual streams mixed by learned, "
              "input-dependent matrices, so there is no additive identity over one stream"),
     "Qwen4ExpForCausalLM": _HYPER_CONCATENATED,
     "Qwen4ExpForConditionalGeneration": _HYPER_CONCATENATED,
     "Gemma3nForCausalLM": _SANDWICH.like(
-        residual=Residual.NONE, residual_streams_key="altup_num_inputs", stream_layout=StreamLayout.LEADING,
-        stream_readout=_altup_readout,
+        residual=Residual.NONE, streams=Streams("altup_num_inputs", StreamLayout.LEADING, _altup_readout),
         note="AltUp: layers carry altup_num_inputs predicted streams, corrected by learned mixing; only the "
              "active stream goes through attention and MLP, so there is no additive identity"),
     "RwkvForCausalLM": DEFAULT.like(softmax_attention=False, residual_input=("pre_ln",),
@@ -460,23 +611,6 @@ _ARCHITECTURES: dict[str, ArchitectureSpec] = {
 
 ARCHITECTURES = MappingProxyType(_ARCHITECTURES)
 
-def _soft_cap(logits: Any, cap: float) -> Any:
-    return (logits / cap).tanh() * cap
-
-
-# Transforms some heads apply to the lm_head output, keyed by the (text) config attribute that
-# switches them on; project_on_vocab applies them so that the logit lens of the last layer is the
-# model's own logits. Each takes (logits, config value).
-LOGIT_TRANSFORMS: dict[str, Callable[[Any, float], Any]] = {
-    "final_logit_softcapping": _soft_cap,  # Gemma 2/3
-    "logits_soft_cap": _soft_cap,  # RecurrentGemma
-    "output_logit_soft_cap": _soft_cap,  # xLSTM
-    "logits_mup_width_multiplier": lambda logits, multiplier: logits / multiplier,  # Inkling (head has no bias)
-    "logit_scale": lambda logits, scale: logits * scale,  # Cohere
-    "logits_scaling": lambda logits, scaling: logits / scaling,  # Granite
-}
-
-
 def spec_for(model_class: type) -> ArchitectureSpec:
     """The row for a model class, inherited along its MRO, else the default spec."""
     for klass in model_class.__mro__:
@@ -488,7 +622,7 @@ def spec_for(model_class: type) -> ArchitectureSpec:
 def register_architecture(class_name: str, spec: ArchitectureSpec, *, override: bool = False) -> None:
     """Add a row for an architecture nnterp does not know; refuses to shadow a row silently."""
     if class_name in _ARCHITECTURES and not override:
-        raise ValueError(
-            f"{class_name} already has a registry row; pass override=True to replace it on purpose"
-        )
+        from .errors import ArchitectureAlreadyRegistered
+
+        raise ArchitectureAlreadyRegistered(class_name)
     _ARCHITECTURES[class_name] = spec

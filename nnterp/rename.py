@@ -14,10 +14,7 @@ from .registry import DEFAULT, ArchitectureSpec, Residual, spec_for
 
 STANDARD_TOP = ("embed_tokens", "layers", "ln_final", "lm_head")
 STANDARD_PER_LAYER = {"attention": "self_attn", "mlp": "mlp"}
-# Per-layer spellings safe to alias on any model: no known block has two of them.
 PER_LAYER_FIELDS = ("attention", "mlp", "attention_output", "mlp_input", "mlp_output")
-UNIVERSAL_ATTENTION_NAMES = ("attn", "self_attention", "attention")
-UNIVERSAL_MLP_NAMES = ("feed_forward", "ffn", "block_sparse_moe")
 
 
 def _as_tuple(value: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
@@ -76,7 +73,7 @@ class RenameConfig:
             if item.name == "residual":
                 changes["residual"] = Residual(value)
             else:
-                changes[item.name] = _as_tuple(value) + getattr(spec, item.name)
+                changes[item.name] = _as_tuple(value) + getattr(spec.paths, item.name)
         return spec.like(**changes)
 
 
@@ -194,10 +191,10 @@ class ResolvedArchitecture:
     @property
     def softmax_layers(self) -> tuple[int, ...]:
         """Layers whose attention path names softmax attention, not a token mixer (Mamba, RWKV...)."""
-        if not self.spec.softmax_attention:
+        if not self.spec.attention_facts.softmax_attention:
             return ()
         return tuple(i for i, path in enumerate(self.attention)
-                     if path is not None and path not in self.spec.token_mixers)
+                     if path is not None and path not in self.spec.paths.token_mixers)
 
     @property
     def displaced_names(self) -> dict[str, str]:
@@ -216,7 +213,7 @@ class ResolvedArchitecture:
         for field_name, standard in STANDARD_PER_LAYER.items():
             if standard in self.native_names:  # another module holds the name (LongCat's shortcut `mlp`
                 continue                           # beside mlps[0]): reached through attentions[i] / mlps[i]
-            for path in set(getattr(self, field_name)) - {None, standard} - set(self.spec.token_mixers):
+            for path in set(getattr(self, field_name)) - {None, standard} - set(self.spec.paths.token_mixers):
                 mapping[path] = standard
         return {_envoy_path(path): name for path, name in mapping.items()}
 
@@ -265,45 +262,47 @@ def resolve_architecture(model: Any, rename_config: RenameConfig | None = None) 
         check_top_paths(model, rename_config, class_name)
     if spec.unsupported:
         raise RenamingError(f"cannot be standardized: {spec.unsupported}", architecture=class_name, check="renaming")
-    if spec.pre_norm_flag and getattr(model.config, spec.pre_norm_flag, True) is False:
-        spec = spec.like(residual=Residual.NONE, note=f"post-norm blocks ({spec.pre_norm_flag}=False)")
-    embed = _required(model, spec.embed_tokens, "embed_tokens", class_name,
-                      None if spec.embed_tokens else _hf_path(model, "get_input_embeddings"))
-    lm_head = _required(model, spec.lm_head, "lm_head", class_name,
-                        None if spec.lm_head else _head_path(model))
-    layers_path = _required(model, spec.layers, "layers", class_name)
+    pre_norm_flag = spec.blocks.pre_norm_flag
+    if pre_norm_flag and getattr(model.config, pre_norm_flag, True) is False:
+        spec = spec.like(residual=Residual.NONE, note=f"post-norm blocks ({pre_norm_flag}=False)")
+    paths, scale_attr = spec.paths, spec.blocks.residual_scale_attr
+    embed = _required(model, paths.embed_tokens, "embed_tokens", class_name,
+                      None if paths.embed_tokens else _hf_path(model, "get_input_embeddings"))
+    lm_head = _required(model, paths.lm_head, "lm_head", class_name,
+                        None if paths.lm_head else _head_path(model))
+    layers_path = _required(model, paths.layers, "layers", class_name)
     layers = model.get_submodule(layers_path)
     if rename_config is not None:
         check_layer_paths(layers, rename_config, class_name)
-    attention = _per_layer(layers, spec.attention)
-    mlp = _per_layer(layers, spec.mlp)
-    attention_output = _per_layer(layers, spec.attention_output) if spec.attention_output else attention
-    mlp_output = _per_layer(layers, spec.mlp_output) if spec.mlp_output else mlp
-    residual_extra = _all_present(layers, spec.residual_extra)
-    paths = {"attention": attention, "mlp": mlp}
+    attention = _per_layer(layers, paths.attention)
+    mlp = _per_layer(layers, paths.mlp)
+    attention_output = _per_layer(layers, paths.attention_output) if paths.attention_output else attention
+    mlp_output = _per_layer(layers, paths.mlp_output) if paths.mlp_output else mlp
+    residual_extra = _all_present(layers, paths.residual_extra)
+    found = {"attention": attention, "mlp": mlp}
     native_names = frozenset(standard for field_name, standard in STANDARD_PER_LAYER.items()
-                             for layer, path in zip(layers, paths[field_name])
+                             for layer, path in zip(layers, found[field_name])
                              if path != standard and get_submodule(layer, standard) is not None)
     return ResolvedArchitecture(
         class_name=class_name, spec=spec, embed_tokens=embed, layers=layers_path, native_names=native_names,
-        ln_final=find_path(model, spec.ln_final), lm_head=lm_head, head_transform=find_path(model, spec.head_transform),
+        ln_final=find_path(model, paths.ln_final), lm_head=lm_head, head_transform=find_path(model, paths.head_transform),
         attention=attention, mlp=mlp,
-        attention_output=attention_output, mlp_input=_per_layer(layers, spec.mlp_input) if spec.mlp_input else mlp,
+        attention_output=attention_output, mlp_input=_per_layer(layers, paths.mlp_input) if paths.mlp_input else mlp,
         mlp_output=mlp_output, attn_prob_ops=rename_config.attn_prob_ops if rename_config else None,
-        mlp_output_extra=_all_present(layers, spec.mlp_output_extra), residual_extra=residual_extra,
-        residual_input=_per_layer(layers, spec.residual_input) if spec.residual_input else (),
-        attention_scale=tuple(_scalar(layer, spec.residual_scale_attr) * _module_scale(layer, spec, path)
+        mlp_output_extra=_all_present(layers, paths.mlp_output_extra), residual_extra=residual_extra,
+        residual_input=_per_layer(layers, paths.residual_input) if paths.residual_input else (),
+        attention_scale=tuple(_scalar(layer, scale_attr) * _module_scale(layer, spec, path)
                               for layer, path in zip(layers, attention_output)),
-        mlp_scale=tuple(_scalar(layer, spec.residual_scale_attr) * _module_scale(layer, spec, path)
+        mlp_scale=tuple(_scalar(layer, scale_attr) * _module_scale(layer, spec, path)
                         for layer, path in zip(layers, mlp_output)),
-        residual_extra_scale=tuple(tuple(_module_scale(layer, spec, path) for path in paths)
-                                   for layer, paths in zip(layers, residual_extra)),
+        residual_extra_scale=tuple(tuple(_module_scale(layer, spec, path) for path in extra)
+                                   for layer, extra in zip(layers, residual_extra)),
     )
 
 
 def _module_scale(layer: Any, spec: ArchitectureSpec, path: str | None) -> float:
-    """The factor a block multiplies one module's output by before adding it (``spec.output_scales``)."""
-    return next((_scalar(layer, attribute) for module, attribute in spec.output_scales if module == path), 1.0)
+    """The factor a block multiplies one module's output by before adding it (``output_scales``)."""
+    return next((_scalar(layer, attribute) for module, attribute in spec.blocks.output_scales if module == path), 1.0)
 
 
 def _all_present(layers: Any, paths: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
@@ -340,12 +339,10 @@ def get_rename_dict(model: Any = None, rename_config: RenameConfig | None = None
     """
     if model is not None:
         return resolve_architecture(model, rename_config).rename_dict()
-    spec = rename_config.apply(DEFAULT) if rename_config else DEFAULT
-    mapping = {path: name for name in ("layers", "ln_final") for path in getattr(spec, name) if "*" not in path}
-    mapping.update({path: "embed_tokens" for path in ("model.embed_tokens", "transformer.wte", "gpt_neox.embed_in",
-                                                      "model.decoder.embed_tokens", "transformer.word_embeddings",
-                                                      "backbone.embeddings")})
-    mapping.update({"embed_out": "lm_head", "output_projection": "lm_head", "proj_out": "lm_head"})
-    mapping.update({name: "self_attn" for name in UNIVERSAL_ATTENTION_NAMES})
-    mapping.update({name: "mlp" for name in UNIVERSAL_MLP_NAMES})
+    paths = (rename_config.apply(DEFAULT) if rename_config else DEFAULT).paths
+    mapping = {path: name for name in ("layers", "ln_final") for path in getattr(paths, name) if "*" not in path}
+    mapping.update(dict.fromkeys(paths.embed_tokens_spellings, "embed_tokens"))
+    mapping.update(dict.fromkeys(paths.lm_head_spellings, "lm_head"))
+    mapping.update(dict.fromkeys(paths.attention_aliases, "self_attn"))
+    mapping.update(dict.fromkeys(paths.mlp_aliases, "mlp"))
     return mapping

@@ -7,18 +7,21 @@ import os
 import re
 import warnings
 from functools import cached_property
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import torch
 from nnsight.modeling.transformers import TransformersModel
 
 from .accessors import (AttentionProbabilities, BatchFolded, LayerwiseContribution, LayerwiseIO, LayerwiseModules,
-                        TensorView, check_layer_index, check_shape, walk)
+                        walk)
 from .attention_probs import locate_attention_probabilities
 from .compat.lookup import warn_for_architecture
 from .eager_attention import use_eager_attention
+from .heads import head_accessors
 from .errors import (InputTooLong, InputTooLongWarning, InvalidArgument, ModelNotFound, RenamingError,
-                     ToolkitInputError, ValidationFailed)
+                     ValidationFailed)
+from .remote import RemoteMixin
+from .trace_time import TraceFacts, TraceTimeMembers, unembed
 from .rename import RenameConfig, ResolvedArchitecture, check_rename_config, resolve_architecture
 
 
@@ -52,6 +55,11 @@ def _load_gguf(path: str, tokenizer: Any) -> tuple[torch.nn.Module, Any]:
     model = AutoModelForCausalLM.from_pretrained(file.parent, gguf_file=file.name)
     return model, tokenizer or AutoTokenizer.from_pretrained(file.parent, gguf_file=file.name)
 
+
+# The per-layer accessors every StandardizedTransformer has, in the order they are built.
+ACCESSOR_NAMES = ("attentions", "mlps", "layers_input", "layers_output", "attentions_input", "attentions_output",
+                  "mlps_input", "mlps_output", "attention_probabilities",
+                  "heads_output", "queries", "keys", "values")
 
 # Config keys giving the longest input a model was built or trained for, first present wins.
 POSITION_LIMIT_KEYS = ("max_position_embeddings", "n_positions", "n_ctx", "max_sequence_length", "seq_length",
@@ -87,7 +95,11 @@ def _check_local_path(model: str) -> None:
                             "pass an existing folder holding config.json, or a hub id like 'gpt2' or 'org/name'")
 
 
-class StandardizedTransformer(TransformersModel):
+class _FirstLayerDone(Exception):
+    """Stops the forward that measures a layer's output structure once the first layer has returned."""
+
+
+class StandardizedTransformer(RemoteMixin, TraceTimeMembers, TransformersModel):
     """A causal LM with standardized module names and accessors, validated when it loads.
 
     Example::
@@ -126,6 +138,10 @@ class StandardizedTransformer(TransformersModel):
         switched_from = use_eager_attention(model) if enable_attention_probs and not isinstance(model, str) else None
         super().__init__(model, tokenizer=tokenizer, rename=self._standard_rename, **kwargs)
         self._bind_displaced_names()
+        self._layer_output_arity: int | Exception | None = None
+        if self.dispatched:  # else learned when nnsight loads the weights (dispatch)
+            self._layer_output_arity = self._measure_layer_output_arity()
+        self._facts = self._trace_facts()
         self._build_accessors(enable_attention_probs, switched_from)
         self.check_results: list = []
         if check_renaming:
@@ -133,6 +149,15 @@ class StandardizedTransformer(TransformersModel):
         warn_for_architecture(type(self._module).__name__, model_id=model if isinstance(model, str) else None)
 
     # -- building --------------------------------------------------------------
+    # The load path, in order. nnsight calls back into this class once, in step 2:
+    #   1. __init__ checks the arguments and hands nnsight ``rename=self._standard_rename``, still empty;
+    #   2. nnsight obtains the torch module and passes it through _wrap (a built model), _load (hub id or
+    #      path) or _load_meta (lazy); each calls _adopt, which puts the model in eval mode, resolves its
+    #      registry row into ``self.architecture`` and fills ``self._standard_rename`` before nnsight builds
+    #      the envoy tree from it;
+    #   3. back in __init__: _bind_displaced_names (names nnsight refuses to alias), the layer-output arity,
+    #      the accessors (_build_accessors, one loop over ACCESSOR_NAMES), then validation and the
+    #      compatibility-report lookup.
 
     def _wrap(self, module: torch.nn.Module, *args: Any, **kwargs: Any) -> torch.nn.Module:
         return self._adopt(super()._wrap(module, *args, **kwargs))
@@ -152,6 +177,22 @@ class StandardizedTransformer(TransformersModel):
         self._standard_rename.update(self.architecture.rename_dict())
         return module
 
+    def dispatch(self) -> None:
+        """nnsight's lazy weight loading, then what the model learns from its own weights (layer output arity)."""
+        was_dispatched = self.dispatched
+        super().dispatch()
+        if not was_dispatched:
+            self._layer_output_arity = self._measure_layer_output_arity()
+
+    def _trace_facts(self) -> TraceFacts:
+        """What the trace-time members (shared with the remote twin) need of the registry row."""
+        arch, spec = self.architecture, self.architecture.spec
+        return TraceFacts(class_name=arch.class_name, has_ln_final=arch.ln_final is not None,
+                          has_head_transform=arch.head_transform is not None, codebooks=bool(spec.layout.codebooks.key),
+                          multi_stream=bool(spec.layout.streams), readout=spec.layout.streams.readout,
+                          base_path=arch.layers.rpartition(".")[0], skip_passes_inputs=spec.blocks.skip_passes_inputs,
+                          logit_transforms=tuple(spec.head.active_transforms(self._module.config)))
+
     def _bind_displaced_names(self) -> None:
         """Point standardized names that a native module of that name held (now renamed) at their module."""
         for name, path in self.architecture.displaced_names.items():
@@ -165,48 +206,47 @@ class StandardizedTransformer(TransformersModel):
             raise RenamingError(f"`layers` has {len(layer_envoys)} entries, expected {arch.num_layers}",
                                 architecture=arch.class_name, check="renaming")
 
-        def sublayer(paths: tuple[str | None, ...], what: str):
+        def sublayer(paths: tuple[str | None, ...], what: str) -> Callable[[int], Any]:
             def locate(index: int) -> Any:
-                if paths[index] is None:
+                path = paths[index]
+                if path is None:
                     raise RenamingError(f"layer {index} has no {what} module", architecture=arch.class_name,
                                         check="renaming", fix=f"pass RenameConfig({what}='<path in the layer>')")
-                return walk(self.layers[index], paths[index])
+                return walk(self.layers[index], path)
             return locate
 
         def folded(locate, accessor: str):
             """Serve the accessor's tensor unfolded where the native one folds the batch (OPT's MLP)."""
-            return (lambda i: BatchFolded(locate(i))) if accessor in arch.spec.batch_folded else locate
+            return (lambda i: BatchFolded(locate(i))) if accessor in layout.batch_folded else locate
 
-        n = arch.num_layers
-        self.attentions = LayerwiseModules(n, sublayer(arch.attention, "attention"))
-        self.mlps = LayerwiseModules(n, sublayer(arch.mlp, "mlp"))
-        layer_view = self._layer_view()
-        self._hidden_view = hidden_view = TensorView.sequence_first() if arch.spec.sequence_first else None
-        self.layers_input = LayerwiseIO(n, lambda i: self.layers[i], "input", layer_view)
-        self.layers_output = LayerwiseIO(n, lambda i: self.layers[i], "output", layer_view)
-        self.attentions_input = LayerwiseIO(n, folded(sublayer(arch.attention, "attention"), "attentions_input"),
-                                            "input", hidden_view)
+        n, layout = arch.num_layers, arch.spec.layout
+        layer_view, hidden_view = layout.layer_view(self._module.config), layout.hidden_view()
+        self._hidden_view = hidden_view
         attention_output = folded(sublayer(arch.attention_output, "attention_output"), "attentions_output")
         mlp_output = folded(sublayer(arch.mlp_output, "mlp_output"), "mlps_output")
         mlp_extra = arch.mlp_output_extra or ((),) * n
-        self.attentions_output = LayerwiseContribution(n, lambda i: [attention_output(i)], arch.attention_scale,
-                                                       view=hidden_view)
-        self.mlps_input = LayerwiseIO(n, folded(sublayer(arch.mlp_input, "mlp_input"), "mlps_input"), "input",
-                                      hidden_view)
-        self.mlps_output = LayerwiseContribution(
-            n, lambda i: [mlp_output(i)] + [walk(self.layers[i], path) for path in mlp_extra[i]], arch.mlp_scale,
-            flat_input=sublayer(arch.mlp_input, "mlp_input") if arch.spec.mlp_output_flat else None, view=hidden_view)
-        self.attention_probabilities = AttentionProbabilities(
-            n, self.attentions, self._locate_probabilities(), enable_attention_probs, arch.class_name,
-            batch_folded="attention_probabilities" in arch.spec.batch_folded, switched_from=switched_from)
-
-    def _layer_view(self) -> TensorView | None:
-        """How layer inputs/outputs are served when the native layout is not (batch, seq, hidden)."""
-        spec = self.architecture.spec
-        if spec.sequence_first:
-            return TensorView.sequence_first()
-        streams = spec.stream_count(self._module.config)
-        return None if streams is None else TensorView.streams(spec.stream_layout, streams)
+        flat_mlp_input = sublayer(arch.mlp_input, "mlp_input") if layout.mlp_output_flat else None
+        accessors: dict[str, Callable[[], Any]] = {  # one entry per name of ACCESSOR_NAMES, built in this order
+            "attentions": lambda: LayerwiseModules(n, sublayer(arch.attention, "attention")),
+            "mlps": lambda: LayerwiseModules(n, sublayer(arch.mlp, "mlp")),
+            "layers_input": lambda: LayerwiseIO(n, lambda i: self.layers[i], "input", layer_view),
+            "layers_output": lambda: LayerwiseIO(n, lambda i: self.layers[i], "output", layer_view),
+            "attentions_input": lambda: LayerwiseIO(
+                n, folded(sublayer(arch.attention, "attention"), "attentions_input"), "input", hidden_view),
+            "attentions_output": lambda: LayerwiseContribution(
+                n, lambda i: [attention_output(i)], arch.attention_scale, view=hidden_view),
+            "mlps_input": lambda: LayerwiseIO(
+                n, folded(sublayer(arch.mlp_input, "mlp_input"), "mlps_input"), "input", hidden_view),
+            "mlps_output": lambda: LayerwiseContribution(
+                n, lambda i: [mlp_output(i)] + [walk(self.layers[i], path) for path in mlp_extra[i]], arch.mlp_scale,
+                flat_input=flat_mlp_input, view=hidden_view),
+            "attention_probabilities": lambda: AttentionProbabilities(
+                n, self.attentions, self._locate_probabilities(), enable_attention_probs, arch.class_name,
+                batch_folded="attention_probabilities" in layout.batch_folded, switched_from=switched_from),
+            **head_accessors(self),  # heads_output, queries, keys, values (nnterp.heads)
+        }
+        for name in ACCESSOR_NAMES:
+            setattr(self, name, accessors[name]())
 
     def _locate_probabilities(self) -> tuple:
         arch = self.architecture
@@ -219,7 +259,8 @@ class StandardizedTransformer(TransformersModel):
         by_class: dict[type, Any] = {}
         for module in modules:
             if module is not None and type(module) not in by_class:
-                by_class[type(module)] = locate_attention_probabilities(module, arch.spec.attn_prob_call)
+                by_class[type(module)] = locate_attention_probabilities(module,
+                                                                        arch.spec.attention_facts.attn_prob_call)
         return tuple(by_class[type(m)] if m is not None else None for m in modules)
 
     def _attention_modules(self) -> list[torch.nn.Module | None]:
@@ -270,180 +311,81 @@ class StandardizedTransformer(TransformersModel):
     # -- facts -----------------------------------------------------------------
 
     @property
+    def layer_output_arity(self) -> int:
+        """What a layer returns: 0 for a bare tensor, n for a tuple or list of n elements (Bloom, Falcon, xLSTM).
+        ``skip_layers`` hands the model back that structure. Learned from the model itself once its weights
+        are loaded (at construction, or at nnsight's lazy dispatch)."""
+        if self._layer_output_arity is None:
+            self.dispatch()
+        if isinstance(self._layer_output_arity, Exception):
+            raise RenamingError(f"the structure of a layer's output is unknown: a one-token forward failed "
+                                f"({type(self._layer_output_arity).__name__}: {self._layer_output_arity})",
+                                architecture=self.architecture.class_name, check="skip_layers",
+                                fix="skip layers by hand: model.layers[i].skip(<the layer's output>)")
+        return self._layer_output_arity  # type: ignore[return-value]  # set by dispatch
+
+    def _measure_layer_output_arity(self) -> int | Exception:
+        """One plain forward of a one-token input (one row per codebook), stopped right after the first layer
+        returns; the error instead if the forward fails before it (raised only if skip_layers needs it)."""
+        seen: list[Any] = []
+
+        def stop(module: torch.nn.Module, args: Any, output: Any) -> None:
+            seen.append(output)
+            raise _FirstLayerDone
+
+        first = self._module.get_submodule(self.architecture.layers)[0]
+        handle = first.register_forward_hook(stop)
+        ids = self.tokenizer("a", return_tensors="pt")["input_ids"][:, -1:]
+        ids = ids.repeat(self.architecture.spec.layout.codebooks.count(self._module.config), 1)
+        try:
+            with torch.no_grad():
+                self._module(input_ids=ids.to(next(self._module.parameters()).device))
+        except _FirstLayerDone:
+            pass
+        except Exception as error:  # noqa: BLE001 - kept, and raised where the arity is needed
+            return error
+        finally:
+            handle.remove()
+        if not seen:
+            return LookupError("the first layer did not run on a one-token input")
+        return len(seen[0]) if isinstance(seen[0], (tuple, list)) else 0
+
+    @property
     def num_layers(self) -> int:
         return self.architecture.num_layers
 
     @property
     def num_heads(self) -> int:
-        return _config_value(self._module.config, self.architecture.spec.num_heads_keys, "the number of heads",
+        return _config_value(self._module.config, self.architecture.spec.head.num_heads_keys, "the number of heads",
                              self.architecture.class_name)
 
     @property
     def hidden_size(self) -> int:
-        return _config_value(self._module.config, self.architecture.spec.hidden_size_keys, "the hidden size",
+        return _config_value(self._module.config, self.architecture.spec.head.hidden_size_keys, "the hidden size",
                              self.architecture.class_name)
 
     @property
     def num_prefix_positions(self) -> int:
         """Learned positions the model puts before every input (CPM-Ant's prompt), 0 for most: hidden
         states have that many more positions than the input ids, the logits do not."""
-        key = self.architecture.spec.prefix_positions_key
-        return int(getattr(self._module.config, key, 0)) if key else 0
+        return self.architecture.spec.layout.prefix_positions(self._module.config)
 
     @property
     def num_streams(self) -> int:
         """Residual streams per token: 1, or several (hyper-connections, AltUp, ProphetNet's n-gram streams)."""
-        spec = self.architecture.spec
-        streams = spec.stream_count(self._module.config)
-        return 1 if streams is None else spec.stream_layout.total_streams(streams)
+        return self.architecture.spec.layout.streams.total(self._module.config)
 
     @property
     def token_state_shape(self) -> tuple[int, ...]:
         """The shape of one token's state in ``layers_output``: (hidden,), or (streams, hidden)."""
-        if self.architecture.spec.residual_streams_key is None:
+        if not self.architecture.spec.layout.streams:
             return (self.hidden_size,)
         return (self.num_streams, self.hidden_size)
 
     @property
     def vocab_size(self) -> int:
-        return _config_value(self._module.config, self.architecture.spec.vocab_size_keys, "the vocabulary size",
+        return _config_value(self._module.config, self.architecture.spec.head.vocab_size_keys, "the vocabulary size",
                              self.architecture.class_name)
-
-    # -- trace-time values -----------------------------------------------------
-
-    @property
-    def token_embeddings(self) -> Any:
-        """The token embeddings (output of ``embed_tokens``), readable and writable; with several
-        codebooks (MusicGen), the sum of their embeddings, which the model feeds its first layer
-        (a write then reads the earlier codebooks itself, so write it before reading it)."""
-        if self.architecture.spec.codebooks_key:
-            embeddings = sum(codebook.output for codebook in self.embed_tokens)
-        else:
-            embeddings = self.embed_tokens.output
-        return self._hidden_view.canonical(embeddings) if self._hidden_view else embeddings
-
-    @token_embeddings.setter
-    def token_embeddings(self, value: Any) -> None:
-        if self._hidden_view:
-            value = self._hidden_view.native(value)
-        if not self.architecture.spec.codebooks_key:
-            self.embed_tokens.output = value
-            return
-        *earlier, last = list(self.embed_tokens)
-        for codebook in earlier:  # the last codebook's embedding makes the sum equal the value
-            value = value - codebook.output
-        last.output = value
-
-    @property
-    def logits(self) -> Any:
-        """The model's output logits, (batch, seq, vocab)."""
-        return self.output.logits
-
-    @property
-    def next_token_probs(self) -> Any:
-        """Softmax over the vocabulary at the last position, (batch, vocab)."""
-        return self.logits[:, -1, :].softmax(dim=-1)
-
-    @property
-    def input_ids(self) -> Any:
-        return self._model_kwargs()["input_ids"]
-
-    @property
-    def attention_mask(self) -> Any:
-        return self._model_kwargs().get("attention_mask")
-
-    @property
-    def input_size(self) -> torch.Size:
-        return self.input_ids.shape
-
-    def _model_kwargs(self) -> dict:
-        args, kwargs = self.inputs
-        return kwargs if not args else {"input_ids": args[0], **kwargs}
-
-    # -- interventions ---------------------------------------------------------
-
-    def collapse_streams(self, state: Any) -> Any:
-        """One hidden state from a multi-stream state (..., streams, hidden), as the model reads out its last
-        layer; identity on single-stream models. ``project_on_vocab(collapse_streams(layers_output[i]))`` is
-        the logit lens on any architecture."""
-        readout = self.architecture.spec.stream_readout
-        if self.architecture.spec.residual_streams_key is None:
-            return state
-        if readout is None:
-            raise RenamingError("has several residual streams but no stream_readout in its registry row, so they "
-                                "cannot be collapsed into one hidden state", architecture=self.architecture.class_name,
-                                check="logit_lens", fix="add stream_readout to the architecture's registry row")
-        leading = state.shape[:-2]
-        rows = state.reshape(-1, 1, *state.shape[-2:])
-        base_path = self.architecture.layers.rpartition(".")[0]  # the module holding `layers`
-        base = walk(self, base_path) if base_path else self
-        return readout(base, rows).reshape(*leading, state.shape[-1])
-
-    def project_on_vocab(self, hidden_state: Any) -> Any:
-        """Logits of a hidden state through the final norm and the unembedding (the logit lens).
-
-        On multi-stream models give it one hidden state: `collapse_streams` of a layer output."""
-        if self.architecture.ln_final is not None:
-            hidden_state = self.ln_final(hidden_state)
-        if self.architecture.head_transform is not None:
-            hidden_state = self.head_transform(hidden_state)
-        logits = self._unembed(self.lm_head, hidden_state)
-        for transform, value in self._logit_transforms():
-            logits = transform(logits, value)
-        return logits
-
-    def _unembed(self, head: Any, hidden_state: Any) -> Any:
-        """The head (envoy or module) on a hidden state; one head per codebook stacks as the model does."""
-        if not self.architecture.spec.codebooks_key:
-            return head(hidden_state)
-        return torch.stack([codebook_head(hidden_state) for codebook_head in head], dim=1).flatten(0, 1)
-
-    def _logit_transforms(self) -> list:
-        """The registry's logit transforms this model's config switches on, with their values."""
-        from .registry import LOGIT_TRANSFORMS
-
-        config = self._module.config.get_text_config()
-        return [(transform, getattr(config, key)) for key, transform in LOGIT_TRANSFORMS.items()
-                if isinstance(getattr(config, key, None), (int, float)) and not isinstance(getattr(config, key), bool)]
-
-    def skip_layer(self, layer: int, skip_with: Any = None) -> None:
-        """Skip one layer: its output becomes ``skip_with`` (default: its own input)."""
-        self.skip_layers(layer, layer, skip_with)
-
-    def skip_layers(self, start_layer: int, end_layer: int, skip_with: Any = None) -> None:
-        """Skip layers ``start_layer..end_layer`` (inclusive); the stream passes through unchanged."""
-        start = check_layer_index(start_layer, self.num_layers)
-        end = check_layer_index(end_layer, self.num_layers)
-        if start > end:
-            raise ToolkitInputError(f"start_layer ({start_layer}) is after end_layer ({end_layer}): pass the first "
-                                    "layer to skip, then the last (both included)")
-        for index in range(start, end + 1):
-            replacement = self.layers_input[index]
-            if skip_with is not None:
-                check_shape(f"skip_with for layer {index}", replacement, skip_with)
-                replacement = skip_with
-            if self.layers_input.view:  # nnterp's layout back to the block's own
-                replacement = self.layers_input.view.native(replacement)
-            self.layers[index].skip(self._as_layer_output(replacement, index))
-
-    def _as_layer_output(self, hidden: Any, index: int) -> Any:
-        """A skip replacement shaped like the layer's output: blocks returning tuples get (hidden, None, ...),
-        with the arity the load-time probe observed, or (hidden, *their own extra inputs) where the
-        registry says the model reads those back (xLSTM's state)."""
-        arity = getattr(self, "_layer_output_arity", 0)
-        if not arity:
-            return hidden
-        if self.architecture.spec.skip_passes_inputs:
-            extra = list(self.layers[index].inputs[0][1:arity])
-            return (hidden, *extra, *[None] * (arity - 1 - len(extra)))
-        return (hidden, *[None] * (arity - 1))
-
-    def steer(self, layers: int | list[int], steering_vector: torch.Tensor, factor: float = 1,
-              positions: int | list[int] | None = None) -> None:
-        """Add ``factor * steering_vector`` to the output of each given layer (at ``positions``, default all)."""
-        from .interventions import steer
-
-        steer(self, layers, steering_vector, factor, positions)
 
     def get_topk_closest_tokens(self, hidden_state: torch.Tensor, k: int = 5) -> list[list[str]]:
         """The k tokens whose logits are highest for a hidden state, per row (outside a trace)."""
@@ -454,7 +396,7 @@ class StandardizedTransformer(TransformersModel):
             hidden = hidden_state.to(weight.device, weight.dtype)
             for path in (arch.ln_final, arch.head_transform):
                 hidden = self._module.get_submodule(path)(hidden) if path is not None else hidden
-            logits = self._unembed(head, hidden)
+            logits = unembed(head, hidden, self._facts.codebooks)
         top = logits.reshape(-1, logits.shape[-1]).topk(k, dim=-1).indices
         return [self.tokenizer.convert_ids_to_tokens(row.tolist()) for row in top]
 

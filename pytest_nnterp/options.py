@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ def add_options(parser: pytest.Parser) -> None:
                     help="run only these checks (default: all of them; see `python -m nnterp run_tests --help`)")
     group.addoption("--nnterp-report", default=None, metavar="DIR",
                     help="write or update the compatibility report of the installed version set in DIR "
-                         "(default: $NNTERP_REPORT_DIR or ~/.cache/nnterp/compat_reports)")
+                         "(default: the first folder of $NNTERP_REPORT_DIR, else ~/.cache/nnterp/compat_reports)")
     group.addoption("--nnterp-no-report", action="store_true", default=False,
                     help="do not write any compatibility report")
     parser.addini("nnterp_models", "default for --nnterp-models", type="args", default=[])
@@ -47,8 +46,15 @@ class Selection:
 
 
 def default_report_dir() -> Path:
-    """Where reports go when no directory is given: the user's own, never the installed package."""
-    return Path(os.environ.get("NNTERP_REPORT_DIR") or Path.home() / ".cache" / "nnterp" / "compat_reports")
+    """Where reports go when no folder is given: ``nnterp.compat.lookup.report_write_directory()``, the user's
+    own (the first folder of ``$NNTERP_REPORT_DIR``, else ``~/.cache/nnterp/compat_reports``), never the package."""
+    from nnterp.compat.lookup import report_write_directory
+    from nnterp.errors import NNterpError
+
+    try:
+        return report_write_directory()
+    except NNterpError as error:
+        raise pytest.UsageError(f"--nnterp-report: {error}; or give a folder with --nnterp-report DIR") from None
 
 
 def read_selection(config: pytest.Config) -> Selection:
@@ -57,14 +63,15 @@ def read_selection(config: pytest.Config) -> Selection:
     classes = config.getoption("nnterp_classes") or config.getini("nnterp_classes")
     checks = config.getoption("nnterp_checks") or config.getini("nnterp_checks")
     if checks:
-        from .suite import CHECK_NAMES
+        from nnterp.checks import CHECK_NAMES
 
         unknown = sorted(set(checks) - set(CHECK_NAMES))
         if unknown:
             raise pytest.UsageError(f"--nnterp-checks: unknown check(s) {unknown}; choose from {list(CHECK_NAMES)}")
     report = config.getoption("nnterp_report") or config.getini("nnterp_report")
     no_report = config.getoption("nnterp_no_report")
-    report_dir = None if no_report else Path(report) if report else default_report_dir()
+    active = bool(models or classes)  # the default folder is resolved (importing nnterp.compat) only when used
+    report_dir = None if no_report or not active else Path(report) if report else default_report_dir()
     return Selection(tuple(models), tuple(classes), tuple(checks), report_dir)
 
 

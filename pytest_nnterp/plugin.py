@@ -61,9 +61,9 @@ def nnterp_outcome(request: pytest.FixtureRequest):
     session = _session(request.config)
 
     def run(target, check):
-        outcome = session.outcome(target, check)
-        request.node.user_properties.append((PROPERTY, outcome.as_row()))
-        return outcome
+        row = session.outcome(target, check)
+        request.node.user_properties.append((PROPERTY, row))
+        return row
     return run
 
 

@@ -10,14 +10,20 @@ from __future__ import annotations
 import re
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import pytest
 
+from nnterp.checks import ReportStatus
+
 from .options import Selection, check_report_dir
 from .plugin import PROPERTY
-from .runner import ModelRunner, Outcome
-from .suite import CHECK_NAMES
+from .runner import ModelRunner, check_row
 from .targets import Target, real_targets, toy_targets
+
+if TYPE_CHECKING:
+    from nnterp.checks import CheckRow
+    from nnterp.compat.schema import ResultRow
 
 PLANNED = "nnterp_planned"  # user_properties key of the row a test will produce, sent with its setup report
 
@@ -27,10 +33,10 @@ class NnterpSession:
         self.config = config
         self.selection = selection
         self.targets: list[Target] = real_targets(selection.models) + toy_targets(selection.classes)
-        self.checks = selection.checks or CHECK_NAMES
+        self.checks = selection.checks or _catalogue_names()
         self.runner = ModelRunner()
-        self.rows: dict[tuple[str, str, str], dict] = {}
-        self.planned: dict[str, dict] = {}  # nodeid -> the row its test will produce (to record a crash)
+        self.rows: dict[tuple[str, str, str], CheckRow] = {}
+        self.planned: dict[str, CheckRow] = {}  # nodeid -> the row its test will produce (to record a crash)
         self.report_path: Path | None = None
         self.report_problem: str | None = None  # why the report is not where it was asked for, if it is not
         self._by_test_id = {f"{target.label}-{check}": (target, check)
@@ -44,7 +50,7 @@ class NnterpSession:
 
     # -- worker side -------------------------------------------------------------------
 
-    def outcome(self, target: Target, check: str) -> Outcome:
+    def outcome(self, target: Target, check: str) -> CheckRow:
         return self.runner.run(target, check)
 
     def annotate(self, item: pytest.Item, report: pytest.TestReport) -> None:
@@ -53,7 +59,7 @@ class NnterpSession:
         if report.when == "setup":
             planned = self.planned_check(item)
             if planned is not None:
-                report.user_properties.append((PLANNED, Outcome(*planned, "crashed").as_row()))
+                report.user_properties.append((PLANNED, check_row(*planned, ReportStatus.CRASHED.value)))
         self.record_category(item, report)
 
     def planned_check(self, item: pytest.Item) -> tuple[Target, str] | None:
@@ -74,10 +80,11 @@ class NnterpSession:
             return
         if report.when != "call" and (report.when != "setup" or report.passed):
             return
-        status = "load error" if report.when == "setup" and report.failed else report.outcome
+        failed_setup = report.when == "setup" and report.failed
+        status = ReportStatus.LOAD_ERROR if failed_setup else ReportStatus(report.outcome)
         message = "" if report.passed else str(report.longrepr).strip().splitlines()[-1][:300]
-        row = Outcome(callspec.params["nnterp_target"], marker.args[0], status, message,
-                      duration=report.duration).as_row()
+        row = check_row(callspec.params["nnterp_target"], marker.args[0], status.value, message,
+                        duration=report.duration)
         report.user_properties.append((PROPERTY, row))
 
     # -- controller side (hooks of this registered plugin object) ---------------------------
@@ -93,14 +100,15 @@ class NnterpSession:
         if planned is None:
             return  # not a check of ours (a plain test): pytest's own failure report tells about it
         message = " ".join(str(report.longrepr).split())[:300]
-        row = {**planned, "status": "crashed", "message": message, "value": None, "duration": 0.0}
+        row: CheckRow = {**planned, "status": ReportStatus.CRASHED.value, "message": message, "value": None,
+                         "duration": 0.0}
         self.rows[(row["architecture"], row["model_id"], row["check"])] = row
 
-    def _builtin_row(self, nodeid: str) -> dict | None:
-        match = re.search(r"::test_nnterp_check\[(.*)\]$", nodeid)
+    def _builtin_row(self, nodeid: str) -> CheckRow | None:
+        match = re.search(r"::test_nnterp_check\[(.*)\](@[^\[\]]*)?$", nodeid)  # '@group' under loadgroup
         if match is None or match.group(1) not in self._by_test_id:
             return None
-        return Outcome(*self._by_test_id[match.group(1)], "crashed").as_row()
+        return check_row(*self._by_test_id[match.group(1)], ReportStatus.CRASHED.value)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
@@ -120,16 +128,17 @@ class NnterpSession:
 
     def record(self, report: pytest.TestReport) -> None:
         """Take an outcome (or, on a setup report, the planned row) off a test report."""
-        for name, row in report.user_properties:
+        for name, value in report.user_properties:
+            row = cast("CheckRow", value)
             if name == PROPERTY:
                 self.rows[(row["architecture"], row["model_id"], row["check"])] = row
             elif name == PLANNED:
                 self.planned[report.nodeid] = row
 
-    def result_rows(self) -> list:
-        from nnterp.compat.schema import ReportStatus, ResultRow
+    def result_rows(self) -> list[ResultRow]:
+        from nnterp.compat.schema import ResultRow
 
-        return [ResultRow(**{**row, "status": ReportStatus(row["status"])}) for row in self.rows.values()]
+        return [ResultRow.from_dict(dict(row)) for row in self.rows.values()]
 
     def write_report(self) -> Path | None:
         """Update the report in the selected folder; if that fails (checked writable at the start, it may
@@ -152,3 +161,9 @@ class NnterpSession:
         from nnterp.compat.render import terminal_table
 
         return terminal_table(self.result_rows()).splitlines()
+
+
+def _catalogue_names() -> tuple[str, ...]:
+    from nnterp.checks import CHECK_NAMES
+
+    return CHECK_NAMES

@@ -31,9 +31,9 @@ OLD = _report(
     {
         "LlamaForCausalLM": {"toy:llama": _model("toy", renaming=_check("passed", "2 layers at model.layers"),
                                                  residual_identity=_check("passed", value=1e-7),
-                                                 attn_probs_sum=_check("passed"))},
+                                                 attn_probs=_check("passed"))},
         "GPT2LMHeadModel": {"toy:gpt2": _model("toy", renaming=_check("passed"), residual_identity=_check("passed"),
-                                               attn_probs_sum=_check("n/a", "no attention probabilities"))},
+                                               attn_probs=_check("n/a", "no attention probabilities"))},
         "BloomForCausalLM": {"toy:bloom": _model("toy", renaming=_check("passed"),
                                                  residual_identity=_check("passed"))},
     },
@@ -45,9 +45,9 @@ NEW = _report(
     {
         "LlamaForCausalLM": {"toy:llama": _model("toy", renaming=_check("passed", "2 layers at model.layers"),
                                                  residual_identity=_check("failed", FAILURE, 0.5),
-                                                 attn_probs_sum=_check("passed"))},
+                                                 attn_probs=_check("passed"))},
         "GPT2LMHeadModel": {"toy:gpt2": _model("toy", renaming=_check("passed"), residual_identity=_check("passed"),
-                                               attn_probs_sum=_check("n/a", "no attention probabilities"))},
+                                               attn_probs=_check("n/a", "no attention probabilities"))},
         "BloomForCausalLM": {"toy:bloom": _model("toy", renaming=_check("load error", "ValueError: alibi missing"))},
         "MistralForCausalLM": {EVIL_MODEL: _model("real", renaming=_check("passed"),
                                                   residual_identity=_check("crashed", "worker died"),
@@ -75,7 +75,7 @@ def write_reports(folder: Path) -> tuple[Path, Path]:
 
 HISTORY_TRANSFORMERS = ("5.0.0", "5.5.0", "5.10.0", "5.15.0", "5.20.0", "5.23.0", "5.24.0")  # 5.5 < 5.10
 HISTORY_ARCHITECTURES = 200
-HISTORY_CHECKS = ("renaming", "io_shapes", "residual_identity", "attn_probs_sum", "attn_probs_effect", "logits_match")
+HISTORY_CHECKS = ("renaming", "io_shapes", "residual_identity", "attn_probs", "logits_match", "logit_lens")
 EVIL_ARCHITECTURE = "Evil<img src=x onerror=alert(1)>#ForCausalLM"  # the last architecture's name
 ATTN_FAILURE = "probabilities sum to 0.93, not 1"
 
@@ -87,7 +87,7 @@ def history_architecture(index: int) -> str:
 def history_checks(index: int, column: int) -> dict | None:
     """Architecture `index` in version set `column` (0 = transformers 5.0.0); None where not tested.
 
-    index % 10 == 0: attn_probs_sum fails from 5.24.0 (a regression in the last column);
+    index % 10 == 0: attn_probs fails from 5.24.0 (a regression in the last column);
     index % 25 == 1: io_shapes fails before 5.15.0 (a fix in column 3);
     index % 50 == 2: first tested in 5.10.0 (column 2);
     index % 50 == 3: does not load from 5.20.0 (a regression in column 4);
@@ -99,7 +99,7 @@ def history_checks(index: int, column: int) -> dict | None:
         return {check: _check("load error", "ImportError: no module named 'arch'") for check in HISTORY_CHECKS}
     checks = {check: _check("passed") for check in HISTORY_CHECKS}
     if index % 10 == 0 and column == len(HISTORY_TRANSFORMERS) - 1:
-        checks["attn_probs_sum"] = _check("failed", ATTN_FAILURE, 0.07)
+        checks["attn_probs"] = _check("failed", ATTN_FAILURE, 0.07)
     if index % 25 == 1 and column < 3:
         checks["io_shapes"] = _check("failed", "layers_output[0] has shape (1, 4) not (1, 4, 8)")
     if index % 7 == 4:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from nnterp.toy.suite import standardized_toy  # noqa: F401 - re-exported for the tests
+from nnterp.toy.standardized import standardized_toy  # noqa: F401 - re-exported for the tests
 
 warnings.filterwarnings("ignore", module="transformers")
 

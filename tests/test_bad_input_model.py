@@ -23,7 +23,7 @@ from nnterp.errors import (CommandLineError, InputTooLong, InputTooLongWarning, 
 from nnterp.module_accessor import ModuleAccessor
 from nnterp.rename import RenameConfig, get_rename_dict
 from nnterp.toy import build_toy_model
-from nnterp.toy.suite import standardized_toy
+from nnterp.toy.standardized import standardized_toy
 
 
 class Models:

@@ -84,10 +84,10 @@ def test_architecture_diff_compares_the_worst_status_over_models():
 
 
 def test_summary_counts_architectures_per_check():
-    many = [(arch, "attn_probs_sum", P) for arch in "ABC"] + [("D", "io_shapes", F), ("E", "renaming", P)]
-    later = [(arch, "attn_probs_sum", F) for arch in "ABC"] + [("D", "io_shapes", P), ("G", "renaming", P)]
+    many = [(arch, "attn_probs", P) for arch in "ABC"] + [("D", "io_shapes", F), ("E", "renaming", P)]
+    later = [(arch, "attn_probs", F) for arch in "ABC"] + [("D", "io_shapes", P), ("G", "renaming", P)]
     assert summarize_diff(diff_reports(report(*many), report(*later))) == (
-        "3 architectures lost attn_probs_sum; 1 architecture fixed io_shapes; 1 architecture newly tested; "
+        "3 architectures lost attn_probs; 1 architecture fixed io_shapes; 1 architecture newly tested; "
         "1 architecture no longer tested")
     assert summarize_diff(diff_reports(OLD, OLD)) == "no regressions or fixes"
 

@@ -66,7 +66,7 @@ def warned(call) -> list[str]:
 
 def test_all_passed(tmp_path):
     save(tmp_path, INSTALLED, ("LlamaForCausalLM", "renaming", P), ("LlamaForCausalLM", "io_shapes", P),
-         ("LlamaForCausalLM", "attn_probs_sum", ReportStatus.NOT_APPLICABLE))
+         ("LlamaForCausalLM", "attn_probs", ReportStatus.NOT_APPLICABLE))
     result = lookup(tmp_path, "LlamaForCausalLM")
     assert result.state is LookupState.ALL_PASSED and result.failed_checks == ()
     assert result.versions == INSTALLED and result.statuses["renaming"] is P
@@ -74,14 +74,14 @@ def test_all_passed(tmp_path):
 
 
 def test_failures_name_the_checks_models_and_versions(tmp_path):
-    save(tmp_path, INSTALLED, ("BloomForCausalLM", "renaming", P), ("BloomForCausalLM", "attn_probs_sum", F),
+    save(tmp_path, INSTALLED, ("BloomForCausalLM", "renaming", P), ("BloomForCausalLM", "attn_probs", F),
          ("BloomForCausalLM", "residual_identity", ReportStatus.CRASHED, "bigscience/bloom-560m"))
     result = lookup(tmp_path, "BloomForCausalLM")
     assert result.state is LookupState.FAILURES
-    assert result.failed_checks == ("attn_probs_sum", "residual_identity")
+    assert result.failed_checks == ("attn_probs", "residual_identity")
     versions = "nnterp 0.1.0, transformers 5.23.0, nnsight 0.8.1, torch 2.13.0+cpu"
     assert f"failed nnterp checks with {versions}" in result.message
-    assert "attn_probs_sum (failed on toy:x: attn_probs_sum says so)" in result.message
+    assert "attn_probs (failed on toy:x: attn_probs says so)" in result.message
     assert "residual_identity (crashed on bigscience/bloom-560m" in result.message
     assert "python -m nnterp run_tests --class-names BloomForCausalLM" in result.message
 
@@ -103,7 +103,7 @@ def other(**changes) -> dict:
 
 def test_an_untested_set_says_so_and_tells_the_nearest_outcome_as_history(tmp_path):
     save(tmp_path, other(transformers="5.22.0"), ("LlamaForCausalLM", "renaming", P),
-         ("LlamaForCausalLM", "attn_probs_sum", P))
+         ("LlamaForCausalLM", "attn_probs", P))
     result = lookup(tmp_path, "LlamaForCausalLM", model_id="org/llama")
     assert result.state is LookupState.OTHER_VERSIONS and result.nearest_state is LookupState.ALL_PASSED
     assert result.nearest_versions == other(transformers="5.22.0") and result.differing_packages == ("transformers",)
@@ -127,13 +127,13 @@ def test_an_untested_set_claims_no_pass_where_the_nearest_set_only_had_na_or_ski
 
 def test_an_untested_set_names_the_checks_that_failed_in_the_nearest_set(tmp_path):
     save(tmp_path, other(transformers="5.22.0", torch="2.12.0"), ("LlamaForCausalLM", "renaming", P),
-         ("LlamaForCausalLM", "attn_probs_sum", F), ("LlamaForCausalLM", "io_shapes", F))
+         ("LlamaForCausalLM", "attn_probs", F), ("LlamaForCausalLM", "io_shapes", F))
     result = lookup(tmp_path, "LlamaForCausalLM")
     assert result.state is LookupState.OTHER_VERSIONS and result.nearest_state is LookupState.FAILURES
-    assert result.failed_checks == ("attn_probs_sum", "io_shapes")
+    assert result.failed_checks == ("attn_probs", "io_shapes")
     assert result.differing_packages == ("transformers", "torch")
     assert ("differs in transformers (5.22.0 there, 5.23.0 here) and torch (2.12.0 there, 2.13.0+cpu here) and "
-            "matches in nnterp and nnsight: there it failed attn_probs_sum (failed on toy:x: attn_probs_sum says so); "
+            "matches in nnterp and nnsight: there it failed attn_probs (failed on toy:x: attn_probs says so); "
             "io_shapes (failed on toy:x: io_shapes says so); that does not say whether this set fails."
             ) in result.message
     assert "LlamaForCausalLM is untested with the installed" in result.message and "passed" not in result.message
@@ -228,7 +228,7 @@ def test_invalid_reports_warn_once_and_are_skipped(tmp_path):
 
 def test_cached_lookups_take_well_under_50_ms_and_see_changes(tmp_path, monkeypatch):
     rows = [(f"Arch{i}ForCausalLM", check, P, model) for i in range(150)
-            for check in ("renaming", "io_shapes", "residual_identity", "attn_probs_sum", "logits_match")
+            for check in ("renaming", "io_shapes", "residual_identity", "attn_probs", "logits_match")
             for model in ("toy:a", "org/real-model")]
     path = save(tmp_path, INSTALLED, *rows)
     for torch_version in ("2.10.0", "2.11.0", "2.12.0"):
@@ -257,9 +257,31 @@ def test_cached_lookups_take_well_under_50_ms_and_see_changes(tmp_path, monkeypa
 
 
 def test_report_directories_shipped_then_env_then_parameter(tmp_path, monkeypatch):
+    """Later folders win; of $NNTERP_REPORT_DIR's, the first wins (so it comes last) and is the one written to."""
     monkeypatch.setenv("NNTERP_REPORT_DIR", os.pathsep.join([str(tmp_path / "a"), str(tmp_path / "b")]))
-    assert report_directories(tmp_path / "c") == [ROOT / "compat_reports", tmp_path / "a", tmp_path / "b",
+    assert report_directories(tmp_path / "c") == [ROOT / "compat_reports", tmp_path / "b", tmp_path / "a",
                                                   tmp_path / "c"]
+    assert lookup_module.user_report_directories() == [tmp_path / "a", tmp_path / "b"]
+    assert lookup_module.report_write_directory() == tmp_path / "a"
+
+
+def test_the_first_env_folder_wins_and_is_where_the_plugin_writes(tmp_path, monkeypatch):
+    from pytest_nnterp.options import default_report_dir
+
+    monkeypatch.setattr(lookup_module, "shipped_report_directory", lambda: None)
+    monkeypatch.setenv("NNTERP_REPORT_DIR", os.pathsep.join([str(tmp_path / "mine"), str(tmp_path / "shared")]))
+    save(tmp_path / "shared", INSTALLED, ("LlamaForCausalLM", "renaming", F))
+    save(tmp_path / "mine", INSTALLED, ("LlamaForCausalLM", "renaming", P))
+    assert lookup_architecture("LlamaForCausalLM", versions=INSTALLED).state is LookupState.ALL_PASSED
+    assert default_report_dir() == tmp_path / "mine"
+
+
+def test_without_any_user_folder_writing_is_an_error_naming_the_variable(monkeypatch):
+    from nnterp.errors import NNterpError
+
+    monkeypatch.setattr(lookup_module, "user_report_directories", lambda: [])
+    with pytest.raises(NNterpError, match="set NNTERP_REPORT_DIR"):
+        lookup_module.report_write_directory()
 
 
 def test_without_the_env_var_the_user_folder_is_the_plugins_default(tmp_path, monkeypatch):
@@ -305,8 +327,8 @@ def test_a_wheel_ships_the_reports_where_lookup_finds_them(tmp_path):
                           str(source)], check=True, capture_output=True)
     wheel = next((tmp_path / "dist").glob("nnterp-*.whl"))
     # --ignore-installed: without it pip uninstalls the nnterp of the running environment first.
-    subprocess.run(pip + ["install", "--no-deps", "--no-index", "--ignore-installed", "-q", "--prefix", str(tmp_path / "prefix"),
-                          str(wheel)], check=True, capture_output=True)
+    subprocess.run(pip + ["install", "--no-deps", "--no-index", "--ignore-installed", "-q", "--prefix",
+                          str(tmp_path / "prefix"), str(wheel)], check=True, capture_output=True)
     site = next((tmp_path / "prefix").glob("lib/python*/site-packages"))
     code = ("import json, nnterp.compat as c; print(json.dumps([c.__file__, str(c.shipped_report_directory()), "
             f"c.lookup_architecture('LlamaForCausalLM', versions={INSTALLED!r}).state.name]))")

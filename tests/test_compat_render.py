@@ -5,6 +5,7 @@ The history across version sets the site's matrix page shows is tested in ``test
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -48,7 +49,7 @@ def _row(html: str, model_id: str) -> str:
 
 def test_matrix_orders_checks_and_counts_statuses():
     matrix = build_matrix(report(NEW))
-    assert matrix.checks == ("renaming", "io_shapes", "residual_identity", "attn_probs_sum")
+    assert matrix.checks == ("renaming", "io_shapes", "residual_identity", "attn_probs")
     assert [row.architecture for row in matrix.rows] == [
         "BloomForCausalLM", "GPT2LMHeadModel", "LlamaForCausalLM", "MistralForCausalLM"]
     assert matrix.summary() == NEW_SUMMARY
@@ -129,7 +130,7 @@ def test_markdown_table_is_github_flavoured():
     text = markdown_table(report(NEW))
     lines = text.strip().splitlines()
     assert lines[0] == NEW_SUMMARY
-    assert re.match(r"\| architecture +\| model +\| renaming +\| io_shapes +\| residual_identity +\| attn_probs_sum",
+    assert re.match(r"\| architecture +\| model +\| renaming +\| io_shapes +\| residual_identity +\| attn_probs",
                     lines[2])
     assert lines[3].startswith("|--")
     assert any("LlamaForCausalLM" in line and "FAIL" in line for line in lines)
@@ -179,6 +180,30 @@ def test_cli_defaults_to_the_lookup_report_directories(reports_dir: Path, monkey
     assert FAILURE in capsys.readouterr().out
 
 
+@pytest.fixture
+def pytest_main(monkeypatch) -> list[list[str]]:
+    """The argument lists ``python -m nnterp run_tests`` hands to pytest (which is not run)."""
+    calls: list[list[str]] = []
+    monkeypatch.setattr(pytest, "main", lambda args: calls.append(list(args)) or 0)
+    return calls
+
+
+def test_run_tests_tells_the_plugin_the_first_user_folder_and_renders_it(reports_dir: Path, tmp_path: Path,
+                                                                         monkeypatch, pytest_main, capsys):
+    monkeypatch.setenv("NNTERP_REPORT_DIR", os.pathsep.join([str(reports_dir), str(tmp_path / "shared")]))
+    assert main(["run_tests", "--class-names", "llama", "--site", str(tmp_path / "pages"), "-n", "2"]) == 0
+    assert pytest_main == [["--nnterp-classes", "llama", "--nnterp-report", str(reports_dir), "-n", "2"]]
+    assert f"pages: {tmp_path / 'pages' / 'index.html'}" in capsys.readouterr().out
+
+
+def test_run_tests_takes_the_report_options_itself(tmp_path: Path, pytest_main, capsys):
+    assert main(["run_tests", "--class-names", "llama", "--nnterp-report", str(tmp_path / "mine"), "-q"]) == 0
+    assert main(["run_tests", "--class-names", "llama", "--nnterp-no-report"]) == 0
+    assert pytest_main == [["--nnterp-classes", "llama", "--nnterp-report", str(tmp_path / "mine"), "-q"],
+                           ["--nnterp-classes", "llama", "--nnterp-no-report"]]
+    assert "pages:" not in capsys.readouterr().out  # nothing was written, so no pages are rendered
+
+
 # -- the site across version sets -----------------------------------------------------------
 
 
@@ -193,9 +218,9 @@ def test_index_sums_up_the_changes_between_adjacent_version_sets(history_dir: Pa
     html = render_site([history_dir], tmp_path / "site").read_text()
     transitions = [re.sub(r"<[^>]+>", "", item) for item in re.findall(r'<li class="transition">(.*?)</li>', html)]
     assert transitions == [
-        "transformers 5.23.0 \u2192 5.24.0: 20 architectures lost attn_probs_sum",
+        "transformers 5.23.0 \u2192 5.24.0: 20 architectures lost attn_probs",
         "transformers 5.20.0 \u2192 5.23.0: no regressions or fixes",
-        "transformers 5.15.0 \u2192 5.20.0: 4 architectures lost attn_probs_effect, attn_probs_sum, io_shapes, "
+        "transformers 5.15.0 \u2192 5.20.0: 4 architectures lost attn_probs, io_shapes, logit_lens, "
         "logits_match, renaming, residual_identity",  # they no longer load
         "transformers 5.10.0 \u2192 5.15.0: 8 architectures fixed io_shapes",
         "transformers 5.5.0 \u2192 5.10.0: 4 architectures newly tested",
@@ -239,5 +264,5 @@ def test_history_markdown_has_a_row_per_architecture_and_marks_changes(history_d
     history = build_history(version_sets(find_reports([history_dir])))
     assert len(rows) == len(history.rows)
     regressed_cells = sum(row.count("\u25bc") for row in rows)
-    assert regressed_cells == 4 + 20  # the 4 that stop loading at 5.20.0, the 20 that lose attn_probs_sum at 5.24.0
-    assert "- transformers 5.23.0 \u2192 5.24.0: 20 architectures lost attn_probs_sum" in lines
+    assert regressed_cells == 4 + 20  # the 4 that stop loading at 5.20.0, the 20 that lose attn_probs at 5.24.0
+    assert "- transformers 5.23.0 \u2192 5.24.0: 20 architectures lost attn_probs" in lines

@@ -5,11 +5,13 @@ from __future__ import annotations
 import copy
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from nnterp.checks import CheckName, Status
+from nnterp.checks import CheckName
 from nnterp.compat import (SCHEMA_VERSION, CheckRecord, ModelRecord, Report, ReportSchemaError, ReportStatus,
                            ResultRow, current_environment, current_versions, load_report, report_filename,
                            write_report)
@@ -80,28 +82,32 @@ LLAMA_RENAMING = ("architectures", "LlamaForCausalLM", "models", "toy:llama", "c
 @pytest.mark.parametrize(("path", "value", "expected"), [
     (LLAMA_RENAMING + ("status",), "ok",
      "architectures.LlamaForCausalLM.models.toy:llama.checks.renaming.status: 'ok' is not one of 'passed', "
-     "'failed', 'n/a', 'load error', 'crashed', 'skipped'"),
+     "'failed', 'n/a', 'load error', 'crashed' or 'skipped'"),
     (LLAMA_RENAMING + ("value",), "big",
-     "architectures.LlamaForCausalLM.models.toy:llama.checks.renaming.value: expected a number or null"),
+     "architectures.LlamaForCausalLM.models.toy:llama.checks.renaming.value: expected a number, found a string 'big'"),
     (LLAMA_RENAMING + ("value",), True,
-     "architectures.LlamaForCausalLM.models.toy:llama.checks.renaming.value: expected a number or null"),
+     "architectures.LlamaForCausalLM.models.toy:llama.checks.renaming.value: expected a number, found a boolean True"),
+    (LLAMA_RENAMING + ("duration",), float("inf"),
+     "architectures.LlamaForCausalLM.models.toy:llama.checks.renaming.duration: input should be a finite number"),
     (LLAMA_RENAMING + ("duration",), -1.0,
-     "architectures.LlamaForCausalLM.models.toy:llama.checks.renaming.duration: -1.0 is not a number of seconds"),
+     "architectures.LlamaForCausalLM.models.toy:llama.checks.renaming.duration: input should be greater than or "
+     "equal to 0, found -1.0"),
     (LLAMA_RENAMING + ("message",), None,
      "architectures.LlamaForCausalLM.models.toy:llama.checks.renaming.message: expected a string, found null"),
     (LLAMA_RENAMING + ("message",), _DELETE,
-     "architectures.LlamaForCausalLM.models.toy:llama.checks.renaming: missing key(s) 'message'"),
+     "architectures.LlamaForCausalLM.models.toy:llama.checks.renaming: missing key 'message'"),
     (LLAMA_RENAMING + ("extra",), 1,
-     "architectures.LlamaForCausalLM.models.toy:llama.checks.renaming: unknown key(s) 'extra'"),
+     "architectures.LlamaForCausalLM.models.toy:llama.checks.renaming: unknown key 'extra'"),
     (("architectures", "LlamaForCausalLM", "models", "toy:llama", "kind"), "fake",
-     "architectures.LlamaForCausalLM.models.toy:llama.kind: 'fake' is not one of 'toy', 'real'"),
+     "architectures.LlamaForCausalLM.models.toy:llama.kind: 'fake' is not one of 'toy' or 'real'"),
     (("architectures", "LlamaForCausalLM", "models"), [],
      "architectures.LlamaForCausalLM.models: expected an object, found an array"),
     (("versions", "torch"), 2, "versions.torch: expected a string, found a number"),
     (("versions", "nnsight"), _DELETE, "versions: missing nnsight"),
     (("environment",), "linux", "environment: expected an object"),
     (("schema_version",), 2, "schema_version: 2 is not 1"),
-    (("architectures",), _DELETE, "report: missing key(s) 'architectures'"),
+    (("schema_version",), True, "schema_version: True is not 1"),
+    (("architectures",), _DELETE, "report: missing key 'architectures'"),
 ])
 def test_validation_errors_name_the_bad_field(path, value, expected):
     with pytest.raises(ReportSchemaError, match=re.escape(expected)):
@@ -118,7 +124,7 @@ def test_schema_error_is_an_nnterp_error():
 
 
 def test_rows_accept_the_check_enums_and_strings():
-    row = ResultRow("LlamaForCausalLM", "toy:llama", "toy", CheckName.RESIDUAL, Status.PASSED, 1e-7, "ok", 0.1)
+    row = ResultRow("LlamaForCausalLM", "toy:llama", "toy", CheckName.RESIDUAL, "passed", 1e-7, "ok", 0.1)
     assert row.check == "residual_identity" and type(row.check) is str
     assert row.status is ReportStatus.PASSED
     assert ResultRow.from_dict(json.loads(json.dumps(row.to_dict()))) == row
@@ -151,3 +157,64 @@ def test_current_versions_and_environment():
     assert environment["updated"].endswith("+00:00")
     assert environment["git_commit"] is None or re.fullmatch(r"[0-9a-f]{40}", environment["git_commit"])
     Report.from_dict(Report(versions, environment, {}).to_dict())  # what we write, we read
+
+
+COMMITTED = sorted((Path(__file__).parent.parent / "compat_reports").glob("*.json"))
+
+
+@pytest.mark.parametrize("path", COMMITTED, ids=[path.name for path in COMMITTED])
+def test_every_committed_report_loads_and_is_written_back_byte_for_byte(path, tmp_path):
+    report = load_report(path)
+    write_report(tmp_path / path.name, report)
+    assert (tmp_path / path.name).read_bytes() == path.read_bytes()
+
+
+def test_committed_reports_exist():
+    assert len(COMMITTED) >= 8
+
+
+def test_whole_numbers_stay_whole_numbers():
+    """A file's ``"value": 0`` is read as 0 and written back as 0, not 0.0 (the bytes must not change)."""
+    data = _set(_set(golden(), LLAMA_RENAMING + ("value",), 0), LLAMA_RENAMING + ("duration",), 2)
+    checks = Report.from_dict(data).to_dict()["architectures"]["LlamaForCausalLM"]["models"]["toy:llama"]["checks"]
+    assert json.dumps(checks["renaming"], sort_keys=True) == (
+        '{"duration": 2, "message": "2 layers at model.layers", "status": "passed", "value": 0}')
+
+
+def test_validation_errors_say_what_to_do_and_count_the_rest():
+    data = _set(_set(golden(), LLAMA_RENAMING + ("status",), "ok"), ("versions", "torch"), 2)
+    with pytest.raises(ReportSchemaError) as raised:
+        Report.from_dict(data)
+    message = str(raised.value)
+    assert message.startswith("versions.torch: expected a string, found a number 2 (and 1 more problems)")
+    assert "fix that field, or delete the file" in message and "python -m nnterp run_tests" in message
+
+
+def test_a_report_of_another_schema_says_so_first():
+    data = _set(_set(golden(), ("schema_version",), 2), ("architectures",), [])
+    with pytest.raises(ReportSchemaError, match=r"^schema_version: 2 is not 1, the schema this nnterp reads"):
+        Report.from_dict(data)
+
+
+def test_rows_are_what_merged_takes():
+    report = load_report(GOLDEN)
+    assert Report(report.versions, report.environment, {}).merged(report.rows()) == report
+    assert {row.model_id for row in report.rows("LlamaForCausalLM")} == {"toy:llama",
+                                                                       "HuggingFaceTB/SmolLM2-135M-Instruct"}
+    assert list(report.rows("NotThere")) == []
+
+
+def test_statuses_are_the_checks_report_status():
+    from nnterp.checks import ReportStatus as CheckStatus
+
+    assert ReportStatus is CheckStatus  # one enum, one severity order, from the check catalogue
+    assert ReportStatus.worst([ReportStatus.SKIPPED, ReportStatus.NOT_APPLICABLE]) is ReportStatus.SKIPPED
+
+
+@pytest.mark.parametrize("code", ["import nnterp", "import nnterp.compat", "import pytest_nnterp.plugin",
+                                  "import nnterp.compat as c; c.Report({}, {}, {}).to_dict()"])
+def test_pydantic_and_filelock_load_only_to_read_or_write_a_report(code):
+    probe = f"{code}; import sys; print(sorted(m for m in ('pydantic', 'filelock') if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                          cwd=Path(__file__).parent.parent)
+    assert done.stdout.strip() == "[]"

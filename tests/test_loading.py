@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from nnterp import StandardizedTransformer
-from nnterp.checks import Status
+from nnterp.checks import ReportStatus
 from nnterp.errors import ValidationFailed
 from nnterp.toy import build_toy_model
 
@@ -16,7 +16,7 @@ def test_loads_a_local_path_validates_and_keeps_numerics(tmp_path):
     model = StandardizedTransformer(str(tmp_path), enable_attention_probs=True)
     assert model.dispatched and not model._module.training
     assert model._module.config._attn_implementation == "eager"
-    assert all(result.status is Status.PASSED for result in model.check_results)
+    assert all(result.status is ReportStatus.PASSED for result in model.check_results)
     ids = toy.tokenizer("hello there", return_tensors="pt")["input_ids"]
     with model.trace(ids):
         logits = model.logits.save()
@@ -46,7 +46,7 @@ def test_a_built_falcon_is_switched_though_transformers_declines():
     model = StandardizedTransformer(toy.model, tokenizer=toy.tokenizer, enable_attention_probs=True)
     assert model.attention_probabilities.switched_from == "sdpa"
     checks = {result.name.value: result for result in model.check_results}
-    assert checks["attn_probs_sum"].passed and checks["attn_probs_effect"].passed
+    assert checks["attn_probs"].passed
     with model.trace("hello there"):
         probs = model.attention_probabilities[0].save()
     assert probs.shape[-1] == probs.shape[-2] and torch.allclose(probs.sum(-1), torch.ones(probs.shape[:-1]))
@@ -72,7 +72,7 @@ def test_an_attention_fixed_when_built_fails_at_load_saying_to_build_it_eager():
         layer.self_attention.__class__ = SdpaChosenAtBuild
     with pytest.raises(ValidationFailed, match="attn_implementation='eager'") as raised:
         StandardizedTransformer(toy.model, tokenizer=toy.tokenizer, enable_attention_probs=True)
-    assert raised.value.check == "attn_probs_sum" and "built with sdpa attention" in str(raised.value)
+    assert raised.value.check == "attn_probs" and "built with sdpa attention" in str(raised.value)
 
 
 def test_a_model_built_eager_is_not_switched():
@@ -89,8 +89,8 @@ def test_nan_logits_are_named_rather_than_blamed_on_the_located_probabilities():
     toy = build_toy_model("llama")
     model = StandardizedTransformer(toy.model, tokenizer=toy.tokenizer, enable_attention_probs=True)
     result = probe(model)
-    assert check_attention_probabilities(model, result)[1].passed
+    assert check_attention_probabilities(model, result).passed
     result.logits[-1, 0] = float("nan")  # a padding position of the left-padded probe batch
-    effect = check_attention_probabilities(model, result)[1]
-    assert effect.name is CheckName.ATTN_PROBS_EFFECT and effect.status is Status.FAILED
-    assert "NaN at 1 positions" in effect.message and "not the one the attention uses" not in effect.message
+    checked = check_attention_probabilities(model, result)
+    assert checked.name is CheckName.ATTN_PROBS and checked.status is ReportStatus.FAILED
+    assert "NaN at 1 positions" in checked.message and "not the one the attention uses" not in checked.message

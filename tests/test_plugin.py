@@ -4,6 +4,7 @@ Every run is a subprocess: torch and numpy cannot be re-imported inside one proc
 """
 
 import json
+import os
 import subprocess
 import sys
 
@@ -110,6 +111,15 @@ def test_no_report_option_writes_nothing(pytester, monkeypatch):
     monkeypatch.setenv("NNTERP_REPORT_DIR", str(pytester.path / "default"))
     pytester.runpytest_subprocess("--nnterp-classes", "llama", "--nnterp-checks", "renaming", "--nnterp-no-report")
     assert not (pytester.path / "default").exists()
+
+
+def test_without_a_folder_the_report_goes_to_the_first_one_of_the_env_variable(pytester, monkeypatch):
+    """NNTERP_REPORT_DIR=A:B: the plugin writes to A (the folder whose entries win when the lookup reads both)."""
+    first, second = pytester.path / "first", pytester.path / "second"
+    monkeypatch.setenv("NNTERP_REPORT_DIR", os.pathsep.join([str(first), str(second)]))
+    pytester.runpytest_subprocess("--nnterp-classes", "llama", "--nnterp-checks", "renaming")
+    assert statuses(report_of(first))["LlamaForCausalLM"]["toy:llama"]["renaming"][0] == "passed"
+    assert not second.exists() and not list(pytester.path.glob(f"*{os.pathsep}*"))  # no folder named "A:B"
 
 
 def test_a_crashed_workers_item_is_recorded_as_crashed(pytestconfig):

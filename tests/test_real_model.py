@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from nnterp import StandardizedTransformer
-from nnterp.checks import Status, check_logits_match
+from nnterp.checks import ReportStatus, check_logits_match
 
 pytestmark = pytest.mark.real_model
 
@@ -18,8 +18,8 @@ def smollm2(smollm2_hf):
 def test_loads_and_passes_every_load_check(smollm2):
     assert smollm2.num_layers == 30
     assert {result.name.value: result.status for result in smollm2.check_results} == {
-        "renaming": Status.PASSED, "io_shapes": Status.PASSED, "residual_identity": Status.PASSED,
-        "attn_probs_sum": Status.PASSED, "attn_probs_effect": Status.PASSED}
+        "renaming": ReportStatus.PASSED, "io_shapes": ReportStatus.PASSED, "residual_identity": ReportStatus.PASSED,
+        "attn_probs": ReportStatus.PASSED}
 
 
 def test_logits_equal_the_plain_huggingface_model(smollm2):

@@ -12,7 +12,6 @@ import re
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 import warnings
 from pathlib import Path
@@ -20,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from nnterp.compat import (Report, ReportStatus, ReportWarning, ResultRow, find_reports, load_report,
-                           report_filename, update_report, write_report)
+                           report_filename, update_report)
 from nnterp.compat.history import status_text
 from nnterp.compat.lookup import LookupState, lookup_architecture, reset_warned_architectures, warn_for_architecture
 from nnterp.compat.render import history_markdown, markdown_table, render_site, terminal_table

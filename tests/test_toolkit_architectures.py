@@ -5,7 +5,7 @@ import torch
 
 from nnterp import (Prompt, collect_token_activations_batched, compute_next_token_probs, get_token_activations,
                     logit_lens, patchscope_lens, repeat_prompt, run_prompts)
-from nnterp.checks import Status
+from nnterp.checks import ReportStatus
 from nnterp.toy import ToyModelUnsupported
 
 from .conftest import standardized_toy
@@ -20,7 +20,7 @@ def test_research_functions_run(model_type):
         model = standardized_toy(model_type, enable_attention_probs=False)
     except ToyModelUnsupported as reason:
         pytest.skip(str(reason))
-    assert all(result.status is not Status.FAILED for result in model.check_results)
+    assert all(result.status is not ReportStatus.FAILED for result in model.check_results)
     n = model.num_layers
     activations = collect_token_activations_batched(model, PROMPTS, batch_size=1, progress=False)
     assert torch.allclose(activations, get_token_activations(model, PROMPTS), rtol=1e-4, atol=1e-4)

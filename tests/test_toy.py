@@ -92,7 +92,7 @@ def test_a_bug_without_workaround_makes_the_toy_unsupported_on_releases_with_it(
 def test_a_row_declares_a_token_id_its_config_class_lacks(monkeypatch):
     """transformers 5.0's Phi, StableLM, EXAONE 4 and JetMoE read pad_token_id without declaring it."""
     assert "pad_token_id" not in toy_config("rwkv").__dict__
-    monkeypatch.setitem(TOY_FIXES, "rwkv", ToyFix(config={"pad_token_id": None}))
+    monkeypatch.setitem(TOY_FIXES, "RwkvForCausalLM", ToyFix(config={"pad_token_id": None}))
     assert toy_config("rwkv").pad_token_id == toy_tokenizer().pad_token_id
 
 
@@ -123,3 +123,29 @@ def test_a_text_only_lm_of_a_multimodal_type_is_built_from_the_text_config():
     toy = build_toy_model("llama4")
     assert type(toy.model.config) is transformers.Llama4TextConfig
     assert toy.model.config.pad_token_id == toy.tokenizer.pad_token_id
+
+
+def test_a_row_of_a_text_model_class_goes_into_the_text_config_of_a_multimodal_type():
+    """qwen4_exp nests the config Qwen4ExpForCausalLM takes as text_config; qwen4_exp_text is that config."""
+    if "qwen4_exp" not in causal_lm_classes():
+        pytest.skip("Qwen4-Exp is not in the installed transformers")
+    row = TOY_FIXES["Qwen4ExpForCausalLM"].config
+    assert {key: getattr(toy_config("qwen4_exp_text"), key) for key in row} == row
+    assert {key: getattr(toy_config("qwen4_exp").text_config, key) for key in row} == row
+
+
+def test_a_row_moved_into_a_text_config_keeps_its_drops_and_token_ids(monkeypatch):
+    fix = ToyFix(config={"pad_token_id": None, "a": 1}, drop=("per_layer_config",)).within("text_config")
+    assert fix == ToyFix(sub_configs={"text_config": {"pad_token_id": None, "a": 1}},
+                         drop=("text_config.per_layer_config",))
+    if "llama4" not in causal_lm_classes():
+        pytest.skip("Llama 4 is not in the installed transformers")
+    assert "decoder_start_token_id" not in toy_config("llama4").text_config.__dict__
+    monkeypatch.setitem(TOY_FIXES, "Llama4ForCausalLM", ToyFix(config={"decoder_start_token_id": None}))
+    assert toy_config("llama4").text_config.decoder_start_token_id == toy_tokenizer().bos_token_id
+    assert toy_config("llama4_text").decoder_start_token_id == toy_tokenizer().bos_token_id
+
+
+def test_a_row_with_nested_fields_refuses_to_move_into_a_text_config():
+    with pytest.raises(NotImplementedError, match="cannot be moved into text_config"):
+        ToyFix(sub_configs={"vision_config": {}}).within("text_config")

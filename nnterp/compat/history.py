@@ -14,11 +14,12 @@ from pathlib import Path
 
 from .diff import SUMMARY_VERBS, ChangeKind, ReportDiff, diff_architectures, diff_reports, summarize_diff
 from .labels import DETAILED, MARKS, check_key, css_class, plain_text
-from .schema import VERSIONED_PACKAGES, Report, ReportStatus, ResultRow, report_filename
+from .schema import VERSIONED_PACKAGES, Report, ReportStatus, report_filename
 
 ORDER_PACKAGES = ("transformers", "nnsight", "torch", "nnterp")  # version sets sort by these versions, in turn
 LINE_PACKAGES = ("nnsight", "torch")  # a version set is compared with the previous one sharing these
-ALONE = ("n/a", "skipped", "load error", "crashed")  # a status that, on every check, is a cell's whole text
+ALONE = frozenset({ReportStatus.NOT_APPLICABLE, ReportStatus.SKIPPED, ReportStatus.LOAD_ERROR,
+                   ReportStatus.CRASHED})  # a status that, on every check, is a cell's whole text
 
 
 # -- version sets ------------------------------------------------------------------------
@@ -111,13 +112,9 @@ def version_change(old: dict[str, str], new: dict[str, str]) -> str:
 
 
 def _merge(base: Report, later: Report) -> Report:
-    """`base` with every entry of `later` replacing its own; the newer environment is kept."""
-    rows = [ResultRow(arch, model_id, record.kind, check, outcome.status, outcome.value, outcome.message,
-                      outcome.duration)
-            for arch, models in later.architectures.items() for model_id, record in models.items()
-            for check, outcome in record.checks.items()]
+    """`base` with every entry of `later` replacing its own (`Report.merged`); the newer environment is kept."""
     newest = max(base, later, key=lambda report: str(report.environment.get("updated") or ""))
-    return replace(base.merged(rows), environment=dict(newest.environment))
+    return replace(base.merged(later.rows()), environment=dict(newest.environment))
 
 
 # -- one architecture in one version set -------------------------------------------------
@@ -133,7 +130,7 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.check} ({self.model_id}): {self.message or MARKS[self.status.value]}"
+        return f"{self.check} ({self.model_id}): {self.message or MARKS[self.status]}"
 
 
 @dataclass(frozen=True)
@@ -156,7 +153,7 @@ class Summary:
         """The status that colours the cell: the worst but n/a (n/a only when every check is n/a)."""
         statuses = [status for _, status in self.statuses]
         shown = [status for status in statuses if status is not ReportStatus.NOT_APPLICABLE] or statuses
-        return max(shown, key=lambda status: status.severity, default=None)
+        return ReportStatus.worst(shown) if shown else None
 
     @property
     def css(self) -> str:
@@ -173,17 +170,17 @@ class Summary:
 
         The count is passed / applicable (not n/a) checks; ``+1`` counts the other checks with a problem.
         """
-        statuses = [status.value for _, status in self.statuses]
+        statuses = [status for _, status in self.statuses]
         if not statuses:
             return ("not tested",)
         if len(set(statuses)) == 1 and statuses[0] in ALONE:
             return (MARKS[statuses[0]],)
-        applicable = [status for status in statuses if status != "n/a"]
-        count = f"{applicable.count('passed')}/{len(applicable)}"
+        applicable = [status for status in statuses if status is not ReportStatus.NOT_APPLICABLE]
+        count = f"{applicable.count(ReportStatus.PASSED)}/{len(applicable)}"
         if self.problem is None:
             return (f"{count} pass",)
         others = sum(status in DETAILED for status in statuses) - 1
-        return (count, f"{self.problem.check} {MARKS[self.problem.status.value]}" + (f" +{others}" if others else ""))
+        return (count, f"{self.problem.check} {MARKS[self.problem.status]}" + (f" +{others}" if others else ""))
 
     @property
     def text(self) -> str:
@@ -206,7 +203,7 @@ def summarize(report: Report, architecture: str, regressed: tuple[str, ...] = ()
             if check not in worst or outcome.status.severity > worst[check].status.severity:
                 worst[check] = Problem(check, outcome.status, model_id, outcome.message)
     ordered = [worst[check] for check in sorted(worst, key=check_key)]
-    problems = [problem for problem in ordered if problem.status.value in DETAILED]
+    problems = [problem for problem in ordered if problem.status in DETAILED]
     return Summary(tuple((problem.check, problem.status) for problem in ordered),
                    max(problems, key=lambda problem: problem.status.severity, default=None),
                    tuple(sorted(regressed, key=check_key)), tuple(sorted(fixed, key=check_key)))
@@ -328,4 +325,4 @@ def status_text(found: Iterable[tuple[Path, Report]], architecture: str) -> str 
 
 def _mark(cell: Summary, check: str) -> str:
     status = dict(cell.statuses).get(check)
-    return MARKS[status.value] if status is not None else ""
+    return MARKS[status] if status is not None else ""

@@ -7,20 +7,21 @@ from __future__ import annotations
 
 import re
 
+from ..checks.catalogue import CHECK_NAMES
 from .schema import ReportStatus
 
-# Column order of the checks nnterp runs (mirrors `nnterp.checks.CheckName`, which imports torch);
-# any other check (the plugin's own) follows, alphabetically.
-CHECK_ORDER = ("renaming", "io_shapes", "residual_identity", "attn_probs_sum", "attn_probs_effect", "logits_match",
-               "logit_lens", "steering", "skip_layers")
-MARKS = {"passed": "pass", "failed": "FAIL", "n/a": "n/a", "load error": "load error",
-         "crashed": "crashed", "skipped": "skipped"}
-DETAILED = ("failed", "load error", "crashed", "skipped")  # statuses whose message gets a visible line
+# Column order: the catalogue's checks in its order; any other check (a user's) follows, alphabetically.
+CHECK_ORDER = CHECK_NAMES
+MARKS = {ReportStatus.PASSED: "pass", ReportStatus.FAILED: "FAIL", ReportStatus.NOT_APPLICABLE: "n/a",
+         ReportStatus.LOAD_ERROR: "load error", ReportStatus.CRASHED: "crashed", ReportStatus.SKIPPED: "skipped"}
+DETAILED = frozenset({ReportStatus.FAILED, ReportStatus.LOAD_ERROR, ReportStatus.CRASHED,
+                      ReportStatus.SKIPPED})  # statuses whose message gets a visible line
+SUMMED = (ReportStatus.PASSED, ReportStatus.FAILED, ReportStatus.NOT_APPLICABLE)  # counted even when zero
 
 
-def css_class(status: ReportStatus | str | None) -> str:
+def css_class(status: ReportStatus | None) -> str:
     """The CSS class of a status: ``st-passed``, ``st-na``, ``st-load-error``... (``st-absent`` for None)."""
-    value = ReportStatus(status).value if status is not None else "absent"
+    value = status.value if status is not None else "absent"
     return "st-" + value.replace("/", "").replace(" ", "-")
 
 

@@ -1,8 +1,9 @@
 """Load-time lookup: was this architecture tested with the installed versions, and did it pass?
 
 ``StandardizedTransformer`` calls ``warn_for_architecture`` after its own checks. The lookup reads
-the reports shipped with nnterp plus the user's (``NNTERP_REPORT_DIR``), caches each parsed file
-by modification time, and imports nothing heavy, so it costs well under a millisecond once warm.
+the reports shipped with nnterp plus the user's (``NNTERP_REPORT_DIR``: this module owns where reports
+live, for the pytest plugin too), caches each parsed file by modification time, and imports nothing
+heavy, so it costs well under a millisecond once warm.
 It warns at most once per architecture per process (``reset_warned_architectures`` forgets).
 """
 
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import warnings
 from dataclasses import dataclass, field, replace
 from enum import Enum
@@ -18,6 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterable
 
+from ..errors import NNterpError
 from .labels import plain_text
 from .schema import VERSIONED_PACKAGES, ModelRecord, Report, ReportStatus, current_versions
 from .store import read_or_set_aside, report_paths
@@ -71,18 +72,20 @@ class LookupResult:
 
 
 def report_directories(user_directory: str | Path | None = None) -> list[Path]:
-    """The shipped reports, then the user's (``user_report_directories()``), then ``user_directory``.
-    Later folders win where two hold the same version set and entry."""
+    """Every folder reports are read from, lowest precedence first (a later folder wins where two hold the same
+    version set and entry): the shipped reports, the user's (``user_report_directories()`` reversed, so that the
+    first of ``$NNTERP_REPORT_DIR`` wins), then ``user_directory``."""
     shipped = shipped_report_directory()
-    candidates = ([shipped] if shipped else []) + user_report_directories()
+    candidates = ([shipped] if shipped else []) + user_report_directories()[::-1]
     if user_directory is not None:
         candidates.append(Path(user_directory))
     return list(dict.fromkeys(candidates))
 
 
 def user_report_directories() -> list[Path]:
-    """Each folder of ``$NNTERP_REPORT_DIR`` (``os.pathsep``-separated) or, when it is unset,
-    ``~/.cache/nnterp/compat_reports``: where ``python -m nnterp run_tests`` writes by default."""
+    """The user's report folders, the rule both the lookup and the pytest plugin follow: each folder of
+    ``$NNTERP_REPORT_DIR`` (``os.pathsep``-separated, the first winning when they disagree and the one
+    written to, see ``report_write_directory``) or, when it is unset, ``~/.cache/nnterp/compat_reports``."""
     configured = [Path(part) for part in os.environ.get(REPORT_DIR_ENV, "").split(os.pathsep) if part]
     if configured:
         return configured
@@ -90,6 +93,16 @@ def user_report_directories() -> list[Path]:
         return [Path.home() / ".cache" / "nnterp" / "compat_reports"]
     except RuntimeError:  # no home directory to resolve: there is no default user folder
         return []
+
+
+def report_write_directory() -> Path:
+    """Where reports are written when no folder is given (the pytest plugin, ``python -m nnterp run_tests``):
+    the first of ``user_report_directories()``, whose entries win when the lookup reads them all."""
+    folders = user_report_directories()
+    if not folders:
+        raise NNterpError(f"no folder to write compatibility reports to: there is no home directory for the "
+                          f"default ~/.cache/nnterp/compat_reports; set {REPORT_DIR_ENV} to a writable folder")
+    return folders[0]
 
 
 @lru_cache(maxsize=None)
@@ -227,12 +240,8 @@ def _other_versions(class_name: str, versions: dict[str, str], found: list[tuple
 
 def _models(class_name: str, found: list[tuple[Path, Report]]) -> dict[str, ModelRecord]:
     """The architecture's models over reports of one version set; later reports win per check."""
-    models: dict[str, ModelRecord] = {}
-    for _, report in found:
-        for model_id, record in report.architectures[class_name].items():
-            previous = models.get(model_id, ModelRecord(record.kind))
-            models[model_id] = ModelRecord(record.kind, {**previous.checks, **record.checks})
-    return models
+    merged = Report({}, {}, {}).merged(row for _, report in found for row in report.rows(class_name))
+    return merged.architectures.get(class_name, {})
 
 
 def _verdict(class_name: str, models: dict[str, ModelRecord]) -> tuple[dict[str, ReportStatus], tuple[str, ...]]:
@@ -286,20 +295,13 @@ def _closeness(tested: dict[str, str], installed: dict[str, str]) -> tuple:
 
 
 def _release(text: str) -> tuple[int, ...]:
-    """The numeric release of a version string (``packaging`` where installed, else its leading digits)."""
-    try:
-        from packaging.version import InvalidVersion, Version
-    except ImportError:
-        return _leading_numbers(text)
+    """The numeric release of a version string (``5.24.0.dev0`` -> ``(5, 24, 0)``); ``()`` if it is no version."""
+    from packaging.version import InvalidVersion, Version
+
     try:
         return Version(text).release
     except InvalidVersion:
-        return _leading_numbers(text)
-
-
-def _leading_numbers(text: str) -> tuple[int, ...]:
-    match = re.match(r"\d+(?:\.\d+)*", text)
-    return tuple(int(part) for part in match.group(0).split(".")) if match else ()
+        return ()
 
 
 _warned: set[str] = set()  # architectures this process has warned about; see reset_warned_architectures

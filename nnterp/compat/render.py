@@ -14,7 +14,7 @@ from pathlib import Path
 from .history import History, build_history
 from .history import status_text as status_text  # noqa: F401  (re-exported: nnterp.__main__ imports it from here)
 from .history import version_sets
-from .labels import DETAILED, MARKS, check_key, css_class, plain_text
+from .labels import DETAILED, MARKS, SUMMED, check_key, css_class, plain_text
 from .schema import CheckRecord, Report, ReportStatus, ResultRow
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -25,13 +25,13 @@ TREND_MARKS = {"regressed": "\u25bc", "fixed": "\u25b2"}  # the glyph a changed 
 class Cell:
     """One check of one model, ready to display."""
 
-    status: str
+    status: ReportStatus
     message: str
     value: float | None
 
     @property
     def mark(self) -> str:
-        return MARKS.get(self.status, self.status)
+        return MARKS[self.status]
 
     @property
     def css(self) -> str:
@@ -60,13 +60,13 @@ class Matrix:
     checks: tuple[str, ...]
     rows: tuple[Row, ...]
 
-    def counts(self) -> dict[str, int]:
+    def counts(self) -> dict[ReportStatus, int]:
         """How many cells have each status (every status listed, zeros included)."""
-        counts = {status.value: 0 for status in ReportStatus}
+        counts = dict.fromkeys(ReportStatus, 0)
         for row in self.rows:
             for cell in row.cells:
                 if cell is not None:
-                    counts[cell.status] = counts.get(cell.status, 0) + 1
+                    counts[cell.status] += 1
         return counts
 
     def architectures(self) -> int:
@@ -75,13 +75,13 @@ class Matrix:
     def summary(self) -> str:
         """One line: architectures, models, then passed / failed / n/a and any other non-zero status."""
         counts = self.counts()
-        shown = [f"{n} {status}" for status, n in counts.items() if n or status in ("passed", "failed", "n/a")]
+        shown = [f"{n} {status.value}" for status, n in counts.items() if n or status in SUMMED]
         return f"{self.architectures()} architectures, {len(self.rows)} models: " + ", ".join(shown)
 
 
 def build_matrix(source: Report | Iterable[ResultRow]) -> Matrix:
     """The matrix of a report, or of the plugin's result rows (a later row replaces an earlier one)."""
-    report = source if isinstance(source, Report) else Report({}, {}, {}).merged(source)
+    report = source if isinstance(source, Report) else Report({}, {}, {}).merged(source)  # later rows win
     rows = [(arch, model_id, record) for arch, models in sorted(report.architectures.items())
             for model_id, record in sorted(models.items())]
     names = {name for _, _, record in rows for name in record.checks}
@@ -94,7 +94,7 @@ def _cell(record: CheckRecord | None) -> Cell | None:
     """The displayed cell of a check record; None where the check was not run."""
     if record is None:
         return None
-    return Cell(ReportStatus(record.status).value, record.message or "", record.value)
+    return Cell(record.status, record.message or "", record.value)
 
 
 def _table_rows(matrix: Matrix, markdown: bool = False) -> list[list[str]]:
@@ -125,8 +125,9 @@ def history_markdown(history: History) -> str:
         cells = [f"{TREND_MARKS.get(cell.trend, '')} {cell.text}".strip() for cell in row.cells]
         lines.append(f"| {' | '.join(_markdown_text(text) for text in (row.architecture, *cells))} |")
     changes = [f"- {column.change}: {column.summary() or 'no change'}" for column in history.columns if column.change]
+    common = f" with {', '.join(history.common)}" if history.common else ""
     legend = (f"{TREND_MARKS['regressed']} a check got worse, {TREND_MARKS['fixed']} a check got better, than in the "
-              f"version set it is compared with (the previous one{' with ' + ', '.join(history.common) if history.common else ''}).")
+              f"version set it is compared with (the previous one{common}).")
     return "\n".join([legend, "", *lines, "", "Changes between version sets:", "", *map(_markdown_text, changes), ""])
 
 
@@ -189,6 +190,7 @@ def _environment():
                       trim_blocks=True, lstrip_blocks=True)
     env.filters["css"] = css_class
     env.filters["anchor"] = anchor
+    env.globals.update(Status=ReportStatus, summed=SUMMED)
     return env
 
 

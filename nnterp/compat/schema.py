@@ -1,61 +1,39 @@
 """The compatibility report, schema version 1 (see ``docs/compat_reports.md``).
 
 A report records, for one version set (nnterp, transformers, nnsight, torch), every check's
-outcome on every architecture and model tested. This module owns the in-memory form, its
-validation and its JSON-ready dict form; ``store`` owns the files.
+outcome on every architecture and model tested. This module owns the in-memory form, the one way
+reports merge (``Report.merged``) and the JSON-ready dict form; ``validation`` checks a file against
+the schema (pydantic, imported only when a report is read) and ``store`` owns the files. Statuses are
+``nnterp.checks.ReportStatus``, whose severity order every view of the reports uses.
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
 import platform
 import re
 import subprocess
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from enum import Enum
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator, Literal, get_args
 
+from ..checks.catalogue import ReportStatus
 from ..errors import NNterpError
 
 SCHEMA_VERSION = 1
 VERSIONED_PACKAGES = ("nnterp", "transformers", "nnsight", "torch")
-MODEL_KINDS = ("toy", "real")
+ModelKind = Literal["toy", "real"]
+MODEL_KINDS: tuple[ModelKind, ...] = get_args(ModelKind)
 
 
 class ReportSchemaError(NNterpError):
-    """A report is not valid schema-version-1 JSON; the message names the field and what is wrong."""
+    """A report is not valid schema-version-1 JSON; the message names the field, what is wrong and what to do."""
 
 
 class ReportWarning(UserWarning):
     """A report file was skipped or moved aside; the message names the file(s) and why."""
-
-
-class ReportStatus(str, Enum):
-    PASSED = "passed"
-    FAILED = "failed"
-    NOT_APPLICABLE = "n/a"
-    LOAD_ERROR = "load error"
-    CRASHED = "crashed"
-    SKIPPED = "skipped"
-
-    @property
-    def is_failure(self) -> bool:
-        """Failed, did not load or crashed: what a user must hear about."""
-        return self in _FAILURES
-
-    @property
-    def severity(self) -> int:
-        """Rank used to pick the worst status: passed < n/a < skipped < failed < load error < crashed."""
-        return _SEVERITY.index(self)
-
-
-_SEVERITY = (ReportStatus.PASSED, ReportStatus.NOT_APPLICABLE, ReportStatus.SKIPPED, ReportStatus.FAILED,
-             ReportStatus.LOAD_ERROR, ReportStatus.CRASHED)
-_FAILURES = frozenset({ReportStatus.FAILED, ReportStatus.LOAD_ERROR, ReportStatus.CRASHED})
 
 
 @dataclass(frozen=True)
@@ -72,13 +50,13 @@ class CheckRecord:
 class ModelRecord:
     """Every check run on one model (``kind`` is "toy" or "real"), keyed by check name."""
 
-    kind: str
+    kind: ModelKind
     checks: dict[str, CheckRecord] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class ResultRow:
-    """One check outcome as the plugin produces it; ``update_report`` merges rows into a report.
+    """One check outcome as the plugin produces it; ``Report.merged`` merges rows into a report.
 
     ``check`` and ``status`` accept the enums of ``nnterp.checks`` or plain strings and are
     normalized to ``str`` and ``ReportStatus``.
@@ -86,7 +64,7 @@ class ResultRow:
 
     architecture: str
     model_id: str
-    kind: str
+    kind: ModelKind
     check: str
     status: ReportStatus
     value: float | None
@@ -95,7 +73,7 @@ class ResultRow:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "check", str(getattr(self.check, "value", self.check)))
-        object.__setattr__(self, "status", _status(self.status, f"row {self.architecture}/{self.model_id}.status"))
+        object.__setattr__(self, "status", as_status(self.status, f"row {self.architecture}/{self.model_id}.status"))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready form (e.g. to travel in a test report's ``user_properties``)."""
@@ -123,7 +101,7 @@ class Report:
     """
 
     versions: dict[str, str]
-    environment: dict
+    environment: dict[str, Any]
     architectures: dict[str, dict[str, ModelRecord]]
     schema_version: int = SCHEMA_VERSION
 
@@ -140,26 +118,33 @@ class Report:
     @classmethod
     def from_dict(cls, data: Any) -> Report:
         """Validate ``data`` against schema version 1; raise ``ReportSchemaError`` naming the bad field."""
-        _expect(data, dict, "report")
-        _keys(data, "report", required={"schema_version", "versions", "environment", "architectures"})
-        schema = data["schema_version"]
-        if schema != SCHEMA_VERSION or isinstance(schema, bool):
-            raise ReportSchemaError(f"schema_version: {schema!r} is not {SCHEMA_VERSION}, the schema this nnterp "
-                                    "reads (a report written by another nnterp version?)")
-        return cls(versions=_versions(data["versions"]), environment=_expect(data["environment"], dict, "environment"),
-                   architectures=_architectures(data["architectures"]))
+        from .validation import parse_report
+
+        return parse_report(data)
 
     def statuses(self, architecture: str) -> dict[str, ReportStatus]:
         """The worst status of each check over the architecture's models ({} if it is absent)."""
-        worst: dict[str, ReportStatus] = {}
+        seen: dict[str, list[ReportStatus]] = {}
         for record in self.architectures.get(architecture, {}).values():
             for check, outcome in record.checks.items():
-                if check not in worst or outcome.status.severity > worst[check].severity:
-                    worst[check] = outcome.status
-        return worst
+                seen.setdefault(check, []).append(outcome.status)
+        return {check: ReportStatus.worst(statuses) for check, statuses in seen.items()}
+
+    def rows(self, architecture: str | None = None) -> Iterator[ResultRow]:
+        """Every entry as a ``ResultRow`` (only ``architecture``'s when given), as ``merged`` takes them."""
+        names = list(self.architectures) if architecture is None else [architecture]
+        for arch in (name for name in names if name in self.architectures):
+            for model_id, record in self.architectures[arch].items():
+                for check, outcome in record.checks.items():
+                    yield ResultRow(arch, model_id, record.kind, check, outcome.status, outcome.value,
+                                    outcome.message, outcome.duration)
 
     def merged(self, rows: Iterable[ResultRow]) -> Report:
-        """A copy where each row replaces its (architecture, model, check) entry; the rest is kept."""
+        """A copy where each row replaces its (architecture, model, check) entry; the rest is kept.
+
+        The one way reports combine: a partial run into its file (``store.update_report``), a version
+        set's reports from several folders (``history.version_sets``, ``lookup``), rows into a table.
+        """
         architectures = {arch: dict(models) for arch, models in self.architectures.items()}
         for row in rows:
             models = architectures.setdefault(row.architecture, {})
@@ -174,85 +159,19 @@ def _model_dict(record: ModelRecord) -> dict[str, Any]:
                                             for name, check in record.checks.items()}}
 
 
-# -- validation ------------------------------------------------------------------------
-
-
-def _expect(value: Any, kind: type | tuple[type, ...], where: str) -> Any:
-    if not isinstance(value, kind) or (isinstance(value, bool) and bool not in _as_tuple(kind)):
-        names = " or ".join(dict.fromkeys(_JSON_NAMES.get(k, k.__name__) for k in _as_tuple(kind)))
-        raise ReportSchemaError(f"{where}: expected {names}, found {_JSON_NAMES.get(type(value), type(value).__name__)}"
-                                f" {value!r:.80}")
-    return value
-
-
-def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
-    return kind if isinstance(kind, tuple) else (kind,)
-
-
-_JSON_NAMES = {dict: "an object", list: "an array", str: "a string", int: "a number", float: "a number",
-               bool: "a boolean", type(None): "null"}
-
-
-def _keys(data: dict, where: str, required: set[str]) -> None:
-    missing, unknown = sorted(required - data.keys()), sorted(data.keys() - required)
-    if missing:
-        raise ReportSchemaError(f"{where}: missing key(s) {', '.join(map(repr, missing))}")
-    if unknown:
-        raise ReportSchemaError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))} "
-                                f"(expected {', '.join(sorted(required))})")
-
-
-def _versions(data: Any) -> dict[str, str]:
-    _expect(data, dict, "versions")
-    missing = [name for name in VERSIONED_PACKAGES if name not in data]
-    if missing:
-        raise ReportSchemaError(f"versions: missing {', '.join(missing)} "
-                                f"(a report needs {', '.join(VERSIONED_PACKAGES)})")
-    for name, value in data.items():
-        _expect(value, str, f"versions.{name}")
-    return dict(data)
-
-
-def _architectures(data: Any) -> dict[str, dict[str, ModelRecord]]:
-    _expect(data, dict, "architectures")
-    result = {}
-    for arch, entry in data.items():
-        where = f"architectures.{arch}"
-        _expect(entry, dict, where)
-        _keys(entry, where, {"models"})
-        _expect(entry["models"], dict, f"{where}.models")
-        result[arch] = {model_id: _model(record, f"{where}.models.{model_id}")
-                        for model_id, record in entry["models"].items()}
-    return result
-
-
-def _model(data: Any, where: str) -> ModelRecord:
-    _expect(data, dict, where)
-    _keys(data, where, {"kind", "checks"})
-    kind = _expect(data["kind"], str, f"{where}.kind")
-    if kind not in MODEL_KINDS:
-        raise ReportSchemaError(f"{where}.kind: {kind!r} is not one of {', '.join(map(repr, MODEL_KINDS))}")
-    checks = _expect(data["checks"], dict, f"{where}.checks")
-    return ModelRecord(kind, {name: _check(check, f"{where}.checks.{name}") for name, check in checks.items()})
-
-
-def _check(data: Any, where: str) -> CheckRecord:
-    _expect(data, dict, where)
-    _keys(data, where, {"status", "value", "message", "duration"})
-    value = _expect(data["value"], (int, float, type(None)), f"{where}.value")
-    duration = _expect(data["duration"], (int, float), f"{where}.duration")
-    if not math.isfinite(duration) or duration < 0:
-        raise ReportSchemaError(f"{where}.duration: {duration!r} is not a number of seconds >= 0")
-    return CheckRecord(_status(data["status"], f"{where}.status"), None if value is None else float(value),
-                       _expect(data["message"], str, f"{where}.message"), float(duration))
-
-
-def _status(value: Any, where: str) -> ReportStatus:
+def as_status(value: Any, where: str) -> ReportStatus:
+    """``value`` (a ``ReportStatus`` or its string) as a ``ReportStatus``; ``ReportSchemaError`` naming ``where``."""
     try:
         return ReportStatus(value)
     except ValueError:
-        accepted = ", ".join(repr(status.value) for status in ReportStatus)
-        raise ReportSchemaError(f"{where}: {value!r} is not one of {accepted}") from None
+        raise ReportSchemaError(f"{where}: {value!r} is not one of {one_of(status.value for status in ReportStatus)}") \
+            from None
+
+
+def one_of(values: Iterable[str]) -> str:
+    """``'a', 'b' or 'c'``: the accepted values, as the schema's error messages list them."""
+    quoted = [repr(value) for value in values]
+    return f"{', '.join(quoted[:-1])} or {quoted[-1]}" if len(quoted) > 1 else "".join(quoted)
 
 
 # -- provenance ------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Report files: read, write atomically, merge partial runs under a lock, find every report in folders."""
+"""Report files: read, write atomically, merge partial runs under a file lock, find every report in folders."""
 
 from __future__ import annotations
 
@@ -14,11 +14,14 @@ import warnings
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import TYPE_CHECKING, Iterable
 
 from .labels import plain_text
 from .schema import (VERSIONED_PACKAGES, Report, ReportSchemaError, ReportWarning, ResultRow, current_environment,
                      current_versions, report_filename)
+
+if TYPE_CHECKING:
+    from filelock import BaseFileLock
 
 
 class CorruptReportError(ReportSchemaError):
@@ -143,29 +146,12 @@ def _move_aside(path: Path, reason: str, stacklevel: int = 3) -> Path:
     return aside
 
 
-@contextlib.contextmanager
-def _locked(lock_path: Path) -> Iterator[None]:
-    """An exclusive lock between processes on ``lock_path`` (created if needed, never deleted)."""
-    with open(lock_path, "a+b") as file:
-        _lock_file(file.fileno(), True)
-        try:
-            yield
-        finally:
-            _lock_file(file.fileno(), False)
+def _locked(lock_path: Path) -> BaseFileLock:
+    """An exclusive lock between processes on ``lock_path`` (created if needed, left in place), by ``filelock``:
+    imported only here, when a report is written or a corrupt one moved aside."""
+    from filelock import FileLock
 
-
-def _lock_file(descriptor: int, lock: bool) -> None:
-    """Lock or unlock ``descriptor``: ``fcntl`` on POSIX, ``msvcrt`` (its first byte) on Windows.
-    Chosen by ``sys.platform``, which type checkers understand, rather than by an ``ImportError``."""
-    if sys.platform == "win32":
-        import msvcrt
-
-        os.lseek(descriptor, 0, os.SEEK_SET)
-        msvcrt.locking(descriptor, msvcrt.LK_LOCK if lock else msvcrt.LK_UNLCK, 1)
-    else:
-        import fcntl
-
-        fcntl.flock(descriptor, fcntl.LOCK_EX if lock else fcntl.LOCK_UN)
+    return FileLock(lock_path)
 
 
 def find_reports(directories: Iterable[str | Path]) -> list[tuple[Path, Report]]:

@@ -1,8 +1,9 @@
 """Tiny offline models of every transformers causal-LM architecture."""
 
-from .build import ToyModel, ToyModelUnsupported, build_toy_model, causal_lm_classes, resolve_model_type, toy_config
+from ..errors import ToyModelUnsupported
+from .build import ToyModel, build_toy_model, causal_lm_classes, resolve_model_type, toy_config, toy_fix
 from .fixes import TOY_FIXES, ToyFix, UpstreamBug
 from .tokenizer import toy_tokenizer
 
 __all__ = ["TOY_FIXES", "ToyFix", "ToyModel", "ToyModelUnsupported", "UpstreamBug", "build_toy_model",
-           "causal_lm_classes", "resolve_model_type", "toy_config", "toy_tokenizer"]
+           "causal_lm_classes", "resolve_model_type", "toy_config", "toy_fix", "toy_tokenizer"]

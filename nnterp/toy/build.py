@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import ToyModelUnsupported
 from .fixes import TOY_FIXES, ToyFix
 from .tokenizer import toy_tokenizer
 
@@ -127,28 +128,19 @@ def _canonical_type(class_name: str, model_types: list[str]) -> str:
     return declared_type if declared_type in model_types else model_types[0]
 
 
-class ToyModelUnsupported(Exception):
-    """No toy model of this type can run here (e.g. it needs CUDA kernels)."""
-
-    def __init__(self, model_type: str, reason: str):
-        super().__init__(f"no toy model of {model_type!r} can run here: {reason}")
-        self.model_type = model_type
-        self.reason = reason
-
-
 def _layer_count_field(config: Any) -> str | None:
     """The field holding the number of decoder layers of a (sub)config, if it has one."""
     return next((name for name in LAYER_COUNT_FIELDS if isinstance(config.__dict__.get(name), int)), None)
 
 
-def _expanded_runs(runs: list) -> list:
+def _expanded_runs(runs: list | tuple) -> list:
     """The per-layer kinds of a LAYER_RUN_FIELDS value: [[["global", "local"], 2]] -> global, local, global, local."""
     return [kind for kinds, repeats in runs for _ in range(repeats) for kind in kinds]
 
 
-def _layer_kinds(config: Any) -> list[list]:
+def _layer_kinds(config: Any) -> list[list | tuple]:
     """The per-layer kind lists of a config, runs expanded."""
-    found = [config.__dict__.get(name) for name in LAYER_KIND_FIELDS]
+    found: list[Any] = [config.__dict__.get(name) for name in LAYER_KIND_FIELDS]
     found += [_expanded_runs(config.__dict__[name]) for name in LAYER_RUN_FIELDS if config.__dict__.get(name)]
     return [kinds for kinds in found if isinstance(kinds, (list, tuple)) and kinds]
 
@@ -221,7 +213,7 @@ def _shrunk_fields(config: Any, tokenizer: Any, layers: int | None = None) -> di
     fields.update({name: len(tokenizer) for name in VOCAB_FIELDS if name in config.__dict__})
     fields.update(_token_ids(config.__dict__, tokenizer))
     for name in getattr(config, "sub_configs", {}):
-        sub = getattr(config, name, None)
+        sub: Any = getattr(config, name, None)
         if hasattr(sub, "to_diff_dict"):
             # the fields a checkpoint's config.json holds: to_dict also lists every generic config
             # attribute, which some sub-config classes (transformers 5.0's DBRX ones) reject
@@ -246,16 +238,31 @@ def _default_config(config_class: type, fix: ToyFix) -> Any:
     return config
 
 
+def toy_fix(model_type: str) -> ToyFix:
+    """The TOY_FIXES row of a model type's causal-LM class, as it applies to the installed transformers and to
+    the type's own config (nested in ``text_config`` when the class is a multimodal type's text model)."""
+    import transformers
+
+    class_name = causal_lm_classes().get(model_type, "")
+    fix = TOY_FIXES.get(class_name, ToyFix()).on(transformers.__version__)
+    if fix.unsupported or fix == ToyFix():
+        return fix
+    config_class = transformers.CONFIG_MAPPING[model_type]
+    text_config_class = getattr(config_class, "sub_configs", {}).get("text_config")
+    takes = getattr(getattr(transformers, class_name, None), "config_class", None)
+    return fix.within("text_config") if takes is not None and takes is text_config_class else fix
+
+
 def toy_config(model_type: str, tokenizer: Any = None) -> Any:
-    """The small config of one model type: defaults, shrunk, then its row of TOY_FIXES as it applies to
-    the installed transformers.
+    """The small config of one model type: defaults, shrunk, then its class's row of TOY_FIXES as it applies
+    to the installed transformers.
 
     Raises ToyModelUnsupported for a type whose row says no toy model can run here.
     """
     import transformers
 
     tokenizer = tokenizer or toy_tokenizer()
-    fix = TOY_FIXES.get(model_type, ToyFix()).on(transformers.__version__)
+    fix = toy_fix(model_type)
     if fix.unsupported:
         raise ToyModelUnsupported(model_type, fix.unsupported)
     config_class = transformers.CONFIG_MAPPING[model_type]
@@ -263,6 +270,8 @@ def toy_config(model_type: str, tokenizer: Any = None) -> Any:
         config_class = getattr(transformers, fix.config_class)
     fields = fix.apply(_shrunk_fields(_default_config(config_class, fix), tokenizer, fix.layers))
     fields.update(_token_ids(fix.config, tokenizer))
+    for name, overrides in fix.sub_configs.items():
+        fields[name].update(_token_ids(overrides, tokenizer))
     return config_class(**fields)
 
 
@@ -291,7 +300,7 @@ def build_toy_model(name: str, attn_implementation: str | None = None) -> ToyMod
     import torch
 
     model_type = resolve_model_type(name)
-    tokenizer = toy_tokenizer(pad_first=TOY_FIXES.get(model_type, ToyFix()).pad_first)
+    tokenizer = toy_tokenizer(pad_first=toy_fix(model_type).pad_first)
     config = toy_config(model_type, tokenizer)
     torch.manual_seed(SEED)
     model = _model_from_config(model_type, config, attn_implementation)

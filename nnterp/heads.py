@@ -1,0 +1,199 @@
+"""Per-head views of softmax attention: ``model.heads_output[i]``, ``model.queries[i]``, ``keys[i]``, ``values[i]``.
+
+Nothing here is spelled per architecture. Where an attention module splits into heads is found by
+reading its forward (the undecorated function nnsight compiles for ``.source``):
+
+- the *attention call* is the call handing ``(self, query, key, value, ...)`` to an attention function
+  (transformers' ``attention_interface``, resolved statically to its eager default and checked to take
+  ``query, key, value``): its arguments are the queries, keys and values the model attends with, after
+  rotary embeddings, with grouped keys/values as stored;
+- the *output projection* is the last child module with a weight matrix the forward calls after the
+  attention call (``o_proj``, ``c_proj``, ``dense``...): its input is the heads' outputs side by side,
+  ``(batch, seq, heads * head_dim)``, served as ``(batch, seq, heads, head_dim)``.
+
+Layers without softmax attention (Mamba, RWKV...) raise `HeadsUnavailable`, naming the layers that have it.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
+
+import torch
+
+from .accessors import LayerwiseModules, check_layer_index, check_shape, walk
+from .errors import HeadsUnavailable
+
+if TYPE_CHECKING:
+    from .standardized import StandardizedTransformer
+
+# The parameters an attention function takes after the module, in order: how the attention call is recognised.
+ATTENTION_ARGUMENTS = ("query", "key", "value")
+# Which argument of the attention call each accessor serves (0 is the module itself).
+ARGUMENT_INDEX = {"queries": 1, "keys": 2, "values": 3}
+
+
+@dataclass(frozen=True)
+class HeadSplit:
+    """Where one attention class splits into heads: the nnsight label of its attention call (None if
+    the forward has none) and the name of its output projection child (None if it has none)."""
+
+    attention_call: str | None
+    projection: str | None
+    reason: str = ""  # why a part is missing, for the error message
+
+
+def locate_head_split(attention: torch.nn.Module) -> HeadSplit:
+    """Read ``attention``'s forward and find its attention call and output projection."""
+    from nnsight.intervention.source import SourceNotAvailable, compiled
+
+    from .attention_probs import _label_on_lines, undecorated
+
+    function = undecorated(type(attention).forward)
+    try:
+        code = compiled(function)
+    except (SourceNotAvailable, OSError, TypeError) as error:
+        return HeadSplit(None, None, f"its forward has no readable source ({error})")
+    definition = ast.parse(code.source).body[0]
+    calls = sorted((node for node in ast.walk(definition) if isinstance(node, ast.Call)),
+                   key=lambda call: (call.lineno, call.col_offset))
+    attention_call = next((call for call in calls if _is_attention_call(call, definition, function, attention)), None)
+    label = None if attention_call is None else \
+        _label_on_lines(code, attention_call.func.id, attention_call.lineno, attention_call.end_lineno)
+    after = attention_call.end_lineno if attention_call is not None else 0
+    projections = [call.func.attr for call in calls if call.lineno > after and _weighted_child(call, attention)]
+    projection = projections[-1] if projections else None
+    reason = "" if label and projection else (
+        f"{type(attention).__name__}.forward has " + " and ".join(
+            part for part, missing in (("no call of an attention function on (self, query, key, value)", not label),
+                                       ("no output projection after its attention", not projection)) if missing))
+    return HeadSplit(label, projection, reason)
+
+
+def _is_attention_call(call: ast.Call, definition: ast.FunctionDef, function: Callable, owner: Any) -> bool:
+    """``f(self, q, k, v, ...)`` where ``f`` resolves to a function taking (module, query, key, value, ...)."""
+    from .attention_probs import _resolve_callee
+
+    if not (isinstance(call.func, ast.Name) and len(call.args) >= 4 and isinstance(call.args[0], ast.Name)
+            and call.args[0].id == "self"):
+        return False
+    callee = _resolve_callee(call, definition, function, type(owner))
+    if callee is None:
+        return False
+    parameters = list(inspect.signature(inspect.unwrap(callee)).parameters)
+    return tuple(parameters[1:4]) == ATTENTION_ARGUMENTS
+
+
+def _weighted_child(call: ast.Call, owner: torch.nn.Module) -> bool:
+    """Whether a call runs ``self.<child>`` where the child holds a weight matrix (a projection)."""
+    target = call.func
+    if not (isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name) and target.value.id == "self"):
+        return False
+    child = owner._modules.get(target.attr)
+    weight = getattr(child, "weight", None)
+    return isinstance(weight, torch.Tensor) and weight.ndim == 2
+
+
+class HeadSplits:
+    """The head split of every layer of one model, found once per attention class on first use."""
+
+    def __init__(self, model: StandardizedTransformer):
+        self._model = model
+        self._splits: tuple[HeadSplit | None, ...] | None = None
+
+    def splits(self) -> tuple[HeadSplit | None, ...]:
+        """Per layer: its HeadSplit, or None where the layer has no softmax attention."""
+        if self._splits is None:
+            softmax = set(self._model.architecture.softmax_layers)
+            by_class: dict[type, HeadSplit] = {}
+            modules = self._model._attention_modules()
+            for index, module in enumerate(modules):
+                if index in softmax and type(module) not in by_class:
+                    by_class[type(module)] = locate_head_split(module)
+            self._splits = tuple(by_class[type(module)] if index in softmax else None
+                                 for index, module in enumerate(modules))
+        return self._splits
+
+    def layers_with(self, part: str) -> list[int]:
+        """Layers whose split has ``part`` ("projection" or "attention_call")."""
+        return [i for i, split in enumerate(self.splits()) if split is not None and getattr(split, part)]
+
+    def split(self, index: int, part: str, accessor: str) -> HeadSplit:
+        """Layer ``index``'s split, or HeadsUnavailable naming the layers that have ``part``."""
+        split = self.splits()[index]
+        if split is None or getattr(split, part) is None:
+            why = "has no softmax attention" if split is None else f"cannot be split: {split.reason}"
+            raise HeadsUnavailable(accessor, index, self.layers_with(part), why,
+                                   architecture=self._model.architecture.class_name)
+        return split
+
+    def num_heads(self, index: int) -> int:
+        """The heads of layer ``index`` (the config's count, or its per-layer list where heads vary)."""
+        model = self._model
+        facts = model.architecture.spec.attention_facts
+        return facts.probability_shapes(model._module.config, model.num_layers, 1, model.num_heads, 1)[index][1]
+
+
+class HeadsOutput(LayerwiseModules):
+    """``model.heads_output[i]``: each head's output before the output projection, (batch, seq, heads, head_dim).
+
+    A view of the projection's input: in-place edits (``heads_output[3][:, :, 2] = 0``) and assignments
+    reach the model. Summed through the projection it is ``attentions_output[i]`` (plus its bias)."""
+
+    def __init__(self, model: StandardizedTransformer, splits: HeadSplits):
+        super().__init__(model.num_layers, self._projection)
+        self._model, self._splits = model, splits
+
+    def _projection(self, index: int) -> Any:
+        split = self._splits.split(index, "projection", "heads_output")
+        return walk(self._model.attentions[index], split.projection)
+
+    def __getitem__(self, index: int) -> Any:
+        position = check_layer_index(index, self._num_layers)
+        projection = super().__getitem__(position)
+        heads = projection.input.unflatten(-1, (self._splits.num_heads(position), -1))
+        projection.input = heads.flatten(-2)  # the projection reads through `heads`, so `heads.grad` flows
+        return heads
+
+    def __setitem__(self, index: int, value: Any) -> None:
+        position = check_layer_index(index, self._num_layers)
+        check_shape(f"layer {position}'s heads_output", self[position], value)
+        super().__getitem__(position).input = value.flatten(-2)
+
+    def projection(self, index: int) -> Any:
+        """The envoy of layer ``index``'s output projection (its weight maps heads to the residual stream)."""
+        return super().__getitem__(index)
+
+
+class AttentionArgument(LayerwiseModules):
+    """``model.queries[i]`` / ``keys[i]`` / ``values[i]``: what the attention function is handed,
+    (batch, heads, seq, head_dim), after rotary embeddings where the model applies them; keys and
+    values have the model's key/value heads (grouped-query attention: fewer than the query heads).
+    Readable, editable in place and assignable."""
+
+    def __init__(self, model: StandardizedTransformer, splits: HeadSplits, name: str):
+        super().__init__(model.num_layers, self._operation)
+        self._model, self._splits, self._name = model, splits, name
+        self._argument = ARGUMENT_INDEX[name]
+
+    def _operation(self, index: int) -> Any:
+        split = self._splits.split(index, "attention_call", self._name)
+        return getattr(self._model.attentions[index].source, split.attention_call)
+
+    def __getitem__(self, index: int) -> Any:
+        return super().__getitem__(index).inputs[0][self._argument]
+
+    def __setitem__(self, index: int, value: Any) -> None:
+        operation = super().__getitem__(index)
+        args, kwargs = operation.inputs
+        check_shape(f"layer {check_layer_index(index, self._num_layers)}'s {self._name}", args[self._argument], value)
+        operation.inputs = (tuple(args[:self._argument]) + (value,) + tuple(args[self._argument + 1:]), kwargs)
+
+
+def head_accessors(model: StandardizedTransformer) -> dict[str, Callable[[], Any]]:
+    """The per-head accessors of ``model``, by name, sharing one lazily located split per model."""
+    splits = HeadSplits(model)
+    return {"heads_output": lambda: HeadsOutput(model, splits),
+            **{name: (lambda name=name: AttentionArgument(model, splits, name)) for name in ARGUMENT_INDEX}}

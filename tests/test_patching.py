@@ -1,0 +1,95 @@
+"""Activation and attribution patching: the grid's identities, batching through invokes, and the estimate."""
+
+import pytest
+import torch
+
+from nnterp.analysis.patching import activation_patching, attribution_patching
+from nnterp.errors import PromptError, ToolkitInputError
+from nnterp.toy.standardized import standardized_toy
+
+CLEAN = ["hello world there", "a big cat sat now"]
+CORRUPTED = ["hello wirld there", "a big dog sat now"]  # same token lengths, a few tokens changed
+
+
+def metric(logits):
+    return logits[:, -1, 5] - logits[:, -1, 7]
+
+
+@pytest.fixture(scope="module", params=["llama", "gpt2", "gpt_neox"])
+def model(request):
+    return standardized_toy(request.param, enable_attention_probs=False)
+
+
+def test_last_layer_restores_the_last_position_and_nothing_else(model):
+    """Patching the last layer's output: the last position gives the clean metric, others leave the corrupted one."""
+    last = model.num_layers - 1
+    result = activation_patching(model, CLEAN, CORRUPTED, metric, layers=[last])
+    assert result.values.shape == (1, 17) and result.positions == tuple(range(17))
+    assert result.values[0, -1].item() == pytest.approx(result.clean_metric, abs=1e-5)
+    torch.testing.assert_close(result.values[0, :-1], torch.full((16,), result.corrupted_metric), atol=1e-5,
+                               rtol=1e-5)
+    assert result.normalized()[0, -1].item() == pytest.approx(1.0, abs=1e-3)
+
+
+@pytest.mark.parametrize("accessor", ["layers_output", "attentions_output", "mlps_output", "heads_output"])
+def test_patches_batched_through_invokes_equal_one_per_forward(model, accessor):
+    batched = activation_patching(model, CLEAN, CORRUPTED, metric, accessor=accessor, positions=[-1, 6, 9])
+    single = activation_patching(model, CLEAN, CORRUPTED, metric, accessor=accessor, positions=[-1, 6, 9],
+                                 patches_per_forward=1)
+    expected = (model.num_layers, model.num_heads, 3) if accessor == "heads_output" else (model.num_layers, 3)
+    assert batched.values.shape == expected and batched.positions == (16, 6, 9)
+    torch.testing.assert_close(batched.values, single.values, atol=1e-5, rtol=1e-5)
+
+
+def test_unchanged_positions_of_the_first_layer_input_change_nothing(model):
+    """Positions where clean and corrupted tokens agree carry the same embeddings: patching them at layer 0's
+    input is the corrupted run itself."""
+    result = activation_patching(model, CLEAN, CORRUPTED, metric, accessor="layers_input", layers=0)
+    torch.testing.assert_close(result.values[0, :6], torch.full((6,), result.corrupted_metric), atol=1e-5, rtol=1e-5)
+
+
+def test_attribution_patching_tracks_activation_patching(model):
+    exact = activation_patching(model, CLEAN, CORRUPTED, metric)
+    estimate = attribution_patching(model, CLEAN, CORRUPTED, metric)
+    assert estimate.values.shape == exact.values.shape
+    assert (estimate.clean_metric, estimate.corrupted_metric) == pytest.approx((exact.clean_metric,
+                                                                               exact.corrupted_metric))
+    last = model.num_layers - 1  # no gradient reaches the last layer's other positions: exactly unchanged
+    torch.testing.assert_close(estimate.values[last, :-1], torch.full((16,), estimate.corrupted_metric))
+    correlation = torch.corrcoef(torch.stack([exact.values.flatten(), estimate.values.flatten()]))[0, 1]
+    assert correlation > 0.8
+
+
+def test_attribution_patching_per_head(model):
+    exact = activation_patching(model, CLEAN, CORRUPTED, metric, accessor="heads_output", positions=[-1])
+    estimate = attribution_patching(model, CLEAN, CORRUPTED, metric, accessor="heads_output", positions=[-1])
+    assert estimate.values.shape == exact.values.shape == (model.num_layers, model.num_heads, 1)
+    correlation = torch.corrcoef(torch.stack([exact.values.flatten(), estimate.values.flatten()]))[0, 1]
+    assert correlation > 0.8
+
+
+def test_bad_pairs_and_accessors_are_refused():
+    model = standardized_toy("llama", enable_attention_probs=False)
+    with pytest.raises(PromptError, match="equal token lengths"):
+        activation_patching(model, CLEAN, ["hi", "there"], metric)
+    with pytest.raises(PromptError, match="explicit positions"):
+        activation_patching(model, ["hello", "hi"], ["jello", "ho"], metric)
+    with pytest.raises(ToolkitInputError, match="cannot be patched"):
+        activation_patching(model, CLEAN, CORRUPTED, metric, accessor="queries")
+    with pytest.raises(ToolkitInputError, match="outside the shortest prompt"):
+        activation_patching(model, CLEAN, CORRUPTED, metric, positions=[40])
+
+
+def test_plot_patching_labels_layers_and_tokens():
+    pytest.importorskip("plotly")
+    from nnterp.display import plot_patching
+
+    model = standardized_toy("llama", enable_attention_probs=False)
+    result = activation_patching(model, CLEAN, CORRUPTED, metric, positions=[0, 5, -1])
+    figure = plot_patching(result)
+    heatmap = figure.data[0]
+    assert list(heatmap.y) == [str(layer) for layer in range(model.num_layers)]
+    assert list(heatmap.x) == ["0: h", "5: ␣", "16: e"]
+    torch.testing.assert_close(torch.as_tensor(heatmap.z), result.normalized())
+    per_head = activation_patching(model, CLEAN, CORRUPTED, metric, accessor="heads_output", positions=[-1])
+    assert list(plot_patching(per_head, normalized=False).data[0].y)[:2] == ["L0.H0", "L0.H1"]

@@ -1,0 +1,210 @@
+"""Remote execution as NDIF runs it: nothing of nnterp on the server, only allowed modules in the request.
+
+``remote="local"`` on a StandardizedTransformer is nnterp's ServerSimulation: the request is
+deserialized with nnterp unimportable, every module it references checked against the server's
+allow-list, and the deserialized request (not the client's model) is what runs. These tests run it
+for the editable install and for a wheel built in the session.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from nnsight import save
+
+from nnterp import accessors
+from nnterp import interventions as toolkit
+from nnterp.accessors import LayerwiseIO, TorchOps, stream_ops
+from nnterp.activations import collect_token_activations_batched, compute_next_token_probs, get_token_activations
+from nnterp.prompts import Prompt, run_prompts
+from nnterp.registry import StreamLayout
+from nnterp.remote import (CLIENT_ONLY_MEMBERS, FACTS, RESOLVERS, SERVER_MODULES, RemoteRequestError,
+                           RemoteStandardized, ServerSimulation, allowed_on_server)
+from nnterp.standardized import ACCESSOR_NAMES, StandardizedTransformer
+
+from .conftest import standardized_toy
+
+PROMPTS = ["The cat sat", "A dog ran far away"]
+TARGET = toolkit.TargetPrompt("cat cat\ndog dog\n?", -1)
+# A plain one, one with a two-module head (ModernBERT decoder's prediction head), one with several
+# residual streams (Gemma 3n's AltUp, laid out streams-first); for single traces also one scaling its
+# sublayers and its logits (Granite's multipliers).
+ARCHITECTURES = ["llama", "modernbert-decoder", "gemma3n_text"]
+REPO = Path(__file__).resolve().parent.parent
+
+
+def every_remote_function(model):
+    """Each toolkit function taking ``remote=``, as a function of ``remote``."""
+    prompts = [Prompt.from_strings(text, {"cat": [" cat"]}, model.tokenizer) for text in PROMPTS]
+    return {
+        "logit_lens": lambda remote: toolkit.logit_lens(model, PROMPTS, remote=remote),
+        "last_token_latents": lambda remote: toolkit.last_token_latents(model, PROMPTS, remote=remote),
+        "patchscope_lens": lambda remote: toolkit.patchscope_lens(model, PROMPTS, TARGET, layers=[0, -1],
+                                                                  remote=remote),
+        "patchscope_generate": lambda remote: toolkit.patchscope_generate(model, PROMPTS, TARGET, max_length=2,
+                                                                          layers=[0], remote=remote),
+        "get_token_activations": lambda remote: get_token_activations(model, PROMPTS, idx=0, remote=remote),
+        "compute_next_token_probs": lambda remote: compute_next_token_probs(model, PROMPTS, remote=remote),
+        "collect_token_activations_batched": lambda remote: collect_token_activations_batched(
+            model, PROMPTS, batch_size=1, remote=remote, progress=False),
+        "run_prompts": lambda remote: run_prompts(model, prompts, batch_size=1, remote=remote),
+    }
+
+
+def same(local, remote) -> bool:
+    if isinstance(local, torch.Tensor):
+        return torch.equal(local, remote)
+    if isinstance(local, dict):
+        return local.keys() == remote.keys() and all(same(local[key], remote[key]) for key in local)
+    return local == remote
+
+
+@pytest.fixture(scope="module", params=ARCHITECTURES + ["granite"])
+def model(request):
+    return standardized_toy(request.param)
+
+
+@pytest.mark.parametrize("model", ARCHITECTURES, indirect=True)
+def test_every_remote_function_equals_the_local_run_under_the_server_simulation(model):
+    differing = [name for name, run in every_remote_function(model).items() if not same(run(False), run("local"))]
+    assert not differing, f"{type(model._module).__name__}: remote='local' differs from the local run: {differing}"
+
+
+def test_a_trace_through_every_accessor_equals_the_local_run(model):
+    def run(remote):
+        with torch.no_grad(), model.trace(PROMPTS[0], remote=remote):  # in the order the model runs
+            values = save([model.token_embeddings, model.layers_input[0], model.attentions_input[0],
+                           model.attentions_output[0], model.mlps_input[0]])
+            model.mlps_output[0] = model.mlps_output[0] * 0.5
+            model.steer(0, torch.ones(model.hidden_size), factor=0.5)
+            model.skip_layer(1)
+            last = model.layers_output[-1]
+            values.append(model.project_on_vocab(model.collapse_streams(last[:, -1])))
+            values.append(model.logits)
+        return values
+    assert all(torch.equal(local, remote) for local, remote in zip(run(False), run("local")))
+
+
+def test_attention_probabilities_are_served_remotely():
+    llama = standardized_toy("llama")
+    results = []
+    for remote in (False, "local"):
+        with torch.no_grad(), llama.trace(PROMPTS[0], remote=remote):
+            llama.attention_probabilities[0] = llama.attention_probabilities[0] * 0
+            probs = llama.attention_probabilities[1].save()
+            logits = llama.logits.save()
+        results.append((probs, logits))
+    assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1])
+
+
+def test_per_head_accessors_are_served_remotely(llama):
+    def run(remote):
+        with torch.no_grad(), llama.trace(PROMPTS[0], remote=remote):  # in the order the model runs
+            values = save([llama.queries[0], llama.keys[0], llama.values[0], llama.heads_output[0]])
+            llama.heads_output[1][:, :, 0] = 0
+            values.append(llama.logits)
+        return values
+    assert all(torch.equal(local, remote) for local, remote in zip(run(False), run("local")))
+
+
+def test_the_request_references_only_server_modules(llama):
+    backend = ServerSimulation(llama)
+    with torch.no_grad(), llama.trace(PROMPTS[0], backend=backend):
+        llama.layers_output[1].save()
+    assert backend.referenced and all(allowed_on_server(module) for module in backend.referenced)
+    assert not any(module.split(".")[0] in ("nnterp", "pytest_nnterp") for module in backend.referenced)
+    assert backend.payload_bytes < 200_000
+    # loading it here put nothing of the "server" into the client: its classes keep their own methods
+    assert LayerwiseIO.__getitem__.__code__.co_filename == accessors.__file__
+
+
+def test_a_request_referencing_a_module_the_server_lacks_fails_naming_it(llama):
+    import fractions
+
+    with pytest.raises(RemoteRequestError, match=r"fractions \("):
+        with torch.no_grad(), llama.trace(PROMPTS[0], remote="local"):
+            save([fractions.Fraction(1, 2), llama.layers_output[0]])
+    with pytest.raises(RemoteRequestError, match=r"nnterp\.registry \(StreamLayout\)"):
+        with torch.no_grad(), llama.trace(PROMPTS[0], remote="local"):
+            save([StreamLayout.STREAM_AXIS, llama.layers_output[0]])
+
+
+def test_every_public_member_of_the_model_is_served_remotely_or_client_only():
+    public = {name for name in vars(StandardizedTransformer) if not name.startswith("_")}
+    unplaced = public - set(vars(RemoteStandardized)) - set(FACTS) - set(CLIENT_ONLY_MEMBERS)
+    assert not unplaced, (f"StandardizedTransformer.{sorted(unplaced)} has no remote counterpart: add it to "
+                          "nnterp.remote.RemoteStandardized (or FACTS), or to CLIENT_ONLY_MEMBERS")
+    assert list(RESOLVERS) == list(ACCESSOR_NAMES), "every accessor needs a server form in nnterp.remote.RESOLVERS"
+
+
+def test_the_model_key_names_nnsights_wrapper(llama):
+    assert type(llama)._remoteable_class(llama).__module__.startswith("nnsight.")
+
+
+@pytest.mark.parametrize("layout", list(StreamLayout))
+def test_stream_ops_convert_as_the_registry_layouts_do(layout):
+    native = torch.randn(layout.shape(2, 5, 3, 4))
+    to_canonical, to_native = (TorchOps(ops) for ops in stream_ops(layout.name, 3))
+    canonical = to_canonical(native)
+    assert torch.equal(canonical, layout.to_canonical(native, 3))
+    assert torch.equal(to_native(canonical), layout.to_native(canonical, 3))
+
+
+# -- the same, installed from a wheel ---------------------------------------------------
+
+WHEEL_CHECK = """
+import json, sys, torch
+import nnterp
+from nnterp.toy.standardized import standardized_toy
+from nnterp import logit_lens, get_token_activations
+assert nnterp.__file__.startswith(sys.argv[1]), nnterp.__file__
+results = {}
+for name in ("llama",):
+    model = standardized_toy(name)
+    prompts = ["The cat sat", "A dog ran far away"]
+    results[name] = all(torch.equal(run(False), run("local")) for run in (
+        lambda remote: logit_lens(model, prompts, remote=remote),
+        lambda remote: get_token_activations(model, prompts, remote=remote)))
+print(json.dumps({"nnterp": nnterp.__file__, "equal": results}))
+"""
+
+
+@pytest.fixture(scope="session")
+def wheel_install(tmp_path_factory) -> Path:
+    """nnterp built as a wheel from this tree (a copy, so the tree gets no build files) and installed into a
+    target folder."""
+    source = tmp_path_factory.mktemp("source")
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    for name in ("nnterp", "pytest_nnterp", "compat_reports"):
+        shutil.copytree(REPO / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+    wheels, target = tmp_path_factory.mktemp("wheels"), tmp_path_factory.mktemp("site")
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run(pip + ["wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(source)], check=True,
+                   capture_output=True)
+    wheel = next(wheels.glob("nnterp-*.whl"))
+    subprocess.run(pip + ["install", "--no-deps", "--target", str(target), str(wheel)], check=True,
+                   capture_output=True)
+    return target
+
+
+def test_the_server_simulation_passes_for_a_wheel_install(wheel_install, tmp_path):
+    environment = {**os.environ, "PYTHONPATH": str(wheel_install)}
+    script = tmp_path / "check.py"
+    script.write_text(WHEEL_CHECK)
+    finished = subprocess.run([sys.executable, str(script), str(wheel_install)], cwd=tmp_path, env=environment,
+                              capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    result = json.loads(finished.stdout.strip().splitlines()[-1])
+    assert result["equal"] == {"llama": True}, result
+
+
+def test_the_allow_list_names_modules_not_packages_for_the_standard_library():
+    assert "typing" not in SERVER_MODULES and "abc" not in SERVER_MODULES and allowed_on_server("torch.nn")

@@ -1,0 +1,77 @@
+"""``python -m nnterp toy``: builds toy models, runs a forward on each, and says which run here and why not."""
+
+import pytest
+
+from nnterp.__main__ import main
+from nnterp.toy import causal_lm_classes, toy_fix
+from nnterp.toy import survey as survey_module
+
+
+def _unsupported_type() -> str:
+    """A model type whose toy-fix row says no toy can run here (gemma3n: its vision tower needs timm)."""
+    return next(model_type for model_type in causal_lm_classes() if toy_fix(model_type).unsupported)
+
+
+def _rows(output: str) -> dict[str, list[str]]:
+    """The table's rows by model type, as whitespace-split cells (the reason cell split too): the lines after the
+    header and its rule, up to the blank line before the summary."""
+    table = output.split("\n\n")[0].splitlines()[2:]
+    return {line.split()[0]: line.split() for line in table}
+
+
+def test_the_list_shows_a_toy_that_runs_and_why_another_cannot(capsys):
+    unsupported = _unsupported_type()
+    assert main(["toy", "--list", "llama", unsupported]) == 0
+    output = capsys.readouterr().out
+    assert output.split()[:6] == ["model", "type", "class", "status", "parameters", "seconds"]
+    rows = _rows(output)
+    assert rows["llama"][1:3] == ["LlamaForCausalLM", "ok"] and int(rows["llama"][3].replace(",", "")) > 10_000
+    assert rows[unsupported][1:3] == [causal_lm_classes()[unsupported], "FAIL"]
+    reason = f"ToyModelUnsupported: no toy model of {unsupported!r} can run here: {toy_fix(unsupported).unsupported}"
+    assert reason[:120] in output
+    assert output.rstrip().endswith("1 of 2 toy models build and run on this machine")
+
+
+def test_strict_exits_1_when_a_toy_fails_and_class_names_are_accepted(capsys):
+    assert main(["toy", "--strict", "GPT2LMHeadModel"]) == 0
+    assert _rows(capsys.readouterr().out)["gpt2"][1:3] == ["GPT2LMHeadModel", "ok"]
+    assert main(["toy", "--strict", "gpt2", _unsupported_type()]) == 1
+    assert "1 of 2 toy models build and run" in capsys.readouterr().out
+
+
+def test_a_toy_that_fails_to_run_shows_the_error_and_its_first_line(monkeypatch, capsys):
+    def broken(name):
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied\n(traceback detail)")
+
+    monkeypatch.setattr(survey_module, "build_toy_model", broken)
+    assert main(["toy", "llama"]) == 0
+    output = capsys.readouterr().out
+    assert _rows(output)["llama"][1:3] == ["LlamaForCausalLM", "FAIL"]
+    assert "RuntimeError: mat1 and mat2 shapes cannot be multiplied" in output and "traceback" not in output
+
+
+def test_without_names_every_causal_lm_type_is_listed(monkeypatch, capsys):
+    monkeypatch.setattr(survey_module, "toy_status", lambda model_type: survey_module.ToyStatus(
+        model_type, causal_lm_classes()[model_type], True, parameters=1))
+    assert main(["toy"]) == 0
+    output = capsys.readouterr().out
+    assert set(_rows(output)) == set(causal_lm_classes())
+    assert f"{len(causal_lm_classes())} of {len(causal_lm_classes())} toy models build" in output
+
+
+def test_an_unknown_name_is_one_line_that_says_how_to_list_the_toys(capsys):
+    assert main(["toy", "NotAModelForCausalLM"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == ("python -m nnterp toy: error: 'NotAModelForCausalLM' is neither a model type nor a class "
+                            "name of transformers' causal-LM mapping; run `python -m nnterp toy --list` to see the "
+                            "toy models on offer.\n")
+
+
+def test_help_names_the_arguments(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["toy", "--help"])
+    assert exit_.value.code == 0
+    usage = capsys.readouterr().out
+    assert usage.startswith("usage: python -m nnterp toy [-h] [--list] [--strict] [names ...]")
+    assert "model types or class names" in usage
