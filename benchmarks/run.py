@@ -27,7 +27,7 @@ nnterp 1.3.0's ``StandardizedTransformer`` in a second interpreter. Build that i
     /tmp/nnterp13/bin/pip install torch==2.13.0 nnterp==1.3.0 nnsight==0.7.0
 
 Without ``--nnterp13-python`` that column is skipped. The JSON (``--json``, default
-``benchmarks/results/<UTC time>.json``) carries, like pytest-benchmark's, the versions, the machine,
+``.benchmarks/<UTC time>.json``) carries, like pytest-benchmark's, the versions, the machine,
 the commit and the time, then every row with its raw per-round seconds.
 """
 
@@ -415,8 +415,8 @@ def nnterp13_construction(python: str | None, toys: list[str], rounds: int, devi
             folders[name] = str(Path(folder) / name)
             toy.model.save_pretrained(folders[name])
             toy.tokenizer.save_pretrained(folders[name])
-        done = subprocess.run([python, "-c", NNTERP13_CHILD, json.dumps([folders, rounds + 1, str(device)])],
-                              capture_output=True, text=True, timeout=1800)
+        done = subprocess.run([python, "-I", "-c", NNTERP13_CHILD, json.dumps([folders, rounds + 1, str(device)])],
+                              capture_output=True, text=True, timeout=1800, cwd=folder)
     line = next((line for line in done.stdout.splitlines() if line.startswith("NNTERP13 ")), None)
     if done.returncode or line is None:
         sys.exit(f"the nnterp 1.3.0 interpreter {python} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
@@ -511,8 +511,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--patchscope-every", type=int, default=None,
                         help="patchscope every n-th layer (default 5: 6 of SmolLM2's 30 layers)")
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--collect-prompts", type=int, default=None, help="default 64, 32 with --quick")
-    parser.add_argument("--memory-prompts", type=int, default=None, help="default 2000, 200 with --quick")
+    parser.add_argument("--collect-prompts", type=int, default=None, help="default 64, 16 with --quick")
+    parser.add_argument("--memory-prompts", type=int, default=None, help="default 2000, 64 with --quick")
     parser.add_argument("--toys", nargs="+", default=None, help=f"construction rows (default {CONSTRUCT_TOYS})")
     parser.add_argument("--nnterp13-python", default=None, metavar="PATH",
                         help="an interpreter with nnterp==1.3.0 and nnsight==0.7.0 (see the top of this file)")
@@ -521,14 +521,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     quick = args.quick
     defaults = {"model": "toy" if quick else "smollm2", "rounds": 2 if quick else 7,
                 "patchscope_every": 1 if quick else 5,
-                "collect_prompts": 32 if quick else 64, "memory_prompts": 200 if quick else 2000,
+                "collect_prompts": 16 if quick else 64, "memory_prompts": 64 if quick else 2000,
                 "toys": ["llama"] if quick else list(CONSTRUCT_TOYS)}
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
     if args.json is None:
         stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        args.json = REPO / "benchmarks" / "results" / f"{stamp}.json"
+        args.json = REPO / ".benchmarks" / f"{stamp}.json"
     return args
 
 

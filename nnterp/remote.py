@@ -23,7 +23,7 @@ import copy
 import io
 import sys
 import types
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, SupportsIndex
 
 import torch
 from nnsight.modeling.transformers import TransformersModel
@@ -87,7 +87,9 @@ class Resolved:
 
     @classmethod
     def of(cls, locate: Callable[[int], Any], num_layers: int) -> Resolved:
-        found, errors = [], []
+        # (no typing names in the body: nnsight ships this function as source, and a server lacks `typing`)
+        found: list = []
+        errors: list = []  # frozen errors (or None), raised again when the layer is used
         for index in range(num_layers):
             try:
                 found.append(locate(index))
@@ -275,7 +277,7 @@ class RemoteMixin:
     """Remote-execution hooks of StandardizedTransformer: the twin for pickling, nnsight's model key,
     and `ServerSimulation` for ``remote="local"``."""
 
-    def __reduce_ex__(self, protocol: int) -> tuple:
+    def __reduce_ex__(self, protocol: SupportsIndex) -> tuple:
         return reduce_to_twin(self)
 
     def _remoteable_class(self) -> type:
@@ -284,7 +286,7 @@ class RemoteMixin:
     def _remote_backend(self, remote: Any, blocking: bool, job_id: Any, verbose: bool) -> Backend:
         if remote == "local":
             return ServerSimulation(self, verbose=verbose)
-        return super()._remote_backend(remote, blocking, job_id, verbose)
+        return super()._remote_backend(remote, blocking, job_id, verbose)  # type: ignore[misc]  # nnsight's
 
 
 # -- the server simulation -------------------------------------------------------------

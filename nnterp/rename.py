@@ -285,7 +285,8 @@ def resolve_architecture(model: Any, rename_config: RenameConfig | None = None) 
                              if path != standard and get_submodule(layer, standard) is not None)
     return ResolvedArchitecture(
         class_name=class_name, spec=spec, embed_tokens=embed, layers=layers_path, native_names=native_names,
-        ln_final=find_path(model, paths.ln_final), lm_head=lm_head, head_transform=find_path(model, paths.head_transform),
+        ln_final=find_path(model, paths.ln_final), lm_head=lm_head,
+        head_transform=find_path(model, paths.head_transform),
         attention=attention, mlp=mlp,
         attention_output=attention_output, mlp_input=_per_layer(layers, paths.mlp_input) if paths.mlp_input else mlp,
         mlp_output=mlp_output, attn_prob_ops=rename_config.attn_prob_ops if rename_config else None,

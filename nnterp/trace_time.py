@@ -9,13 +9,16 @@ shipped too (accessors, errors, interventions).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
 from .accessors import check_layer_index, check_shape, walk
 from .errors import RenamingError, ToolkitInputError
 from .interventions import steer as _steer
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 
 class TraceFacts:
@@ -57,8 +60,13 @@ class TraceTimeMembers:
     lm_head: Any
     inputs: Any
     output: Any
-    num_layers: int
-    layer_output_arity: int
+
+    if TYPE_CHECKING:  # properties on the client, plain values on the server
+        @property
+        def num_layers(self) -> int: ...
+
+        @property
+        def layer_output_arity(self) -> int: ...
 
     @property
     def token_embeddings(self) -> Any:
@@ -170,7 +178,7 @@ class TraceTimeMembers:
             return (hidden, *extra, *[None] * (arity - 1 - len(extra)))
         return (hidden, *[None] * (arity - 1))
 
-    def steer(self, layers: int | list[int], steering_vector: torch.Tensor, factor: float = 1,
-              positions: int | list[int] | None = None) -> None:
+    def steer(self, layers: int | Sequence[int], steering_vector: torch.Tensor, factor: float = 1,
+              positions: int | Sequence[int] | None = None) -> None:
         """Add ``factor * steering_vector`` to the output of each given layer (at ``positions``, default all)."""
-        _steer(self, layers, steering_vector, factor, positions)
+        _steer(self, layers, steering_vector, factor, positions)  # type: ignore[arg-type]  # same members

@@ -27,8 +27,9 @@ def test_toy_architecture_validates(model_type):
     results = {result.name: result for result in run_checks(model, CHECKED)}
     assert list(results) == list(CHECKED)
     not_applicable = {name for name, result in results.items() if result.status is ReportStatus.NOT_APPLICABLE}
-    expected_not_applicable = ({CheckName.RESIDUAL} if model.architecture.spec.blocks.residual is Residual.NONE else set()) \
-        | ({CheckName.ATTN_PROBS} if not model.architecture.softmax_layers else set())
+    architecture = model.architecture
+    expected_not_applicable = ({CheckName.RESIDUAL} if architecture.spec.blocks.residual is Residual.NONE else set()) \
+        | ({CheckName.ATTN_PROBS} if not architecture.softmax_layers else set())
     assert not_applicable == expected_not_applicable, {name: results[name].message for name in not_applicable}
     failures = {name.value: result.message for name, result in results.items() if result.failed}
     assert not failures

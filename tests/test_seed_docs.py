@@ -131,7 +131,8 @@ def undefined_names(name: str, index: int) -> list[str]:
 
 def _imports_of(code: str) -> str:
     """The import statements of a block: what a reader who skips it still runs."""
-    return "\n".join(ast.unparse(node) for node in ast.parse(code).body if isinstance(node, (ast.Import, ast.ImportFrom)))
+    imports = [node for node in ast.parse(code).body if isinstance(node, (ast.Import, ast.ImportFrom))]
+    return "\n".join(ast.unparse(node) for node in imports)
 
 
 @lru_cache(maxsize=None)

@@ -21,6 +21,7 @@ _EXPORTS = {
     "activation_patching": ".patching",
     "attribution_patching": ".patching",
     "PatchingResult": ".patching",
+    "steered_generate": ".generation",
 }
 
 __all__ = sorted(_EXPORTS)

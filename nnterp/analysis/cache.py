@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 import torch
 
 from ..accessors import select_layers, unwrap
-from ..errors import ToolkitInputError
+from ..errors import ToolkitInputError, ToolkitTypeError
 
 if TYPE_CHECKING:
     from ..standardized import StandardizedTransformer
@@ -131,8 +131,8 @@ def run_with_cache(model: StandardizedTransformer, prompts: Any, accessors: str 
 
 
 def _positions(value: torch.Tensor, positions: int | slice | Sequence[int]) -> torch.Tensor:
-    if isinstance(positions, int) and not isinstance(positions, bool):
-        return value[:, positions]
-    if isinstance(positions, slice):
+    if isinstance(positions, bool):
+        raise ToolkitTypeError(f"positions must be an int, a slice or a list of ints, got {positions!r}")
+    if isinstance(positions, (int, slice)):
         return value[:, positions]
     return value[:, list(positions)]

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 
-from ..errors import TargetError, ToolkitTypeError
+from ..errors import NotDecomposable, TargetError, ToolkitTypeError
 from .readout import build_readout
-from .residual import (Component, check_additive, check_position, check_sum, expand_terms, position_selector,
-                       read_terms)
+from .residual import (IDENTITY_TOLERANCE, Component, check_additive, check_position, check_sum, expand_terms,
+                       position_selector, read_terms)
 
 if TYPE_CHECKING:
     from ..standardized import StandardizedTransformer
@@ -106,6 +106,17 @@ def direct_logit_attribution(model: StandardizedTransformer, prompts: str | Sequ
     check_sum(model, expanded, final, "the last layer's output")
     readout = build_readout(model, final, targets)
     contributions = torch.stack([readout(value) for _, value in expanded], dim=-1)
-    return AttributionResult(contributions, tuple(part for part, _ in expanded), readout.bias,
-                             logits[torch.arange(logits.shape[0]), targets.to(logits.device)],
-                             tuple(targets.tolist()))
+    result = AttributionResult(contributions, tuple(part for part, _ in expanded), readout.bias,
+                               logits[torch.arange(logits.shape[0]), targets.to(logits.device)],
+                               tuple(targets.tolist()))
+    _check_identity(model, result)
+    return result
+
+
+def _check_identity(model: StandardizedTransformer, result: AttributionResult) -> None:
+    """Raise NotDecomposable unless the components and bias rebuild the model's logits (never a wrong answer)."""
+    error = ((result.total() - result.logits).abs().max() / result.logits.abs().max().clamp_min(1.0)).item()
+    if error > IDENTITY_TOLERANCE:
+        raise NotDecomposable(f"[{model.architecture.class_name}] the components sum to logits that differ from "
+                              f"the model's by {error:.3g} (relative): its readout is not the final norm then a linear "
+                              "unembedding")

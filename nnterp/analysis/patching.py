@@ -133,9 +133,9 @@ def activation_patching(model: StandardizedTransformer, clean_prompts: str | Seq
     chosen = select_layers(layers, model.num_layers)
     clean_cache = run_with_cache(model, dict(pair.clean), accessor, chosen, device=None)
     with torch.no_grad(), model.trace(pair.clean):
-        clean_metric = _scalar(metric, model.logits).save()
+        clean_metric = save(_scalar(metric, model.logits))
     with torch.no_grad(), model.trace(pair.corrupted):
-        corrupted_metric = _scalar(metric, model.logits).save()
+        corrupted_metric = save(_scalar(metric, model.logits))
     cells = _cells(model, accessor, chosen, pair.positions)
     values: list[torch.Tensor] = []
     for start in range(0, len(cells), max(1, patches_per_forward)):
@@ -164,14 +164,14 @@ def attribution_patching(model: StandardizedTransformer, clean_prompts: str | Se
     in_order = sorted(set(chosen))
     with torch.no_grad(), model.trace(pair.clean):
         clean = save([getattr(model, accessor)[layer] for layer in in_order])
-        clean_metric = _scalar(metric, model.logits).save()
+        clean_metric = save(_scalar(metric, model.logits))
     with model.trace(pair.corrupted):
         corrupted = [getattr(model, accessor)[layer] for layer in in_order]
         saved = save([value.detach() for value in corrupted])
         corrupted_metric = _scalar(metric, model.logits)
         with corrupted_metric.backward():
             grads = save([value.grad for value in reversed(corrupted)][::-1])
-        corrupted_metric = corrupted_metric.detach().save()
+        corrupted_metric = save(corrupted_metric.detach())
     index = list(pair.positions)
     by_layer = {}
     for layer, clean_value, corrupted_value, grad in zip(in_order, clean, saved, grads):

@@ -104,9 +104,23 @@ def unembedding_directions(model: StandardizedTransformer, targets: torch.Tensor
     (minus its logits of zero), so tied, biased or scaled heads need no special case."""
     hidden = like.shape[-1]
     zero = _head(model, like.new_zeros(1, hidden))[0]
+    _check_linear(model, like, zero)
     unique, rows = torch.unique(targets, return_inverse=True)
     columns = []
     for start in range(0, hidden, DIRECTION_CHUNK):
         basis = torch.eye(hidden, dtype=like.dtype, device=like.device)[start:start + DIRECTION_CHUNK]
         columns.append(_head(model, basis)[:, unique.to(like.device)] - zero[unique.to(like.device)])
     return torch.cat(columns).T[rows.to(like.device)]
+
+
+def _check_linear(model: StandardizedTransformer, like: torch.Tensor, zero: torch.Tensor) -> None:
+    """Raise NotDecomposable if the head is not affine (a transform inside ``lm_head``: RoBERTa's dense, GELU,
+    norm before its decoder), measured on two random states."""
+    first, second = torch.randn(2, 1, like.shape[-1], generator=torch.Generator().manual_seed(0)).to(like)
+    both = _head(model, first + second)[0] - zero
+    apart = _head(model, first)[0] + _head(model, second)[0] - 2 * zero
+    error = ((both - apart).abs().max() / apart.abs().max().clamp_min(1e-6)).item()
+    if error > FIT_TOLERANCE:
+        raise NotDecomposable(f"[{model.architecture.class_name}] its head `{model.architecture.lm_head}` is not "
+                              f"linear (error {error:.3g}): it transforms the state before unembedding, so logits do "
+                              "not split per component")

@@ -137,7 +137,7 @@ def _layer_reads(model: StandardizedTransformer, index: int, per_head: bool,
     def at(path: str | None, phase: int) -> tuple[int, int]:
         return (order.get(path, order.get(path.split(".")[0], len(order))), phase) if path else (-1, phase)
 
-    reads = []
+    reads: list[tuple[tuple[int, int], Any, Callable[[], Any]]] = []  # (where in the forward, what, read it)
     if arch.attention_output[index] is not None:
         if per_head and index in model.heads_output._splits.layers_with("projection"):
             reads.append((at(arch.attention[index], 0), ("heads", index), lambda: select(model.heads_output[index])))
@@ -149,9 +149,14 @@ def _layer_reads(model: StandardizedTransformer, index: int, per_head: bool,
     extras = zip(arch.residual_extra[index] if arch.residual_extra else (),
                  arch.residual_extra_scale[index] if arch.residual_extra_scale else ())
     for path, scale in extras:
-        reads.append((at(path, 1), Component(ComponentKind.EXTRA, index, path=path),
-                      lambda path=path, scale=scale: select(unwrap(walk(layer, path).output)) * scale))
+        reads.append((at(path, 1), Component(ComponentKind.EXTRA, index, path=path), _extra_read(layer, path, scale,
+                                                                                                  select)))
     return sorted(reads, key=lambda read: read[0])
+
+
+def _extra_read(layer: Any, path: str, scale: float, select: Callable[[Any], Any]) -> Callable[[], Any]:
+    """Reads one extra residual term of a layer (its module's output times the block's factor)."""
+    return lambda: select(unwrap(walk(layer, path).output)) * scale
 
 
 def read_terms(model: StandardizedTransformer, upto: int, per_head: bool,
@@ -206,7 +211,7 @@ def expand_terms(model: StandardizedTransformer, terms: list[tuple[Any, Any]]) -
 def check_sum(model: StandardizedTransformer, terms: list[tuple[Component, torch.Tensor]], residual: torch.Tensor,
               where: str) -> None:
     """Raise NotDecomposable if the terms do not add up to ``residual`` (the registry's facts are wrong)."""
-    error = _relative_error(sum(value for _, value in terms), residual)
+    error = _relative_error(sum((value for _, value in terms), torch.zeros_like(residual)), residual)
     if error > IDENTITY_TOLERANCE:
         raise NotDecomposable(f"[{model.architecture.class_name}] the components do not sum to {where} (relative "
                               f"error {error:.3g}): the block adds something no accessor reads; describe it in the "

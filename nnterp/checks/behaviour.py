@@ -56,7 +56,8 @@ def check_logit_lens(model: StandardizedTransformer) -> CheckResult:
         return failed(CheckName.LOGIT_LENS, f"last-layer projection differs from the logits by {error:.3g} "
                       "(relative): the final norm, head or a logit transform is missing", value=error,
                       fix="check ln_final / lm_head in the registry row")
-    return passed(CheckName.LOGIT_LENS, f"last-layer projection equals the logits (rel. error {error:.2g})", value=error)
+    return passed(CheckName.LOGIT_LENS, f"last-layer projection equals the logits (rel. error {error:.2g})",
+                  value=error)
 
 
 def check_steering(model: StandardizedTransformer) -> CheckResult:

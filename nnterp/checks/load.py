@@ -44,7 +44,8 @@ def check_io_shapes(model: StandardizedTransformer, result: Probe) -> CheckResul
     batch = rows // spec.layout.codebooks.count(model._module.config)
     stream = seq + model.num_prefix_positions  # learned prompt positions (CPM-Ant)
     layer_io = (batch, stream, *model.token_state_shape)  # multi-stream layouts are served canonically
-    expected = {"token_embeddings": (batch, stream, model.hidden_size), "layers_input": layer_io, "layers_output": layer_io,
+    expected = {"token_embeddings": (batch, stream, model.hidden_size), "layers_input": layer_io,
+                "layers_output": layer_io,
                 **dict.fromkeys(("attentions_input", "attentions_output", "mlps_input", "mlps_output"),
                                 _sublayer_shape(model, batch, stream))}
     per_layer: list[tuple[int, ...]] = []
@@ -169,7 +170,8 @@ def _check_edit_effect(model: StandardizedTransformer, result: Probe) -> CheckRe
 
 
 def _probabilities_fix(model: StandardizedTransformer, default: str) -> str:
-    """The fix for probabilities that fail: build the model eager where nnterp switched a built one, else ``default``."""
+    """The fix for probabilities that fail: build the model eager where nnterp switched a built one, else
+    ``default``."""
     from ..eager_attention import rebuild_hint
 
     return rebuild_hint(model.attention_probabilities.switched_from) or default

@@ -113,7 +113,8 @@ def layer_read_steps(model: StandardizedTransformer, index: int) -> list[ReadSte
         steps.append(ReadStep("attentions_output", at(arch.attention_output[index], OUTPUT),
                               lambda: _snapshot(model.attentions_output[index])))
     if arch.mlp_input[index] is not None:
-        steps.append(ReadStep("mlps_input", at(arch.mlp_input[index], INPUT), lambda: _snapshot(model.mlps_input[index])))
+        steps.append(ReadStep("mlps_input", at(arch.mlp_input[index], INPUT),
+                              lambda: _snapshot(model.mlps_input[index])))
     if arch.mlp_output[index] is not None:
         steps.append(ReadStep("mlps_output", at(arch.mlp_output[index], OUTPUT),
                               lambda: _snapshot(model.mlps_output[index])))
