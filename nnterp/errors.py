@@ -170,3 +170,19 @@ class HeadsUnavailable(NNterpError):
 class NotDecomposable(NNterpError):
     """The residual stream, or the readout from it to the logits, is not a sum of per-component terms on this
     architecture (several streams, no additive residual, a non-linear logit transform...): the message says which."""
+
+
+class ReportSchemaError(NNterpError):
+    """A report is not valid schema-version-1 JSON; the message names the field, what is wrong and what to do."""
+
+
+class CorruptReportError(ReportSchemaError):
+    """A report file is not valid JSON (or not readable text)."""
+
+
+class ReportWarning(UserWarning):
+    """A report file was skipped or moved aside; the message names the file(s) and why."""
+
+
+class NNterpCompatibilityWarning(UserWarning):
+    """The loaded architecture failed nnterp's checks, or was not tested with the installed versions."""

@@ -15,6 +15,7 @@ from nnsight.modeling.transformers import TransformersModel
 from .accessors import (AttentionProbabilities, BatchFolded, LayerwiseContribution, LayerwiseIO, LayerwiseModules,
                         walk)
 from .attention_probs import locate_attention_probabilities
+from .checks.catalogue import CheckResult
 from .compat.lookup import warn_for_architecture
 from .eager_attention import use_eager_attention
 from .heads import head_accessors
@@ -143,7 +144,7 @@ class StandardizedTransformer(RemoteMixin, TraceTimeMembers, TransformersModel):
             self._layer_output_arity = self._measure_layer_output_arity()
         self._facts = self._trace_facts()
         self._build_accessors(enable_attention_probs, switched_from)
-        self.check_results: list = []
+        self.check_results: list[CheckResult] = []
         if check_renaming:
             self.validate()
         warn_for_architecture(type(self._module).__name__, model_id=model if isinstance(model, str) else None)
@@ -194,9 +195,12 @@ class StandardizedTransformer(RemoteMixin, TraceTimeMembers, TransformersModel):
                           logit_transforms=tuple(spec.head.active_transforms(self._module.config)))
 
     def _bind_displaced_names(self) -> None:
-        """Point standardized names that a native module of that name held (now renamed) at their module."""
+        """Point standardized names that a native module of that name held (now renamed) at their module.
+
+        nnsight refuses an alias onto a name a child module had, so the envoy is bound as an instance
+        attribute and recorded in nnsight's ``_aliases``, so that its printing and paths agree."""
         for name, path in self.architecture.displaced_names.items():
-            object.__setattr__(self, name, walk(self, path))
+            setattr(self, name, walk(self, path))
             self._aliases[name] = path
 
     def _build_accessors(self, enable_attention_probs: bool, switched_from: str | None) -> None:
@@ -402,14 +406,14 @@ class StandardizedTransformer(RemoteMixin, TraceTimeMembers, TransformersModel):
 
     # -- validation ------------------------------------------------------------
 
-    def validate_quietly(self) -> list:
+    def validate_quietly(self) -> list[CheckResult]:
         """Run the load-time checks and return their results without raising."""
         from .checks import run_load_checks
 
         self.check_results = run_load_checks(self)
         return self.check_results
 
-    def validate(self) -> list:
+    def validate(self) -> list[CheckResult]:
         """Run the load-time checks; raise ValidationFailed if any fails."""
         self.validate_quietly()
         if any(result.failed for result in self.check_results):

@@ -18,7 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterable
 
-from ..errors import NNterpError
+from ..errors import NNterpCompatibilityWarning, NNterpError  # the warning is re-exported here
 from .labels import plain_text
 from .schema import VERSIONED_PACKAGES, ModelRecord, Report, ReportStatus, current_versions
 from .store import read_or_set_aside, report_paths
@@ -28,10 +28,6 @@ logger = logging.getLogger(__name__)
 REPORT_DIR_ENV = "NNTERP_REPORT_DIR"
 SHIPPED_DATA_DIR = "share/nnterp/compat_reports"  # where a wheel installs the reports (pyproject data-files)
 NEAREST_ORDER = ("transformers", "nnsight", "torch", "nnterp")  # what matters most when versions differ
-
-
-class NNterpCompatibilityWarning(UserWarning):
-    """The loaded architecture failed nnterp's checks, or was not tested with the installed versions."""
 
 
 class LookupState(str, Enum):

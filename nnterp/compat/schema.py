@@ -20,20 +20,13 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Literal, get_args
 
 from ..checks.catalogue import ReportStatus
-from ..errors import NNterpError
+from ..errors import ReportSchemaError
+from ..errors import ReportWarning as ReportWarning  # re-exported: defined with every nnterp error
 
 SCHEMA_VERSION = 1
 VERSIONED_PACKAGES = ("nnterp", "transformers", "nnsight", "torch")
 ModelKind = Literal["toy", "real"]
 MODEL_KINDS: tuple[ModelKind, ...] = get_args(ModelKind)
-
-
-class ReportSchemaError(NNterpError):
-    """A report is not valid schema-version-1 JSON; the message names the field, what is wrong and what to do."""
-
-
-class ReportWarning(UserWarning):
-    """A report file was skipped or moved aside; the message names the file(s) and why."""
 
 
 @dataclass(frozen=True)

@@ -16,16 +16,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
+from ..errors import CorruptReportError  # re-exported: defined with every nnterp error
 from .labels import plain_text
 from .schema import (VERSIONED_PACKAGES, Report, ReportSchemaError, ReportWarning, ResultRow, current_environment,
                      current_versions, report_filename)
 
 if TYPE_CHECKING:
     from filelock import BaseFileLock
-
-
-class CorruptReportError(ReportSchemaError):
-    """A report file is not valid JSON (or not readable text)."""
 
 
 def load_report(path: str | Path) -> Report:
