@@ -125,6 +125,13 @@ def paired(ours: Callable[[], Any], floor: Callable[[], Any], rounds: int, devic
     return ours_s, floor_s
 
 
+def announce(row: Row) -> Row:
+    """One line on stderr as each row finishes: a long run shows its progress, and a killed one its rows."""
+    print(f"{row.name}: {row.ratio:.2f}x ({statistics.median(row.ours_s) * 1000:.1f} ms vs "
+          f"{statistics.median(row.floor_s) * 1000:.1f} ms)", file=sys.stderr, flush=True)
+    return row
+
+
 def same(ours: torch.Tensor, floor: torch.Tensor, what: str) -> None:
     """The benchmark compares equal work only: nnterp's result must be the floor's."""
     torch.testing.assert_close(ours.cpu(), floor.cpu(), msg=lambda m: f"{what}: nnterp differs from the floor: {m}")
@@ -250,8 +257,8 @@ def lens_rows(args: argparse.Namespace, device: torch.device) -> list[Row]:
     same(logit_lens(model, LENS_PROMPTS), plain_logit_lens(hf, tokenizer, LENS_PROMPTS, device), "logit_lens")
     ours_s, floor_s = paired(lambda: logit_lens(model, LENS_PROMPTS),
                              lambda: plain_logit_lens(hf, tokenizer, LENS_PROMPTS, device), args.rounds, device)
-    rows.append(Row("logit_lens", "logit_lens", "hooks + one norm/unembed", ours_s, floor_s, 1.3,
-                    f"{where}, last position, all {model.num_layers} layers"))
+    rows.append(announce(Row("logit_lens", "logit_lens", "hooks + one norm/unembed", ours_s, floor_s, 1.3,
+                    f"{where}, last position, all {model.num_layers} layers")))
 
     layers = list(range(0, model.num_layers, args.patchscope_every))
     target = repeat_prompt()
@@ -260,8 +267,8 @@ def lens_rows(args: argparse.Namespace, device: torch.device) -> list[Row]:
     ours_s, floor_s = paired(lambda: patchscope_lens(model, LENS_PROMPTS, target, layers=layers),
                              lambda: plain_patchscope(hf, tokenizer, LENS_PROMPTS, target.prompt, layers, device),
                              args.rounds, device)
-    rows.append(Row("patchscope_lens", "patchscope_lens", "hooks writing the latent", ours_s, floor_s, 1.3,
-                    f"{where}, repeat_prompt(), {len(layers)} layers"))
+    rows.append(announce(Row("patchscope_lens", "patchscope_lens", "hooks writing the latent", ours_s, floor_s, 1.3,
+                    f"{where}, repeat_prompt(), {len(layers)} layers")))
 
     prompts = [f"Sample sentence number {i} is about" for i in range(args.collect_prompts)]
 
@@ -271,16 +278,16 @@ def lens_rows(args: argparse.Namespace, device: torch.device) -> list[Row]:
     same(ours_collect(), plain_collect(hf, tokenizer, prompts, args.batch_size, device), "collect_batched")
     ours_s, floor_s = paired(ours_collect, lambda: plain_collect(hf, tokenizer, prompts, args.batch_size, device),
                              args.rounds, device)
-    rows.append(Row("collect_batched", "collect_token_activations_batched", "hook collector", ours_s, floor_s,
-                    None, f"{label}, {len(prompts)} prompts, batch {args.batch_size}, every layer"))
+    rows.append(announce(Row("collect_batched", "collect_token_activations_batched", "hook collector", ours_s, floor_s,
+                    None, f"{label}, {len(prompts)} prompts, batch {args.batch_size}, every layer")))
 
     def traced(wrapper: Any) -> None:
         with torch.no_grad(), wrapper.trace(LENS_PROMPTS[0]):
             wrapper.model.layers[min(5, model.num_layers - 1)].output.save()
 
     ours_s, floor_s = paired(lambda: traced(model), lambda: traced(bare), args.rounds * 4, device)
-    rows.append(Row("trace", "StandardizedTransformer.trace", "bare nnsight trace", ours_s, floor_s, 1.1,
-                    f"{label}, one prompt, one saved layer output"))
+    rows.append(announce(Row("trace", "StandardizedTransformer.trace", "bare nnsight trace", ours_s, floor_s, 1.1,
+                    f"{label}, one prompt, one saved layer output")))
     return rows
 
 
@@ -306,9 +313,9 @@ def construct_rows(args: argparse.Namespace, device: torch.device, nnterp13: dic
 
         forward()
         forward_s = [seconds(forward, device) for _ in range(args.rounds * 2 + 1)]
-        rows.append(Row(f"construct[{name}]", "StandardizedTransformer(model)", "one traced forward",
+        rows.append(announce(Row(f"construct[{name}]", "StandardizedTransformer(model)", "one traced forward",
                         build_s[1:], forward_s[1:], 2.0, "toy model, validation included; first build not counted",
-                        nnterp13_s=nnterp13.get(name, [])))
+                        nnterp13_s=nnterp13.get(name, []))))
     return rows
 
 

@@ -163,19 +163,19 @@ def _latents_by_layer(model: StandardizedTransformer, layers: list[int], source_
 
     Given latents are indexed by layer when they cover every layer, else matched to ``layers`` in order.
     """
-    if (source_prompts is None) == (latents is None):
-        raise ValueError("pass exactly one of source_prompts and latents")
-    if latents is None:
+    if source_prompts is not None and latents is None:
         return last_token_latents(model, source_prompts, layers, remote)
+    if latents is None or source_prompts is not None:
+        raise ToolkitInputError("pass exactly one of source_prompts and latents")
     state = model.token_state_shape  # (hidden,), or (streams, hidden) on multi-stream models
     if tuple(latents.shape[2:]) != state:
-        raise ValueError(f"latents have shape {tuple(latents.shape)}, expected "
+        raise ToolkitInputError(f"latents have shape {tuple(latents.shape)}, expected "
                          f"(num_layers, num_sources, {', '.join(map(str, state))})")
     if latents.shape[0] == model.num_layers:
         return latents[layers]
     if latents.shape[0] == len(layers):
         return latents
-    raise ValueError(f"latents cover {latents.shape[0]} layers, expected {model.num_layers} (every layer) "
+    raise ToolkitInputError(f"latents cover {latents.shape[0]} layers, expected {model.num_layers} (every layer) "
                      f"or {len(layers)} (one per selected layer)")
 
 

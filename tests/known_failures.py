@@ -52,6 +52,12 @@ TOOLKIT_FAILURES: dict[str, str] = {
 }
 
 
+# Architectures that validate but on which an analysis function (nnterp.analysis) breaks an identity it must
+# keep, where the registry's facts do not explain it (tests/test_analysis_architectures.py).
+ANALYSIS_FAILURES: dict[str, str] = {
+}
+
+
 def registry_unsupported() -> dict[str, str]:
     """The architectures whose registry row says they cannot be standardized, with that reason."""
     return {class_name: f"registry: {spec.unsupported}" for class_name, spec in ARCHITECTURES.items()

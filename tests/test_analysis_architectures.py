@@ -1,0 +1,133 @@
+"""Every analysis function on every toy architecture that passes load-time validation (run with -n 2).
+
+Per architecture: heads_output's zero identity on the layers that split into heads, direct logit
+attribution's components plus bias equal to the logit, accumulated_resid through project_on_vocab equal to
+the logit lens, run_with_cache equal to in-trace reads, and activation patching of the last layer at the last
+position restoring the clean metric. Where the registry's facts say an identity cannot hold, the typed error
+(`HeadsUnavailable`, `NotDecomposable`) is required, with its reason, and nowhere else.
+"""
+
+import re
+
+import pytest
+import torch
+from nnsight import save
+
+from nnterp import logit_lens
+from nnterp.analysis import accumulated_resid, activation_patching, direct_logit_attribution, run_with_cache
+from nnterp.checks import ReportStatus
+from nnterp.errors import HeadsUnavailable, NotDecomposable
+from nnterp.registry import Residual
+from nnterp.toy import ToyModelUnsupported
+
+from .conftest import standardized_toy
+from .known_failures import ANALYSIS_FAILURES, KNOWN_FAILURES, toy_params
+
+CLEAN, CORRUPTED = "a cat sat", "a dog sat"  # byte-level toy tokenizer: equal token lengths
+TARGET, OTHER = 5, 7
+SOFT_CAPS = ("final_logit_softcapping", "logits_soft_cap", "output_logit_soft_cap")  # registry LOGIT_TRANSFORMS keys
+
+
+def metric(logits):
+    return logits[:, -1, TARGET] - logits[:, -1, OTHER]
+
+
+def expected_refusal(model) -> str | None:
+    """The NotDecomposable message direct logit attribution must raise, from the registry's facts (None: none)."""
+    arch = model.architecture
+    spec = arch.spec
+    if spec.layout.streams:
+        return "residual streams"
+    if spec.blocks.residual is Residual.NONE:
+        return "no additive residual"
+    if spec.blocks.output_scale_attr:
+        return "scales its whole output"
+    if any(path is not None for path in arch.residual_input[1:]):
+        return "renormalize the stream"
+    if arch.head_transform is not None or spec.layout.codebooks.key:
+        return "head is not a norm then a linear unembedding"
+    config = model._module.config.get_text_config()
+    if any(isinstance(getattr(config, key, None), (int, float)) for key in SOFT_CAPS):
+        return "non-linear transform"
+    if list(model._module.get_submodule(arch.lm_head).children()):  # a dense / norm inside lm_head (RoBERTa)
+        return "is not linear"
+    return None
+
+
+def check_heads(model) -> None:
+    """Zeroing every head of a layer leaves its attention output at the projection's bias (scaled as the block
+    scales it); a layer without a split raises HeadsUnavailable naming the layers that have one."""
+    splits = model.heads_output._splits
+    split_layers = splits.layers_with("projection")
+    softmax = set(model.architecture.softmax_layers)
+    for layer, split in enumerate(splits.splits()):
+        if layer in split_layers:
+            continue
+        assert layer not in softmax or split.reason, f"layer {layer} has softmax attention but no split reason"
+        named = re.escape(f"heads_output[{layer}]: layer {layer} ") + ".*" + \
+            re.escape(f"layers that have heads_output: {split_layers or 'none'};")
+        with pytest.raises(HeadsUnavailable, match=named):
+            with model.trace(CLEAN):
+                model.heads_output[layer].save()
+    if not split_layers:
+        return
+    with torch.no_grad(), model.trace(CLEAN):
+        zeroed = save([])
+        for layer in split_layers:
+            model.heads_output[layer] = torch.zeros_like(model.heads_output[layer])
+            zeroed.append(model.attentions_output[layer])
+    scales = model.architecture.attention_scale
+    for layer, value in zip(split_layers, zeroed):
+        projection = model.heads_output.projection(layer)._module
+        with torch.no_grad():
+            bias = projection(value.new_zeros(1, projection.weight.shape[1]))[0] * (scales[layer] if scales else 1.0)
+        torch.testing.assert_close(value, bias.expand_as(value), atol=1e-5, rtol=1e-4, msg=f"layer {layer}")
+
+
+def check_dla(model) -> None:
+    refusal = expected_refusal(model)
+    if refusal is not None:
+        with pytest.raises(NotDecomposable, match=refusal):
+            direct_logit_attribution(model, CLEAN, TARGET)
+        return
+    result = direct_logit_attribution(model, CLEAN, TARGET)
+    torch.testing.assert_close(result.total(), result.logits, atol=1e-4, rtol=1e-4)
+    assert result.labels[0] == "embed" and len(result.labels) == result.contributions.shape[1]
+
+
+def check_accumulated_resid(model) -> None:
+    accumulated = accumulated_resid(model, CLEAN)
+    assert accumulated.residuals.shape[:2] == (model.num_layers + 1, 1)
+    with torch.no_grad():
+        projected = model.project_on_vocab(accumulated.residuals[1:]).float().log_softmax(-1).transpose(0, 1)
+    torch.testing.assert_close(projected, logit_lens(model, CLEAN).log(), atol=1e-3, rtol=1e-3)
+
+
+def check_cache(model) -> list[int]:
+    layers = sorted({0, model.num_layers - 1})
+    cache = run_with_cache(model, CLEAN, "layers_output", layers=layers)
+    with torch.no_grad(), model.trace(CLEAN):
+        expected = save([model.layers_output[layer] for layer in layers])
+    for layer, value in zip(layers, expected):
+        torch.testing.assert_close(cache["layers_output", layer], value.cpu(), msg=f"layer {layer}")
+    return layers
+
+
+def check_patching(model) -> None:
+    result = activation_patching(model, CLEAN, CORRUPTED, metric, layers=[model.num_layers - 1], positions=[-1])
+    assert result.values.shape == (1, 1)
+    assert result.values[0, 0].item() == pytest.approx(result.clean_metric, abs=1e-4, rel=1e-4)
+
+
+@pytest.mark.parametrize("model_type", toy_params(ANALYSIS_FAILURES, leave_out=KNOWN_FAILURES))
+def test_analysis_identities_hold(model_type):
+    try:
+        model = standardized_toy(model_type, enable_attention_probs=False)
+    except ToyModelUnsupported as reason:
+        pytest.skip(str(reason))
+    assert all(result.status is not ReportStatus.FAILED for result in model.check_results)
+    check_heads(model)
+    check_dla(model)
+    check_accumulated_resid(model)
+    check_cache(model)
+    check_patching(model)
