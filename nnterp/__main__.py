@@ -31,6 +31,7 @@ def _validate(args: argparse.Namespace) -> int:
     """The pytest plugin's checks on toy models, without writing a report: its table is the matrix."""
     import pytest
 
+    _model_types(args.names)  # an unknown name: one line and exit status 2, before pytest starts
     names = args.names or ["all"]
     return int(pytest.main(["-p", "no:cacheprovider", "-q", "--nnterp-classes", *names, "--nnterp-no-report",
                             *(["-n", str(args.workers)] if args.workers else [])]))

@@ -75,3 +75,19 @@ def test_help_names_the_arguments(capsys):
     usage = capsys.readouterr().out
     assert usage.startswith("usage: python -m nnterp toy [-h] [--list] [--strict] [names ...]")
     assert "model types or class names" in usage
+
+
+def test_validate_is_the_plugin_run_on_toys_without_a_report(tmp_path):
+    """`python -m nnterp validate NAME` runs every catalogue check through the pytest plugin and prints its table."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "nnterp", "validate", "llama"], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    header = next(line for line in done.stdout.splitlines() if line.startswith("architecture"))
+    from nnterp.checks import CHECK_NAMES
+
+    assert header.split()[2:] == list(CHECK_NAMES)
+    assert "LlamaForCausalLM  toy:llama" in done.stdout and "8 passed" in done.stdout
+    assert not list(tmp_path.iterdir()), "validate writes no report"
