@@ -103,14 +103,13 @@ def check_accumulated_resid(model) -> None:
     torch.testing.assert_close(projected, logit_lens(model, CLEAN).log(), atol=1e-3, rtol=1e-3)
 
 
-def check_cache(model) -> list[int]:
+def check_cache(model) -> None:
     layers = sorted({0, model.num_layers - 1})
     cache = run_with_cache(model, CLEAN, "layers_output", layers=layers)
     with torch.no_grad(), model.trace(CLEAN):
         expected = save([model.layers_output[layer] for layer in layers])
     for layer, value in zip(layers, expected):
         torch.testing.assert_close(cache["layers_output", layer], value.cpu(), msg=f"layer {layer}")
-    return layers
 
 
 def check_patching(model) -> None:

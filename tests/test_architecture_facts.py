@@ -17,14 +17,15 @@ import transformers
 from nnterp.registry import ARCHITECTURES
 from nnterp.toy import TOY_FIXES, causal_lm_classes, toy_fix
 
-from .known_failures import (KNOWN_FAILURES, KNOWN_LIMITS, REPRESENTATIVE, TOOLKIT_FAILURES, UPSTREAM_FAILURES,
-                             registry_unsupported)
+from .known_failures import (ANALYSIS_FAILURES, ANALYSIS_FUNCTION_FAILURES, KNOWN_FAILURES, KNOWN_LIMITS,
+                             REPRESENTATIVE, TOOLKIT_FAILURES, UPSTREAM_FAILURES, registry_unsupported)
 
 REPORTS = sorted((Path(__file__).resolve().parent.parent / "compat_reports").glob("*.json"))
 
 # The tables of toy facts, each keyed by causal-LM class name.
 TOY_TABLES = {"TOY_FIXES": TOY_FIXES, "KNOWN_LIMITS": KNOWN_LIMITS, "TOOLKIT_FAILURES": TOOLKIT_FAILURES,
-              "UPSTREAM_FAILURES": UPSTREAM_FAILURES, "REPRESENTATIVE": dict.fromkeys(REPRESENTATIVE)}
+              "UPSTREAM_FAILURES": UPSTREAM_FAILURES, "REPRESENTATIVE": dict.fromkeys(REPRESENTATIVE),
+              "ANALYSIS_FAILURES": ANALYSIS_FAILURES, "ANALYSIS_FUNCTION_FAILURES": ANALYSIS_FUNCTION_FAILURES}
 
 
 @cache
@@ -65,6 +66,7 @@ def test_an_architecture_the_registry_refuses_is_not_restated_as_a_known_failure
 def test_a_toolkit_failure_is_not_also_a_load_failure():
     """toy_params leaves the load failures out of the toolkit tests, so such a row would never be checked."""
     assert not set(TOOLKIT_FAILURES) & set(KNOWN_LIMITS | UPSTREAM_FAILURES | registry_unsupported())
+    assert not set(ANALYSIS_FAILURES) & set(KNOWN_LIMITS | UPSTREAM_FAILURES | registry_unsupported())
 
 
 def test_every_model_type_of_a_class_with_a_row_takes_it():

@@ -1,6 +1,10 @@
 """Analyses researchers reach for TransformerLens for, on the original HuggingFace models: direct logit
 attribution, residual decomposition, caches, activation and attribution patching. One module per idea;
-the public names load on first use."""
+the public names load on first use.
+
+Every function takes ``remote=`` (``False``, ``True`` for NDIF, ``"local"`` for nnterp's server simulation) and
+passes it to each trace or generation it runs; the code those run (`residual.read_terms`, the patching helpers)
+ships by value (``nnterp.remote.SHIPPED_BY_VALUE``) and names only plain values planned on the client."""
 
 from __future__ import annotations
 

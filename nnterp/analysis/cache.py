@@ -100,7 +100,7 @@ class ActivationCache(Mapping):
 
 def run_with_cache(model: StandardizedTransformer, prompts: Any, accessors: str | Sequence[str] = "layers_output",
                    layers: int | Iterable[int] | None = None, positions: int | slice | Sequence[int] | None = None,
-                   device: str | torch.device | None = "cpu") -> ActivationCache:
+                   device: str | torch.device | None = "cpu", remote: bool | str = False) -> ActivationCache:
     """One forward over ``prompts`` (right-padded), caching ``accessors`` at ``layers`` (None: all).
 
     ``positions`` keeps only those token positions (an int, a slice or a list; None keeps all) and
@@ -121,7 +121,7 @@ def run_with_cache(model: StandardizedTransformer, prompts: Any, accessors: str 
     envoys = {envoy.path: envoy for recipe in recipes.values() for envoy, _ in recipe.reads}
     with_inputs = any(side == "input" for recipe in recipes.values() for _, side in recipe.reads)
     inputs, _, _ = _padded(model, prompts)
-    with torch.no_grad(), model.trace(inputs) as tracer:
+    with torch.no_grad(), model.trace(inputs, remote=remote) as tracer:
         recorded = tracer.cache(modules=list(envoys.values()), device=device, include_inputs=with_inputs)
     values = {}
     for key, recipe in recipes.items():

@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
+from nnsight import save
 
 from ..errors import NotDecomposable, TargetError, ToolkitTypeError
 from .readout import build_readout
 from .residual import (IDENTITY_TOLERANCE, Component, check_additive, check_position, check_sum, expand_terms,
-                       position_selector, read_terms)
+                       plan_terms, position_selector, read_terms)
 
 if TYPE_CHECKING:
     from ..standardized import StandardizedTransformer
@@ -81,7 +82,8 @@ def _token_id(model: StandardizedTransformer, item: Any) -> int:
 
 
 def direct_logit_attribution(model: StandardizedTransformer, prompts: str | Sequence[str], target_tokens: Any,
-                             per_head: bool = False, position: int = -1) -> AttributionResult:
+                             per_head: bool = False, position: int = -1, remote: bool | str = False
+                             ) -> AttributionResult:
     """Each component's direct contribution to the target logit at each prompt's token ``position``.
 
     Components: the embeddings, then per layer its attention (``per_head=True``: each head, plus the output
@@ -97,12 +99,14 @@ def direct_logit_attribution(model: StandardizedTransformer, prompts: str | Sequ
     inputs, lengths, side = _padded(model, list(prompts) if not isinstance(prompts, str) else prompts)
     check_position(position, lengths)
     select = position_selector(model, lengths, side, position)
-    with torch.no_grad(), model.trace(inputs):
-        _, terms = read_terms(model, model.num_layers, per_head, select)
+    at_logits = position_selector(model, lengths, side, position, prefixed=False)
+    keys, reads = plan_terms(model, model.num_layers, per_head)
+    with torch.no_grad(), model.trace(inputs, remote=remote):
+        values = save(read_terms(model, reads, select))
         final = select(model.layers_output[model.num_layers - 1]).save()
-        logits = position_selector(model, lengths, side, position, prefixed=False)(model.logits).save()
+        logits = at_logits(model.logits).save()
     targets = target_ids(model, target_tokens, final.shape[0])
-    expanded = expand_terms(model, terms)
+    expanded = expand_terms(model, list(zip(keys, values)))
     check_sum(model, expanded, final, "the last layer's output")
     readout = build_readout(model, final, targets)
     contributions = torch.stack([readout(value) for _, value in expanded], dim=-1)

@@ -115,7 +115,8 @@ def activation_patching(model: StandardizedTransformer, clean_prompts: str | Seq
                         corrupted_prompts: str | Sequence[str], metric: Callable[[torch.Tensor], torch.Tensor],
                         accessor: str = "layers_output", layers: int | Iterable[int] | None = None,
                         positions: int | Sequence[int] | None = None,
-                        patches_per_forward: int = DEFAULT_PATCHES_PER_FORWARD) -> PatchingResult:
+                        patches_per_forward: int = DEFAULT_PATCHES_PER_FORWARD, remote: bool | str = False
+                        ) -> PatchingResult:
     """The metric of the corrupted run with each (layer, position) of ``accessor`` patched from the clean run.
 
     ``metric`` maps logits (batch, seq, vocab) to a number or one per prompt (averaged). Clean and corrupted
@@ -131,20 +132,25 @@ def activation_patching(model: StandardizedTransformer, clean_prompts: str | Seq
     _check_accessor(model, accessor)
     pair = _pair(model, clean_prompts, corrupted_prompts, positions)
     chosen = select_layers(layers, model.num_layers)
-    clean_cache = run_with_cache(model, dict(pair.clean), accessor, chosen, device=None)
-    with torch.no_grad(), model.trace(pair.clean):
+    cached = run_with_cache(model, dict(pair.clean), accessor, chosen, device=None, remote=remote)
+    clean = {layer: cached[accessor, layer] for layer in chosen}  # plain tensors: shipped with a remote request
+    with torch.no_grad(), model.trace(pair.clean, remote=remote):
         clean_metric = save(_scalar(metric, model.logits))
-    with torch.no_grad(), model.trace(pair.corrupted):
+    with torch.no_grad(), model.trace(pair.corrupted, remote=remote):
         corrupted_metric = save(_scalar(metric, model.logits))
+    prefix = model.num_prefix_positions  # learned positions before the tokens (CPM-Ant)
     cells = _cells(model, accessor, chosen, pair.positions)
+    corrupted = dict(pair.corrupted)  # named in the traced block: plain values only (no client dataclass)
     values: list[torch.Tensor] = []
     for start in range(0, len(cells), max(1, patches_per_forward)):
-        with torch.no_grad(), model.trace() as tracer:
+        with torch.no_grad(), model.trace(remote=remote) as tracer:
+            chunk = save([])  # saved whole: a remote run sends back saved values, not edits to client objects
             for layer, head, position in cells[start:start + patches_per_forward]:
-                with tracer.invoke(dict(pair.corrupted)):
+                with tracer.invoke(corrupted):
                     target = getattr(model, accessor)
-                    target[layer] = _patched(target[layer], clean_cache[accessor, layer], head, position)
-                    values.append(_scalar(metric, model.logits))
+                    target[layer] = _patched(target[layer], clean[layer], head, prefix + position)
+                    chunk.append(_scalar(metric, model.logits))
+        values.extend(chunk)
     grid = torch.stack([value.detach().cpu() for value in values])
     return PatchingResult(grid.view(len(chosen), -1, len(pair.positions)).squeeze(1) if accessor != "heads_output"
                           else grid.view(len(chosen), -1, len(pair.positions)),
@@ -155,24 +161,25 @@ def activation_patching(model: StandardizedTransformer, clean_prompts: str | Seq
 def attribution_patching(model: StandardizedTransformer, clean_prompts: str | Sequence[str],
                          corrupted_prompts: str | Sequence[str], metric: Callable[[torch.Tensor], torch.Tensor],
                          accessor: str = "layers_output", layers: int | Iterable[int] | None = None,
-                         positions: int | Sequence[int] | None = None) -> PatchingResult:
+                         positions: int | Sequence[int] | None = None, remote: bool | str = False
+                         ) -> PatchingResult:
     """`activation_patching`'s grid estimated to first order: corrupted metric + (clean - corrupted) . gradient,
     from one clean forward, one corrupted forward and one backward (of the metric averaged over prompts)."""
     _check_accessor(model, accessor)
     pair = _pair(model, clean_prompts, corrupted_prompts, positions)
     chosen = select_layers(layers, model.num_layers)
     in_order = sorted(set(chosen))
-    with torch.no_grad(), model.trace(pair.clean):
+    with torch.no_grad(), model.trace(pair.clean, remote=remote):
         clean = save([getattr(model, accessor)[layer] for layer in in_order])
         clean_metric = save(_scalar(metric, model.logits))
-    with model.trace(pair.corrupted):
+    with model.trace(pair.corrupted, remote=remote):
         corrupted = [getattr(model, accessor)[layer] for layer in in_order]
         saved = save([value.detach() for value in corrupted])
         corrupted_metric = _scalar(metric, model.logits)
         with corrupted_metric.backward():
             grads = save([value.grad for value in reversed(corrupted)][::-1])
         corrupted_metric = save(corrupted_metric.detach())
-    index = list(pair.positions)
+    index = [model.num_prefix_positions + position for position in pair.positions]
     by_layer = {}
     for layer, clean_value, corrupted_value, grad in zip(in_order, clean, saved, grads):
         # (batch, seq, [heads,] ...) -> summed over the batch and the feature axis: (positions[, heads])

@@ -126,9 +126,15 @@ def check_position(position: Any, lengths: torch.Tensor | None) -> None:
     _check_token_index(position, lengths)
 
 
-def _layer_reads(model: StandardizedTransformer, index: int, per_head: bool,
-                 select: Callable[[Any], Any]) -> list[tuple[tuple[int, int], Any, Callable[[], Any]]]:
-    """(where the forward reaches it, Component or ("heads", layer), read) for each term of one layer, in run order."""
+# How a term is read inside a trace: (accessor name, layer, module path within the layer or "", factor).
+# Plain tuples, planned on the client: a remote run ships them and the in-trace reader to the server.
+TermRead = tuple[str, int, str, float]
+
+
+def _layer_reads(model: StandardizedTransformer, index: int, per_head: bool) -> list[tuple[tuple[int, int], Any,
+                                                                                          TermRead]]:
+    """(where the forward reaches it, Component or ("heads", layer), how to read it) for each term of one layer,
+    in run order."""
     from ..checks.probing import call_order
 
     arch, layer = model.architecture, model.layers[index]
@@ -137,39 +143,43 @@ def _layer_reads(model: StandardizedTransformer, index: int, per_head: bool,
     def at(path: str | None, phase: int) -> tuple[int, int]:
         return (order.get(path, order.get(path.split(".")[0], len(order))), phase) if path else (-1, phase)
 
-    reads: list[tuple[tuple[int, int], Any, Callable[[], Any]]] = []  # (where in the forward, what, read it)
+    reads: list[tuple[tuple[int, int], Any, TermRead]] = []
     if arch.attention_output[index] is not None:
         if per_head and index in model.heads_output._splits.layers_with("projection"):
-            reads.append((at(arch.attention[index], 0), ("heads", index), lambda: select(model.heads_output[index])))
+            reads.append((at(arch.attention[index], 0), ("heads", index), ("heads_output", index, "", 1.0)))
         reads.append((at(arch.attention_output[index], 1), Component(ComponentKind.ATTENTION, index),
-                      lambda: select(model.attentions_output[index])))
+                      ("attentions_output", index, "", 1.0)))
     if arch.mlp_output[index] is not None:
         reads.append((at(arch.mlp_output[index], 1), Component(ComponentKind.MLP, index),
-                      lambda: select(model.mlps_output[index])))
+                      ("mlps_output", index, "", 1.0)))
     extras = zip(arch.residual_extra[index] if arch.residual_extra else (),
                  arch.residual_extra_scale[index] if arch.residual_extra_scale else ())
     for path, scale in extras:
-        reads.append((at(path, 1), Component(ComponentKind.EXTRA, index, path=path), _extra_read(layer, path, scale,
-                                                                                                  select)))
+        reads.append((at(path, 1), Component(ComponentKind.EXTRA, index, path=path), ("", index, path, scale)))
     return sorted(reads, key=lambda read: read[0])
 
 
-def _extra_read(layer: Any, path: str, scale: float, select: Callable[[Any], Any]) -> Callable[[], Any]:
-    """Reads one extra residual term of a layer (its module's output times the block's factor)."""
-    return lambda: select(unwrap(walk(layer, path).output)) * scale
-
-
-def read_terms(model: StandardizedTransformer, upto: int, per_head: bool,
-               select: Callable[[Any], Any]) -> tuple[Any, list[tuple[Any, Any]]]:
-    """Inside a trace: the stream's start and every term of layers ``0..upto-1``, saved, in run order."""
+def plan_terms(model: StandardizedTransformer, upto: int, per_head: bool) -> tuple[list[Any], list[TermRead]]:
+    """On the client: the keys of the stream's start and every term of layers ``0..upto-1`` (Component, or
+    ("heads", layer)), and how `read_terms` reads each inside a trace, in run order."""
     arch = model.architecture
-    start = model.layers_input[0]
-    if arch.residual_input and arch.residual_input[0] is not None:  # layer 0 norms its input first (RWKV)
-        start = unwrap(walk(model.layers[0], arch.residual_input[0]).output)
-    terms: list[tuple[Any, Any]] = save([(Component(ComponentKind.EMBEDDINGS), select(start))])  # kept after it
+    start = arch.residual_input[0] if arch.residual_input and arch.residual_input[0] is not None else ""
+    keys: list[Any] = [Component(ComponentKind.EMBEDDINGS)]
+    reads: list[TermRead] = [("layers_input", 0, start or "", 1.0)]  # layer 0 may norm its input first (RWKV)
     for index in range(upto):
-        terms.extend((key, read()) for _, key, read in _layer_reads(model, index, per_head, select))
-    return start, terms
+        for _, key, read in _layer_reads(model, index, per_head):
+            keys.append(key)
+            reads.append(read)
+    return keys, reads
+
+
+def read_terms(model: Any, reads: list, select: Callable) -> list:
+    """Inside a trace (client or server): the values of the planned terms, selected, in run order."""
+    values = []
+    for accessor, layer, path, scale in reads:  # a module of the layer (times the block's factor), or an accessor
+        value = unwrap(walk(model.layers[layer], path).output) * scale if path else getattr(model, accessor)[layer]
+        values.append(select(value))
+    return values
 
 
 def split_heads(model: StandardizedTransformer, index: int, heads: torch.Tensor,
@@ -223,7 +233,8 @@ def _relative_error(total: torch.Tensor, expected: torch.Tensor) -> float:
 
 
 def decompose_resid(model: StandardizedTransformer, prompts: str | list[str], layer: int | None = None,
-                    position: int | None = -1, per_head: bool = False) -> ResidualDecomposition:
+                    position: int | None = -1, per_head: bool = False, remote: bool | str = False
+                    ) -> ResidualDecomposition:
     """The residual entering ``layer`` (None: after the last layer) as the sum of the terms before it.
 
     Example::
@@ -238,12 +249,13 @@ def decompose_resid(model: StandardizedTransformer, prompts: str | list[str], la
     inputs, lengths, side = _padded(model, prompts)
     check_position(position, lengths)
     select = position_selector(model, lengths, side, position)
-    with torch.no_grad(), model.trace(inputs) as tracer:
-        _, terms = read_terms(model, upto, per_head, select)
+    keys, reads = plan_terms(model, upto, per_head)
+    with torch.no_grad(), model.trace(inputs, remote=remote) as tracer:
+        values = save(read_terms(model, reads, select))
         residual = select(model.layers_input[upto] if upto < model.num_layers
                           else model.layers_output[model.num_layers - 1]).save()
         tracer.stop()
-    expanded = expand_terms(model, terms)
+    expanded = expand_terms(model, list(zip(keys, values)))
     check_sum(model, expanded, residual, f"the residual entering layer {upto}")
     return ResidualDecomposition(torch.stack([value for _, value in expanded]),
                                  tuple(part for part, _ in expanded), residual)
@@ -259,8 +271,8 @@ def _layer_bound(model: StandardizedTransformer, layer: int) -> int:
     return value
 
 
-def accumulated_resid(model: StandardizedTransformer, prompts: str | list[str], position: int | None = -1
-                      ) -> AccumulatedResidual:
+def accumulated_resid(model: StandardizedTransformer, prompts: str | list[str], position: int | None = -1,
+                      remote: bool | str = False) -> AccumulatedResidual:
     """The residual before layer 0 and after each layer (collapsed to one stream where there are several),
     at each prompt's token ``position`` (None: every position). ``project_on_vocab`` of entry ``i + 1`` is the
     logit lens of layer ``i``."""
@@ -269,7 +281,7 @@ def accumulated_resid(model: StandardizedTransformer, prompts: str | list[str], 
     inputs, lengths, side = _padded(model, prompts)
     check_position(position, lengths)
     select = position_selector(model, lengths, side, position)
-    with torch.no_grad(), model.trace(inputs) as tracer:
+    with torch.no_grad(), model.trace(inputs, remote=remote) as tracer:
         states = [select(model.layers_input[0])]
         states += [select(model.layers_output[i]) for i in range(model.num_layers)]
         residuals = model.collapse_streams(torch.stack(states)).save()

@@ -1,0 +1,88 @@
+"""The analysis functions under ``remote="local"`` (nnterp's strict NDIF server simulation) equal their local runs:
+on a plain model, one with a two-module head (ModernBERT decoder) and one with several residual streams (Gemma 3n)."""
+
+import pytest
+import torch
+
+from nnterp.analysis import (accumulated_resid, activation_patching, attribution_patching, decompose_resid,
+                             direct_logit_attribution, run_with_cache, steered_generate)
+from nnterp.errors import NotDecomposable
+
+from .conftest import standardized_toy
+from .known_failures import ANALYSIS_FUNCTION_FAILURES
+
+CLEAN, CORRUPTED = ["a cat sat", "the dog"], ["a dog sat", "the cat"]  # pairwise equal token lengths
+POSITIONS = [-1, 2]
+METRIC = lambda logits: logits[:, -1, 5] - logits[:, -1, 7]  # noqa: E731 - a lambda ships by value
+
+
+def every_analysis_function(model):
+    """Each analysis function taking ``remote=``, as a function of ``remote``."""
+    vector = torch.ones(model.hidden_size)
+    return {
+        "direct_logit_attribution": lambda remote: direct_logit_attribution(model, CLEAN, 5, per_head=True,
+                                                                            remote=remote),
+        "decompose_resid": lambda remote: decompose_resid(model, CLEAN, layer=1, per_head=True, remote=remote),
+        "accumulated_resid": lambda remote: accumulated_resid(model, CLEAN, remote=remote),
+        "run_with_cache": lambda remote: run_with_cache(model, CLEAN, ["layers_output", "mlps_output"], layers=[0, -1],
+                                                        remote=remote),
+        "activation_patching": lambda remote: activation_patching(model, CLEAN, CORRUPTED, METRIC, positions=POSITIONS,
+                                                                  remote=remote),
+        "attribution_patching": lambda remote: attribution_patching(model, CLEAN, CORRUPTED, METRIC,
+                                                                    positions=POSITIONS, remote=remote),
+        "steered_generate": lambda remote: steered_generate(model, CLEAN, 0, vector, factor=2.0, max_new_tokens=2,
+                                                            remote=remote),
+    }
+
+
+def outcome(run, remote):
+    """The function's result as comparable values, or the typed refusal's message."""
+    try:
+        result = run(remote)
+    except NotDecomposable as error:
+        return str(error)
+    if isinstance(result, list):
+        return result
+    if hasattr(result, "_values"):  # ActivationCache
+        return dict(result._values)
+    return {name: value for name, value in vars(result).items()}
+
+
+def same(local, remote) -> bool:
+    if isinstance(local, torch.Tensor):
+        return torch.allclose(local, remote, atol=1e-6, rtol=1e-5)
+    if isinstance(local, dict):
+        return local.keys() == remote.keys() and all(same(local[key], remote[key]) for key in local)
+    return local == remote
+
+
+# A plain model, one with a two-module head (ModernBERT decoder), one with several residual streams (Gemma 3n).
+ARCHITECTURES = {"llama": "LlamaForCausalLM", "modernbert-decoder": "ModernBertDecoderForCausalLM",
+                 "gemma3n_text": "Gemma3nForCausalLM"}
+FUNCTIONS = ("direct_logit_attribution", "decompose_resid", "accumulated_resid", "run_with_cache",
+             "activation_patching", "attribution_patching", "steered_generate")
+
+
+def cases() -> list:
+    """One param per (architecture, function), strict xfail where ANALYSIS_FUNCTION_FAILURES names it."""
+    params = []
+    for name, class_name in ARCHITECTURES.items():
+        for function in FUNCTIONS:
+            reason = ANALYSIS_FUNCTION_FAILURES.get(class_name, {}).get(function)
+            marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
+            params.append(pytest.param(name, function, id=f"{name}-{function}", marks=marks))
+    return params
+
+
+@pytest.fixture(scope="module")
+def models():
+    return {}
+
+
+@pytest.mark.parametrize("name, function", cases())
+def test_each_analysis_function_equals_the_local_run_under_the_server_simulation(models, name, function):
+    if name not in models:
+        models[name] = standardized_toy(name, enable_attention_probs=False)
+    run = every_analysis_function(models[name])[function]
+    local = outcome(run, False)
+    assert same(local, outcome(run, "local")), f"{name}: {function} with remote='local' differs from the local run"
