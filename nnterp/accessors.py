@@ -131,6 +131,67 @@ def stream_ops(layout_name: str, streams: int) -> tuple[tuple, tuple]:
     }[layout_name]
 
 
+class HeadsOutput(LayerwiseModules):
+    """``model.heads_output[i]``: each head's output before the output projection, (batch, seq, heads, head_dim).
+
+    A view of the projection's input: in-place edits (``heads_output[3][:, :, 2] = 0``) and assignments
+    reach the model. Summed through the projection it is ``attentions_output[i]`` (plus its bias).
+    ``locate`` gives layer i's output projection envoy, ``num_heads`` its number of heads (nnterp.heads finds
+    both on the client; a remote request carries them resolved)."""
+
+    _splits: Any = None  # the client's nnterp.heads.HeadSplits (the analysis functions read it); never shipped
+
+    def __init__(self, num_layers: int, locate: Callable[[int], Any], num_heads: Callable[[int], int]):
+        super(HeadsOutput, self).__init__(num_layers, locate)
+        self._heads = num_heads
+
+    def __getitem__(self, index: int) -> Any:
+        position = check_layer_index(index, self._num_layers)
+        projection = self._locate(position)
+        heads = projection.input.unflatten(-1, (self._heads(position), -1))
+        projection.input = heads.flatten(-2)  # the projection reads through `heads`, so `heads.grad` flows
+        return heads
+
+    def __setitem__(self, index: int, value: Any) -> None:
+        position = check_layer_index(index, self._num_layers)
+        check_shape(f"layer {position}'s heads_output", self[position], value)
+        self._locate(position).input = value.flatten(-2)
+
+    def projection(self, index: int) -> Any:
+        """The envoy of layer ``index``'s output projection (its weight maps heads to the residual stream)."""
+        return self._locate(check_layer_index(index, self._num_layers))
+
+
+class AttentionArgument(LayerwiseModules):
+    """``model.queries[i]`` / ``keys[i]`` / ``values[i]``: what the attention function is handed,
+    (batch, heads, seq, head_dim), after rotary embeddings where the model applies them; keys and
+    values have the model's key/value heads (grouped-query attention: fewer than the query heads).
+    Readable, editable in place and assignable. ``call`` gives layer i's attention call as (submodule path
+    below the attention, nnsight operation label); ``argument`` is its position in the call."""
+
+    _splits: Any = None  # the client's nnterp.heads.HeadSplits; never shipped
+
+    def __init__(self, num_layers: int, attentions: Any, call: Callable[[int], tuple[str, str]], argument: int,
+                 name: str):
+        super(AttentionArgument, self).__init__(num_layers, self._operation)
+        self._attentions, self._call, self._argument, self._name = attentions, call, argument, name
+
+    def _operation(self, index: int) -> Any:
+        submodule, label = self._call(index)
+        envoy = self._attentions[index]
+        return getattr((walk(envoy, submodule) if submodule else envoy).source, label)
+
+    def __getitem__(self, index: int) -> Any:
+        return self._operation(check_layer_index(index, self._num_layers)).inputs[0][self._argument]
+
+    def __setitem__(self, index: int, value: Any) -> None:
+        position = check_layer_index(index, self._num_layers)
+        operation = self._operation(position)
+        args, kwargs = operation.inputs
+        check_shape(f"layer {position}'s {self._name}", args[self._argument], value)
+        operation.inputs = (tuple(args[:self._argument]) + (value,) + tuple(args[self._argument + 1:]), kwargs)
+
+
 class TensorView:
     """Serves a module's native tensor in nnterp's layout (a view: in-place edits reach the model),
     and converts assigned values back: several residual streams as (batch, seq, streams, hidden),

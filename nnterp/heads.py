@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable, cast
 
 import torch
 
-from .accessors import LayerwiseModules, check_layer_index, check_shape, walk
+from .accessors import AttentionArgument, HeadsOutput, walk
 from .errors import HeadsUnavailable
 
 if TYPE_CHECKING:
@@ -217,69 +217,29 @@ class HeadSplits:
         return facts.probability_shapes(model._module.config, model.num_layers, 1, model.num_heads, 1)[index][1]
 
 
-class HeadsOutput(LayerwiseModules):
-    """``model.heads_output[i]``: each head's output before the output projection, (batch, seq, heads, head_dim).
-
-    A view of the projection's input: in-place edits (``heads_output[3][:, :, 2] = 0``) and assignments
-    reach the model. Summed through the projection it is ``attentions_output[i]`` (plus its bias)."""
-
-    def __init__(self, model: StandardizedTransformer, splits: HeadSplits):
-        super().__init__(model.num_layers, self._projection)
-        self._model, self._splits = model, splits
-
-    def _projection(self, index: int) -> Any:
-        split = self._splits.split(index, "projection", "heads_output")
-        return walk(self._model.attentions[index], cast(str, split.projection))  # split() checked it is set
-
-    def __getitem__(self, index: int) -> Any:
-        position = check_layer_index(index, self._num_layers)
-        projection = super().__getitem__(position)
-        heads = projection.input.unflatten(-1, (self._splits.num_heads(position), -1))
-        projection.input = heads.flatten(-2)  # the projection reads through `heads`, so `heads.grad` flows
-        return heads
-
-    def __setitem__(self, index: int, value: Any) -> None:
-        position = check_layer_index(index, self._num_layers)
-        check_shape(f"layer {position}'s heads_output", self[position], value)
-        super().__getitem__(position).input = value.flatten(-2)
-
-    def projection(self, index: int) -> Any:
-        """The envoy of layer ``index``'s output projection (its weight maps heads to the residual stream)."""
-        return super().__getitem__(index)
-
-
-class AttentionArgument(LayerwiseModules):
-    """``model.queries[i]`` / ``keys[i]`` / ``values[i]``: what the attention function is handed,
-    (batch, heads, seq, head_dim), after rotary embeddings where the model applies them; keys and
-    values have the model's key/value heads (grouped-query attention: fewer than the query heads).
-    Readable, editable in place and assignable."""
-
-    def __init__(self, model: StandardizedTransformer, splits: HeadSplits, name: str):
-        super().__init__(model.num_layers, self._operation)
-        self._model, self._splits, self._name = model, splits, name
-        self._argument = ARGUMENT_INDEX[name]
-
-    def _operation(self, index: int) -> Any:
-        split = self._splits.split(index, "attention_call", self._name)
-        envoy = self._model.attentions[index]
-        return getattr((walk(envoy, split.submodule) if split.submodule else envoy).source,
-                       cast(str, split.attention_call))  # split() checked it is set
-
-    def __getitem__(self, index: int) -> Any:
-        return super().__getitem__(index).inputs[0][self._argument]
-
-    def __setitem__(self, index: int, value: Any) -> None:
-        operation = super().__getitem__(index)
-        args, kwargs = operation.inputs
-        check_shape(f"layer {check_layer_index(index, self._num_layers)}'s {self._name}", args[self._argument], value)
-        operation.inputs = (tuple(args[:self._argument]) + (value,) + tuple(args[self._argument + 1:]), kwargs)
-
-
 def head_accessors(model: StandardizedTransformer) -> dict[str, Callable[[], Any]]:
-    """The per-head accessors of ``model``, by name, sharing one lazily located split per model."""
+    """The per-head accessors of ``model``, by name, sharing one lazily located split per model (kept on each
+    accessor as ``_splits`` for the analysis functions)."""
     splits = HeadSplits(model)
 
-    def argument(name: str) -> Callable[[], Any]:
-        return lambda: AttentionArgument(model, splits, name)
+    def projection(index: int) -> Any:
+        split = splits.split(index, "projection", "heads_output")
+        return walk(model.attentions[index], cast(str, split.projection))  # split() checked it is set
 
-    return {"heads_output": lambda: HeadsOutput(model, splits), **{name: argument(name) for name in ARGUMENT_INDEX}}
+    def heads_output() -> HeadsOutput:
+        accessor = HeadsOutput(model.num_layers, projection, splits.num_heads)
+        accessor._splits = splits
+        return accessor
+
+    def argument(name: str) -> Callable[[], AttentionArgument]:
+        def call(index: int) -> tuple[str, str]:
+            split = splits.split(index, "attention_call", name)
+            return split.submodule or "", cast(str, split.attention_call)  # split() checked it is set
+
+        def build() -> AttentionArgument:
+            accessor = AttentionArgument(model.num_layers, model.attentions, call, ARGUMENT_INDEX[name], name)
+            accessor._splits = splits
+            return accessor
+        return build
+
+    return {"heads_output": heads_output, **{name: argument(name) for name in ARGUMENT_INDEX}}

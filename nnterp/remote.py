@@ -29,7 +29,7 @@ import torch
 from nnsight.modeling.transformers import TransformersModel
 from nnsight.tracing.backend import Backend
 
-from .accessors import LayerwiseContribution, LayerwiseModules, check_layer_index, check_shape
+from .accessors import LayerwiseContribution
 from .errors import NNterpError, RemoteRequestError, RenamingError
 from .trace_time import TraceFacts, TraceTimeMembers
 
@@ -106,52 +106,6 @@ class Resolved:
         return self.found[index]
 
 
-class RemoteHeadsOutput(LayerwiseModules):
-    """``heads_output`` on the server: the output projection's input as (batch, seq, heads, head_dim), from
-    the projection envoys and head counts resolved on the client (see nnterp.heads.HeadsOutput)."""
-
-    def __init__(self, num_layers: int, projections: Resolved, heads: Resolved):
-        LayerwiseModules.__init__(self, num_layers, projections)
-        self._heads = heads
-
-    def __getitem__(self, index: int) -> Any:
-        position = check_layer_index(index, self._num_layers)
-        projection = self._locate(position)
-        heads = projection.input.unflatten(-1, (self._heads(position), -1))
-        projection.input = heads.flatten(-2)
-        return heads
-
-    def __setitem__(self, index: int, value: Any) -> None:
-        position = check_layer_index(index, self._num_layers)
-        check_shape(f"layer {position}'s heads_output", self[position], value)
-        self._locate(position).input = value.flatten(-2)
-
-    def projection(self, index: int) -> Any:
-        return self._locate(check_layer_index(index, self._num_layers))
-
-
-class RemoteAttentionArgument(LayerwiseModules):
-    """``queries`` / ``keys`` / ``values`` on the server: an argument of the attention call, found by the
-    nnsight label resolved on the client (see nnterp.heads.AttentionArgument)."""
-
-    def __init__(self, num_layers: int, attentions: Any, labels: Resolved, argument: int, name: str):
-        LayerwiseModules.__init__(self, num_layers, self._operation)
-        self._attentions, self._labels, self._argument, self._name = attentions, labels, argument, name
-
-    def _operation(self, index: int) -> Any:
-        return getattr(self._attentions[index].source, self._labels(index))
-
-    def __getitem__(self, index: int) -> Any:
-        return self._operation(check_layer_index(index, self._num_layers)).inputs[0][self._argument]
-
-    def __setitem__(self, index: int, value: Any) -> None:
-        position = check_layer_index(index, self._num_layers)
-        operation = self._operation(position)
-        args, kwargs = operation.inputs
-        check_shape(f"layer {position}'s {self._name}", args[self._argument], value)
-        operation.inputs = (tuple(args[:self._argument]) + (value,) + tuple(args[self._argument + 1:]), kwargs)
-
-
 def _resolved_layerwise(model: Any, name: str, resolved: dict) -> Any:
     """A copy of a LayerwiseModules accessor (io, contribution) holding envoys instead of client closures."""
     accessor = copy.copy(getattr(model, name))
@@ -172,16 +126,22 @@ def _resolved_probabilities(model: Any, name: str, resolved: dict) -> Any:
 
 
 def _resolved_heads_output(model: Any, name: str, resolved: dict) -> Any:
-    splits, n = model.heads_output._splits, model.num_layers
-    return RemoteHeadsOutput(n, Resolved.of(model.heads_output._locate, n),
-                             Resolved.of(lambda index: splits.num_heads(index), n))
+    """The same HeadsOutput class, with its projections and head counts resolved (not the client's splits)."""
+    accessor = copy.copy(model.heads_output)
+    accessor._locate = Resolved.of(accessor._locate, model.num_layers)
+    accessor._heads = Resolved.of(accessor._heads, model.num_layers)
+    accessor._splits = None
+    return accessor
 
 
 def _resolved_attention_argument(model: Any, name: str, resolved: dict) -> Any:
-    accessor = getattr(model, name)
-    labels = Resolved.of(lambda index: accessor._splits.split(index, "attention_call", name).attention_call,
-                         model.num_layers)
-    return RemoteAttentionArgument(model.num_layers, resolved["attentions"], labels, accessor._argument, name)
+    """The same AttentionArgument class, over the resolved attentions and with each layer's call resolved."""
+    accessor = copy.copy(getattr(model, name))
+    accessor._attentions = resolved["attentions"]
+    accessor._call = Resolved.of(accessor._call, model.num_layers)
+    accessor._locate = accessor._operation  # bound to the copy, not to the client's accessor
+    accessor._splits = None
+    return accessor
 
 
 # How each of StandardizedTransformer's ACCESSOR_NAMES becomes its server form (a test checks they match).
