@@ -17,6 +17,20 @@ pytest_plugins = ["pytester"]
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
+def validated_toy(model_type: str):
+    """A toy model (attention probabilities off) that passed every load check, or a skip with the reason it
+    cannot be built here."""
+    from nnterp.checks import ReportStatus
+    from nnterp.toy import ToyModelUnsupported
+
+    try:
+        model = standardized_toy(model_type, enable_attention_probs=False)
+    except ToyModelUnsupported as reason:
+        pytest.skip(str(reason))
+    assert all(result.status is not ReportStatus.FAILED for result in model.check_results)
+    return model
+
+
 @pytest.fixture(scope="module")
 def llama():
     return standardized_toy("llama")

@@ -15,12 +15,10 @@ from nnsight import save
 
 from nnterp import logit_lens
 from nnterp.analysis import accumulated_resid, activation_patching, direct_logit_attribution, run_with_cache
-from nnterp.checks import ReportStatus
 from nnterp.errors import HeadsUnavailable, NotDecomposable
 from nnterp.registry import Residual
-from nnterp.toy import ToyModelUnsupported
 
-from .conftest import standardized_toy
+from .conftest import validated_toy
 from .known_failures import ANALYSIS_FAILURES, KNOWN_FAILURES, toy_params
 
 CLEAN, CORRUPTED = "a cat sat", "a dog sat"  # byte-level toy tokenizer: equal token lengths
@@ -120,11 +118,7 @@ def check_patching(model) -> None:
 
 @pytest.mark.parametrize("model_type", toy_params(ANALYSIS_FAILURES, leave_out=KNOWN_FAILURES))
 def test_analysis_identities_hold(model_type):
-    try:
-        model = standardized_toy(model_type, enable_attention_probs=False)
-    except ToyModelUnsupported as reason:
-        pytest.skip(str(reason))
-    assert all(result.status is not ReportStatus.FAILED for result in model.check_results)
+    model = validated_toy(model_type)
     check_heads(model)
     check_dla(model)
     check_accumulated_resid(model)

@@ -5,10 +5,8 @@ import torch
 
 from nnterp import (Prompt, collect_token_activations_batched, compute_next_token_probs, get_token_activations,
                     logit_lens, patchscope_lens, repeat_prompt, run_prompts)
-from nnterp.checks import ReportStatus
-from nnterp.toy import ToyModelUnsupported
 
-from .conftest import standardized_toy
+from .conftest import validated_toy
 from .known_failures import KNOWN_FAILURES, TOOLKIT_FAILURES, toy_params
 
 PROMPTS = ["The cat sat", "A much longer prompt about dogs"]
@@ -16,11 +14,7 @@ PROMPTS = ["The cat sat", "A much longer prompt about dogs"]
 
 @pytest.mark.parametrize("model_type", toy_params(TOOLKIT_FAILURES, leave_out=KNOWN_FAILURES))
 def test_research_functions_run(model_type):
-    try:
-        model = standardized_toy(model_type, enable_attention_probs=False)
-    except ToyModelUnsupported as reason:
-        pytest.skip(str(reason))
-    assert all(result.status is not ReportStatus.FAILED for result in model.check_results)
+    model = validated_toy(model_type)
     n = model.num_layers
     activations = collect_token_activations_batched(model, PROMPTS, batch_size=1, progress=False)
     assert torch.allclose(activations, get_token_activations(model, PROMPTS), rtol=1e-4, atol=1e-4)

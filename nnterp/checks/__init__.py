@@ -6,9 +6,9 @@ Importing this package loads only the catalogue; the check functions load (with 
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from .._lazy import lazy_exports
 from .catalogue import (CATALOGUE, CHECK_NAMES, CHECKS, Check, CheckName, CheckResult, CheckRow, ReportStatus, failed,
                         not_applicable, passed, run_checks)
 
@@ -25,8 +25,4 @@ _LAZY = {"check_logit_lens": "behaviour", "check_logits_match": "behaviour", "ch
 __all__ = ["CATALOGUE", "CHECK_NAMES", "CHECKS", "Check", "CheckName", "CheckResult", "CheckRow", "ReportStatus",
            "failed", "not_applicable", "passed", "run_checks", *_LAZY]
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(import_module(f"{__name__}.{_LAZY[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, {name: f".{module}" for name, module in _LAZY.items()})
