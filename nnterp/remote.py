@@ -194,12 +194,9 @@ def _shipped_facts(model: Any) -> TraceFacts:
     """The model's trace facts with its registry functions (stream readout, logit transforms) copied so
     that they ship by value: the registry stays on the client."""
     facts = model._facts
-    return TraceFacts(class_name=facts.class_name, has_ln_final=facts.has_ln_final,
-                      has_head_transform=facts.has_head_transform, codebooks=facts.codebooks,
-                      multi_stream=facts.multi_stream, readout=_detached(facts.readout) if facts.readout else None,
-                      base_path=facts.base_path, skip_passes_inputs=facts.skip_passes_inputs,
-                      logit_transforms=tuple((_detached(transform), value)
-                                             for transform, value in facts.logit_transforms))
+    return TraceFacts(**{**vars(facts), "readout": _detached(facts.readout) if facts.readout else None,
+                         "logit_transforms": tuple((_detached(transform), value)
+                                                   for transform, value in facts.logit_transforms)})
 
 
 # State the client holds for loading and checks, never needed in a trace.
