@@ -167,29 +167,37 @@ class AttentionArgument(LayerwiseModules):
     (batch, heads, seq, head_dim), after rotary embeddings where the model applies them; keys and
     values have the model's key/value heads (grouped-query attention: fewer than the query heads).
     Readable, editable in place and assignable. ``call`` gives layer i's attention call as (submodule path
-    below the attention, nnsight operation label); ``argument`` is its position in the call."""
+    below the attention, nnsight operation label, position of the queries among the call's positional inputs:
+    1 for ``f(self, query, key, value)``, 0 for a helper method ``self.f(query, key, value)``, whose inputs
+    hold no module); ``argument`` is the served tensor's place among (query, key, value)."""
 
     _splits: Any = None  # the client's nnterp.heads.HeadSplits; never shipped
 
-    def __init__(self, num_layers: int, attentions: Any, call: Callable[[int], tuple[str, str]], argument: int,
-                 name: str):
+    def __init__(self, num_layers: int, attentions: Any, call: Callable[[int], tuple[str, str, int]],
+                 argument: int, name: str):
         super(AttentionArgument, self).__init__(num_layers, self._operation)
         self._attentions, self._call, self._argument, self._name = attentions, call, argument, name
 
     def _operation(self, index: int) -> Any:
-        submodule, label = self._call(index)
+        submodule, label = self._call(index)[:2]
         envoy = self._attentions[index]
         return getattr((walk(envoy, submodule) if submodule else envoy).source, label)
 
+    def _position(self, index: int) -> int:
+        """Where the served tensor sits among layer ``index``'s attention call's positional inputs."""
+        return self._call(index)[2] + self._argument
+
     def __getitem__(self, index: int) -> Any:
-        return self._operation(check_layer_index(index, self._num_layers)).inputs[0][self._argument]
+        position = check_layer_index(index, self._num_layers)
+        return self._operation(position).inputs[0][self._position(position)]
 
     def __setitem__(self, index: int, value: Any) -> None:
         position = check_layer_index(index, self._num_layers)
         operation = self._operation(position)
+        argument = self._position(position)
         args, kwargs = operation.inputs
-        check_shape(f"layer {position}'s {self._name}", args[self._argument], value)
-        operation.inputs = (tuple(args[:self._argument]) + (value,) + tuple(args[self._argument + 1:]), kwargs)
+        check_shape(f"layer {position}'s {self._name}", args[argument], value)
+        operation.inputs = (tuple(args[:argument]) + (value,) + tuple(args[argument + 1:]), kwargs)
 
 
 class TensorView:
