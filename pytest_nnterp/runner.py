@@ -40,6 +40,7 @@ class Loaded:
     model: Any = None
     error: str = ""
     skipped: str = ""
+    shared: Any = None  # the model's nnterp.checks.behaviour.SharedRuns: forwards its checks share
 
 
 class ModelRunner:
@@ -80,7 +81,9 @@ class ModelRunner:
             return Loaded(skipped=str(reason))
         except Exception as error:  # noqa: BLE001 - a model that fails to load is a result, not a crash
             return Loaded(error=f"{type(error).__name__}: {error}")
-        return Loaded(model=model)
+        from nnterp.checks.behaviour import SharedRuns
+
+        return Loaded(model=model, shared=SharedRuns(model))
 
     def run(self, target: Target, check: str) -> CheckRow:
         from nnterp.checks import CHECKS, ReportStatus
@@ -92,6 +95,6 @@ class ModelRunner:
         if loaded.error:
             return check_row(target, check, ReportStatus.LOAD_ERROR.value, loaded.error,
                              duration=time.perf_counter() - start)
-        result = CHECKS[check].run(loaded.model)
+        result = CHECKS[check].run(loaded.model, loaded.shared)
         return check_row(target, check, result.status.value, result.message, result.value,
                          time.perf_counter() - start)

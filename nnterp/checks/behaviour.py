@@ -1,36 +1,88 @@
 """The behaviour checks the plugin runs on their own: logits equal the plain model's, the logit lens of the
-last layer is the logits, steering adds exactly its vector, skipping passes the stream through."""
+last layer is the logits, steering adds exactly its vector, skipping passes the stream through.
+
+They read one shared traced forward (`SharedRuns`): run once per model and prompt, it serves the logits
+match, the logit lens and the unsteered side of steering, so the four checks cost one plain HuggingFace
+forward, one traced forward, a steered forward stopped after layer 0 and a forward with every layer skipped.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
 
 from .catalogue import CheckName, CheckResult, failed, passed
-from .probing import PROBE_PROMPTS
 
 if TYPE_CHECKING:
     from ..standardized import StandardizedTransformer
 
 LOGITS_TOLERANCE = 1e-4
+INTERVENTION_PROMPT = "The quick brown fox jumps"
 
-def check_logits_match(model: StandardizedTransformer, prompts: list[str] | None = None) -> CheckResult:
-    """The standardized model's logits equal the plain HuggingFace forward on the same input.
+
+@dataclass(frozen=True)
+class PlainRun:
+    """What one unedited traced forward on a prompt showed: its tokens, the logits, layer 0's output and the
+    vocabulary projection of the last layer's output."""
+
+    input_ids: torch.Tensor
+    logits: torch.Tensor
+    first_output: torch.Tensor
+    last_projected: torch.Tensor
+
+
+class SharedRuns:
+    """The traced forwards the behaviour checks of one model share, each run once per prompt.
+
+    Made per model by whoever runs several checks on it (`run_checks`, the plugin's model runner); a check
+    called on its own makes its own.
+    """
+
+    def __init__(self, model: StandardizedTransformer):
+        self.model = model
+        self._plain: dict[str, PlainRun] = {}
+
+    def plain(self, prompt: str = INTERVENTION_PROMPT) -> PlainRun:
+        if prompt not in self._plain:
+            self._plain[prompt] = _plain_run(self.model, prompt)
+        return self._plain[prompt]
+
+
+def _plain_run(model: StandardizedTransformer, prompt: str) -> PlainRun:
+    prefix = model.num_prefix_positions  # learned prompt positions the logits leave out (CPM-Ant)
+    with torch.no_grad(), model.trace(prompt):
+        input_ids = model.input_ids.save()
+        first = model.layers_output[0]
+        first_output = first.clone().save()
+        last = first if model.num_layers == 1 else model.layers_output[-1]
+        last_projected = model.project_on_vocab(model.collapse_streams(last[:, prefix:])).save()
+        logits = model.logits.save()
+    return PlainRun(input_ids, logits, first_output, last_projected)
+
+
+def _shared(model: StandardizedTransformer, shared: SharedRuns | None) -> SharedRuns:
+    return shared if shared is not None and shared.model is model else SharedRuns(model)
+
+
+def check_logits_match(model: StandardizedTransformer, prompts: list[str] | None = None,
+                       shared: SharedRuns | None = None) -> CheckResult:
+    """The standardized model's logits equal the plain HuggingFace forward on the same tokens.
 
     Prompts run one at a time, so no padding convention enters the comparison. Both forwards get the
     all-ones attention mask a trace passes (transformers 5.0's eager Moshi attention is not causal
     without one).
     """
+    runs = _shared(model, shared)
     device = next(model._module.parameters()).device
     worst = 0.0
-    for prompt in prompts or PROBE_PROMPTS:
-        ids = model.tokenizer(prompt, return_tensors="pt")["input_ids"].to(device)
+    for prompt in prompts or [INTERVENTION_PROMPT]:
+        run = runs.plain(prompt)
+        ids = run.input_ids.to(device)
         with torch.no_grad():
             reference = model._module(input_ids=ids, attention_mask=torch.ones_like(ids)).logits
-        with model.trace(ids):
-            logits = model.logits.save()
-        worst = max(worst, (logits - reference).abs().max().item())
+        worst = max(worst, (run.logits - reference).abs().max().item())
     if worst > LOGITS_TOLERANCE:
         return failed(CheckName.LOGITS_MATCH, f"logits differ from the plain model by {worst:.3g}", value=worst,
                       fix="nnterp must not change numerics: report this as a bug")
@@ -39,15 +91,11 @@ def check_logits_match(model: StandardizedTransformer, prompts: list[str] | None
 
 # -- intervention sanity (run by the pytest plugin) ----------------------------------
 
-INTERVENTION_PROMPT = "The quick brown fox jumps"
 
-
-def check_logit_lens(model: StandardizedTransformer) -> CheckResult:
+def check_logit_lens(model: StandardizedTransformer, shared: SharedRuns | None = None) -> CheckResult:
     """``project_on_vocab`` of the last layer's output gives the model's own logits."""
-    prefix = model.num_prefix_positions  # learned prompt positions the logits leave out (CPM-Ant)
-    with torch.no_grad(), model.trace(INTERVENTION_PROMPT):
-        projected = model.project_on_vocab(model.collapse_streams(model.layers_output[-1][:, prefix:])).save()
-        logits = model.logits.save()
+    run = _shared(model, shared).plain()
+    projected, logits = run.last_projected, run.logits
     if projected.shape != logits.shape:
         return failed(CheckName.LOGIT_LENS, f"projection has shape {tuple(projected.shape)}, logits "
                       f"{tuple(logits.shape)}", fix="check ln_final / lm_head in the registry row")
@@ -60,14 +108,14 @@ def check_logit_lens(model: StandardizedTransformer) -> CheckResult:
                   value=error)
 
 
-def check_steering(model: StandardizedTransformer) -> CheckResult:
-    """``steer`` adds exactly ``factor * vector`` to a layer's output."""
+def check_steering(model: StandardizedTransformer, shared: SharedRuns | None = None) -> CheckResult:
+    """``steer`` adds exactly ``factor * vector`` to a layer's output (the steered forward stops after it)."""
+    plain = _shared(model, shared).plain().first_output
     vector = torch.linspace(-1, 1, model.hidden_size)
-    with torch.no_grad(), model.trace(INTERVENTION_PROMPT):
-        plain = model.layers_output[0].clone().save()
-    with torch.no_grad(), model.trace(INTERVENTION_PROMPT):
+    with torch.no_grad(), model.trace(INTERVENTION_PROMPT) as tracer:
         model.steer(0, vector, factor=0.5)
         steered = model.layers_output[0].save()
+        tracer.stop()
     error = (steered - plain - 0.5 * vector.to(plain.dtype)).abs().max().item()
     if error > 1e-4:
         return failed(CheckName.STEERING, f"steered output differs from output + 0.5 * vector by {error:.3g}",
@@ -75,7 +123,7 @@ def check_steering(model: StandardizedTransformer) -> CheckResult:
     return passed(CheckName.STEERING, f"adds exactly factor * vector (error {error:.2g})", value=error)
 
 
-def check_skip_layers(model: StandardizedTransformer) -> CheckResult:
+def check_skip_layers(model: StandardizedTransformer, shared: SharedRuns | None = None) -> CheckResult:
     """Skipping every layer passes the first layer's input through to the last layer's output."""
     with torch.no_grad(), model.trace(INTERVENTION_PROMPT):
         first_input = model.layers_input[0].save()

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, TypedDict
 
 if TYPE_CHECKING:
     from ..standardized import StandardizedTransformer
+    from .behaviour import SharedRuns
 
 
 class ReportStatus(str, Enum):
@@ -101,16 +102,18 @@ class Check:
     at_load: bool
     function: str = ""
 
-    def run(self, model: StandardizedTransformer) -> CheckResult:
+    def run(self, model: StandardizedTransformer, shared: SharedRuns | None = None) -> CheckResult:
         """This check's result on ``model``: the load-time result (validating first if the model was not),
-        or its own run. An exception inside a check is the check's failure, with the error as message."""
+        or its own run, reading the forwards in ``shared`` (`nnterp.checks.behaviour.SharedRuns`) where given
+        so that several checks on one model trace it once. An exception inside a check is the check's
+        failure, with the error as message."""
         if self.at_load:
             results = model.check_results or model.validate_quietly()
             return next(result for result in results if result.name is self.name)
         module, _, function = self.function.partition(":")
         run: Callable[[Any], CheckResult] = getattr(import_module(f"nnterp.checks.{module}"), function)
         try:
-            return run(model)
+            return run(model) if shared is None else run(model, shared=shared)
         except Exception as error:  # noqa: BLE001 - the check's own failure is its outcome
             return failed(self.name, f"{type(error).__name__}: {error}")
 
@@ -137,8 +140,11 @@ CHECK_NAMES: tuple[str, ...] = tuple(CHECKS)
 
 def run_checks(model: StandardizedTransformer, names: Iterable[str | CheckName] | None = None) -> list[CheckResult]:
     """The results of the named checks (default: the whole catalogue) on ``model``, in catalogue order."""
+    from .behaviour import SharedRuns
+
     wanted = None if names is None else {CheckName(name) for name in names}
-    return [check.run(model) for check in CATALOGUE if wanted is None or check.name in wanted]
+    shared = SharedRuns(model)
+    return [check.run(model, shared) for check in CATALOGUE if wanted is None or check.name in wanted]
 
 
 class CheckRow(TypedDict):
