@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 from importlib import import_module
-from typing import TYPE_CHECKING, Any, Callable, Iterable, TypedDict
+from typing import TYPE_CHECKING, Callable, Iterable, TypedDict
 
 if TYPE_CHECKING:
     from ..standardized import StandardizedTransformer
@@ -111,7 +111,7 @@ class Check:
             results = model.check_results or model.validate_quietly()
             return next(result for result in results if result.name is self.name)
         module, _, function = self.function.partition(":")
-        run: Callable[[Any], CheckResult] = getattr(import_module(f"nnterp.checks.{module}"), function)
+        run: Callable[..., CheckResult] = getattr(import_module(f"nnterp.checks.{module}"), function)
         try:
             return run(model) if shared is None else run(model, shared=shared)
         except Exception as error:  # noqa: BLE001 - the check's own failure is its outcome
