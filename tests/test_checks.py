@@ -89,3 +89,28 @@ def test_skip_layers_holds_without_load_time_validation(model_type):
     assert model.check_results == [] and model.layer_output_arity >= 2
     result = check_skip_layers(model)
     assert result.passed, result.message
+
+
+def test_the_behaviour_checks_of_one_model_share_one_traced_forward(llama, monkeypatch):
+    traced = []
+    original = behaviour._traced_run
+
+    def counting(model, prompt, project):
+        traced.append((prompt, project))
+        return original(model, prompt, project)
+
+    monkeypatch.setattr(behaviour, "_traced_run", counting)
+    results = run_checks(llama, ["logits_match", "logit_lens", "steering"])
+    assert all(result.passed for result in results), [result.message for result in results]
+    assert traced == [(behaviour.INTERVENTION_PROMPT, True)]
+
+
+def test_a_failing_projection_fails_the_logit_lens_and_nothing_else(llama, monkeypatch):
+    def broken(self, hidden_state):
+        raise RuntimeError("no head here")
+
+    monkeypatch.setattr(type(llama), "project_on_vocab", broken)
+    results = {result.name: result for result in run_checks(llama, ["logits_match", "logit_lens", "steering"])}
+    lens = results[CheckName.LOGIT_LENS]
+    assert lens.failed and lens.message == "RuntimeError: no head here"
+    assert results[CheckName.LOGITS_MATCH].passed and results[CheckName.STEERING].passed

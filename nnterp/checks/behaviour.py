@@ -8,7 +8,7 @@ forward, one traced forward, a steered forward stopped after layer 0 and a forwa
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import torch
@@ -25,12 +25,14 @@ INTERVENTION_PROMPT = "The quick brown fox jumps"
 @dataclass(frozen=True)
 class PlainRun:
     """What one unedited traced forward on a prompt showed: its tokens, the logits, layer 0's output and the
-    vocabulary projection of the last layer's output."""
+    vocabulary projection of the last layer's output (or why projecting failed: the logit lens check's own
+    failure, which the forward is rerun without so that the other checks still get their values)."""
 
     input_ids: torch.Tensor
     logits: torch.Tensor
     first_output: torch.Tensor
-    last_projected: torch.Tensor
+    last_projected: torch.Tensor | None
+    projection_error: str | None = None
 
 
 class SharedRuns:
@@ -51,15 +53,24 @@ class SharedRuns:
 
 
 def _plain_run(model: StandardizedTransformer, prompt: str) -> PlainRun:
+    try:
+        return _traced_run(model, prompt, project=True)
+    except Exception as error:  # noqa: BLE001 - reported by the logit lens check, the others still run
+        return replace(_traced_run(model, prompt, project=False), projection_error=f"{type(error).__name__}: {error}")
+
+
+def _traced_run(model: StandardizedTransformer, prompt: str, project: bool) -> PlainRun:
     prefix = model.num_prefix_positions  # learned prompt positions the logits leave out (CPM-Ant)
+    projected: list[torch.Tensor] = []  # filled in the trace (nnsight hands back no name bound to None)
     with torch.no_grad(), model.trace(prompt):
         input_ids = model.input_ids.save()
         first = model.layers_output[0]
         first_output = first.clone().save()
-        last = first if model.num_layers == 1 else model.layers_output[-1]
-        last_projected = model.project_on_vocab(model.collapse_streams(last[:, prefix:])).save()
+        if project:
+            last = first if model.num_layers == 1 else model.layers_output[-1]
+            projected.append(model.project_on_vocab(model.collapse_streams(last[:, prefix:])).save())
         logits = model.logits.save()
-    return PlainRun(input_ids, logits, first_output, last_projected)
+    return PlainRun(input_ids, logits, first_output, projected[0] if projected else None)
 
 
 def _shared(model: StandardizedTransformer, shared: SharedRuns | None) -> SharedRuns:
@@ -96,6 +107,9 @@ def check_logit_lens(model: StandardizedTransformer, shared: SharedRuns | None =
     """``project_on_vocab`` of the last layer's output gives the model's own logits."""
     run = _shared(model, shared).plain()
     projected, logits = run.last_projected, run.logits
+    if projected is None:
+        return failed(CheckName.LOGIT_LENS, str(run.projection_error),
+                      fix="check ln_final / lm_head in the registry row")
     if projected.shape != logits.shape:
         return failed(CheckName.LOGIT_LENS, f"projection has shape {tuple(projected.shape)}, logits "
                       f"{tuple(logits.shape)}", fix="check ln_final / lm_head in the registry row")
