@@ -15,7 +15,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time each name load
     from .activations import collect_token_activations_batched, compute_next_token_probs, get_token_activations
     from .analysis.cache import ActivationCache, run_with_cache
     from .analysis.dla import AttributionResult, direct_logit_attribution
-    from .analysis.generation import steered_generate
+    from .analysis.generation import intervened_generate, patched_generate, skipped_generate, steered_generate
     from .analysis.patching import PatchingResult, activation_patching, attribution_patching
     from .analysis.residual import AccumulatedResidual, ResidualDecomposition, accumulated_resid, decompose_resid
     from .checks import CheckName, CheckResult, ReportStatus, run_checks
@@ -107,6 +107,9 @@ _EXPORTS = {
     "attribution_patching": ".analysis.patching",
     "PatchingResult": ".analysis.patching",
     "steered_generate": ".analysis.generation",
+    "skipped_generate": ".analysis.generation",
+    "patched_generate": ".analysis.generation",
+    "intervened_generate": ".analysis.generation",
 }
 
 __all__ = sorted(_EXPORTS)

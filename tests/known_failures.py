@@ -53,28 +53,29 @@ TOOLKIT_FAILURES: dict[str, str] = {
 
 
 # Architectures that validate but on which an analysis function (nnterp.analysis) breaks an identity it must
-# keep, where the registry's facts do not explain it (tests/test_analysis_architectures.py).
+# keep, where the registry's facts do not explain it (tests/test_analysis_architectures.py: heads, DLA,
+# accumulated residual, cache).
 ANALYSIS_FAILURES: dict[str, str] = {
     "HrmTextForCausalLM": "looped model (see TOOLKIT_FAILURES): the logits come from the H stack's last call while "
                           "`layers` is read at its first, so the DLA components plus bias miss the logit by 7.0e-4 "
                           "(relative 9.3e-3), inside DLA's own check (1e-3 of max(|logit|, 1)) but not the identity",
-    "Inkling2LoopForCausalLM": "the final norm reads a learned depth mix of the block states (see TOOLKIT_FAILURES): "
-                               "patching the last layer's output at the last position gives a metric of 0.129, "
-                               "not the clean -6.2e-5",
 }
 
 
 # One analysis function failing on an architecture where the others pass, by class name then function name
-# (tests/test_analysis_remote.py runs each function locally and under the server simulation).
+# (tests/test_analysis_remote.py runs each function locally and under the server simulation on three
+# architectures; tests/test_analysis_architectures.py runs activation_patching on every one).
 ANALYSIS_FUNCTION_FAILURES: dict[str, dict[str, str]] = {
-    "Gemma3nForCausalLM": {
-        "activation_patching": "streams-first layout (streams, batch, seq, hidden): with two or more patches per "
-                               "forward, each invoke's rows are cut along dim 0 (the streams), so assigning "
-                               "layers_output fails (RuntimeError: expanded size 2 vs existing 4 at dim 1); "
-                               "patches_per_forward=1 works",
-        "attribution_patching": "streams-first layout: the gradient of layers_output (a view converted from the "
-                                "native streams-first tensor) is requested after the backward already passed "
-                                "it (OutOfOrderError: '<id>.grad.i0' was requested but the model already ran past it)",
+    "HrmTextForCausalLM": {
+        "activation_patching": "looped model (see TOOLKIT_FAILURES): `layers` is read and patched at the L stack's "
+                               "first call while the logits come from later cycles, so patching the last layer's "
+                               "output at the last position gives a metric of -0.2511, not the clean -0.2516 "
+                               "(corrupted: -0.2510); batched patches equal one per forward",
+    },
+    "Inkling2LoopForCausalLM": {
+        "activation_patching": "the final norm reads a learned depth mix of the block states (see TOOLKIT_FAILURES): "
+                               "patching the last layer's output at the last position gives a metric of 0.129, not "
+                               "the clean -6.2e-5",
     },
 }
 

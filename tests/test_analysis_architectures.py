@@ -2,9 +2,10 @@
 
 Per architecture: heads_output's zero identity on the layers that split into heads, direct logit
 attribution's components plus bias equal to the logit, accumulated_resid through project_on_vocab equal to
-the logit lens, run_with_cache equal to in-trace reads, and activation patching of the last layer at the last
-position restoring the clean metric. Where the registry's facts say an identity cannot hold, the typed error
-(`HeadsUnavailable`, `NotDecomposable`) is required, with its reason, and nowhere else.
+the logit lens, run_with_cache equal to in-trace reads; and (a test of its own) activation patching of the last
+layer at the last position restoring the clean metric, with patches batched in one forward equal to one forward
+each. Where the registry's facts say an identity cannot hold, the typed error (`HeadsUnavailable`,
+`NotDecomposable`) is required, with its reason, and nowhere else.
 """
 
 import re
@@ -19,7 +20,7 @@ from nnterp.errors import HeadsUnavailable, NotDecomposable
 from nnterp.registry import Residual
 
 from .conftest import validated_toy
-from .known_failures import ANALYSIS_FAILURES, KNOWN_FAILURES, toy_params
+from .known_failures import ANALYSIS_FAILURES, ANALYSIS_FUNCTION_FAILURES, KNOWN_FAILURES, toy_params
 
 CLEAN, CORRUPTED = "a cat sat", "a dog sat"  # byte-level toy tokenizer: equal token lengths
 TARGET, OTHER = 5, 7
@@ -111,9 +112,15 @@ def check_cache(model) -> None:
 
 
 def check_patching(model) -> None:
-    result = activation_patching(model, CLEAN, CORRUPTED, metric, layers=[model.num_layers - 1], positions=[-1])
-    assert result.values.shape == (1, 1)
-    assert result.values[0, 0].item() == pytest.approx(result.clean_metric, abs=1e-4, rel=1e-4)
+    """The last layer's last position restores the clean metric; patches batched in one forward (copies of the
+    corrupted rows) give what one forward per patch gives, whatever the layout of the native tensors."""
+    layers, positions = [0, model.num_layers - 1], [-1, 1]
+    result = activation_patching(model, CLEAN, CORRUPTED, metric, layers=layers, positions=positions)
+    assert result.values.shape == (2, 2)
+    assert result.values[1, 0].item() == pytest.approx(result.clean_metric, abs=1e-4, rel=1e-4)
+    single = activation_patching(model, CLEAN, CORRUPTED, metric, layers=layers, positions=positions,
+                                 patches_per_forward=1)
+    torch.testing.assert_close(result.values, single.values, atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("model_type", toy_params(ANALYSIS_FAILURES, leave_out=KNOWN_FAILURES))
@@ -123,4 +130,12 @@ def test_analysis_identities_hold(model_type):
     check_dla(model)
     check_accumulated_resid(model)
     check_cache(model)
-    check_patching(model)
+
+
+PATCHING_FAILURES = {class_name: failures["activation_patching"] for class_name, failures
+                     in ANALYSIS_FUNCTION_FAILURES.items() if "activation_patching" in failures}
+
+
+@pytest.mark.parametrize("model_type", toy_params(PATCHING_FAILURES, leave_out=KNOWN_FAILURES))
+def test_activation_patching_restores_the_clean_metric_and_batches_exactly(model_type):
+    check_patching(validated_toy(model_type))

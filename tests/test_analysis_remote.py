@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from nnterp.analysis import (accumulated_resid, activation_patching, attribution_patching, decompose_resid,
-                             direct_logit_attribution, run_with_cache, steered_generate)
+                             direct_logit_attribution, patched_generate, run_with_cache, skipped_generate,
+                             steered_generate)
 from nnterp.errors import NotDecomposable
 
 from .conftest import standardized_toy
@@ -32,6 +33,9 @@ def every_analysis_function(model):
                                                                     positions=POSITIONS, remote=remote),
         "steered_generate": lambda remote: steered_generate(model, CLEAN, 0, vector, factor=2.0, max_new_tokens=2,
                                                             remote=remote),
+        "skipped_generate": lambda remote: skipped_generate(model, CLEAN, [0], max_new_tokens=2, remote=remote),
+        "patched_generate": lambda remote: patched_generate(model, CLEAN, 0, vector, positions=[-1, 0],
+                                                            max_new_tokens=2, remote=remote),
     }
 
 
@@ -60,7 +64,7 @@ def same(local, remote) -> bool:
 ARCHITECTURES = {"llama": "LlamaForCausalLM", "modernbert-decoder": "ModernBertDecoderForCausalLM",
                  "gemma3n_text": "Gemma3nForCausalLM"}
 FUNCTIONS = ("direct_logit_attribution", "decompose_resid", "accumulated_resid", "run_with_cache",
-             "activation_patching", "attribution_patching", "steered_generate")
+             "activation_patching", "attribution_patching", "steered_generate", "skipped_generate", "patched_generate")
 
 
 def cases() -> list:

@@ -3,8 +3,9 @@
 import pytest
 import torch
 
-from nnterp.analysis.patching import activation_patching, attribution_patching
+from nnterp.analysis.patching import PATCHABLE, activation_patching, attribution_patching
 from nnterp.errors import PromptError, ToolkitInputError
+from nnterp.registry import StreamLayout
 from nnterp.toy.standardized import standardized_toy
 
 CLEAN = ["hello world there", "a big cat sat now"]
@@ -39,6 +40,66 @@ def test_patches_batched_through_invokes_equal_one_per_forward(model, accessor):
     expected = (model.num_layers, model.num_heads, 3) if accessor == "heads_output" else (model.num_layers, 3)
     assert batched.values.shape == expected and batched.positions == (16, 6, 9)
     torch.testing.assert_close(batched.values, single.values, atol=1e-5, rtol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def streams_first():
+    """Gemma 3n: its layers' native inputs and outputs are (streams, batch, seq, hidden) (AltUp), so the batch is
+    not their first axis, which nnsight splits between invokes."""
+    model = standardized_toy("Gemma3nForCausalLM", enable_attention_probs=False)
+    assert model.architecture.spec.layout.streams.layout is StreamLayout.LEADING
+    return model
+
+
+@pytest.mark.parametrize("accessor", PATCHABLE)
+def test_patches_batched_in_one_forward_equal_one_per_forward_when_streams_lead(streams_first, accessor):
+    layers = [0, streams_first.num_layers - 1]
+    batched = activation_patching(streams_first, CLEAN, CORRUPTED, metric, accessor=accessor, layers=layers,
+                                  positions=[-1, 6])
+    single = activation_patching(streams_first, CLEAN, CORRUPTED, metric, accessor=accessor, layers=layers,
+                                 positions=[-1, 6], patches_per_forward=1)
+    torch.testing.assert_close(batched.values, single.values, atol=1e-5, rtol=1e-5)
+    if accessor == "layers_output":  # the last layer's last position restores the clean metric, in the batch too
+        assert batched.values[-1, 0].item() == pytest.approx(batched.clean_metric, abs=1e-4)
+        assert batched.values[-1, 0].item() != pytest.approx(batched.corrupted_metric, abs=1e-3)
+
+
+def _attribution_by_hand(model):
+    """Per layer, (clean - corrupted) . d metric / d (layer's output) per position, summed over prompts and features:
+    plain torch on the HuggingFace module (forward hooks, autograd), in nnterp's layout where the model has its own."""
+    modules = [model.layers[layer]._module for layer in range(model.num_layers)]
+
+    def run(prompts):
+        captured = {}
+        handles = [module.register_forward_hook(
+            lambda _, args, output, layer=layer: captured.setdefault(layer, output[0] if isinstance(output, tuple)
+                                                                     else output))
+            for layer, module in enumerate(modules)]
+        try:
+            logits = model._module(**model.tokenizer(prompts, return_tensors="pt")).logits
+        finally:
+            for handle in handles:
+                handle.remove()
+        return [captured[layer] for layer in range(len(modules))], logits
+
+    with torch.no_grad():
+        clean, _ = run(CLEAN)
+    corrupted, logits = run(CORRUPTED)
+    grads = torch.autograd.grad(metric(logits).float().mean(), corrupted)
+    view = model.layers_output.view
+    changes = [(clean_value - value.detach()) * grad for clean_value, value, grad in zip(clean, corrupted, grads)]
+    return torch.stack([(view.canonical(change) if view else change).sum(dim=0).flatten(1).sum(dim=-1)
+                        for change in changes])
+
+
+@pytest.mark.parametrize("name", ["llama", "Gemma3nForCausalLM"])
+def test_attribution_patching_is_the_difference_times_the_gradient(name):
+    """On a plain model and one whose layer outputs are served through a view of streams-first tensors."""
+    model = standardized_toy(name, enable_attention_probs=False)
+    estimate = attribution_patching(model, CLEAN, CORRUPTED, metric)
+    assert estimate.values.shape == (model.num_layers, 17)
+    torch.testing.assert_close(estimate.values - estimate.corrupted_metric, _attribution_by_hand(model), atol=1e-4,
+                               rtol=1e-3)
 
 
 def test_unchanged_positions_of_the_first_layer_input_change_nothing(model):

@@ -1,6 +1,7 @@
 """Analyses researchers reach for TransformerLens for, on the original HuggingFace models: direct logit
-attribution, residual decomposition, caches, activation and attribution patching. One module per idea;
-the public names load on first use.
+attribution, residual decomposition, caches, activation and attribution patching, and interventions on every
+generated token (steering, skipped layers, patched activations). One module per idea; the public names load on
+first use.
 
 Every function takes ``remote=`` (``False``, ``True`` for NDIF, ``"local"`` for nnterp's server simulation) and
 passes it to each trace or generation it runs; the code those run (`residual.read_terms`, the patching helpers)
@@ -24,7 +25,10 @@ _EXPORTS = {
     "activation_patching": ".patching",
     "attribution_patching": ".patching",
     "PatchingResult": ".patching",
+    "intervened_generate": ".generation",
     "steered_generate": ".generation",
+    "skipped_generate": ".generation",
+    "patched_generate": ".generation",
 }
 
 __all__ = sorted(_EXPORTS)

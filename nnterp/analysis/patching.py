@@ -2,8 +2,10 @@
 
 ``activation_patching`` runs the corrupted prompts with one accessor value (a layer, a position, a head for
 ``heads_output``) taken from the clean run, and records the metric of each patched run: several patches per
-forward, one invoke each. ``attribution_patching`` estimates the same grid from one clean forward, one
-corrupted forward and one backward: ``(clean - corrupted) . d metric / d activation``.
+forward, each on its own copy of the corrupted rows in one batch, patched through the accessor's
+(batch, seq, ...) view, so layouts whose native tensors do not lead with the batch (streams first, as Gemma
+3n's AltUp; sequence first) patch the right rows. ``attribution_patching`` estimates the same grid from one
+clean forward, one corrupted forward and one backward: ``(clean - corrupted) . d metric / d activation``.
 """
 
 from __future__ import annotations
@@ -101,14 +103,43 @@ def _cells(model: StandardizedTransformer, accessor: str, layers: list[int], pos
             for position in positions]
 
 
-def _patched(value: torch.Tensor, clean: torch.Tensor, head: int | None, position: int) -> torch.Tensor:
-    """``value`` with its ``position`` (and ``head``) taken from ``clean``."""
+def _plan(cells: list[tuple[int, int | None, int]], offset: int) -> list[tuple[int, list[tuple[int, int | None, int]]]]:
+    """One forward's patches, cell k on the k-th copy of the corrupted batch: per layer in execution order,
+    (copy, head or None, column)."""
+    by_layer: dict[int, list[tuple[int, int | None, int]]] = {}
+    for copy, (layer, head, position) in enumerate(cells):
+        by_layer.setdefault(layer, []).append((copy, head, offset + position))
+    return sorted(by_layer.items())
+
+
+def _patched(value: torch.Tensor, clean: torch.Tensor, patches: list, copies: int) -> torch.Tensor:
+    """``value`` (copies * batch, seq, ...) with each patch's copy, at its column (and head), taken from
+    ``clean`` (batch, seq, ...)."""
     value = value.clone()
-    if head is None:
-        value[:, position] = clean[:, position]
-    else:
-        value[:, position, head] = clean[:, position, head]
+    rows = value.shape[0] // copies
+    for copy, head, column in patches:
+        if head is None:
+            value[copy * rows:(copy + 1) * rows, column] = clean[:, column]
+        else:
+            value[copy * rows:(copy + 1) * rows, column, head] = clean[:, column, head]
     return value
+
+
+def _set_positions(target: Any, layer: int, value: torch.Tensor, rows: torch.Tensor | None,
+                   columns: torch.Tensor | None) -> None:
+    """Inside a trace: accessor ``target``'s value at ``layer`` set to ``value`` at ``[rows, columns]`` (index
+    tensors, broadcast together), or everywhere where ``rows`` is None, ``value`` broadcast to what it replaces."""
+    patched = target[layer].clone()
+    if rows is None:
+        patched[...] = value.to(patched)
+    else:
+        patched[rows, columns] = value.to(patched)
+    target[layer] = patched
+
+
+def _repeated(inputs: dict, copies: int) -> dict:
+    """The tokenized batch stacked ``copies`` times along the batch."""
+    return {key: value.repeat(copies, *[1] * (value.dim() - 1)) for key, value in inputs.items()}
 
 
 def activation_patching(model: StandardizedTransformer, clean_prompts: str | Sequence[str],
@@ -140,17 +171,24 @@ def activation_patching(model: StandardizedTransformer, clean_prompts: str | Seq
         corrupted_metric = save(_scalar(metric, model.logits))
     prefix = model.num_prefix_positions  # learned positions before the tokens (CPM-Ant)
     cells = _cells(model, accessor, chosen, pair.positions)
-    corrupted = dict(pair.corrupted)  # named in the traced block: plain values only (no client dataclass)
     values: list[torch.Tensor] = []
     for start in range(0, len(cells), max(1, patches_per_forward)):
-        with torch.no_grad(), model.trace(remote=remote) as tracer:
-            chunk = save([])  # saved whole: a remote run sends back saved values, not edits to client objects
-            for layer, head, position in cells[start:start + patches_per_forward]:
-                with tracer.invoke(corrupted):
-                    target = getattr(model, accessor)
-                    target[layer] = _patched(target[layer], clean[layer], head, prefix + position)
-                    chunk.append(_scalar(metric, model.logits))
-        values.extend(chunk)
+        # One invoke over copies of the corrupted batch, not one invoke per patch: nnsight splits invokes along
+        # each native tensor's first axis, which is not the batch where streams lead (Gemma 3n) or the sequence
+        # does (XLNet); the accessors serve (batch, seq, ...) views on every layout, so rows are patched there.
+        chunk = cells[start:start + max(1, patches_per_forward)]
+        copies, plan = len(chunk), _plan(chunk, prefix)
+        corrupted = _repeated(pair.corrupted, copies)
+        with torch.no_grad(), model.trace(corrupted, remote=remote):
+            target = getattr(model, accessor)
+            for layer, patches in plan:
+                target[layer] = _patched(target[layer], clean[layer], patches, copies)
+            logits = model.logits
+            rows = logits.shape[0] // copies
+            metrics = save([])  # saved whole: a remote run sends back saved values, not edits to client objects
+            for copy in range(copies):
+                metrics.append(_scalar(metric, logits[copy * rows:(copy + 1) * rows]))
+        values.extend(metrics)
     grid = torch.stack([value.detach().cpu() for value in values])
     return PatchingResult(grid.view(len(chosen), -1, len(pair.positions)).squeeze(1) if accessor != "heads_output"
                           else grid.view(len(chosen), -1, len(pair.positions)),
@@ -172,19 +210,33 @@ def attribution_patching(model: StandardizedTransformer, clean_prompts: str | Se
     with torch.no_grad(), model.trace(pair.clean, remote=remote):
         clean = save([getattr(model, accessor)[layer] for layer in in_order])
         clean_metric = save(_scalar(metric, model.logits))
+    # Each value read is written back, so the model computes on from that tensor itself: an accessor value that is
+    # a view or a sum of the native tensors (streams first, scaled or summed contributions) is otherwise not in the
+    # graph of the metric, and its gradient never arrives (nnsight: OutOfOrderError). No comment line (nor statement
+    # over several lines) above the backward inside the block: a remote request ships the block unparsed (ast.unparse
+    # drops comments, joins lines), and nnsight finds `with ....backward():` by its line number.
     with model.trace(pair.corrupted, remote=remote):
-        corrupted = [getattr(model, accessor)[layer] for layer in in_order]
+        target = getattr(model, accessor)
+        corrupted = []
+        for layer in in_order:
+            value = target[layer]
+            target[layer] = value
+            corrupted.append(value)
         saved = save([value.detach() for value in corrupted])
         corrupted_metric = _scalar(metric, model.logits)
         with corrupted_metric.backward():
-            grads = save([value.grad for value in reversed(corrupted)][::-1])
+            grads = save([value.grad for value in reversed(corrupted)][::-1])  # gradients arrive last layer first
         corrupted_metric = save(corrupted_metric.detach())
     index = [model.num_prefix_positions + position for position in pair.positions]
     by_layer = {}
     for layer, clean_value, corrupted_value, grad in zip(in_order, clean, saved, grads):
-        # (batch, seq, [heads,] ...) -> summed over the batch and the feature axis: (positions[, heads])
-        change = ((clean_value - corrupted_value) * grad)[:, index].sum(dim=0).sum(dim=-1)
-        by_layer[layer] = change.T if accessor == "heads_output" else change
+        # (batch, seq, [heads,] ...) -> summed over the batch and every axis after the position (or the head):
+        # the hidden axis, and the streams of multi-stream models -> (positions[, heads])
+        change = ((clean_value - corrupted_value) * grad)[:, index].sum(dim=0)
+        if accessor == "heads_output":
+            by_layer[layer] = change.flatten(2).sum(dim=-1).T
+        else:
+            by_layer[layer] = change.flatten(1).sum(dim=-1)
     grid = torch.stack([by_layer[layer] for layer in chosen]).detach().float().cpu() + float(corrupted_metric)
     return PatchingResult(grid, accessor, tuple(chosen), pair.positions, pair.tokens, float(clean_metric),
                           float(corrupted_metric))
