@@ -29,6 +29,9 @@ def pytest_configure(config: pytest.Config) -> None:
     if not selection.active:
         return
     from .session import NnterpSession
+    from .workers import share_cores_between_workers
+
+    share_cores_between_workers(config)
 
     config.pluginmanager.register(NnterpSession(config, selection), SESSION)
     if config.args_source is not pytest.Config.ArgsSource.ARGS:

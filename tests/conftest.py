@@ -17,6 +17,12 @@ pytest_plugins = ["pytester"]
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    from pytest_nnterp.workers import share_cores_between_workers
+
+    share_cores_between_workers(config)  # -n 2: one torch thread per worker, not two each
+
+
 def validated_toy(model_type: str):
     """A toy model (attention probabilities off) that passed every load check, or a skip with the reason it
     cannot be built here."""
