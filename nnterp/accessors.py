@@ -360,13 +360,13 @@ class AttentionProbabilities(LayerwiseModules):
     """
 
     def __init__(self, num_layers: int, attentions: LayerwiseModules,
-                 locations: tuple[ProbabilitiesLocation | None, ...], enabled: bool, architecture: str,
-                 batch_folded: bool = False, switched_from: str | None = None):
+                 locations: tuple[ProbabilitiesLocation | None, ...] | Callable[[], tuple], enabled: bool,
+                 architecture: str, batch_folded: bool = False, switched_from: str | None = None):
         super().__init__(num_layers, self._operation)
         # The implementation a built model had before nnterp switched it to eager (None: not switched).
         self.switched_from = switched_from
         self._attentions = attentions
-        self.locations = locations
+        self._locations = locations  # or the function finding them, called on first use (reading source costs)
         self._batch_folded = batch_folded  # the softmax output is (batch*heads, q, k)
         self._enabled = enabled
         self._architecture = architecture
@@ -396,6 +396,18 @@ class AttentionProbabilities(LayerwiseModules):
                 f"(layers that do: {available or 'none'}); pass RenameConfig(attn_prob_ops=...) if they exist"
             )
         return location
+
+    @property
+    def locations(self) -> tuple:
+        """Per layer, where its softmax probabilities are computed (None where none are): found by reading the
+        attention forwards on first use, so a model loaded without attention probabilities never pays for it."""
+        if callable(self._locations):
+            self._locations = self._locations()
+        return self._locations
+
+    @locations.setter
+    def locations(self, locations: tuple) -> None:
+        self._locations = locations
 
     @property
     def enabled(self) -> bool:

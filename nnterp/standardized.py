@@ -245,7 +245,7 @@ class StandardizedTransformer(RemoteMixin, TraceTimeMembers, TransformersModel):
                 n, lambda i: [mlp_output(i)] + [walk(self.layers[i], path) for path in mlp_extra[i]], arch.mlp_scale,
                 flat_input=flat_mlp_input, view=hidden_view),
             "attention_probabilities": lambda: AttentionProbabilities(
-                n, self.attentions, self._locate_probabilities(), enable_attention_probs, arch.class_name,
+                n, self.attentions, self._locate_probabilities, enable_attention_probs, arch.class_name,
                 batch_folded="attention_probabilities" in layout.batch_folded, switched_from=switched_from),
             **head_accessors(self),  # heads_output, queries, keys, values (nnterp.heads)
         }

@@ -36,7 +36,8 @@ def probe(model: StandardizedTransformer) -> Probe:
     """Read every accessor of every layer and edit one layer's probabilities, in one forward (two invokes)."""
     arch = model.architecture
     probs_on = model.attention_probabilities.enabled
-    located = [i for i, loc in enumerate(model.attention_probabilities.locations) if loc is not None]
+    located = [i for i, loc in enumerate(model.attention_probabilities.locations) if loc is not None] \
+        if probs_on else []
     edited_layer = located[0] if probs_on and located else None
     values: dict[str, list[Any]] = {name: [None] * arch.num_layers for name in PROBED}
     values["residual_extra"] = [[] for _ in range(arch.num_layers)]
