@@ -322,14 +322,14 @@ class StandardizedTransformer(RemoteMixin, TraceTimeMembers, TransformersModel):
         if self._layer_output_arity is None:
             self.dispatch()
         if isinstance(self._layer_output_arity, Exception):
-            raise RenamingError(f"the structure of a layer's output is unknown: a one-token forward failed "
+            raise RenamingError(f"the structure of a layer's output is unknown: a two-token forward failed "
                                 f"({type(self._layer_output_arity).__name__}: {self._layer_output_arity})",
                                 architecture=self.architecture.class_name, check="skip_layers",
                                 fix="skip layers by hand: model.layers[i].skip(<the layer's output>)")
         return self._layer_output_arity  # type: ignore[return-value]  # set by dispatch
 
     def _measure_layer_output_arity(self) -> int | Exception:
-        """One plain forward of a one-token input (one row per codebook), stopped right after the first layer
+        """One plain forward of a two-token input (one row per codebook), stopped right after the first layer
         returns; the error instead if the forward fails before it (raised only if skip_layers needs it)."""
         seen: list[Any] = []
 
@@ -339,8 +339,10 @@ class StandardizedTransformer(RemoteMixin, TraceTimeMembers, TransformersModel):
 
         first = self._module.get_submodule(self.architecture.layers)[0]
         handle = first.register_forward_hook(stop)
+        # Two tokens, not one: a one-token input without a cache position takes the generation path of some
+        # forwards (transformers 5.5-5.15's Git adds a cache length to position_ids that are None there).
         ids = self.tokenizer("a", return_tensors="pt")["input_ids"][:, -1:]
-        ids = ids.repeat(self.architecture.spec.layout.codebooks.count(self._module.config), 1)
+        ids = ids.repeat(self.architecture.spec.layout.codebooks.count(self._module.config), 2)
         try:
             with torch.no_grad():
                 self._module(input_ids=ids.to(next(self._module.parameters()).device))
@@ -351,7 +353,7 @@ class StandardizedTransformer(RemoteMixin, TraceTimeMembers, TransformersModel):
         finally:
             handle.remove()
         if not seen:
-            return LookupError("the first layer did not run on a one-token input")
+            return LookupError("the first layer did not run on a two-token input")
         return len(seen[0]) if isinstance(seen[0], (tuple, list)) else 0
 
     @property

@@ -114,3 +114,24 @@ def test_a_failing_projection_fails_the_logit_lens_and_nothing_else(llama, monke
     lens = results[CheckName.LOGIT_LENS]
     assert lens.failed and lens.message == "RuntimeError: no head here"
     assert results[CheckName.LOGITS_MATCH].passed and results[CheckName.STEERING].passed
+
+
+def test_the_layer_output_structure_is_learned_where_one_token_takes_a_generation_path(monkeypatch):
+    """transformers 5.5-5.15's Git fails on a one-token input without a cache position (it adds the cache length
+    to position ids that are None there); the arity forward must not depend on such a path."""
+    from nnterp.toy import build_toy_model
+
+    toy = build_toy_model("llama")
+    plain_forward = type(toy.model).forward
+
+    def generation_path_fails(self, input_ids=None, **kwargs):
+        if input_ids is not None and input_ids.shape[1] == 1:
+            raise TypeError("unsupported operand type(s) for +: 'NoneType' and 'int'")
+        return plain_forward(self, input_ids=input_ids, **kwargs)
+
+    monkeypatch.setattr(type(toy.model), "forward", generation_path_fails)
+    from nnterp import StandardizedTransformer
+
+    model = StandardizedTransformer(toy.model, tokenizer=toy.tokenizer, check_renaming=False)
+    assert model.layer_output_arity == 0
+    assert check_skip_layers(model).passed
