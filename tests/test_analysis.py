@@ -121,6 +121,23 @@ def test_heads_after_a_post_norm_do_not_split():
         direct_logit_attribution(toy, PROMPTS, TARGETS, per_head=True)
 
 
+@pytest.mark.parametrize("offset, refused", [(1e-7, False), (1e-4, True)])
+def test_dla_refuses_logits_its_components_miss_by_more_than_rounding(offset, refused):
+    """A head that adds ``offset`` to the model's own logits only (not to the basis rows DLA reads it with): within
+    float32 rounding of the logit's scale it passes; 1e-4 on logits of ~0.3 (a miss the old check, 1e-3 of
+    max(|logit|, 1), let through) is refused with the measured error and the tolerance."""
+    toy = standardized_toy("llama", enable_attention_probs=False)
+    head = toy._module.get_submodule(toy.architecture.lm_head)
+    head.register_forward_hook(lambda module, inputs, output: output + offset if output.dim() == 3 else output)
+    if not refused:
+        result = direct_logit_attribution(toy, PROMPTS, TARGETS)
+        torch.testing.assert_close(result.total(), result.logits, atol=1e-6, rtol=0)
+        return
+    with pytest.raises(NotDecomposable, match=r"\[LlamaForCausalLM\] .* differs from the model's by 0\.0001 .*over "
+                                              r"the tolerance [0-9.e-]+: 64 eps of torch\.float32 .* rounding scale"):
+        direct_logit_attribution(toy, PROMPTS, TARGETS)
+
+
 # -- residual decomposition -----------------------------------------------------
 
 

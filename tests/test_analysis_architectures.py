@@ -5,7 +5,8 @@ attribution's components plus bias equal to the logit, accumulated_resid through
 the logit lens, run_with_cache equal to in-trace reads; and (a test of its own) activation patching of the last
 layer at the last position restoring the clean metric, with patches batched in one forward equal to one forward
 each. Where the registry's facts say an identity cannot hold, the typed error (`HeadsUnavailable`,
-`NotDecomposable`) is required, with its reason, and nowhere else.
+`NotDecomposable`) is required, with its reason, and nowhere else; so is DLA's own refusal (its components
+missing the model's logit by more than rounding) on the architectures DLA_REFUSALS names.
 """
 
 import re
@@ -20,7 +21,7 @@ from nnterp.errors import HeadsUnavailable, NotDecomposable
 from nnterp.registry import Residual
 
 from .conftest import validated_toy
-from .known_failures import ANALYSIS_FAILURES, ANALYSIS_FUNCTION_FAILURES, KNOWN_FAILURES, toy_params
+from .known_failures import ANALYSIS_FAILURES, ANALYSIS_FUNCTION_FAILURES, DLA_REFUSALS, KNOWN_FAILURES, toy_params
 
 CLEAN, CORRUPTED = "a cat sat", "a dog sat"  # byte-level toy tokenizer: equal token lengths
 TARGET, OTHER = 5, 7
@@ -32,7 +33,8 @@ def metric(logits):
 
 
 def expected_refusal(model) -> str | None:
-    """The NotDecomposable message direct logit attribution must raise, from the registry's facts (None: none)."""
+    """The NotDecomposable message direct logit attribution must raise, from the registry's facts or DLA_REFUSALS
+    (None: none)."""
     arch = model.architecture
     spec = arch.spec
     if spec.layout.streams:
@@ -50,6 +52,8 @@ def expected_refusal(model) -> str | None:
         return "non-linear transform"
     if list(model._module.get_submodule(arch.lm_head).children()):  # a dense / norm inside lm_head (RoBERTa)
         return "is not linear"
+    if arch.class_name in DLA_REFUSALS:  # its own identity check, with the measured error and the tolerance
+        return r"differs from the model's by \S+ .*over the tolerance \S+: 64 eps of torch.float32"
     return None
 
 
