@@ -116,12 +116,17 @@ def _resolved_layerwise(model: Any, name: str, resolved: dict) -> Any:
 
 
 def _resolved_probabilities(model: Any, name: str, resolved: dict) -> Any:
-    probabilities = copy.copy(model.attention_probabilities)
+    client = model.attention_probabilities
+    probabilities = copy.copy(client)
     probabilities._attentions = resolved["attentions"]
     probabilities._locate = probabilities._operation  # bound to the copy, not to the client's accessor
+    # Found on the client's accessor, which keeps them (reading the copy's would read every attention forward's
+    # source again at each request), and not at all while probabilities are off: the server then raises before
+    # reading them.
+    located = client.locations if client.enabled else (None,) * model.num_layers
     probabilities.locations = tuple(  # without the forward function, which only print_source reads
         None if location is None else types.SimpleNamespace(submodule=location.submodule, ops=location.ops)
-        for location in probabilities.locations)
+        for location in located)
     return probabilities
 
 

@@ -17,15 +17,17 @@ import transformers
 from nnterp.registry import ARCHITECTURES
 from nnterp.toy import TOY_FIXES, causal_lm_classes, toy_fix
 
-from .known_failures import (ANALYSIS_FAILURES, ANALYSIS_FUNCTION_FAILURES, KNOWN_FAILURES, KNOWN_LIMITS,
-                             REPRESENTATIVE, TOOLKIT_FAILURES, UPSTREAM_FAILURES, registry_unsupported)
+from .known_failures import (ANALYSIS_FAILURES, ANALYSIS_FUNCTION_FAILURES, DLA_REFUSALS, KNOWN_FAILURES,
+                             KNOWN_LIMITS, REMOTE_FAILURES, REPRESENTATIVE, TOOLKIT_FAILURES, UPSTREAM_FAILURES,
+                             registry_unsupported)
 
 REPORTS = sorted((Path(__file__).resolve().parent.parent / "compat_reports").glob("*.json"))
 
 # The tables of toy facts, each keyed by causal-LM class name.
 TOY_TABLES = {"TOY_FIXES": TOY_FIXES, "KNOWN_LIMITS": KNOWN_LIMITS, "TOOLKIT_FAILURES": TOOLKIT_FAILURES,
               "UPSTREAM_FAILURES": UPSTREAM_FAILURES, "REPRESENTATIVE": dict.fromkeys(REPRESENTATIVE),
-              "ANALYSIS_FAILURES": ANALYSIS_FAILURES, "ANALYSIS_FUNCTION_FAILURES": ANALYSIS_FUNCTION_FAILURES}
+              "ANALYSIS_FAILURES": ANALYSIS_FAILURES, "ANALYSIS_FUNCTION_FAILURES": ANALYSIS_FUNCTION_FAILURES,
+              "DLA_REFUSALS": DLA_REFUSALS, "REMOTE_FAILURES": REMOTE_FAILURES}
 
 
 @cache

@@ -83,7 +83,12 @@ def skipped_generate(model: StandardizedTransformer, prompts: str | Sequence[str
     forward of the generation. No layers gives the plain continuation. Example::
 
         skipped_generate(model, "I think that", layers=range(10, 14))
+
+    Runs without the key/value cache unless ``use_cache=True`` is passed: a skipped layer fills none, and many
+    models read the cached length from layer 0's (CPM-Ant, DeepSeek-V4, MVP, XGLM; RWKV's next block writes
+    into the state the skipped one never made), so every step recomputes the whole sequence instead.
     """
+    generate_kwargs.setdefault("use_cache", False)
     chosen = sorted(set(select_layers(layers, model.num_layers)))  # in execution order
 
     def skip(model: Any, step: int) -> None:
