@@ -171,12 +171,27 @@ def lookup_architecture(class_name: str, directories: Iterable[str | Path] | Non
     return replace(result, message=plain_text(result.message))
 
 
+_classified: dict[tuple, LookupResult] = {}  # per architecture, model id, versions and report files (path, mtime, size)
+
+
 def _lookup(class_name: str, directories: Iterable[str | Path] | None, versions: dict[str, str] | None,
             model_id: str | None) -> LookupResult:
+    """The classification, computed once per architecture and state of the report files (every model load
+    looks its architecture up; merging the reports' rows again each time cost a tenth of a toy's load)."""
     directories = report_directories() if directories is None else [Path(d) for d in directories]
     versions = dict(versions or _installed_versions())
+    reports = _reports(directories)
+    key = (class_name, model_id, tuple(directories), tuple(sorted(versions.items())),
+           tuple((path, _parsed[path][0]) for path, _ in reports))
+    if key not in _classified:
+        _classified[key] = _classify(class_name, directories, versions, model_id, reports)
+    return _classified[key]
+
+
+def _classify(class_name: str, directories: list[Path], versions: dict[str, str], model_id: str | None,
+              reports: list[tuple[Path, Report]]) -> LookupResult:
     by_set: dict[tuple[str, ...], list[tuple[Path, Report]]] = {}
-    for path, report in _reports(directories):
+    for path, report in reports:
         if class_name in report.architectures:
             by_set.setdefault(_set_key(report.versions), []).append((path, report))
     command = run_tests_command(class_name, model_id)
