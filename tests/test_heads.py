@@ -276,12 +276,7 @@ def test_a_projection_on_exclusive_paths_is_served():
     so heads_output is served; zeroing every head leaves the projection's bias."""
     model = standardized_toy("falcon", enable_attention_probs=False)
     assert model.heads_output._splits.splits()[LAYER].projection == "dense"
-    with torch.no_grad(), model.trace(PROMPTS):
-        heads_output = model.heads_output[LAYER].save()
-        model.heads_output[LAYER] = torch.zeros_like(model.heads_output[LAYER])
-        zeroed = model.attentions_output[LAYER].save()
-    assert heads_output.shape[2] == model.num_heads and heads_output.abs().sum() > 0
-    torch.testing.assert_close(zeroed, torch.zeros_like(zeroed) + _bias(model, LAYER))
+    _assert_zeroed_heads_leave_the_bias(model)
 
 
 class _TwoPathAttention(torch.nn.Module):
@@ -379,6 +374,11 @@ def test_diffllama_attends_twice_and_serves_only_heads_output():
                                                    r"it attends several times per forward.*only one of those calls"):
             with model.trace("hello world"):
                 getattr(model, accessor)[LAYER].save()
+    _assert_zeroed_heads_leave_the_bias(model)
+
+
+def _assert_zeroed_heads_leave_the_bias(model):
+    """heads_output is served per head, and zeroing every head leaves only the output projection's bias."""
     with torch.no_grad(), model.trace(PROMPTS):
         heads_output = model.heads_output[LAYER].save()
         model.heads_output[LAYER] = torch.zeros_like(model.heads_output[LAYER])
