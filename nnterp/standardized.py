@@ -6,6 +6,7 @@ import copy
 import os
 import re
 import warnings
+from contextlib import contextmanager
 from functools import cached_property
 from typing import Any, Callable, Iterable, Iterator
 
@@ -100,6 +101,11 @@ class _FirstLayerDone(Exception):
     """Stops the forward that measures a layer's output structure once the first layer has returned."""
 
 
+def _arity(layer_output: Any) -> int:
+    """0 for a bare tensor, n for a tuple or list of n elements."""
+    return len(layer_output) if isinstance(layer_output, (tuple, list)) else 0
+
+
 class StandardizedTransformer(RemoteMixin, TraceTimeMembers, TransformersModel):
     """A causal LM with standardized module names and accessors, validated when it loads.
 
@@ -140,13 +146,14 @@ class StandardizedTransformer(RemoteMixin, TraceTimeMembers, TransformersModel):
         super().__init__(model, tokenizer=tokenizer, rename=self._standard_rename, **kwargs)
         self._bind_displaced_names()
         self._layer_output_arity: int | Exception | None = None
-        if self.dispatched:  # else learned when nnsight loads the weights (dispatch)
+        if self.dispatched and not check_renaming:  # else learned from validation's forward, or at dispatch
             self._layer_output_arity = self._measure_layer_output_arity()
         self._facts = self._trace_facts()
         self._build_accessors(enable_attention_probs, switched_from)
         self.check_results: list[CheckResult] = []
         if check_renaming:
-            self.validate()
+            with self._arity_from_next_forward():
+                self.validate()
         warn_for_architecture(type(self._module).__name__, model_id=model if isinstance(model, str) else None)
 
     # -- building --------------------------------------------------------------
@@ -328,6 +335,22 @@ class StandardizedTransformer(RemoteMixin, TraceTimeMembers, TransformersModel):
                                 fix="skip layers by hand: model.layers[i].skip(<the layer's output>)")
         return self._layer_output_arity  # type: ignore[return-value]  # set by dispatch
 
+    @contextmanager
+    def _arity_from_next_forward(self) -> Iterator[None]:
+        """Learn the layer-output arity from the first layer's output in the next forward (validation's), so
+        that loading runs no forward of its own for it; measured separately if that forward never got there."""
+        if not self.dispatched:  # nnsight's dispatch measures it when the weights load
+            yield
+            return
+        seen: list[Any] = []
+        first = self._module.get_submodule(self.architecture.layers)[0]
+        handle = first.register_forward_hook(lambda module, args, output: seen.append(output))
+        try:
+            yield
+        finally:
+            handle.remove()
+            self._layer_output_arity = _arity(seen[0]) if seen else self._measure_layer_output_arity()
+
     def _measure_layer_output_arity(self) -> int | Exception:
         """One plain forward of a two-token input (one row per codebook), stopped right after the first layer
         returns; the error instead if the forward fails before it (raised only if skip_layers needs it)."""
@@ -354,7 +377,7 @@ class StandardizedTransformer(RemoteMixin, TraceTimeMembers, TransformersModel):
             handle.remove()
         if not seen:
             return LookupError("the first layer did not run on a two-token input")
-        return len(seen[0]) if isinstance(seen[0], (tuple, list)) else 0
+        return _arity(seen[0])
 
     @property
     def num_layers(self) -> int:

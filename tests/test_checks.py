@@ -135,3 +135,19 @@ def test_the_layer_output_structure_is_learned_where_one_token_takes_a_generatio
     model = StandardizedTransformer(toy.model, tokenizer=toy.tokenizer, check_renaming=False)
     assert model.layer_output_arity == 0
     assert check_skip_layers(model).passed
+
+
+@pytest.mark.parametrize("model_type", ["llama", "bloom"])
+def test_validation_forward_teaches_the_layer_output_structure(model_type, monkeypatch):
+    """With validation on, the arity comes from validation's own forward: no forward of its own at load."""
+    from nnterp import StandardizedTransformer
+    from nnterp.toy import build_toy_model
+
+    toy = build_toy_model(model_type)
+    measured = []
+    original = StandardizedTransformer._measure_layer_output_arity
+    monkeypatch.setattr(StandardizedTransformer, "_measure_layer_output_arity",
+                        lambda self: measured.append(self) or original(self))
+    model = StandardizedTransformer(toy.model, tokenizer=toy.tokenizer)
+    assert measured == []
+    assert model.layer_output_arity == original(model) == {"llama": 0, "bloom": 2}[model_type]
