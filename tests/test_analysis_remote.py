@@ -7,9 +7,9 @@ import torch
 from nnterp.analysis import (accumulated_resid, activation_patching, attribution_patching, decompose_resid,
                              direct_logit_attribution, patched_generate, run_with_cache, skipped_generate,
                              steered_generate)
-from nnterp.errors import NotDecomposable
 
 from .conftest import standardized_toy
+from .remote_equality import equal, outcome
 from .known_failures import ANALYSIS_FUNCTION_FAILURES
 
 CLEAN, CORRUPTED = ["a cat sat", "the dog"], ["a dog sat", "the cat"]  # pairwise equal token lengths
@@ -37,27 +37,6 @@ def every_analysis_function(model):
         "patched_generate": lambda remote: patched_generate(model, CLEAN, 0, vector, positions=[-1, 0],
                                                             max_new_tokens=2, remote=remote),
     }
-
-
-def outcome(run, remote):
-    """The function's result as comparable values, or the typed refusal's message."""
-    try:
-        result = run(remote)
-    except NotDecomposable as error:
-        return str(error)
-    if isinstance(result, list):
-        return result
-    if hasattr(result, "_values"):  # ActivationCache
-        return dict(result._values)
-    return {name: value for name, value in vars(result).items()}
-
-
-def same(local, remote) -> bool:
-    if isinstance(local, torch.Tensor):
-        return torch.allclose(local, remote, atol=1e-6, rtol=1e-5)
-    if isinstance(local, dict):
-        return local.keys() == remote.keys() and all(same(local[key], remote[key]) for key in local)
-    return local == remote
 
 
 # A plain model, one with a two-module head (ModernBERT decoder), one with several residual streams (Gemma 3n).
@@ -89,4 +68,4 @@ def test_each_analysis_function_equals_the_local_run_under_the_server_simulation
         models[name] = standardized_toy(name, enable_attention_probs=False)
     run = every_analysis_function(models[name])[function]
     local = outcome(run, False)
-    assert same(local, outcome(run, "local")), f"{name}: {function} with remote='local' differs from the local run"
+    assert equal(local, outcome(run, "local")), f"{name}: {function} with remote='local' differs from the local run"

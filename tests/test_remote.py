@@ -30,6 +30,7 @@ from nnterp.remote import (CLIENT_ONLY_MEMBERS, FACTS, RESOLVERS, SERVER_MODULES
 from nnterp.standardized import ACCESSOR_NAMES, StandardizedTransformer
 
 from .conftest import standardized_toy
+from .remote_equality import equal, outcome
 
 PROMPTS = ["The cat sat", "A dog ran far away"]
 TARGET = toolkit.TargetPrompt("cat cat\ndog dog\n?", -1)
@@ -58,14 +59,6 @@ def every_remote_function(model):
     }
 
 
-def same(local, remote) -> bool:
-    if isinstance(local, torch.Tensor):
-        return torch.equal(local, remote)
-    if isinstance(local, dict):
-        return local.keys() == remote.keys() and all(same(local[key], remote[key]) for key in local)
-    return local == remote
-
-
 @pytest.fixture(scope="module", params=ARCHITECTURES + ["granite"])
 def model(request):
     return standardized_toy(request.param)
@@ -73,7 +66,8 @@ def model(request):
 
 @pytest.mark.parametrize("model", ARCHITECTURES, indirect=True)
 def test_every_remote_function_equals_the_local_run_under_the_server_simulation(model):
-    differing = [name for name, run in every_remote_function(model).items() if not same(run(False), run("local"))]
+    differing = [name for name, run in every_remote_function(model).items()
+                 if not equal(outcome(run, False), outcome(run, "local"))]
     assert not differing, f"{type(model._module).__name__}: remote='local' differs from the local run: {differing}"
 
 

@@ -14,17 +14,15 @@ identically by both. REMOTE_FAILURES' rows are left out of that test and each is
 
 from __future__ import annotations
 
-from typing import Any
 
 import pytest
-import torch
 
-from nnterp.errors import NNterpError
 from nnterp.toy import causal_lm_classes
 
 from .conftest import validated_toy
 from .known_failures import (ANALYSIS_FAILURES, ANALYSIS_FUNCTION_FAILURES, KNOWN_FAILURES, REMOTE_FAILURES,
                              TOOLKIT_FAILURES, toy_params)
+from .remote_equality import equal, outcome
 from .test_analysis_remote import FUNCTIONS, every_analysis_function
 from .test_remote import every_remote_function
 
@@ -33,42 +31,6 @@ from .test_remote import every_remote_function
 IDENTITY_FUNCTIONS = ("direct_logit_attribution", "decompose_resid", "accumulated_resid", "run_with_cache")
 # Of tests/test_remote.py's toolkit table: one of each kind of trace (the rest loop over these on every model).
 TOOLKIT_FUNCTIONS = ("logit_lens", "patchscope_lens", "get_token_activations", "compute_next_token_probs")
-
-
-def comparable(result: Any) -> Any:
-    """A function's result as plain values: tensors, lists, dicts (ActivationCache, result dataclasses)."""
-    if isinstance(result, torch.Tensor):
-        return result
-    if isinstance(result, (list, tuple)):
-        return [comparable(item) for item in result]
-    if isinstance(result, dict):
-        return {key: comparable(value) for key, value in result.items()}
-    values = getattr(result, "_values", None)  # ActivationCache
-    if isinstance(values, dict):
-        return comparable(values)
-    if hasattr(result, "__dict__"):
-        return comparable(vars(result))
-    return result
-
-
-def outcome(run, remote) -> Any:
-    """The function's result as plain values, or its typed refusal as (class name, message)."""
-    try:
-        return comparable(run(remote))
-    except NNterpError as error:
-        return type(error).__name__, str(error)
-
-
-def equal(local: Any, remote: Any) -> bool:
-    if isinstance(local, torch.Tensor):
-        return isinstance(remote, torch.Tensor) and local.dtype == remote.dtype and torch.equal(local, remote)
-    if isinstance(local, (list, tuple)):
-        return (isinstance(remote, (list, tuple)) and len(local) == len(remote)
-                and all(equal(a, b) for a, b in zip(local, remote)))
-    if isinstance(local, dict):
-        return isinstance(remote, dict) and local.keys() == remote.keys() and all(
-            equal(local[key], remote[key]) for key in local)
-    return local == remote
 
 
 def every_function(model) -> dict:
