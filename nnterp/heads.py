@@ -118,8 +118,9 @@ def _own_split(attention: torch.nn.Module) -> tuple[HeadSplit, list[tuple[str, t
     # half of its values) have no one set of queries, keys and values: an edit would reach only one call.
     # Otherwise calls attending on separate paths (XLNet's one- and two-stream branches): which one runs depends
     # on the path taken.
-    repeated = bool(served) and _may_run_twice([call for call, _ in served], definition)
-    several = len(served) > 1 and not repeated and _on_separate_paths([call for call, _ in served], definition)
+    paths = _paths(definition)
+    repeated = bool(served) and _may_run_twice([call for call, _ in served], paths)
+    several = len(served) > 1 and not repeated and _on_separate_paths([call for call, _ in served], paths)
     anchor, first_argument = served[0] if served else (None, 1)
     label = None if anchor is None or several or repeated else \
         _label_on_lines(code, _dotted(anchor.func).replace(".", "_"), anchor.lineno, anchor.end_lineno)
@@ -129,7 +130,7 @@ def _own_split(attention: torch.nn.Module) -> tuple[HeadSplit, list[tuple[str, t
     # A projection that can run twice in one forward (ProphetNet's main and n-gram streams) has no one input to
     # serve; one reading what another module made of the heads (DeepSeek-V4's grouped o_a_proj) is not per head.
     shared = projection is not None and \
-        _may_run_twice([call for call in calls if _dotted_self(call) == projection], definition)
+        _may_run_twice([call for call in calls if _dotted_self(call) == projection], paths)
     mixed = bool(projections) and anchor is not None and \
         _fed_by_modules(definition, projections[-1], anchor.lineno, attention)
     reason = "" if label and projection and not (shared or mixed) else (
@@ -196,23 +197,22 @@ def _dotted_self(call: ast.Call) -> str | None:
     return None
 
 
-def _may_run_twice(calls: list[ast.Call], definition: ast.FunctionDef) -> bool:
-    """Whether two of ``calls`` (or one, in a loop) can both run in one pass through ``definition``: calls in
-    opposite branches of one ``if`` cannot (Falcon's ``dense`` on each of its attention paths)."""
-    paths = _paths(definition)
+Branches = frozenset[tuple[int, int]]  # the (if statement, branch) pairs a node sits in
+
+
+def _may_run_twice(calls: list[ast.Call], paths: dict[int, tuple[Branches, bool]]) -> bool:
+    """Whether two of ``calls`` (or one, in a loop) can both run in one pass through the function whose
+    ``_paths`` are given: calls in opposite branches of one ``if`` cannot (Falcon's ``dense`` on each of its
+    attention paths)."""
     found = [paths[id(call)] for call in calls]
     return any(looped for _, looped in found) or any(
         not _exclusive(found[i][0], found[j][0]) for i in range(len(found)) for j in range(i + 1, len(found)))
 
 
-def _on_separate_paths(calls: list[ast.Call], definition: ast.FunctionDef) -> bool:
+def _on_separate_paths(calls: list[ast.Call], paths: dict[int, tuple[Branches, bool]]) -> bool:
     """Whether two of ``calls`` sit in opposite branches of one ``if``: which of them runs depends on the path."""
-    paths = _paths(definition)
     found = [paths[id(call)][0] for call in calls]
     return any(_exclusive(found[i], found[j]) for i in range(len(found)) for j in range(i + 1, len(found)))
-
-
-Branches = frozenset[tuple[int, int]]  # the (if statement, branch) pairs a node sits in
 
 
 def _paths(definition: ast.FunctionDef) -> dict[int, tuple[Branches, bool]]:

@@ -38,7 +38,7 @@ def probe(model: StandardizedTransformer) -> Probe:
     probs_on = model.attention_probabilities.enabled
     located = [i for i, loc in enumerate(model.attention_probabilities.locations) if loc is not None] \
         if probs_on else []
-    edited_layer = located[0] if probs_on and located else None
+    edited_layer = located[0] if located else None
     values: dict[str, list[Any]] = {name: [None] * arch.num_layers for name in PROBED}
     values["residual_extra"] = [[] for _ in range(arch.num_layers)]
     prompts = PROBE_PROMPTS
