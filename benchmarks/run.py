@@ -53,9 +53,10 @@ import sys
 import tempfile
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 
@@ -164,18 +165,28 @@ def _right_padded(tokenizer: Any, prompts: list[str], device: torch.device) -> t
     return dict(batch), batch["attention_mask"].sum(dim=1) - 1
 
 
-def _last_token_states(hf: Any, batch: dict, last: torch.Tensor, layers: list[int]) -> list[torch.Tensor]:
-    """Forward hooks keep each row's last real token at the given layers, during one body forward."""
-    rows, kept = torch.arange(len(last), device=last.device), dict[int, torch.Tensor]()
+@contextmanager
+def _keeping_layer_outputs(hf: Any, layers: list[int], keep: Callable[[torch.Tensor], torch.Tensor]
+                           ) -> Iterator[dict[int, torch.Tensor]]:
+    """Plain forward hooks on the given decoder layers, for the forwards run inside: ``keep`` of each layer's
+    output hidden state, by layer."""
+    kept: dict[int, torch.Tensor] = {}
     handles = [hf.model.layers[layer].register_forward_hook(
-        lambda module, args, output, layer=layer: kept.__setitem__(layer, _hidden(output)[rows, last]))
+        lambda module, args, output, layer=layer: kept.__setitem__(layer, keep(_hidden(output))))
         for layer in layers]
     try:
         with torch.no_grad():
-            hf.model(**batch)
+            yield kept
     finally:
         for handle in handles:
             handle.remove()
+
+
+def _last_token_states(hf: Any, batch: dict, last: torch.Tensor, layers: list[int]) -> list[torch.Tensor]:
+    """Forward hooks keep each row's last real token at the given layers, during one body forward."""
+    rows = torch.arange(len(last), device=last.device)
+    with _keeping_layer_outputs(hf, layers, lambda hidden: hidden[rows, last]) as kept:
+        hf.model(**batch)
     return [kept[layer] for layer in layers]
 
 
@@ -251,16 +262,10 @@ def plain_cache(hf: Any, tokenizer: Any, prompts: list[str], device: torch.devic
     """One forward with a hook on every decoder layer keeping its output hidden state, copied to the CPU
     (where ``run_with_cache`` puts its values by default)."""
     batch, _ = _right_padded(tokenizer, prompts, device)
-    kept: list[torch.Tensor] = []
-    handles = [layer.register_forward_hook(lambda module, args, output: kept.append(_hidden(output).to("cpu")))
-               for layer in hf.model.layers]
-    try:
-        with torch.no_grad():
-            hf(**batch)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return kept
+    layers = list(range(len(hf.model.layers)))
+    with _keeping_layer_outputs(hf, layers, lambda hidden: hidden.to("cpu")) as kept:
+        hf(**batch)
+    return [kept[layer] for layer in layers]
 
 
 # -- models --------------------------------------------------------------------
