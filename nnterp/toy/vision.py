@@ -1,0 +1,235 @@
+"""Tiny, seeded image-text-to-text models (vision-language models) with a processor built in code.
+
+The model is shrunk like the causal-LM toys (``nnterp.toy.build``); its processor pairs the
+toy tokenizer, given the special tokens the processor class writes, with the model type's
+Pillow image processor. Per-class corrections are rows of ``VISION_TOY_FIXES``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import ToyModelUnsupported
+from .build import SEED, TOKEN_ID_FIELDS, _shrunk_fields
+from .tokenizer import toy_tokenizer
+from .vision_fixes import VISION_TOY_FIXES, VisionToyFix
+
+# Special-token spellings a processor class writes as string literals: <image>, <|image_pad|>, [IMG], <fake_token_around_image>.
+_SPECIAL_LITERAL = re.compile(r"""["'](<\|?[A-Za-z_][\w\-/:.]*\|?>|\[[A-Z][A-Z_]*\])["']""")
+# Config fields holding a token id, matched by name (their defaults point into the real vocabulary).
+_TOKEN_FIELD = re.compile(r"^(?P<stem>\w+?)_token_(id|index)$")
+TOY_IMAGE_SEED = 0
+
+
+@dataclass(frozen=True)
+class ToyVLM:
+    """A toy vision-language model, its processor, and one sample prompt and image it runs on."""
+
+    model: Any
+    processor: Any
+    model_type: str
+    class_name: str
+    prompt: str
+    image: Any
+
+    def inputs(self, prompts: list[str] | None = None) -> dict[str, Any]:
+        """The processor's encoding of ``prompts`` (default: the sample prompt), one sample image per prompt."""
+        prompts = prompts or [self.prompt]
+        return dict(self.processor(text=prompts, images=[[self.image] for _ in prompts], return_tensors="pt",
+                                   padding=True))
+
+
+def image_text_to_text_classes() -> dict[str, str]:
+    """Every model type of the installed transformers' image-text-to-text auto mapping -> class name."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+
+    return dict(MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES)
+
+
+def resolve_vlm_type(name: str) -> str:
+    """Accept a model type ("llava") or a class name ("LlavaForConditionalGeneration")."""
+    classes = image_text_to_text_classes()
+    if name in classes:
+        return name
+    matches = [model_type for model_type, class_name in classes.items() if class_name == name]
+    if not matches:
+        raise KeyError(f"{name!r} is neither a model type nor a class name of transformers' image-text-to-text "
+                       "mapping; run `python -m nnterp toy --list` to see the toy models on offer.")
+    return matches[0]
+
+
+def vision_toy_fix(model_type: str) -> VisionToyFix:
+    """The VISION_TOY_FIXES row of a model type's class, as it applies to the installed transformers."""
+    import transformers
+
+    fix = VISION_TOY_FIXES.get(image_text_to_text_classes()[model_type], VisionToyFix())
+    return fix.on(transformers.__version__)  # type: ignore[return-value]  # replace() keeps the subclass
+
+
+def toy_image(size: tuple[int, int], seed: int = TOY_IMAGE_SEED) -> Any:
+    """A deterministic random RGB image (PIL) of ``size`` (width, height)."""
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    return Image.fromarray(pixels, "RGB")
+
+
+def _processor_classes(model_type: str, fix: VisionToyFix) -> tuple[type, type]:
+    """The processor class and the Pillow image processor class of a model type (a row may name others)."""
+    import transformers
+    from transformers.models.auto.image_processing_auto import IMAGE_PROCESSOR_MAPPING_NAMES
+    from transformers.models.auto.processing_auto import PROCESSOR_MAPPING_NAMES
+
+    processor_name = fix.processor_class or PROCESSOR_MAPPING_NAMES.get(model_type)
+    image_names = IMAGE_PROCESSOR_MAPPING_NAMES.get(model_type) or {}
+    image_name = fix.image_processor_class or image_names.get("pil")
+    if processor_name is None:
+        raise ToyModelUnsupported(model_type, "transformers maps no processor class to it")
+    if image_name is None:
+        found = ", ".join(image_names.values()) or "none"
+        raise ToyModelUnsupported(model_type, f"it has no Pillow image processor (image processors: {found}); the "
+                                              "torchvision ones cannot load beside the CPU torch wheel")
+    return getattr(transformers, processor_name), getattr(transformers, image_name)
+
+
+def _special_tokens(processor_class: type, fix: VisionToyFix) -> list[str]:
+    """The special tokens the processor class spells in its source, and the row's own."""
+    found: list[str] = []
+    for klass in processor_class.__mro__:
+        if klass.__module__.startswith("transformers.models."):
+            found += _SPECIAL_LITERAL.findall(inspect.getsource(klass))
+    return list(dict.fromkeys(found + list(fix.special_tokens)))
+
+
+def toy_processor(model_type: str, fix: VisionToyFix | None = None) -> Any:
+    """The processor of a toy VLM: the toy tokenizer with the processor's special tokens, and the type's
+    Pillow image processor with the row's settings."""
+    fix = fix or vision_toy_fix(model_type)
+    processor_class, image_processor_class = _processor_classes(model_type, fix)
+    tokenizer = toy_tokenizer()
+    tokenizer.add_special_tokens({"additional_special_tokens": _special_tokens(processor_class, fix)})
+    for name, token in fix.tokenizer_tokens.items():  # e.g. tokenizer.image_token, read by some processors
+        setattr(tokenizer, name, token)
+    _tokenizer_attributes(processor_class, tokenizer)
+    arguments = {"image_processor": image_processor_class(**fix.image_processor), "tokenizer": tokenizer}
+    if "video_processor" in inspect.signature(processor_class.__init__).parameters:
+        arguments["video_processor"] = None
+    return _images_only(processor_class)(**arguments, **fix.processor)
+
+
+def _images_only(processor_class: type) -> type:
+    """The processor class taking None for its video processor: the toys take images, and transformers'
+    video processors need torchvision, which cannot load beside the CPU torch wheel."""
+    if "video_processor" not in processor_class.get_attributes():  # type: ignore[attr-defined]  # a ProcessorMixin
+        return processor_class
+
+    def check_argument_for_proper_class(self: Any, argument_name: str, argument: Any) -> Any:
+        if argument is None and argument_name == "video_processor":
+            return None
+        return processor_class.check_argument_for_proper_class(self, argument_name, argument)  # type: ignore[attr-defined]
+
+    return type(processor_class.__name__, (processor_class,),
+                {"check_argument_for_proper_class": check_argument_for_proper_class, "__module__": __name__})
+
+
+def _tokenizer_attributes(processor_class: type, tokenizer: Any) -> None:
+    """Give the tokenizer each ``tokenizer.<name>_token`` (and ``_token_id``) the processor class reads from it
+    (a checkpoint's tokenizer config declares them): the token spelled ``<name>``, added as special."""
+    names: list[str] = []
+    for klass in processor_class.__mro__:
+        if klass.__module__.startswith("transformers.models."):
+            names += re.findall(r"tokenizer\.(\w+_token)(?:_id)?\b", inspect.getsource(klass))
+    for name in dict.fromkeys(names):
+        if name in ("pad_token", "bos_token", "eos_token", "unk_token") or hasattr(tokenizer, name):
+            continue
+        token = f"<{name.removesuffix('_token')}>"
+        tokenizer.add_special_tokens({"additional_special_tokens": [token]}, replace_extra_special_tokens=False)
+        setattr(tokenizer, name, token)
+        setattr(tokenizer, f"{name}_id", tokenizer.convert_tokens_to_ids(token))
+
+
+def _fill_from_config(processor: Any, config: Any) -> None:
+    """Processor settings left None (LLaVA's patch_size, vision_feature_select_strategy) take the value the
+    model's config, or its vision config, gives under the same name: a processor saved with a checkpoint
+    states them, one built in code must agree with the model it feeds."""
+    vision = getattr(config, "vision_config", None)
+    for name, value in vars(processor).items():
+        if value is None and not name.startswith("_"):
+            found = getattr(config, name, None)
+            found = found if found is not None else getattr(vision, name, None)
+            if found is not None:
+                setattr(processor, name, found)
+
+
+def _token_id(processor: Any, stem: str) -> int | None:
+    """The processor's id for a config token field's stem ("image" -> image_token_id or image_token)."""
+    tokenizer = processor.tokenizer
+    value = getattr(processor, f"{stem}_token_id", None)
+    if isinstance(value, int):
+        return value
+    token = getattr(processor, f"{stem}_token", None)
+    if isinstance(token, str) and token in tokenizer.get_vocab():
+        return tokenizer.convert_tokens_to_ids(token)
+    spelled = next((t for t in tokenizer.all_special_tokens if t.strip("<|>[]").lower() == stem.lower()), None)
+    return tokenizer.convert_tokens_to_ids(spelled) if spelled else None
+
+
+def _token_fields(declared: dict[str, Any], processor: Any) -> dict[str, int]:
+    """Each ``*_token_id`` / ``*_token_index`` field of a config set to the processor's id for it; a field
+    the processor has no token for keeps its value if it fits the toy vocabulary, else takes <unk>."""
+    tokenizer, fields = processor.tokenizer, {}
+    for name, value in declared.items():
+        match = _TOKEN_FIELD.match(name)
+        if not match or name in TOKEN_ID_FIELDS or not (value is None or isinstance(value, int)):
+            continue
+        found = _token_id(processor, match.group("stem"))
+        if found is not None:
+            fields[name] = found
+        elif isinstance(value, int) and value >= len(tokenizer):
+            fields[name] = tokenizer.unk_token_id
+    return fields
+
+
+def toy_vlm_config(model_type: str, processor: Any, fix: VisionToyFix) -> Any:
+    """The small config of one image-text-to-text type, its token ids pointing at the processor's tokens."""
+    import transformers
+
+    config_class = transformers.CONFIG_MAPPING[model_type]
+    default = config_class()
+    fields = fix.apply(_shrunk_fields(default, processor.tokenizer, fix.layers))
+    fields.update(_token_fields(default.__dict__, processor))
+    text_name = next((name for name in getattr(default, "sub_configs", {}) if name.startswith("text")), None)
+    text_default = getattr(default, text_name, None) if text_name else None
+    if text_name and hasattr(text_default, "__dict__") and isinstance(fields.get(text_name), dict):
+        fields[text_name].update(_token_fields(text_default.__dict__, processor))
+    fields = fix.apply(fields)  # the row's own values win over the token ids found
+    return config_class(**fields)
+
+
+def build_toy_vlm(name: str, attn_implementation: str | None = None) -> ToyVLM:
+    """A tiny, seeded, eval-mode vision-language model of one type, with its processor and a sample input.
+
+    Raises ToyModelUnsupported for a type whose row (or whose missing processor) says no toy can run here.
+    """
+    import torch
+    import transformers
+
+    model_type = resolve_vlm_type(name)
+    fix = vision_toy_fix(model_type)
+    if fix.unsupported:
+        raise ToyModelUnsupported(model_type, fix.unsupported)
+    processor = toy_processor(model_type, fix)
+    config = toy_vlm_config(model_type, processor, fix)
+    _fill_from_config(processor, config)
+    options = {"attn_implementation": attn_implementation} if attn_implementation else {}
+    torch.manual_seed(SEED)
+    model_class = getattr(transformers, image_text_to_text_classes()[model_type])
+    model = model_class._from_config(config, **options)
+    model.eval()
+    image_token = getattr(processor, "image_token", None) or ""
+    return ToyVLM(model, processor, model_type, type(model).__name__,
+                  fix.prompt.format(image=image_token), toy_image(fix.image_size))
