@@ -24,18 +24,22 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time each name load
         LayerIndexError, LayerIndexTypeError, ModelNotFound, ModuleNotFoundForRename, NNterpError, PromptError,
         RenamingError, ShapeMismatch, SteeringVectorError, TargetError, TokenIndexError, ToolkitInputError,
         ToolkitTypeError, ToyModelUnsupported, ValidationFailed)
-    from .errors import HeadsUnavailable, NotDecomposable
+    from .errors import HeadsUnavailable, NotDecomposable, VisionUnavailable
     from .interventions import (TargetPrompt, it_repeat_prompt, last_token_latents, logit_lens, patchscope_generate,
         patchscope_lens, repeat_prompt, steer)
     from .module_accessor import ModuleAccessor
     from .prompts import Prompt, get_first_tokens, run_prompts
     from .registry import (ArchitectureSpec, AttentionFacts, BlockSemantics, Codebooks, HeadFacts, ModulePaths,
-        Residual, StreamLayout, Streams, TensorLayout, register_architecture)
+        Residual, StreamLayout, Streams, TensorLayout, VisionFacts, register_architecture)
     from .rename import RenameConfig, get_rename_dict
     from .standardized import StandardizedTransformer
+    from .vlm import StandardizedVLM
 
 _EXPORTS = {
     "StandardizedTransformer": ".standardized",
+    "StandardizedVLM": ".vlm",
+    "VisionFacts": ".registry",
+    "VisionUnavailable": ".errors",
     "RenameConfig": ".rename",
     "get_rename_dict": ".rename",
     "ModuleAccessor": ".module_accessor",

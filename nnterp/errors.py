@@ -156,6 +156,11 @@ class RemoteRequestError(NNterpError):
     have. The message names each module and what the request takes from it."""
 
 
+class VisionUnavailable(NNterpError):
+    """A vision accessor (vision_tower, vision_layers_output, image_embeddings, image_token_mask) on a
+    vision-language model that has no such part, or a text-only model."""
+
+
 class HeadsUnavailable(NNterpError):
     """A per-head accessor (heads_output, queries, keys, values) on a layer that has no such split."""
 

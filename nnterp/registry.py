@@ -284,8 +284,22 @@ class HeadFacts:
                 if isinstance(getattr(text, key, None), (int, float)) and not isinstance(getattr(text, key), bool)]
 
 
+@dataclass(frozen=True)
+class VisionFacts:
+    """Where a vision-language model's image side is (``StandardizedVLM``). Candidates are tried in order;
+    when none is present the vision tower is found by its config (the submodule built from the model's
+    ``vision_config``) and its layers as the longest stack of identical blocks inside it."""
+
+    vision_tower: tuple[str, ...] = ()
+    vision_layers: tuple[str, ...] = ()
+    # The module turning vision features into language-model inputs: its output is `image_embeddings`.
+    projector: tuple[str, ...] = ()
+    # Config keys (top level, then the text config) holding the id of the token each image feature replaces.
+    image_token_keys: tuple[str, ...] = ()
+
+
 _PARTS = {"paths": ModulePaths, "blocks": BlockSemantics, "layout": TensorLayout, "attention_facts": AttentionFacts,
-          "head": HeadFacts}
+          "head": HeadFacts, "vision": VisionFacts}
 
 
 @dataclass(frozen=True)
@@ -302,6 +316,7 @@ class ArchitectureSpec:
     layout: TensorLayout = TensorLayout()
     attention_facts: AttentionFacts = AttentionFacts()
     head: HeadFacts = HeadFacts()
+    vision: VisionFacts = VisionFacts()
     unsupported: str = ""
     note: str = ""
 
@@ -346,6 +361,11 @@ DEFAULT = ArchitectureSpec().like(
     lm_head_spellings=("embed_out", "output_projection", "proj_out"),
     attention_aliases=("attn", "self_attention", "attention"),
     mlp_aliases=("feed_forward", "ffn", "block_sparse_moe"),
+    projector=("model.multi_modal_projector", "multi_modal_projector", "model.visual.merger", "visual.merger",
+               "model.connector", "model.mm_projector", "model.aligner", "model.vision_projection",
+               "model.visual_projection", "model.image_projection", "model.projector", "model.vision_proj",
+               "model.language_projection", "language_projection", "model.vision_tower.merger"),
+    image_token_keys=("image_token_id", "image_token_index", "image_token"),
 )
 
 _SANDWICH = DEFAULT.like(attention_output=("post_attention_layernorm",),

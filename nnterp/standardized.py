@@ -128,8 +128,7 @@ class StandardizedTransformer(RemoteMixin, TraceTimeMembers, TransformersModel):
                  check_renaming: bool = True, device_map: str | dict | None = "auto", **kwargs: Any):
         _check_arguments(model, rename_config,
                          {"check_renaming": check_renaming, "enable_attention_probs": enable_attention_probs})
-        if tokenizer is not None:  # nnsight sets pad token and padding side on it: leave the caller's own alone
-            tokenizer = copy.deepcopy(tokenizer)
+        tokenizer = self._own_preprocessors(tokenizer, kwargs)
         self._rename_config = rename_config
         self._standard_rename: dict[str, str] = {}
         kwargs.setdefault("task", "text-generation")
@@ -155,6 +154,18 @@ class StandardizedTransformer(RemoteMixin, TraceTimeMembers, TransformersModel):
             with self._arity_from_next_forward():
                 self.validate()
         warn_for_architecture(type(self._module).__name__, model_id=model if isinstance(model, str) else None)
+
+    def _own_preprocessors(self, tokenizer: Any, kwargs: dict[str, Any]) -> Any:
+        """A copy of the caller's tokenizer: nnsight sets its pad token and padding side, and the caller's own
+        object is left alone."""
+        return copy.deepcopy(tokenizer) if tokenizer is not None else None
+
+    def probe_inputs(self, prompts: list[str]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """The arguments of one invoke running ``prompts`` (validation's forward): the prompts themselves."""
+        return (prompts,), {}
+
+    # Whether nnsight batches several invokes of probe_inputs into one forward (not processor encodings).
+    invokes_batch = True
 
     # -- building --------------------------------------------------------------
     # The load path, in order. nnsight calls back into this class once, in step 2:

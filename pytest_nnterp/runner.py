@@ -19,7 +19,8 @@ def check_row(target: Target, check: str, status: str, message: str = "", value:
               duration: float = 0.0) -> CheckRow:
     """One check on one model as the report stores it (``status`` a ReportStatus value)."""
     return {"architecture": target.architecture, "model_id": target.model_id, "kind": target.kind, "check": check,
-            "status": status, "value": value, "message": message, "duration": round(duration, 4)}
+            "status": status, "value": value, "message": message, "duration": round(duration, 4),
+            "task": target.task}
 
 
 def raise_for_pytest(row: CheckRow) -> None:
@@ -65,17 +66,19 @@ class ModelRunner:
 
     @staticmethod
     def _load(target: Target) -> Loaded:
-        from nnterp import StandardizedTransformer
+        from nnterp import StandardizedTransformer, StandardizedVLM
         from nnterp.compat.lookup import NNterpCompatibilityWarning
         from nnterp.toy import ToyModelUnsupported
-        from nnterp.toy.standardized import standardized_toy
+        from nnterp.toy.standardized import standardized_toy, standardized_toy_vlm
 
         warnings.simplefilter("ignore", NNterpCompatibilityWarning)  # the suite is what tests it
+        vision = target.task == "image-text-to-text"
         try:
             if target.kind == "toy":
-                model = standardized_toy(target.source, check_renaming=False)
+                model = (standardized_toy_vlm if vision else standardized_toy)(target.source, check_renaming=False)
             else:
-                model = StandardizedTransformer(target.source, enable_attention_probs=True, check_renaming=False)
+                model = (StandardizedVLM if vision else StandardizedTransformer)(
+                    target.source, enable_attention_probs=True, check_renaming=False)
             model.validate_quietly()
         except ToyModelUnsupported as reason:
             return Loaded(skipped=str(reason))

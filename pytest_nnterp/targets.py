@@ -16,6 +16,7 @@ class Target:
     architecture: str  # HuggingFace class name (the report's key)
     label: str  # the test-id part: "LlamaForCausalLM-toy"
     path: str = ""  # where a real model loads from, when not its id
+    task: str = "text-generation"  # or "image-text-to-text": loaded as a StandardizedVLM
 
     @property
     def source(self) -> str:
@@ -24,23 +25,30 @@ class Target:
 
 
 def toy_targets(names: tuple[str, ...]) -> list[Target]:
-    """Toy targets for class names / model types, or every causal-LM type for 'all'."""
+    """Toy targets for class names / model types, or for 'all': every causal-LM type, then every
+    image-text-to-text type outside the causal-LM mapping (built as a vision-language model)."""
     from nnterp.toy import causal_lm_classes, resolve_model_type
+    from nnterp.toy.vision import image_text_to_text_classes, resolve_vlm_type
 
-    classes = causal_lm_classes()
+    classes, vision_classes = causal_lm_classes(), image_text_to_text_classes()
+    types, vision_types = [], []
     if "all" in names:
         types = list(classes)
-    else:
-        types = []
-        for name in names:
+        vision_types = [t for t in vision_classes if t not in classes]
+    for name in (name for name in names if name != "all"):
+        try:
+            types.append(resolve_model_type(name))
+        except KeyError:
             try:
-                types.append(resolve_model_type(name))
+                vision_types.append(resolve_vlm_type(name))
             except KeyError as error:
                 raise pytest.UsageError(f"--nnterp-classes: {error.args[0]}") from None
     canonical = {classes[t]: resolve_model_type(classes[t]) for t in types}
-    return [Target(f"toy:{t}", "toy", classes[t],
+    text = [Target(f"toy:{t}", "toy", classes[t],
                    f"{classes[t]}-toy" if canonical[classes[t]] == t else f"{classes[t]}-toy:{t}")
             for t in dict.fromkeys(types)]
+    return text + [Target(f"toy:{t}", "toy", vision_classes[t], f"{vision_classes[t]}-toy:{t}",
+                          task="image-text-to-text") for t in dict.fromkeys(vision_types)]
 
 
 def real_targets(names: tuple[str, ...]) -> list[Target]:
@@ -52,7 +60,7 @@ def real_targets(names: tuple[str, ...]) -> list[Target]:
     for name in names:
         label, _, path = name.partition("=") if "=" in name else (name, "", name)
         architecture = _architecture_of(path)
-        targets.append(Target(label, "real", architecture, f"{architecture}-{label}", path))
+        targets.append(Target(label, "real", architecture, f"{architecture}-{label}", path, task_of(architecture)))
     return targets
 
 
@@ -71,3 +79,12 @@ def _architecture_of(name: str) -> str:
     if config.architectures:
         return config.architectures[0]
     return MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(config.model_type, "unknown")  # GGUF configs name no class
+
+
+def task_of(architecture: str) -> str:
+    """"image-text-to-text" for a class of that mapping outside the causal-LM one, else "text-generation"."""
+    from transformers.models.auto.modeling_auto import (MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+                                                        MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES)
+
+    vision = set(MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES.values()) - set(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values())
+    return "image-text-to-text" if architecture in vision else "text-generation"

@@ -158,3 +158,4 @@ class CheckRow(TypedDict):
     value: float | None
     message: str
     duration: float
+    task: str  # "text-generation" or "image-text-to-text" (nnterp.compat.schema.Task)

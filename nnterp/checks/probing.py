@@ -41,9 +41,9 @@ def probe(model: StandardizedTransformer) -> Probe:
     edited_layer = located[0] if located else None
     values: dict[str, list[Any]] = {name: [None] * arch.num_layers for name in PROBED}
     values["residual_extra"] = [[] for _ in range(arch.num_layers)]
-    prompts = PROBE_PROMPTS
+    args, kwargs = model.probe_inputs(PROBE_PROMPTS)
     with torch.no_grad(), model.trace() as tracer:
-        with tracer.invoke(prompts):
+        with tracer.invoke(*args, **kwargs):
             input_ids = model.input_ids.save()
             attention_mask = save(model.attention_mask)
             embeddings = model.token_embeddings.save()
@@ -56,17 +56,23 @@ def probe(model: StandardizedTransformer) -> Probe:
                         values[step.name][i] = value
                 values["layers_output"][i] = model.layers_output[i].save()
             logits = model.logits.save()
-        if edited_layer is not None and arch.spec.layout.batch_first_everywhere:
-            with tracer.invoke(prompts):  # same forward pass, its own rows
+        if edited_layer is not None and _edit_in_same_forward(model):
+            with tracer.invoke(*args, **kwargs):  # same forward pass, its own rows
                 edited_logits = _edit_probabilities(model, edited_layer)
-    if edited_layer is not None and not arch.spec.layout.batch_first_everywhere:
+    if edited_layer is not None and not _edit_in_same_forward(model):
         # A trace of its own: nnsight splits invokes along the first axis, which is not the batch
-        # where a module flattens it (Llama 4's MoE) or streams lead (AltUp).
-        with torch.no_grad(), model.trace(prompts):
+        # where a module flattens it (Llama 4's MoE) or streams lead (AltUp); and it cannot batch
+        # two invokes of processor encodings (images).
+        with torch.no_grad(), model.trace(*args, **kwargs):
             edited_logits = _edit_probabilities(model, edited_layer)
     values["token_embeddings"] = [embeddings]
     return Probe(input_ids, attention_mask, values, logits, edited_logits if edited_layer is not None else None,
                  edited_layer)
+
+
+def _edit_in_same_forward(model: StandardizedTransformer) -> bool:
+    """Whether the probability edit can be a second invoke of the probe's forward."""
+    return model.architecture.spec.layout.batch_first_everywhere and model.invokes_batch
 
 
 PROBED = ("layers_input", "residual_input", "attentions_input", "attention_probabilities", "attentions_output",

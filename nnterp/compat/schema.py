@@ -27,6 +27,9 @@ SCHEMA_VERSION = 1
 VERSIONED_PACKAGES = ("nnterp", "transformers", "nnsight", "torch")
 ModelKind = Literal["toy", "real"]
 MODEL_KINDS: tuple[ModelKind, ...] = get_args(ModelKind)
+# What a model was tested as: a causal LM (StandardizedTransformer) or a vision-language model (StandardizedVLM).
+Task = Literal["text-generation", "image-text-to-text"]
+TEXT_GENERATION: Task = "text-generation"
 
 
 @dataclass(frozen=True)
@@ -41,10 +44,12 @@ class CheckRecord:
 
 @dataclass(frozen=True)
 class ModelRecord:
-    """Every check run on one model (``kind`` is "toy" or "real"), keyed by check name."""
+    """Every check run on one model (``kind`` is "toy" or "real"), keyed by check name; ``task`` is what it
+    was tested as (reports before the field existed hold causal LMs only)."""
 
     kind: ModelKind
     checks: dict[str, CheckRecord] = field(default_factory=dict)
+    task: Task = TEXT_GENERATION
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,7 @@ class ResultRow:
     value: float | None
     message: str
     duration: float
+    task: Task = TEXT_GENERATION
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "check", str(getattr(self.check, "value", self.check)))
@@ -71,7 +77,8 @@ class ResultRow:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready form (e.g. to travel in a test report's ``user_properties``)."""
         return {"architecture": self.architecture, "model_id": self.model_id, "kind": self.kind, "check": self.check,
-                "status": self.status.value, "value": self.value, "message": self.message, "duration": self.duration}
+                "status": self.status.value, "value": self.value, "message": self.message, "duration": self.duration,
+                "task": self.task}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ResultRow:
@@ -130,7 +137,7 @@ class Report:
             for model_id, record in self.architectures[arch].items():
                 for check, outcome in record.checks.items():
                     yield ResultRow(arch, model_id, record.kind, check, outcome.status, outcome.value,
-                                    outcome.message, outcome.duration)
+                                    outcome.message, outcome.duration, record.task)
 
     def merged(self, rows: Iterable[ResultRow]) -> Report:
         """A copy where each row replaces its (architecture, model, check) entry; the rest is kept.
@@ -142,12 +149,12 @@ class Report:
         for row in rows:
             models = architectures.setdefault(row.architecture, {})
             previous = models.get(row.model_id, ModelRecord(row.kind))
-            models[row.model_id] = ModelRecord(row.kind, {**previous.checks, row.check: row.record})
+            models[row.model_id] = ModelRecord(row.kind, {**previous.checks, row.check: row.record}, row.task)
         return replace(self, architectures=architectures)
 
 
 def _model_dict(record: ModelRecord) -> dict[str, Any]:
-    return {"kind": record.kind, "checks": {name: {"status": check.status.value, "value": check.value,
+    return {"kind": record.kind, "task": record.task, "checks": {name: {"status": check.status.value, "value": check.value,
                                                    "message": check.message, "duration": check.duration}
                                             for name, check in record.checks.items()}}
 

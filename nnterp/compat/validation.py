@@ -14,8 +14,8 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import ErrorDetails
 
-from .schema import (SCHEMA_VERSION, VERSIONED_PACKAGES, CheckRecord, ModelKind, ModelRecord, Report,
-                     ReportSchemaError, ReportStatus)
+from .schema import (SCHEMA_VERSION, TEXT_GENERATION, VERSIONED_PACKAGES, CheckRecord, ModelKind, ModelRecord, Report,
+                     ReportSchemaError, ReportStatus, Task)
 
 WHAT_TO_DO = ("fix that field, or delete the file and run `python -m nnterp run_tests` again to write a fresh "
               "report (the schema: docs/compat_reports.md)")
@@ -39,6 +39,7 @@ class CheckFile(_Strict):
 
 class ModelFile(_Strict):
     kind: ModelKind
+    task: Task = TEXT_GENERATION
     checks: dict[str, CheckFile]
 
 
@@ -72,7 +73,7 @@ def parse_report(data: Any) -> Report:
 
 def _model(model: ModelFile) -> ModelRecord:
     return ModelRecord(model.kind, {name: CheckRecord(check.status, check.value, check.message, check.duration)
-                                    for name, check in model.checks.items()})
+                                    for name, check in model.checks.items()}, model.task)
 
 
 _EXPECTED = {"dict_type": "an object", "model_type": "an object", "string_type": "a string",

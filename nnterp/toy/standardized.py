@@ -1,4 +1,5 @@
-"""A toy model loaded the way the suite loads it: through StandardizedTransformer, attention probabilities on."""
+"""A toy model loaded the way the suite loads it: through StandardizedTransformer (or StandardizedVLM),
+attention probabilities on."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from .build import build_toy_model
 
 if TYPE_CHECKING:
     from ..standardized import StandardizedTransformer
+    from ..vlm import StandardizedVLM
 
 
 def standardized_toy(name: str, **kwargs: Any) -> StandardizedTransformer:
@@ -16,3 +18,14 @@ def standardized_toy(name: str, **kwargs: Any) -> StandardizedTransformer:
 
     toy = build_toy_model(name)
     return StandardizedTransformer(toy.model, tokenizer=toy.tokenizer, **{"enable_attention_probs": True, **kwargs})
+
+
+def standardized_toy_vlm(name: str, **kwargs: Any) -> StandardizedVLM:
+    """A StandardizedVLM over a freshly built toy vision-language model, validated on its own sample image
+    (attention probabilities on unless told)."""
+    from ..vlm import StandardizedVLM
+    from .vision import build_toy_vlm
+
+    toy = build_toy_vlm(name)
+    return StandardizedVLM(toy.model, processor=toy.processor, sample_image=toy.image,
+                           **{"enable_attention_probs": True, **kwargs})

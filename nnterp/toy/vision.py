@@ -22,6 +22,14 @@ _SPECIAL_LITERAL = re.compile(r"""["'](<\|?[A-Za-z_][\w\-/:.]*\|?>|\[[A-Z][A-Z_]
 # Config fields holding a token id, matched by name (their defaults point into the real vocabulary).
 _TOKEN_FIELD = re.compile(r"^(?P<stem>\w+?)_token_(id|index)$")
 TOY_IMAGE_SEED = 0
+# Vision-tower sizes beyond the causal toys' SMALL_SIZES, set wherever a (sub)config has the field.
+VISION_SMALL_SIZES: dict[str, Any] = {"depth": 2, "out_hidden_size": 64, "vision_layers": 2}
+# The toy chat template: one user turn, each image written as the row's prompt writes it, then the text.
+CHAT_TEMPLATE = ("{% for message in messages %}{% for part in message['content'] %}"
+                 "{% if part['type'] == 'image' %}IMAGE{% else %}{{ part['text'] }}{% endif %}"
+                 "{% endfor %}{% endfor %}")
+# The special tokens right after the image in a row's prompt belong to the image's markup (<|vision_end|>).
+_MARKUP_AFTER = re.compile(r"^(?:<[^<>\s]+>|\[[A-Z_]+\])*")
 
 
 @dataclass(frozen=True)
@@ -194,13 +202,34 @@ def _token_fields(declared: dict[str, Any], processor: Any) -> dict[str, int]:
     return fields
 
 
+def _vision_sizes(fields: dict[str, Any], default: Any) -> dict[str, Any]:
+    """VISION_SMALL_SIZES applied to the config's fields and, recursively, to its sub-configs' (a vision
+    tower's depth), where the config class has them."""
+    fields = {**fields, **{key: value for key, value in VISION_SMALL_SIZES.items() if key in default.__dict__}}
+    for name in getattr(default, "sub_configs", {}):
+        sub = getattr(default, name, None)
+        if hasattr(sub, "__dict__") and isinstance(fields.get(name), dict):
+            fields[name] = _vision_sizes(fields[name], sub)
+    return fields
+
+
+def chat_template(prompt: str) -> str:
+    """A chat template laying out images as the row's prompt does: the markup around ``{image}`` (the
+    special tokens right before and after it) per image part, text parts as they are."""
+    before, _, after = prompt.partition("{image}")
+    markup_after = _MARKUP_AFTER.match(after).group(0)  # type: ignore[union-attr]  # the pattern matches ""
+    markup_before = re.search(r"(?:<[^<>\s]+>|\[[A-Z_]+\])*$", before).group(0)  # type: ignore[union-attr]
+    image = markup_before + "{{ image_token }}" + markup_after
+    return CHAT_TEMPLATE.replace("IMAGE", image)
+
+
 def toy_vlm_config(model_type: str, processor: Any, fix: VisionToyFix) -> Any:
     """The small config of one image-text-to-text type, its token ids pointing at the processor's tokens."""
     import transformers
 
     config_class = transformers.CONFIG_MAPPING[model_type]
     default = config_class()
-    fields = fix.apply(_shrunk_fields(default, processor.tokenizer, fix.layers))
+    fields = fix.apply(_vision_sizes(_shrunk_fields(default, processor.tokenizer, fix.layers), default))
     fields.update(_token_fields(default.__dict__, processor))
     text_name = next((name for name in getattr(default, "sub_configs", {}) if name.startswith("text")), None)
     text_default = getattr(default, text_name, None) if text_name else None
@@ -231,5 +260,6 @@ def build_toy_vlm(name: str, attn_implementation: str | None = None) -> ToyVLM:
     model = model_class._from_config(config, **options)
     model.eval()
     image_token = getattr(processor, "image_token", None) or ""
+    processor.chat_template = chat_template(fix.prompt).replace("{{ image_token }}", image_token)
     return ToyVLM(model, processor, model_type, type(model).__name__,
                   fix.prompt.format(image=image_token), toy_image(fix.image_size))

@@ -1,0 +1,223 @@
+"""StandardizedVLM: a vision-language model whose language side has the standardized interface of every
+causal LM, and whose image side (vision tower, its layers, the projector into the language model, the
+positions image features take) is exposed under standard names."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .accessors import LayerwiseIO, rewrap, unwrap, walk
+from .errors import InvalidArgument, VisionUnavailable
+from .registry import VisionFacts
+from .rename import _envoy_path, find_path
+from .standardized import StandardizedTransformer
+
+# Validation's image: seeded noise, which every image processor resizes to what its model takes.
+SAMPLE_IMAGE_SIZE = (64, 64)
+
+
+@dataclass(frozen=True)
+class ResolvedVision:
+    """Concrete paths of a vision-language model's image side (None where it has no such part)."""
+
+    vision_tower: str | None
+    vision_layers: str | None
+    projector: str | None
+    image_token_id: int | None
+
+
+def _vision_tower_path(model: torch.nn.Module, facts: VisionFacts) -> str | None:
+    """The registry's candidate, else the submodule built from the model's vision config (its config has the
+    vision config's class): found by what the model's own code builds, not by its attribute name."""
+    found = find_path(model, facts.vision_tower)
+    if found is not None:
+        return found
+    vision_config = getattr(model.config, "vision_config", None)
+    if vision_config is None:
+        return None
+    for name, module in model.named_modules():
+        if name and type(getattr(module, "config", None)) is type(vision_config):
+            return name
+    return None
+
+
+def _vision_layers_path(model: torch.nn.Module, tower: str | None, facts: VisionFacts) -> str | None:
+    """The registry's candidate, else the longest stack of identical blocks inside the vision tower."""
+    found = find_path(model, facts.vision_layers)
+    if found is not None or tower is None:
+        return found
+    best: tuple[int, str] | None = None
+    for name, module in model.get_submodule(tower).named_modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) > 0 and \
+                len({type(block) for block in module}) == 1 and (best is None or len(module) > best[0]):
+            best = (len(module), name)
+    return None if best is None else f"{tower}.{best[1]}"
+
+
+def _image_token_id(model: torch.nn.Module, facts: VisionFacts, processor: Any) -> int | None:
+    """The id of the token each image feature replaces: the config's (top level, then text config), else the
+    processor's."""
+    config = model.config
+    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    for source in (config, text_config):
+        for key in facts.image_token_keys:
+            value = getattr(source, key, None)
+            if isinstance(value, int) and not isinstance(value, bool):
+                return value
+    value = getattr(processor, "image_token_id", None)
+    return value if isinstance(value, int) else None
+
+
+def resolve_vision(model: torch.nn.Module, facts: VisionFacts, processor: Any = None) -> ResolvedVision:
+    """Find a vision-language model's vision tower, vision layers, projector and image token."""
+    tower = _vision_tower_path(model, facts)
+    projector = find_path(model, facts.projector)
+    return ResolvedVision(vision_tower=tower, vision_layers=_vision_layers_path(model, tower, facts),
+                          projector=projector, image_token_id=_image_token_id(model, facts, processor))
+
+
+def sample_image(size: tuple[int, int] = SAMPLE_IMAGE_SIZE, seed: int = 0) -> Any:
+    """A deterministic noise RGB image (PIL), ``size`` = (width, height)."""
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    return Image.fromarray(pixels, "RGB")
+
+
+def _pad_batches(processor: Any) -> None:
+    """Make the processor pad a batch of prompts: nnsight hands it ``trace([p1, p2], images=...)`` without
+    ``padding=``, and processors take their tokenizer's init arguments as defaults."""
+    tokenizer = getattr(processor, "tokenizer", None)
+    if tokenizer is not None:
+        tokenizer.init_kwargs["padding"] = True
+
+
+class StandardizedVLM(StandardizedTransformer):
+    """An image-text-to-text model: the language model under the standardized names and accessors of
+    :class:`StandardizedTransformer`, the image side under ``vision_tower``, ``vision_layers_output[i]``,
+    ``image_embeddings`` (the projector's output) and ``image_token_mask``, validated when it loads on a
+    prompt holding an image.
+
+    Example::
+
+        model = StandardizedVLM("llava-hf/llava-1.5-7b-hf")
+        with model.trace(model.image_prompt("What is this?"), images=[image]):
+            image_positions = model.image_token_mask.save()
+            hidden = model.layers_output[10].save()
+
+    ``model`` is a hub id, a local path, or a built model (then pass ``processor=``; it is copied, and the
+    copy's tokenizer is ``model.tokenizer``). ``sample_image`` is the image validation runs with (default:
+    64 x 64 seeded noise). Everything else is as for :class:`StandardizedTransformer`.
+    """
+
+    def __init__(self, model: str | torch.nn.Module, *, processor: Any = None, sample_image: Any = None,
+                 **kwargs: Any):
+        if not isinstance(model, str) and processor is None:
+            raise InvalidArgument("a built vision-language model needs its processor: pass processor=<the "
+                                  "model's processor> (e.g. AutoProcessor.from_pretrained(<its checkpoint>))")
+        kwargs.setdefault("task", "image-text-to-text")
+        self._processor_given = processor
+        self._sample_image = sample_image
+        super().__init__(model, **kwargs)
+
+    def _own_preprocessors(self, tokenizer: Any, kwargs: dict[str, Any]) -> Any:
+        """A copy of the caller's processor, whose tokenizer is the model's: nnsight pads that tokenizer on the
+        left for a causal model, and the processor pads every batch with it."""
+        processor = copy.deepcopy(self._processor_given)
+        if processor is None:
+            return super()._own_preprocessors(tokenizer, kwargs)
+        kwargs["processor"] = processor
+        if tokenizer is not None:
+            processor.tokenizer = copy.deepcopy(tokenizer)
+        _pad_batches(processor)
+        return getattr(processor, "tokenizer", None)
+
+    def _adopt(self, module: torch.nn.Module) -> torch.nn.Module:
+        """The language side through the registry like any causal LM, then the image side's names."""
+        module = super()._adopt(module)
+        self.vision = resolve_vision(module, self.architecture.spec.vision, self.processor)
+        names = {self.vision.vision_tower: "vision_tower", self.vision.projector: "multi_modal_projector"}
+        taken = set(self._standard_rename.values())
+        for path, name in names.items():
+            if path is not None and path != name and name not in taken:
+                self._standard_rename[_envoy_path(path)] = name
+        return module
+
+    def _build_accessors(self, enable_attention_probs: bool, switched_from: str | None) -> None:
+        super()._build_accessors(enable_attention_probs, switched_from)
+        path = self.vision.vision_layers
+        count = len(self._module.get_submodule(path)) if path else 0
+        self._vision_layers = LayerwiseIO(count, lambda i: walk(self, f"{path}.{i}"), "output") if path else None
+
+    # -- inputs ----------------------------------------------------------------
+
+    def image_prompt(self, text: str, images: int = 1) -> str:
+        """``text`` after ``images`` images, as the model's chat template lays out a user turn (its image
+        markers included), or after the processor's image token where the processor has no template."""
+        processor = self.processor
+        if getattr(processor, "chat_template", None):
+            content = [{"type": "image"}] * images + [{"type": "text", "text": text}]
+            return processor.apply_chat_template([{"role": "user", "content": content}], tokenize=False,
+                                                 add_generation_prompt=False)
+        token = getattr(processor, "image_token", None)
+        if not isinstance(token, str):
+            raise VisionUnavailable(f"{type(processor).__name__} has neither a chat template nor an image token; "
+                                    "write the prompt with the model's image markers yourself")
+        return token * images + text
+
+    invokes_batch = False  # nnsight cannot batch two invokes of processor encodings
+
+    def probe_inputs(self, prompts: list[str]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """Validation's invoke: each prompt after one image, as the model's chat template places it."""
+        image = self._sample_image if self._sample_image is not None else sample_image()
+        return ([self.image_prompt(prompt) for prompt in prompts],), {"images": [[image] for _ in prompts]}
+
+    # -- the image side ----------------------------------------------------------
+
+    @property
+    def image_token_id(self) -> int:
+        """The id of the token each image feature replaces in ``input_ids``."""
+        if self.vision.image_token_id is None:
+            raise VisionUnavailable(f"{self.architecture.class_name}: no image token id in the config (tried "
+                                    f"{list(self.architecture.spec.vision.image_token_keys)}) or the processor")
+        return self.vision.image_token_id
+
+    @property
+    def image_token_mask(self) -> Any:
+        """Inside a trace: (batch, seq) booleans, True where the input holds an image token (the positions
+        image features take in the language model). Read it before any layer."""
+        return self.input_ids == self.image_token_id
+
+    @property
+    def num_vision_layers(self) -> int:
+        return len(self._vision_layers) if self._vision_layers is not None else 0
+
+    @property
+    def vision_layers_output(self) -> LayerwiseIO:
+        """``vision_layers_output[i]``: the output of the vision tower's layer i, in the tower's own layout."""
+        if self._vision_layers is None:
+            raise VisionUnavailable(f"{self.architecture.class_name}: no vision tower with layers found "
+                                    f"(tower: {self.vision.vision_tower})")
+        return self._vision_layers
+
+    @property
+    def image_embeddings(self) -> Any:
+        """Inside a trace: the projector's output, the image features as the language model receives them."""
+        return unwrap(self._projector().output)
+
+    @image_embeddings.setter
+    def image_embeddings(self, value: Any) -> None:
+        envoy = self._projector()
+        envoy.output = rewrap(envoy.output, value)
+
+    def _projector(self) -> Any:
+        if self.vision.projector is None:
+            raise VisionUnavailable(f"{self.architecture.class_name}: no projector found (tried "
+                                    f"{list(self.architecture.spec.vision.projector)})")
+        return walk(self, self.vision.projector)
+
