@@ -89,7 +89,7 @@ def test_model_id_shows_as_text_not_script(newest_page):
     from selenium.webdriver.common.by import By
 
     models = [cell.text for cell in newest_page.find_elements(By.CSS_SELECTOR, "#matrix td.model")]
-    assert f"{EVIL_MODEL} real" in models
+    assert f"{EVIL_MODEL} real, text-generation" in models
     with pytest.raises(NoAlertPresentException):
         _ = newest_page.switch_to.alert.text  # raises: the hostile model id opened no alert
 

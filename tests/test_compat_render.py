@@ -130,8 +130,8 @@ def test_markdown_table_is_github_flavoured():
     text = markdown_table(report(NEW))
     lines = text.strip().splitlines()
     assert lines[0] == NEW_SUMMARY
-    assert re.match(r"\| architecture +\| model +\| renaming +\| io_shapes +\| residual_identity +\| attn_probs",
-                    lines[2])
+    assert re.match(r"\| architecture +\| model +\| task +\| renaming +\| io_shapes +\| residual_identity +"
+                    r"\| attn_probs", lines[2])
     assert lines[3].startswith("|--")
     assert any("LlamaForCausalLM" in line and "FAIL" in line for line in lines)
     assert len(lines) == 4 + 4
@@ -146,7 +146,7 @@ def test_terminal_table_accepts_a_report_or_result_rows():
             ResultRow("LlamaForCausalLM", "toy:llama", "toy", "residual_identity", "failed", 0.5, FAILURE, 0.1)]
     from_rows = terminal_table(rows)
     assert from_rows.splitlines()[-1] == "1 architectures, 1 models: 1 passed, 1 failed, 0 n/a"
-    assert re.search(r"LlamaForCausalLM +toy:llama +pass +FAIL", from_rows)
+    assert re.search(r"LlamaForCausalLM +toy:llama +text-generation +pass +FAIL", from_rows)
 
 
 def test_cli_report_renders_site_and_markdown(reports_dir: Path, tmp_path: Path, capsys):

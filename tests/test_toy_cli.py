@@ -88,6 +88,6 @@ def test_validate_is_the_plugin_run_on_toys_without_a_report(tmp_path):
     header = next(line for line in done.stdout.splitlines() if line.startswith("architecture"))
     from nnterp.checks import CHECK_NAMES
 
-    assert header.split()[2:] == list(CHECK_NAMES)
+    assert header.split()[2:] == ["task", *CHECK_NAMES]
     assert "LlamaForCausalLM  toy:llama" in done.stdout and "8 passed" in done.stdout
     assert not list(tmp_path.iterdir()), "validate writes no report"

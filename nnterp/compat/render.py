@@ -46,6 +46,7 @@ class Row:
     model_id: str
     kind: str
     cells: tuple[Cell | None, ...]
+    task: str = "text-generation"
 
     def problems(self, checks: tuple[str, ...]) -> list[tuple[str, Cell]]:
         """(check, cell) for each cell whose message a reader needs to see."""
@@ -86,8 +87,8 @@ def build_matrix(source: Report | Iterable[ResultRow]) -> Matrix:
             for model_id, record in sorted(models.items())]
     names = {name for _, _, record in rows for name in record.checks}
     checks = tuple(sorted(names, key=check_key))
-    return Matrix(checks, tuple(Row(arch, model_id, record.kind, tuple(_cell(record.checks.get(c)) for c in checks))
-                                for arch, model_id, record in rows))
+    return Matrix(checks, tuple(Row(arch, model_id, record.kind, tuple(_cell(record.checks.get(c)) for c in checks),
+                                    record.task) for arch, model_id, record in rows))
 
 
 def _cell(record: CheckRecord | None) -> Cell | None:
@@ -99,7 +100,7 @@ def _cell(record: CheckRecord | None) -> Cell | None:
 
 def _table_rows(matrix: Matrix, markdown: bool = False) -> list[list[str]]:
     """The matrix's rows as text cells: plain text for a terminal, escaped Markdown (``markdown``)."""
-    rows = [[row.architecture, row.model_id, *(cell.mark if cell else "" for cell in row.cells)]
+    rows = [[row.architecture, row.model_id, row.task, *(cell.mark if cell else "" for cell in row.cells)]
             for row in matrix.rows]
     escape = _markdown_text if markdown else _terminal_text
     return [[escape(text) for text in row] for row in rows]
@@ -136,7 +137,7 @@ def markdown_table(report: Report | Iterable[ResultRow]) -> str:
     from tabulate import tabulate
 
     matrix = build_matrix(report)
-    headers = [_markdown_text(text) for text in ("architecture", "model", *matrix.checks)]
+    headers = [_markdown_text(text) for text in ("architecture", "model", "task", *matrix.checks)]
     table = tabulate(_table_rows(matrix, markdown=True), headers=headers, tablefmt="github")
     return f"{matrix.summary()}\n\n{table}\n"
 
@@ -146,7 +147,7 @@ def terminal_table(report: Report | Iterable[ResultRow]) -> str:
     from tabulate import tabulate
 
     matrix = build_matrix(report)
-    headers = [_terminal_text(text) for text in ("architecture", "model", *matrix.checks)]
+    headers = [_terminal_text(text) for text in ("architecture", "model", "task", *matrix.checks)]
     table = tabulate(_table_rows(matrix), headers=headers)
     return f"{table}\n{matrix.summary()}"
 

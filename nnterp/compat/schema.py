@@ -154,7 +154,8 @@ class Report:
 
 
 def _model_dict(record: ModelRecord) -> dict[str, Any]:
-    return {"kind": record.kind, "task": record.task, "checks": {name: {"status": check.status.value, "value": check.value,
+    task = {} if record.task == TEXT_GENERATION else {"task": record.task}  # absent: a causal LM, as in older files
+    return {"kind": record.kind, **task, "checks": {name: {"status": check.status.value, "value": check.value,
                                                    "message": check.message, "duration": check.duration}
                                             for name, check in record.checks.items()}}
 
