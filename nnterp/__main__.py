@@ -17,11 +17,11 @@ def _toy(args: argparse.Namespace) -> int:
     from .toy.survey import survey
 
     _quiet()
-    types = _model_types(args.names)
-    statuses = survey(types)
-    rows = [(s.model_type, s.class_name, "ok" if s.ok else "FAIL", f"{s.parameters:,}" if s.ok else "",
+    types, vision_types = _model_types(args.names)
+    statuses = survey(types, vision_types) if args.names else survey()
+    rows = [(s.model_type, s.class_name, s.task, "ok" if s.ok else "FAIL", f"{s.parameters:,}" if s.ok else "",
              f"{s.seconds:.2f}", s.reason[:120]) for s in statuses]
-    print(tabulate(rows, headers=["model type", "class", "status", "parameters", "seconds", "why not"]))
+    print(tabulate(rows, headers=["model type", "class", "task", "status", "parameters", "seconds", "why not"]))
     built = sum(s.ok for s in statuses)
     print(f"\n{built} of {len(statuses)} toy models build and run on this machine")
     return 0 if built == len(statuses) or not args.strict else 1
@@ -37,16 +37,26 @@ def _validate(args: argparse.Namespace) -> int:
                             *(["-n", str(args.workers)] if args.workers else [])]))
 
 
-def _model_types(names: list[str]) -> list[str]:
-    """The model types named on the command line (every causal-LM type if none), or a CommandLineError."""
+def _model_types(names: list[str]) -> tuple[list[str], list[str]]:
+    """The causal-LM and vision-language model types named on the command line (every one of both if none),
+    or a CommandLineError."""
     from .toy.build import causal_lm_classes, resolve_model_type
+    from .toy.survey import vision_only_types
+    from .toy.vision import resolve_vlm_type
 
     if not names:
-        return list(causal_lm_classes())
-    try:
-        return [resolve_model_type(name) for name in names]
-    except KeyError as error:
-        raise CommandLineError(str(error.args[0]) if error.args else str(error)) from error
+        return list(causal_lm_classes()), vision_only_types()
+    types: list[str] = []
+    vision_types: list[str] = []
+    for name in names:
+        try:
+            types.append(resolve_model_type(name))
+        except KeyError:
+            try:
+                vision_types.append(resolve_vlm_type(name))
+            except KeyError as error:
+                raise CommandLineError(str(error.args[0]) if error.args else str(error)) from error
+    return types, vision_types
 
 
 def _report(args: argparse.Namespace) -> int:

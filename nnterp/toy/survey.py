@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass
 
 from .build import build_toy_model, causal_lm_classes
+from .vision import build_toy_vlm, image_text_to_text_classes
 
 
 @dataclass(frozen=True)
@@ -18,26 +19,44 @@ class ToyStatus:
     parameters: int = 0
     seconds: float = 0.0
     reason: str = ""
+    task: str = "text-generation"
 
 
-def toy_status(model_type: str) -> ToyStatus:
-    """Build one toy model and run a forward pass; never raises, the failure is the reason."""
+def toy_status(model_type: str, task: str = "text-generation") -> ToyStatus:
+    """Build one toy model (a vision-language one for task "image-text-to-text") and run a forward pass on a
+    prompt (with its sample image); never raises, the failure is the reason."""
     import torch
 
-    class_name = causal_lm_classes()[model_type]
+    vision = task == "image-text-to-text"
+    class_name = (image_text_to_text_classes() if vision else causal_lm_classes())[model_type]
     start = time.perf_counter()
     try:
-        toy = build_toy_model(model_type)
-        batch = toy.tokenizer(["hello world"], return_tensors="pt")
+        if vision:
+            toy_vlm = build_toy_vlm(model_type)
+            model, batch = toy_vlm.model, toy_vlm.inputs()
+        else:
+            toy = build_toy_model(model_type)
+            model, batch = toy.model, dict(toy.tokenizer(["hello world"], return_tensors="pt"))
         with torch.no_grad():
-            toy.model(**batch)
+            model(**batch)
     except Exception as error:  # noqa: BLE001 - the error is the result we report
         reason = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
-        return ToyStatus(model_type, class_name, False, seconds=time.perf_counter() - start, reason=reason)
-    parameters = sum(parameter.numel() for parameter in toy.model.parameters())
-    return ToyStatus(model_type, class_name, True, parameters, time.perf_counter() - start)
+        return ToyStatus(model_type, class_name, False, seconds=time.perf_counter() - start, reason=reason,
+                         task=task)
+    parameters = sum(parameter.numel() for parameter in model.parameters())
+    return ToyStatus(model_type, class_name, True, parameters, time.perf_counter() - start, task=task)
 
 
-def survey(model_types: list[str] | None = None) -> list[ToyStatus]:
-    """The status of every (or the given) causal-LM model type of the installed transformers."""
-    return [toy_status(model_type) for model_type in model_types or list(causal_lm_classes())]
+def vision_only_types() -> list[str]:
+    """The image-text-to-text model types outside the causal-LM mapping: toys built as vision-language models."""
+    causal = causal_lm_classes()
+    return [model_type for model_type in image_text_to_text_classes() if model_type not in causal]
+
+
+def survey(model_types: list[str] | None = None, vision_types: list[str] | None = None) -> list[ToyStatus]:
+    """The status of the given causal-LM and vision-language model types; of every one of both when neither
+    is given."""
+    if model_types is None and vision_types is None:
+        model_types, vision_types = list(causal_lm_classes()), vision_only_types()
+    return [toy_status(model_type) for model_type in model_types or []] + \
+        [toy_status(model_type, "image-text-to-text") for model_type in vision_types or []]
