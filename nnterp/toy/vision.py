@@ -86,6 +86,44 @@ def toy_image(size: tuple[int, int], seed: int = TOY_IMAGE_SEED) -> Any:
     return Image.fromarray(pixels, "RGB")
 
 
+def transformers_class(name: str) -> Any:
+    """A transformers class by name. The top level hands out a placeholder for a class whose module declares a
+    torchvision need (PixtralProcessor, the video processors) even where the class itself never uses it: the
+    real class then comes from its own module, imported beside the Pillow twins of its package's torchvision
+    image-processing modules, which define the same helpers."""
+    import transformers
+
+    value = getattr(transformers, name)
+    if type(value).__name__ == "DummyObject":  # the placeholder of a missing backend
+        value = getattr(_import_beside_pil(value.__module__), name)
+    return value
+
+
+def _import_beside_pil(module_name: str) -> Any:
+    """Import ``module_name`` while each ``image_processing_X`` module of its package stands in as its Pillow
+    twin ``image_processing_pil_X`` (sys.modules restored afterwards)."""
+    import importlib
+    import pkgutil
+    import sys
+
+    package = importlib.import_module(module_name.rpartition(".")[0])
+    names = {info.name for info in pkgutil.iter_modules(package.__path__)}
+    aliases = {f"{package.__name__}.{name}": f"{package.__name__}.{twin}" for name in names
+               if name.startswith("image_processing_") and not name.startswith("image_processing_pil_")
+               and (twin := name.replace("image_processing_", "image_processing_pil_", 1)) in names}
+    saved = {alias: sys.modules.get(alias) for alias in aliases}
+    try:
+        for alias, twin in aliases.items():
+            sys.modules[alias] = importlib.import_module(twin)
+        return importlib.import_module(module_name)
+    finally:
+        for alias, module in saved.items():
+            if module is None:
+                sys.modules.pop(alias, None)
+            else:
+                sys.modules[alias] = module
+
+
 def _processor_classes(model_type: str, fix: VisionToyFix) -> tuple[type, type]:
     """The processor class and the Pillow image processor class of a model type (a row may name others)."""
     import transformers
@@ -101,7 +139,7 @@ def _processor_classes(model_type: str, fix: VisionToyFix) -> tuple[type, type]:
         found = ", ".join(image_names.values()) or "none"
         raise ToyModelUnsupported(model_type, f"it has no Pillow image processor (image processors: {found}); the "
                                               "torchvision ones cannot load beside the CPU torch wheel")
-    return getattr(transformers, processor_name), getattr(transformers, image_name)
+    return transformers_class(processor_name), transformers_class(image_name)
 
 
 def _special_tokens(processor_class: type, fix: VisionToyFix) -> list[str]:
@@ -123,20 +161,32 @@ def toy_processor(model_type: str, fix: VisionToyFix | None = None) -> Any:
     for name, token in fix.tokenizer_tokens.items():  # e.g. tokenizer.image_token, read by some processors
         setattr(tokenizer, name, token)
     _tokenizer_attributes(processor_class, tokenizer)
-    arguments = {"image_processor": image_processor_class(**fix.image_processor), "tokenizer": tokenizer}
-    if "video_processor" in inspect.signature(processor_class.__init__).parameters:
-        arguments["video_processor"] = None
-    return _images_only(processor_class)(**arguments, **fix.processor)
+    arguments: dict[str, Any] = {"image_processor": image_processor_class(**fix.image_processor),
+                                 "tokenizer": tokenizer}
+    parameters = inspect.signature(processor_class.__init__).parameters
+    if "video_processor" in parameters:  # built where the processor reads its settings (MiniCPM-V), else None
+        arguments["video_processor"] = transformers_class(fix.video_processor_class)() \
+            if fix.video_processor_class else None
+    if "feature_extractor" in parameters:  # an omni processor's audio side: the toys take images
+        arguments["feature_extractor"] = None
+    for name in processor_class.get_attributes():  # type: ignore[attr-defined]  # InstructBLIP's qformer_tokenizer
+        if name.endswith("tokenizer") and name != "tokenizer" and name in parameters:
+            arguments[name] = toy_tokenizer()
+    processor = _images_only(processor_class)(**arguments, **fix.processor)
+    for name, value in fix.processor_attributes.items():  # read by __call__ from the instance (Kosmos-2)
+        setattr(processor, name, value)
+    return processor
 
 
 def _images_only(processor_class: type) -> type:
-    """The processor class taking None for its video processor: the toys take images, and transformers'
-    video processors need torchvision, which cannot load beside the CPU torch wheel."""
-    if "video_processor" not in processor_class.get_attributes():  # type: ignore[attr-defined]  # a ProcessorMixin
+    """The processor class accepting the toys' video processor and a None feature extractor: the toys take
+    images, and transformers checks a video processor against BaseVideoProcessor, which needs torchvision."""
+    attributes = set(processor_class.get_attributes())  # type: ignore[attr-defined]  # a ProcessorMixin
+    if not {"video_processor", "feature_extractor"} & attributes:
         return processor_class
 
     def check_argument_for_proper_class(self: Any, argument_name: str, argument: Any) -> Any:
-        if argument is None and argument_name == "video_processor":
+        if argument_name == "video_processor" or (argument_name == "feature_extractor" and argument is None):
             return None
         return processor_class.check_argument_for_proper_class(self, argument_name, argument)  # type: ignore[attr-defined]
 
@@ -259,7 +309,7 @@ def build_toy_vlm(name: str, attn_implementation: str | None = None) -> ToyVLM:
     model_class = getattr(transformers, image_text_to_text_classes()[model_type])
     model = model_class._from_config(config, **options)
     model.eval()
-    image_token = getattr(processor, "image_token", None) or ""
+    image_token = str(getattr(processor, "image_token", None) or "")  # InstructBLIP's is an AddedToken
     processor.chat_template = chat_template(fix.prompt).replace("{{ image_token }}", image_token)
     return ToyVLM(model, processor, model_type, type(model).__name__,
                   fix.prompt.format(image=image_token), toy_image(fix.image_size))
