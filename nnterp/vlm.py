@@ -61,7 +61,7 @@ def _vision_layers_path(model: torch.nn.Module, tower: str | None, facts: Vision
 def _image_token_id(model: torch.nn.Module, facts: VisionFacts, processor: Any) -> int | None:
     """The id of the token each image feature replaces: the config's (top level, then text config), else the
     processor's."""
-    config = model.config
+    config: Any = model.config
     text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
     for source in (config, text_config):
         for key in facts.image_token_keys:

@@ -17,7 +17,7 @@ from .build import SEED, TOKEN_ID_FIELDS, _shrunk_fields
 from .tokenizer import toy_tokenizer
 from .vision_fixes import VISION_TOY_FIXES, VisionToyFix
 
-# Special-token spellings a processor class writes as string literals: <image>, <|image_pad|>, [IMG], <fake_token_around_image>.
+# Special-token spellings a processor class writes as string literals: <image>, <|image_pad|>, [IMG].
 _SPECIAL_LITERAL = re.compile(r"""["'](<\|?[A-Za-z_][\w\-/:.]*\|?>|\[[A-Z][A-Z_]*\])["']""")
 # Config fields holding a token id, matched by name (their defaults point into the real vocabulary).
 _TOKEN_FIELD = re.compile(r"^(?P<stem>\w+?)_token_(id|index)$")
@@ -126,7 +126,6 @@ def _import_beside_pil(module_name: str) -> Any:
 
 def _processor_classes(model_type: str, fix: VisionToyFix) -> tuple[type, type]:
     """The processor class and the Pillow image processor class of a model type (a row may name others)."""
-    import transformers
     from transformers.models.auto.image_processing_auto import IMAGE_PROCESSOR_MAPPING_NAMES
     from transformers.models.auto.processing_auto import PROCESSOR_MAPPING_NAMES
 
@@ -163,7 +162,7 @@ def toy_processor(model_type: str, fix: VisionToyFix | None = None) -> Any:
     _tokenizer_attributes(processor_class, tokenizer)
     arguments: dict[str, Any] = {"image_processor": image_processor_class(**fix.image_processor),
                                  "tokenizer": tokenizer}
-    parameters = inspect.signature(processor_class.__init__).parameters
+    parameters = inspect.signature(processor_class).parameters
     if "video_processor" in parameters:  # built where the processor reads its settings (MiniCPM-V), else None
         arguments["video_processor"] = transformers_class(fix.video_processor_class)() \
             if fix.video_processor_class else None

@@ -63,7 +63,8 @@ VISION_TOY_FIXES: dict[str, VisionToyFix] = {
 _GLM_MROPE = {"rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]}}
 _GLM_VISION = {"image_size": 56}
 _GLM_IMAGES = {"size": {"shortest_edge": 2 * 56 * 56, "longest_edge": 2 * 56 * 56}}
-_GLM_IMAGE = {"prompt": "<|begin_of_image|>{image}<|end_of_image|>What is in the picture?", "image_size": (56, 56),
+_GLM_IMAGE: dict[str, Any] = {"prompt": "<|begin_of_image|>{image}<|end_of_image|>What is in the picture?",
+                              "image_size": (56, 56),
               "special_tokens": ("<|begin_of_image|>", "<|end_of_image|>"),
               "tokenizer_tokens": {"image_token": "<|image|>", "video_token": "<|video|>"}}
 # GLM-5.3's DSA (indexed) attention layers take no rotary dims (qk_rope_head_dim 0, which the shrink makes 16); a
@@ -74,7 +75,8 @@ _GLM5_NEXT_TEXT = {"qk_rope_head_dim": 0, "num_hidden_layers": 2,
 
 VISION_TOY_FIXES.update({
     "Glm4vForConditionalGeneration": VisionToyFix(
-        **_GLM_IMAGE, image_processor=_GLM_IMAGES, sub_configs={"text_config": _GLM_MROPE, "vision_config": _GLM_VISION}),
+        **_GLM_IMAGE, image_processor=_GLM_IMAGES,
+        sub_configs={"text_config": _GLM_MROPE, "vision_config": _GLM_VISION}),
     # shared by glm46v and glmga (which transformers maps to no processor class: GLM-4.6V's, with glmga's own
     # Pillow image processor, which differs only by a patch_expand_factor of 1)
     "Glm46VForConditionalGeneration": VisionToyFix(
@@ -145,7 +147,8 @@ VISION_TOY_FIXES.update({
         prompt="What is in the picture?", image_size=(28, 28), image_processor={"size": {"height": 28, "width": 28}},
         tokenizer_tokens={"image_token": AddedToken("<image>", normalized=False, special=True)},
         config={"num_query_tokens": 4},
-        sub_configs={"vision_config": {"image_size": 28, "patch_size": 14}, "qformer_config": {"encoder_hidden_size": 64}}),
+        sub_configs={"vision_config": {"image_size": 28, "patch_size": 14},
+                     "qformer_config": {"encoder_hidden_size": 64}}),
     # InternVL shuffles the vision tower's patch grid by downsample_ratio 0.5, which must halve it: 32 x 32 pixels in
     # 8-pixel patches (4 x 4) give 2 x 2 = 4 image tokens, the processor's image_seq_length
     "InternVLForConditionalGeneration": VisionToyFix(
@@ -301,4 +304,189 @@ VISION_TOY_FIXES["Molmo2ForConditionalGeneration"] = VisionToyFix(unsupported=(
 VISION_TOY_FIXES["Mistral4ForCausalLM"] = VisionToyFix(unsupported=(
     "text-only: Mistral4ForCausalLM has no vision tower (Mistral4Config has no vision_config) and transformers "
     "maps no processor or image processor to mistral4"))
+
+
+# -- rows from rows_1.py --
+
+# M-RoPE sections must sum to head_dim / 2 (8 for the toys' 16)
+_SMALL_MROPE_1 = {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [2, 3, 3]}
+# Qwen2-VL style image processors at 56 x 56 pixels: 4 x 4 patches of 14, merged 2 x 2 into four image tokens
+_QWEN_IMAGES_56 = {"min_pixels": 56 * 56, "max_pixels": 56 * 56}
+
+# the processor takes tokenizer.<name>_token_id when the tokenizer has one: naming its own spellings keeps the
+# toy from adding <image>-style tokens the text never holds
+_COMPASS_TOKENS = {"image_token": "<|IMAGE_PAD|>", "video_token": "<|VIDEO_PAD|>",
+                   "vision_start_token": "<|VISION_START|>", "vision_end_token": "<|VISION_END|>"}
+
+# the vision tower's depth is not shrunk (the config names it depth), its deepstack layers (8, 16, 24) must lie
+# within it, its patches must be the image processor's 14 pixels, and its merger's output must be the text
+# model's hidden size (the real checkpoints' 3584 is)
+_COMPASS_VISION = {"depth": 2, "deepstack_visual_indexes": [1], "patch_size": 14, "out_hidden_size": 64}
+
+# the processors of the Qwen2-VL family take tokenizer.image_token (and the like) when the tokenizer has one, else
+# their own spellings; naming those keeps the toy from inventing an <image> token the chat template never writes
+_QWEN_TOKENS = {"image_token": "<|image_pad|>", "video_token": "<|video_pad|>",
+                "vision_start_token": "<|vision_start|>", "vision_end_token": "<|vision_end|>"}
+_QWEN_PROMPT = "<|vision_start|>{image}<|vision_end|>What is in the picture?"
+_QWEN_SPECIALS = ("<|vision_start|>", "<|vision_end|>")
+
+# DeepSeek-VL: SigLIP at 32 x 32 pixels in 16-pixel patches gives four image tokens, the count the processor
+# writes (num_image_tokens, 576 for the real 384-pixel tower); its tokenizer spells the image <image_placeholder>
+_DEEPSEEK_VL: dict[str, Any] = dict(tokenizer_tokens={"image_token": "<image_placeholder>"}, special_tokens=("<image_placeholder>",),
+                    processor={"num_image_tokens": 4})
+_DEEPSEEK_VL_VISION = {"image_size": 32, "patch_size": 16}
+
+# a SAM tower at toy size, for nested configs the row replaces whole (the shrink does not reach them then)
+_SMALL_SAM = {"hidden_size": 64, "output_channels": 16, "num_hidden_layers": 2, "num_attention_heads": 4,
+              "mlp_dim": 128}
+
+# Chameleon turns an image into VQ-VAE codes and the codes into text tokens through config.vocabulary_map, whose
+# "IMGIMG<code>Z" names spell each code in letters (A = 0 ... J = 9) and whose "<image>" entry is the placeholder's
+# id. A 16-code book mapped onto the toy vocabulary's spare <extra_300> ... <extra_315> ids; "<image>" is the first
+# token the toy tokenizer adds (id 320: the processor's first spelled special token)
+_CHAMELEON_CODES = {"IMGIMG" + "".join("ABCDEFGHIJ"[int(d)] for d in str(code)) + "Z": 300 + code for code in range(16)}
+_CHAMELEON_VOCABULARY = {"<image>": 320, **_CHAMELEON_CODES}
+
+VISION_TOY_FIXES.update({
+    "CohereCompassForConditionalGeneration": VisionToyFix(
+        prompt="<|VISION_START|>{image}<|VISION_END|>What is in the picture?", image_size=(56, 56),
+        image_processor=_QWEN_IMAGES_56, tokenizer_tokens=_COMPASS_TOKENS,
+        # the rotary embedding reads rope_parameters per layer type
+        sub_configs={"text_config": {"rope_parameters": {"full_attention": _SMALL_MROPE_1}},
+                     "vision_config": _COMPASS_VISION}),
+    # interleaved M-RoPE (T, H, W every third frequency): the defaults [24, 20, 20] fit head_dim 128, these keep
+    # their proportions at the toy's 16; 64 x 64 pixels make 4 x 4 patches of 16, merged 2 x 2 into four tokens.
+    # The model needs mm_token_type_ids for M-RoPE, which Cosmos3EdgeProcessor only returns when the call asks
+    # (unlike Qwen2-VL's, it does not default return_mm_token_type_ids to True); Qwen2VLProcessor expands the
+    # image token the same way (grid t*h*w / merge_size**2) and returns them
+    "Cosmos3EdgeForConditionalGeneration": VisionToyFix(
+        prompt=_QWEN_PROMPT, image_size=(64, 64), tokenizer_tokens=_QWEN_TOKENS, special_tokens=_QWEN_SPECIALS,
+        processor_class="Qwen2VLProcessor", config={"projector_hidden_size": 128},
+        image_processor={"size": {"shortest_edge": 64 * 64, "longest_edge": 64 * 64}},
+        sub_configs={"text_config": {"rope_parameters": {**_SMALL_MROPE_1, "mrope_section": [4, 2, 2]}},
+                     "vision_config": {"num_patches": 16}}),
+    # a Qwen2.5-VL vision tower: its depth is not shrunk (the config names it depth), its full-attention blocks
+    # (7, 15, 23, 31) must lie within it, and its merger's output must be the text model's hidden size
+    "Exaone4_5_ForConditionalGeneration": VisionToyFix(
+        prompt=_QWEN_PROMPT, image_size=(56, 56), image_processor=_QWEN_IMAGES_56, tokenizer_tokens=_QWEN_TOKENS,
+        special_tokens=_QWEN_SPECIALS,
+        sub_configs={"vision_config": {"depth": 2, "fullatt_block_indexes": [1], "out_hidden_size": 64}}),
+    # the processor resizes every image to 980 pixels (its images_kwargs fix max_image_size, the image processor takes
+    # only 490 or 980), and the projector maps each count of vision patches to a count of queries: 70-pixel patches
+    # make 14 x 14 of them, mapped to four image tokens. The chat template wraps the image in FIM tokens
+    "AriaForConditionalGeneration": VisionToyFix(
+        prompt="<fim_prefix>{image}<fim_suffix>What is in the picture?", special_tokens=("<fim_prefix>", "<fim_suffix>"),
+        processor={"size_conversion": {490: 1, 980: 4}},
+        config={"projector_patch_to_query_dict": {49: 1, 196: 4}},
+        sub_configs={"vision_config": {"image_size": 980, "patch_size": 70}}),
+    # SigLIP at 56 x 56 pixels in 14-pixel patches: 4 x 4 patches, pixel-shuffled 2 x 2 into four image tokens per
+    # tile; the processor counts (img_size / patch_size)**2 tokens a tile, patch_size being 14 x downsample 2
+    "AyaVisionForConditionalGeneration": VisionToyFix(
+        image_size=(56, 56), image_processor={"size": {"height": 56, "width": 56}},
+        processor={"img_size": 56, "patch_size": 14, "downsample_factor": 2},
+        sub_configs={"vision_config": {"image_size": 56, "patch_size": 14}}),
+    # the processor prepends num_query_tokens image tokens to the text itself, and reads tokenizer.image_token as an
+    # AddedToken (its .content): a plain string there fails. A ViT at 28 x 28 pixels in 14-pixel patches, four queries
+    "Blip2ForConditionalGeneration": VisionToyFix(
+        prompt="Question: What is in the picture? Answer:", image_size=(28, 28),
+        tokenizer_tokens={"image_token": AddedToken("<image>", normalized=False, special=True)},
+        image_processor={"size": {"height": 28, "width": 28}}, config={"num_query_tokens": 4},
+        sub_configs={"vision_config": {"image_size": 28, "patch_size": 14}}),
+    "DeepseekVLForConditionalGeneration": VisionToyFix(
+        **_DEEPSEEK_VL, image_processor={"size": {"height": 32, "width": 32}},
+        sub_configs={"vision_config": _DEEPSEEK_VL_VISION}),
+    # and a SAM tower at 64 x 64 pixels beside it, whose features are resized to the SigLIP grid; its global-attention
+    # layer (2, 5, 8, 11 by default) must lie within the toy's two layers
+    "DeepseekVLHybridForConditionalGeneration": VisionToyFix(
+        **_DEEPSEEK_VL,
+        image_processor={"size": {"height": 32, "width": 32}, "high_res_size": {"height": 64, "width": 64}},
+        sub_configs={"vision_config": _DEEPSEEK_VL_VISION,
+                     "high_res_vision_config": {"image_size": 64, "global_attn_indexes": [1], "window_size": 2}}),
+    # M-RoPE sections (height, width, time) must sum to head_dim / 2, the defaults [22, 22, 20] fit head_dim 128; the
+    # vision tower's depth is not shrunk (the config names it depth). 56 x 56 pixels make four image tokens
+    "Ernie4_5_VLMoeForConditionalGeneration": VisionToyFix(
+        prompt="<image_start>{image}<image_end>What is in the picture?", image_size=(56, 56),
+        image_processor={"size": {"shortest_edge": 56 * 56, "longest_edge": 56 * 56}},
+        sub_configs={"text_config": {"rope_parameters": {"rope_type": "default", "rope_theta": 500000.0,
+                                                         "mrope_section": [3, 3, 2]}},
+                     "vision_config": {"depth": 2}}),
+    # the DaViT tower's per-stage lists cannot take the generic shrink's single sizes: four stages of one block,
+    # striding 4 x 2 x 2 x 2 pixels, so 64 x 64 pixels end as 2 x 2 features plus the pooled temporal token: five image
+    # tokens, which the processor takes from image_seq_length. It prepends the image tokens itself; the prompt is
+    # the text the <CAPTION> task token stands for
+    "Florence2ForConditionalGeneration": VisionToyFix(
+        prompt="What does the image describe?", image_size=(64, 64),
+        image_processor={"size": {"height": 64, "width": 64}, "crop_size": {"height": 64, "width": 64},
+                         "image_seq_length": 5},
+        sub_configs={"vision_config": {"depths": [1, 1, 1, 1], "embed_dim": [16, 32, 48, 64], "num_heads": [1, 2, 3, 4],
+                                       "num_groups": [1, 2, 3, 4], "window_size": 4, "projection_dim": 64}}),
+    # the vision model's learned queries are fixed at 144 per view (nn.Embedding(144), for 768-pixel views): every view
+    # gives 144 image tokens whatever its size, and the processor counts (size / 16 / 4)**2 per view, so views stay
+    # 768 pixels (an image under the tile size gets no local tiles, only the global view). 64-pixel SAM
+    # patches keep the tower cheap (12 x 12, downsampled to 3 x 3); the SAM output feeds the encoder, whose hidden
+    # size is the last downsample channel count; its global-attention layer must lie within the toy's two layers
+    "DeepseekOcr2ForConditionalGeneration": VisionToyFix(
+        prompt="{image}\nFree OCR.", image_size=(64, 64),
+        image_processor={"size": {"height": 768, "width": 768}, "tile_size": 768},
+        sub_configs={"text_config": {"mlp_layer_types": ["dense", "sparse"]},
+                     "vision_config": {"sam_config": {**_SMALL_SAM, "image_size": 768, "patch_size": 64, "window_size": 4,
+                                                      "global_attn_indexes": [1], "downsample_channels": [32, 64]}}}),
+    # a 16 x 16 image through two 2x downsampling levels gives 4 x 4 = 16 codes, the image_seq_length the processor
+    # writes (the VQ-VAE's GroupNorm takes 32 groups, so 32 base channels); the tokenizer's boi/eoi tokens are the
+    # processor's own defaults
+    "ChameleonForConditionalGeneration": VisionToyFix(
+        image_size=(16, 16), image_processor={"size": {"shortest_edge": 16}, "crop_size": {"height": 16, "width": 16}},
+        processor={"image_seq_length": 16},
+        tokenizer_tokens={"boi_token": "<racm3:break>", "eoi_token": "<eoss>"},
+        config={"vocabulary_map": _CHAMELEON_VOCABULARY},
+        sub_configs={"vq_config": {"resolution": 16, "channel_multiplier": [1, 1, 2], "base_channels": 32,
+                                   "num_embeddings": 16, "embed_dim": 16, "latent_channels": 16, "num_res_blocks": 1}}),
+    # transformers has only a torchvision image processor for it; GOT-OCR2's Pillow one tiles images the same way and
+    # returns the same pixel_values and num_patches. The processor writes patch_size**2 image tokens a tile (patch_size
+    # counts tokens a side here): SigLIP at 56 x 56 pixels in 14-pixel patches, pixel-shuffled 2 x 2, gives 2 x 2
+    "Cohere2VisionForConditionalGeneration": VisionToyFix(
+        image_size=(56, 56), image_processor_class="GotOcr2ImageProcessorPil",
+        image_processor={"size": {"height": 56, "width": 56}, "crop_to_patches": True, "patch_size": 2},
+        config={"alignment_intermediate_size": 128},
+        sub_configs={"vision_config": {"image_size": 56, "patch_size": 14}}),
+    # transformers has only a torchvision image processor for it; Pixtral's Pillow one does the same job: resizes to
+    # multiples of 16 pixels (the vision tokenizer's downsampling) and returns pixel_values with image_sizes, normalised
+    # to [-1, 1]; spatial_factor is the attribute the processor reads. The VQ vision tokenizer's and the WavTokenizer's
+    # codes become text tokens at image_token_offset / audio_token_offset: small codebooks (16 and 4) on the toy
+    # vocabulary's spare ids 300... and 316...; 32 x 32 pixels give 2 x 2 codes. WavTokenizer's codebook_dim must equal
+    # its hidden size (64), which its filters reach after four doublings (4 * 16); the VQ-VAE's GroupNorm takes 32
+    # groups, so 32 base channels
+    "Apertus1p5ForConditionalGeneration": VisionToyFix(
+        image_processor_class="PixtralImageProcessorPil",
+        image_processor={"size": {"longest_edge": 32}, "patch_size": 16, "spatial_factor": 16,
+                         "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5]},
+        config={"image_token_offset": 300, "audio_token_offset": 316},
+        sub_configs={"vision_config": {"codebook_size": 16, "base_channels": 32, "num_res_blocks": 1, "attn_resolutions": [],
+                                       "embed_dim": 16, "latent_channels": 16, "resolution": 32},
+                     "audio_config": {"codebook_size": 4, "codebook_dim": 64, "num_filters": 4}}),
+    # transformers maps no processor to it; its towers are Qwen3-VL's, so Qwen3VLProcessor with the mapped Qwen2-VL
+    # image processor: 64 x 64 pixels in 16-pixel patches (the tower's), merged 2 x 2 into four tokens. Interleaved
+    # M-RoPE sections at the toy's head_dim as for Cosmos3 Edge; the tower's depth is not shrunk (the config names it
+    # depth), its deepstack layers (8, 16, 24) must lie within it, its merger must output the text hidden size
+    "Cosmos3OmniForConditionalGeneration": VisionToyFix(
+        prompt=_QWEN_PROMPT, image_size=(64, 64), processor_class="Qwen3VLProcessor", tokenizer_tokens=_QWEN_TOKENS,
+        special_tokens=_QWEN_SPECIALS, image_processor={"min_pixels": 64 * 64, "max_pixels": 64 * 64, "patch_size": 16},
+        sub_configs={"text_config": {"rope_parameters": {**_SMALL_MROPE_1, "rope_theta": 500000.0, "mrope_section": [4, 2, 2]}},
+                     "vision_config": {"depth": 2, "deepstack_visual_indexes": [1], "out_hidden_size": 64}}),
+    # no image processor is mapped to it; its vision tower is Gemma 4's, so Gemma 4's Pillow one, at its smallest
+    # budget (max_soft_tokens must be 70, 140, 280, 560 or 1120). Gemma4Processor raises unless the tokenizer names
+    # boa/eoa tokens even without audio (`audio is not None and ... or boa is None or eoa is None`); the MoE text
+    # model needs top_k_experts (None by default); the 10240-row patch position table shrinks to 64
+    "DiffusionGemmaForBlockDiffusion": VisionToyFix(
+        image_processor_class="Gemma4ImageProcessorPil", image_processor={"max_soft_tokens": 70},
+        processor={"image_seq_length": 70},
+        tokenizer_tokens={"audio_token": "<|audio|>", "boa_token": "<|audio>", "eoa_token": "<audio|>"},
+        sub_configs={"text_config": {"top_k_experts": 2}, "vision_config": {"position_embedding_size": 64}}),
+    "EvollaForProteinText2Text": VisionToyFix(
+        unsupported="a protein-sequence-to-text model in the image-text-to-text mapping: EvollaProcessor takes protein "
+                    "sequences and structures (SaProt tokens), not images, and transformers maps no image processor to it"),
+    "FastVlmForConditionalGeneration": VisionToyFix(
+        unsupported="its vision tower is a TimmWrapperModel (FastViTHD), which needs the timm package (not installable "
+                    "beside the CPU torch wheel); transformers also maps no processor class to it"),
+})
 
