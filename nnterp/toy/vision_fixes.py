@@ -332,7 +332,8 @@ _QWEN_SPECIALS = ("<|vision_start|>", "<|vision_end|>")
 
 # DeepSeek-VL: SigLIP at 32 x 32 pixels in 16-pixel patches gives four image tokens, the count the processor
 # writes (num_image_tokens, 576 for the real 384-pixel tower); its tokenizer spells the image <image_placeholder>
-_DEEPSEEK_VL: dict[str, Any] = dict(tokenizer_tokens={"image_token": "<image_placeholder>"}, special_tokens=("<image_placeholder>",),
+_DEEPSEEK_VL: dict[str, Any] = dict(tokenizer_tokens={"image_token": "<image_placeholder>"},
+                                    special_tokens=("<image_placeholder>",),
                     processor={"num_image_tokens": 4})
 _DEEPSEEK_VL_VISION = {"image_size": 32, "patch_size": 16}
 
@@ -375,7 +376,8 @@ VISION_TOY_FIXES.update({
     # only 490 or 980), and the projector maps each count of vision patches to a count of queries: 70-pixel patches
     # make 14 x 14 of them, mapped to four image tokens. The chat template wraps the image in FIM tokens
     "AriaForConditionalGeneration": VisionToyFix(
-        prompt="<fim_prefix>{image}<fim_suffix>What is in the picture?", special_tokens=("<fim_prefix>", "<fim_suffix>"),
+        prompt="<fim_prefix>{image}<fim_suffix>What is in the picture?",
+        special_tokens=("<fim_prefix>", "<fim_suffix>"),
         processor={"size_conversion": {490: 1, 980: 4}},
         config={"projector_patch_to_query_dict": {49: 1, 196: 4}},
         sub_configs={"vision_config": {"image_size": 980, "patch_size": 70}}),
@@ -429,7 +431,8 @@ VISION_TOY_FIXES.update({
         prompt="{image}\nFree OCR.", image_size=(64, 64),
         image_processor={"size": {"height": 768, "width": 768}, "tile_size": 768},
         sub_configs={"text_config": {"mlp_layer_types": ["dense", "sparse"]},
-                     "vision_config": {"sam_config": {**_SMALL_SAM, "image_size": 768, "patch_size": 64, "window_size": 4,
+                     "vision_config": {"sam_config": {**_SMALL_SAM, "image_size": 768, "patch_size": 64,
+                                                      "window_size": 4,
                                                       "global_attn_indexes": [1], "downsample_channels": [32, 64]}}}),
     # a 16 x 16 image through two 2x downsampling levels gives 4 x 4 = 16 codes, the image_seq_length the processor
     # writes (the VQ-VAE's GroupNorm takes 32 groups, so 32 base channels); the tokenizer's boi/eoi tokens are the
@@ -461,7 +464,8 @@ VISION_TOY_FIXES.update({
         image_processor={"size": {"longest_edge": 32}, "patch_size": 16, "spatial_factor": 16,
                          "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5]},
         config={"image_token_offset": 300, "audio_token_offset": 316},
-        sub_configs={"vision_config": {"codebook_size": 16, "base_channels": 32, "num_res_blocks": 1, "attn_resolutions": [],
+        sub_configs={"vision_config": {"codebook_size": 16, "base_channels": 32, "num_res_blocks": 1,
+                                       "attn_resolutions": [],
                                        "embed_dim": 16, "latent_channels": 16, "resolution": 32},
                      "audio_config": {"codebook_size": 4, "codebook_dim": 64, "num_filters": 4}}),
     # transformers maps no processor to it; its towers are Qwen3-VL's, so Qwen3VLProcessor with the mapped Qwen2-VL
@@ -471,7 +475,8 @@ VISION_TOY_FIXES.update({
     "Cosmos3OmniForConditionalGeneration": VisionToyFix(
         prompt=_QWEN_PROMPT, image_size=(64, 64), processor_class="Qwen3VLProcessor", tokenizer_tokens=_QWEN_TOKENS,
         special_tokens=_QWEN_SPECIALS, image_processor={"min_pixels": 64 * 64, "max_pixels": 64 * 64, "patch_size": 16},
-        sub_configs={"text_config": {"rope_parameters": {**_SMALL_MROPE_1, "rope_theta": 500000.0, "mrope_section": [4, 2, 2]}},
+        sub_configs={"text_config": {"rope_parameters": {**_SMALL_MROPE_1, "rope_theta": 500000.0,
+                                                         "mrope_section": [4, 2, 2]}},
                      "vision_config": {"depth": 2, "deepstack_visual_indexes": [1], "out_hidden_size": 64}}),
     # no image processor is mapped to it; its vision tower is Gemma 4's, so Gemma 4's Pillow one, at its smallest
     # budget (max_soft_tokens must be 70, 140, 280, 560 or 1120). Gemma4Processor raises unless the tokenizer names
@@ -483,8 +488,9 @@ VISION_TOY_FIXES.update({
         tokenizer_tokens={"audio_token": "<|audio|>", "boa_token": "<|audio>", "eoa_token": "<audio|>"},
         sub_configs={"text_config": {"top_k_experts": 2}, "vision_config": {"position_embedding_size": 64}}),
     "EvollaForProteinText2Text": VisionToyFix(
-        unsupported="a protein-sequence-to-text model in the image-text-to-text mapping: EvollaProcessor takes protein "
-                    "sequences and structures (SaProt tokens), not images, and transformers maps no image processor to it"),
+        unsupported="a protein-sequence-to-text model in the image-text-to-text mapping: EvollaProcessor takes "
+                    "protein sequences and structures (SaProt tokens), not images, and transformers maps no image "
+                    "processor to it"),
     "FastVlmForConditionalGeneration": VisionToyFix(
         unsupported="its vision tower is a TimmWrapperModel (FastViTHD), which needs the timm package (not installable "
                     "beside the CPU torch wheel); transformers also maps no processor class to it"),
