@@ -73,7 +73,8 @@ def vision_toy_fix(model_type: str) -> VisionToyFix:
     """The VISION_TOY_FIXES row of a model type's class, as it applies to the installed transformers."""
     import transformers
 
-    fix = VISION_TOY_FIXES.get(image_text_to_text_classes()[model_type], VisionToyFix())
+    fix = VISION_TOY_FIXES.get(model_type) or VISION_TOY_FIXES.get(image_text_to_text_classes()[model_type],
+                                                                   VisionToyFix())
     return fix.on(transformers.__version__)  # type: ignore[return-value]  # replace() keeps the subclass
 
 
@@ -285,7 +286,14 @@ def toy_vlm_config(model_type: str, processor: Any, fix: VisionToyFix) -> Any:
     if text_name and hasattr(text_default, "__dict__") and isinstance(fields.get(text_name), dict):
         fields[text_name].update(_token_fields(text_default.__dict__, processor))
     fields = fix.apply(fields)  # the row's own values win over the token ids found
-    return config_class(**fields)
+    config = config_class(**fields)
+    for path, tokens in fix.token_fields.items():
+        *parents, name = path.split(".")
+        target = config
+        for parent in parents:
+            target = getattr(target, parent)
+        setattr(target, name, processor.tokenizer.convert_tokens_to_ids(tokens))
+    return config
 
 
 def build_toy_vlm(name: str, attn_implementation: str | None = None) -> ToyVLM:

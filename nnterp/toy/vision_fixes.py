@@ -3,7 +3,7 @@ HuggingFace class name like ``TOY_FIXES`` and the registry."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from tokenizers import AddedToken
@@ -25,7 +25,10 @@ class VisionToyFix(ToyFix):
     processor class spells; ``tokenizer_tokens`` set attributes of the tokenizer (``image_token``) that
     some processors read. ``video_processor_class`` is built where a processor reads its video processor's
     settings (else None: the toys take no videos); ``processor_attributes`` are set on the built processor
-    (settings its ``__call__`` reads from the instance but its ``__init__`` does not take).
+    (settings its ``__call__`` reads from the instance but its ``__init__`` does not take). ``token_fields``
+    maps a config field (dotted into nested configs) to the token (or list of tokens) whose toy ids it takes,
+    where the name match misses (Ovis2's <IMG_ATOM>). Rows are keyed by class name, or by model type where
+    several types share a class (shieldgemma2 and gemma3).
     """
 
     image_processor: dict[str, Any] = field(default_factory=dict)
@@ -38,6 +41,7 @@ class VisionToyFix(ToyFix):
     tokenizer_tokens: dict[str, Any] = field(default_factory=dict)
     video_processor_class: str | None = None
     processor_attributes: dict[str, Any] = field(default_factory=dict)
+    token_fields: dict[str, Any] = field(default_factory=dict)
 
 
 # A CLIP tower at 28 x 28 pixels in 14-pixel patches: four patch tokens and its class token.
@@ -494,5 +498,186 @@ VISION_TOY_FIXES.update({
     "FastVlmForConditionalGeneration": VisionToyFix(
         unsupported="its vision tower is a TimmWrapperModel (FastViTHD), which needs the timm package (not installable "
                     "beside the CPU torch wheel); transformers also maps no processor class to it"),
+})
+
+
+# -- rows from rows_4b.py --
+# A CLIP tower at 28 x 28 pixels in 14-pixel patches: four patch tokens and its class token.
+_SMALL_CLIP_4 = {"image_size": 28, "patch_size": 14}
+_SMALL_CLIP_IMAGES_4 = {"size": {"shortest_edge": 28}, "crop_size": {"height": 28, "width": 28}}
+
+# M-RoPE splits each head's rotary frequencies into temporal, height and width sections, which must sum to
+# head_dim / 2 (8 for the toys' 16); the defaults fit head_dim 128.
+_SMALL_MROPE_4 = {"rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [2, 3, 3]}}
+# Qwen-VL chat templates wrap each image's pad tokens in vision-start/end tokens, single tokens of the real
+# vocabulary (the processors spell only the pad tokens; the models find images by mm_token_type_ids).
+_QWEN_VISION_TOKENS = ("<|vision_start|>", "<|vision_end|>")
+_QWEN_PROMPT_4 = "<|vision_start|>{image}<|vision_end|>What is in the picture?"
+# 56 x 56 pixels make 4 x 4 patches of 14, merged 2 x 2 into four image tokens
+_QWEN_56_IMAGES = {"min_pixels": 56 * 56, "max_pixels": 56 * 56}
+
+# Qwen3-VL's tower takes 16-pixel patches (64 x 64 pixels: 4 x 4, merged 2 x 2 into four tokens), adds its
+# deepstack layers' features (8, 16, 24, past the toy's two) to the LM's first layers, and has a 48 x 48
+# grid of position embeddings (8 x 8 here, interpolated); its
+# processor reads the vision-start/end tokens from the tokenizer. Its text M-RoPE interleaves the sections.
+_QWEN3_VL = VisionToyFix(
+    prompt=_QWEN_PROMPT_4, image_size=(64, 64), special_tokens=_QWEN_VISION_TOKENS,
+    tokenizer_tokens={"vision_start_token": "<|vision_start|>", "vision_end_token": "<|vision_end|>"},
+    image_processor={"patch_size": 16, "min_pixels": 64 * 64, "max_pixels": 64 * 64},
+    sub_configs={"text_config": {"rope_parameters": {**_SMALL_MROPE_4["rope_parameters"], "mrope_interleaved": True}},
+                 "vision_config": {"deepstack_visual_indexes": [0], "num_position_embeddings": 64}})
+
+# Gemma 3's processors take tokenizer.boi_token / image_token / eoi_token (<start_of_image>, <image_soft_token>,
+# <end_of_image> in the checkpoints; the toy spells them <boi>, <image>, <eoi>) and wrap turns in these
+_GEMMA3_TURNS = ("<start_of_turn>", "<end_of_turn>")
+_GEMMA3_PROMPT = "<start_of_turn>user\n{image}What is in the picture?<end_of_turn>\n<start_of_turn>model\n"
+_GEMMA3_IMAGES = {"size": {"height": 32, "width": 32}}
+# the shrunk SigLIP tower (a nested config is replaced whole) at 32 pixels in 8-pixel patches
+_GEMMA3_SIGLIP = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+                  "image_size": 32, "patch_size": 8, "model_type": "siglip_vision_model"}
+
+# (the auto mapping's; no other Pillow image processor was tried for these)
+_TORCHVISION_ONLY = "its only image processor ({}) needs torchvision, which cannot load beside the CPU torch wheel"
+
+VISION_TOY_FIXES.update({
+    # VipLlava concatenates the CLIP hidden states (class token dropped) of layers -2, -5, -8, -11 and 6,
+    # past the toy tower's two layers (three hidden states): the last-but-one and the embeddings here
+    "VipLlavaForConditionalGeneration": VisionToyFix(
+        config={"vision_feature_layer": [-2, 0]}, sub_configs={"vision_config": _SMALL_CLIP_4},
+        image_processor=_SMALL_CLIP_IMAGES_4, prompt="###Human: {image}\nWhat is in the picture?###Assistant:"),
+    # Qwen2.5-VL's vision tower lists its full-attention blocks (7, 15, 23, 31) past the toy's two
+    "Qwen2_5_VLForConditionalGeneration": VisionToyFix(
+        prompt=_QWEN_PROMPT_4, image_size=(56, 56), image_processor=_QWEN_56_IMAGES, special_tokens=_QWEN_VISION_TOKENS,
+        sub_configs={"text_config": _SMALL_MROPE_4,
+                     "vision_config": {"fullatt_block_indexes": [1]}}),
+    "Qwen3VLForConditionalGeneration": _QWEN3_VL,
+    # the auto mapping names no image processor for Qwen3-VL-MoE; its checkpoints ship Qwen3-VL's
+    # (Qwen2VLImageProcessor) and share its tower
+    "Qwen3VLMoeForConditionalGeneration": replace(_QWEN3_VL, image_processor_class="Qwen2VLImageProcessorPil"),
+    # PaddleOCR-VL: the 384-pixel SigLIP tower's position grid shrunk to 56 pixels (4 x 4 patches of 14, merged
+    # 2 x 2 into four image tokens); its M-RoPE sections default to [16, 24, 24] (head_dim 128)
+    "PaddleOCRVLForConditionalGeneration": VisionToyFix(
+        prompt="User: <|IMAGE_START|>{image}<|IMAGE_END|>What is in the picture?\nAssistant: ", image_size=(56, 56),
+        special_tokens=("<|IMAGE_START|>", "<|IMAGE_END|>"), image_processor=_QWEN_56_IMAGES,
+        sub_configs={"text_config": _SMALL_MROPE_4, "vision_config": {"image_size": 56}}),
+    # VideoLLaMA 3's config defaults to 16-pixel patches, its image processor (as the checkpoints) to 14; images
+    # are not merged (merge size 1), so 28 x 28 pixels make four image tokens
+    "VideoLlama3ForConditionalGeneration": VisionToyFix(
+        prompt="{image}\nWhat is in the picture?", image_size=(28, 28),
+        image_processor={"min_pixels": 28 * 28, "max_pixels": 28 * 28},
+        sub_configs={"vision_config": {"patch_size": 14}}),
+    # PaliGemma's processor takes the image-token count from the image processor (image_seq_length, which a
+    # checkpoint's preprocessor config states); a 28-pixel SigLIP tower in 14-pixel patches gives four. The
+    # projector's width (projection_dim, 2048) is the LM's hidden size
+    "PaliGemmaForConditionalGeneration": VisionToyFix(
+        prompt="{image}answer en What is in the picture?", image_size=(28, 28),
+        image_processor={"size": {"height": 28, "width": 28}, "image_seq_length": 4},
+        config={"projection_dim": 64}, sub_configs={"vision_config": {"image_size": 28, "patch_size": 14}}),
+    # SmolVLM: a 32-pixel SigLIP tower in 8-pixel patches (4 x 4), pixel-shuffled 2 x 2 into four image tokens,
+    # the count the processor is told (image_seq_len, 169 by default); a 32-pixel image is one tile
+    "SmolVLMForConditionalGeneration": VisionToyFix(
+        prompt="<|im_start|>User:{image}What is in the picture?<end_of_utterance>\nAssistant:", image_size=(32, 32),
+        image_processor={"size": {"longest_edge": 32}, "max_image_size": {"longest_edge": 32}},
+        processor={"image_seq_len": 4}, special_tokens=("<|im_start|>",),
+        sub_configs={"vision_config": {"image_size": 32, "patch_size": 8}}),
+    # Pix2Struct (T5-style) sizes heads by d_kv (64), which the shrink leaves: 64 / 64 is one head where the mask
+    # has four. The text is the decoder's; the image is the encoder's (no image token). MONKEYPATCH below
+    # cuts the processor's max_patches (a class attribute, 2048) to 16 (a 64 x 64 image in 16-pixel patches),
+    # whose row/column ids (from 1) need seq_len 17
+    "Pix2StructForConditionalGeneration": VisionToyFix(
+        prompt="What is in the picture?", image_size=(64, 64),
+        sub_configs={"text_config": {"d_kv": 16}, "vision_config": {"d_kv": 16, "seq_len": 17}}),
+    # T5Gemma 2 (Gemma 3's processor): a 32-pixel SigLIP tower in 8-pixel patches (4 x 4), average-pooled to
+    # mm_tokens_per_image 4 (2 x 2), the processor told the same (image_seq_length, 256 by default). Gemma 3's
+    # processor gives its begin-of-image id as image_token_id (the text's placeholder), so the name match
+    # points image_token_index at <boi>; the model looks for the soft image tokens (tokenizer.image_token)
+    "T5Gemma2ForConditionalGeneration": VisionToyFix(
+        prompt=_GEMMA3_PROMPT, image_size=(32, 32), image_processor=_GEMMA3_IMAGES, processor={"image_seq_length": 4},
+        special_tokens=_GEMMA3_TURNS,
+        sub_configs={"encoder": {"mm_tokens_per_image": 4, "vision_config": _GEMMA3_SIGLIP}},
+        token_fields={"image_token_index": "<image>", "eoi_token_index": "<eoi>",
+                      "encoder.image_token_index": "<image>", "encoder.boi_token_index": "<boi>",
+                      "encoder.eoi_token_index": "<eoi>"}),
+    # ShieldGemma 2 ignores the text: it builds one prompt per image and policy (three by default) through its
+    # chat template (the toy's: the image, then the policy); one short policy makes one prompt per image.
+    # Gemma 3's image-token quirk and sizes as T5Gemma 2 above
+    # keyed by model type: the class is Gemma 3's too (MONKEYPATCH below, type keys before class keys)
+    "shieldgemma2": VisionToyFix(
+        prompt="{image}", image_size=(32, 32), image_processor=_GEMMA3_IMAGES, special_tokens=_GEMMA3_TURNS,
+        processor={"image_seq_length": 4,
+                   "policy_definitions": {"dangerous": "No Dangerous Content: no content that facilitates harm."}},
+        config={"mm_tokens_per_image": 4}, sub_configs={"vision_config": {"image_size": 32, "patch_size": 8}},
+        token_fields={"image_token_index": "<image>"}),
+    # Ovis 2: a 28-pixel tower in 14-pixel patches, four image tokens (image_seq_length, 256 by default), a small
+    # visual vocabulary (16384). Its processor names <image> as image token but writes each image as
+    # <IMG_START>, <IMG_ATOM> x image_seq_length, <IMG_GRID>, ..., <IMG_END>: the model looks for the atoms, and
+    # embeds the five indicator tokens from its visual vocabulary (their ids in the checkpoint's order)
+    "Ovis2ForConditionalGeneration": VisionToyFix(
+        prompt="{image}\nWhat is in the picture?", image_size=(28, 28),
+        image_processor={"size": {"height": 28, "width": 28}},
+        processor={"image_seq_length": 4}, sub_configs={"vision_config": {"image_size": 28, "vocab_size": 64}},
+        token_fields={"image_token_id": "<IMG_ATOM>", "visual_indicator_token_ids": [
+            "<IMG_START>", "<IMG_GRID>", "<IMG_COL>", "<IMG_ROW>", "<IMG_END>"]}),
+    # Qianfan-OCR (InternVL-like): a 56-pixel tower in 14-pixel patches (4 x 4), pixel-shuffled by 0.5 into four
+    # image tokens, the count processor and config are told (image_seq_length, 256). The text marks images with
+    # <image> (image_placeholder_token), which the processor expands; its image_token is the context token.
+    "QianfanOCRForConditionalGeneration": VisionToyFix(
+        prompt="<image>\nWhat is in the picture?", image_size=(56, 56),
+        image_processor={"size": {"height": 56, "width": 56}}, processor={"image_seq_length": 4},
+        config={"image_seq_length": 4}, sub_configs={"vision_config": {"image_size": [56, 56]}}),
+    # PP-Chart2Table (keyed by type: GOT-OCR 2's class): its processor expands nothing, the checkpoint's chat
+    # template writes <img>, image_seq_length <imgpad> and </img>, whose id the name match misses. A 128-pixel
+    # SAM tower in 16-pixel patches (8 x 8, windows of 14 pad it) is downsampled 4 x 4 into four tokens;
+    # smaller neck channels (256) and MLP (3072)
+    "pp_chart2table": VisionToyFix(
+        prompt="<img>" + "<imgpad>" * 4 + "</img>\nChart to table", image_size=(128, 128),
+        image_processor={"size": {"height": 128, "width": 128}}, special_tokens=("<img>", "<imgpad>", "</img>"),
+        config={"image_seq_length": 4}, token_fields={"image_token_index": "<imgpad>"},
+        sub_configs={"vision_config": {"image_size": 128, "global_attn_indexes": [1], "output_channels": 32,
+                                       "mlp_dim": 128}}),
+    # measured: with apply_ocr=False (OCR needs the tesseract binary) the forward raises TypeError at bbox[:, :, 0]
+    "UdopForConditionalGeneration": VisionToyFix(
+        unsupported="its forward needs a bounding box per token (bbox), which only UdopTokenizer builds from "
+                    "word boxes; the toy byte-level tokenizer gives none, and the image processor's own OCR "
+                    "needs the tesseract binary"),
+    # Qwen2.5-Omni's thinker: the auto mappings name no processor for the thinker type; the Omni checkpoints ship
+    # Qwen2_5OmniProcessor with Qwen2-VL's image processor. get_rope_index reads config.vision_start_token_id,
+    # which the thinker config does not declare (the checkpoints' config.json states it): <|vision_bos|>
+    "Qwen2_5OmniThinkerForConditionalGeneration": VisionToyFix(
+        processor_class="Qwen2_5OmniProcessor", image_processor_class="Qwen2VLImageProcessorPil",
+        special_tokens=("<|vision_bos|>", "<|vision_eos|>"),
+        tokenizer_tokens={"vision_bos_token": "<|vision_bos|>", "vision_eos_token": "<|vision_eos|>"},
+        token_fields={"vision_start_token_id": "<|vision_bos|>"},
+        prompt="<|vision_bos|>{image}<|vision_eos|>What is in the picture?", image_size=(56, 56),
+        image_processor=_QWEN_56_IMAGES, sub_configs={"text_config": _SMALL_MROPE_4}),
+    # Qwen3-Omni-MoE's thinker: as Qwen2.5-Omni's, with Qwen3-VL's 16-pixel patches and deepstack layers; its audio
+    # tower's convolutions (480 channels) and output width (3584) left 5M parameters
+    "Qwen3OmniMoeThinkerForConditionalGeneration": VisionToyFix(
+        processor_class="Qwen3OmniMoeProcessor", image_processor_class="Qwen2VLImageProcessorPil",
+        special_tokens=("<|vision_bos|>", "<|vision_eos|>"),
+        tokenizer_tokens={"vision_bos_token": "<|vision_bos|>", "vision_eos_token": "<|vision_eos|>"},
+        token_fields={"vision_start_token_id": "<|vision_bos|>"},
+        prompt="<|vision_bos|>{image}<|vision_eos|>What is in the picture?", image_size=(64, 64),
+        image_processor={"patch_size": 16, "min_pixels": 64 * 64, "max_pixels": 64 * 64},
+        sub_configs={"text_config": {"rope_parameters": {**_SMALL_MROPE_4["rope_parameters"],
+                                                         "mrope_interleaved": True}},
+                     "vision_config": {"deepstack_visual_indexes": [0], "num_position_embeddings": 64},
+                     "audio_config": {"downsample_hidden_size": 16, "output_dim": 64}}),
+    # no Pillow image processor in transformers for these (auto mapping: torchvision only)
+    "NemotronH_Omni_Reasoning_V3": VisionToyFix(
+        unsupported=_TORCHVISION_ONLY.format("NemotronH_Omni_Reasoning_V3ImageProcessor")),
+    "PerceptionLMForConditionalGeneration": VisionToyFix(
+        unsupported=_TORCHVISION_ONLY.format("PerceptionLMImageProcessor")),
+    "PI0ForConditionalGeneration": VisionToyFix(
+        unsupported=_TORCHVISION_ONLY.format("PI0ImageProcessor")),
+    "PPFormulaNetForConditionalGeneration": VisionToyFix(
+        unsupported=_TORCHVISION_ONLY.format("PPFormulaNetImageProcessor")),
+    "Step3p7ForConditionalGeneration": VisionToyFix(
+        unsupported=_TORCHVISION_ONLY.format("Step3p7ImageProcessor")),
+    "UnlimitedOcrForConditionalGeneration": VisionToyFix(
+        unsupported=_TORCHVISION_ONLY.format("UnlimitedOcrImageProcessor")),
+    "VisionEncoderDecoderModel": VisionToyFix(
+        unsupported="a composite of any vision encoder and text decoder (ViT + BERT by default): transformers maps "
+                    "no processor to it, the processor depends on the checkpoint's pair (not tried further)"),
 })
 
