@@ -54,8 +54,10 @@ def _model_types(names: list[str]) -> tuple[list[str], list[str]]:
         except KeyError:
             try:
                 vision_types.append(resolve_vlm_type(name))
-            except KeyError as error:
-                raise CommandLineError(str(error.args[0]) if error.args else str(error)) from error
+            except KeyError:
+                raise CommandLineError(f"{name!r} is neither a model type nor a class name of transformers' causal-LM "
+                                       "or image-text-to-text mappings; run `python -m nnterp toy --list` to see the "
+                                       "toy models on offer.") from None
     return types, vision_types
 
 

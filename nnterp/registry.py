@@ -277,11 +277,25 @@ class HeadFacts:
     # A config whose embedding is padded past the tokenizer declares the head's width as unpadded_vocab_size.
     vocab_size_keys: tuple[str, ...] = ("unpadded_vocab_size", "vocab_size", "n_vocab")
 
-    def active_transforms(self, config: Any) -> list[tuple[Callable[[Any, float], Any], float]]:
-        """The transforms this (text) config switches on, with their values."""
+    def active_transforms(self, config: Any, model_class: type | None = None) -> list[tuple[Callable[[Any, float], Any],
+                                                                                             float]]:
+        """The transforms this (text) config switches on, with their values; with ``model_class``, only those
+        its forward applies (Aya Vision's text config has Cohere 2's logit_scale, which its forward never uses)."""
         text = config.get_text_config()
+        source = _forward_source(model_class) if model_class is not None else None
         return [(transform, getattr(text, key)) for key, transform in self.logit_transforms
-                if isinstance(getattr(text, key, None), (int, float)) and not isinstance(getattr(text, key), bool)]
+                if isinstance(getattr(text, key, None), (int, float)) and not isinstance(getattr(text, key), bool)
+                and (source is None or key in source)]
+
+
+def _forward_source(model_class: type) -> str | None:
+    """The source of a model class's forward (None where it cannot be read: then nothing is filtered)."""
+    import inspect
+
+    try:
+        return inspect.getsource(model_class.forward)  # type: ignore[attr-defined]  # a torch module class
+    except (OSError, TypeError, AttributeError):
+        return None
 
 
 @dataclass(frozen=True)
@@ -343,7 +357,9 @@ DEFAULT = ArchitectureSpec().like(
     layers=("model.layers", "model.decoder.layers", "transformer.h", "transformer.blocks",
             "transformer.layer", "gpt_neox.layers", "gpt_neox_japanese.layers", "backbone.layers",
             "backbone.blocks", "model.language_model.layers", "model.text_model.layers", "biogpt.layers",
-            "rwkv.blocks", "*.encoder.layer", "*.encoder.layers", "model.L_module.layers",
+            "rwkv.blocks", "text_model.model.layers", "text_decoder.bert.encoder.layer",
+            "language_model.model.decoder.layers", "*.encoder.layer",
+            "*.encoder.layers", "model.L_module.layers",
             "language_model.model.layers"),
     ln_final=("model.norm", "transformer.ln_f", "model.decoder.final_layer_norm", "model.decoder.layer_norm",
               "model.final_layernorm", "model.language_model.final_layernorm", "gpt_neox.final_layer_norm",
@@ -364,7 +380,8 @@ DEFAULT = ArchitectureSpec().like(
     projector=("model.multi_modal_projector", "multi_modal_projector", "model.visual.merger", "visual.merger",
                "model.connector", "model.mm_projector", "model.aligner", "model.vision_projection",
                "model.visual_projection", "model.image_projection", "model.projector", "model.vision_proj",
-               "model.language_projection", "language_projection", "model.vision_tower.merger"),
+               "model.language_projection", "language_projection", "model.vision_tower.merger",
+               "image_to_text_projection"),
     image_token_keys=("image_token_id", "image_token_index", "image_token"),
 )
 
@@ -520,6 +537,8 @@ _ARCHITECTURES: dict[str, ArchitectureSpec] = {
                                            "with id 0 are padding, expected on the left"),
     "GitForCausalLM": _BERT,
     "BertLMHeadModel": _BERT,
+    # BLIP captions with a BERT decoder (cross-attending to the image), its head is the decoder's own
+    "BlipForConditionalGeneration": _BERT.like(lm_head=("text_decoder.cls",)),
     "BertGenerationDecoder": _BERT,
     "BigBirdForCausalLM": _BERT,
     "CamembertForCausalLM": _BERT,
@@ -631,11 +650,20 @@ _ARCHITECTURES: dict[str, ArchitectureSpec] = {
 
 ARCHITECTURES = MappingProxyType(_ARCHITECTURES)
 
-def spec_for(model_class: type) -> ArchitectureSpec:
-    """The row for a model class, inherited along its MRO, else the default spec."""
+def spec_for(model_class: type, config: Any = None) -> ArchitectureSpec:
+    """The row for a model class, inherited along its MRO; else, for a multimodal model whose class has no
+    row, the row of the causal LM of its text config's model type (a LLaVA over Cohere 2 blocks is
+    Cohere 2's row); else the default spec."""
     for klass in model_class.__mro__:
         if klass.__name__ in _ARCHITECTURES:
             return _ARCHITECTURES[klass.__name__]
+    text_config = config.get_text_config() if config is not None and hasattr(config, "get_text_config") else None
+    if text_config is not None and text_config is not config:
+        from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+        causal = MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(getattr(text_config, "model_type", ""))
+        if causal in _ARCHITECTURES:
+            return _ARCHITECTURES[causal]
     return DEFAULT
 
 

@@ -233,7 +233,7 @@ class RemoteStandardized(TraceTimeMembers, TransformersModel):
 # Public members of StandardizedTransformer a trace never uses: the twin leaves them out (a test checks that
 # every public member is either here, a fact, an accessor, or one of RemoteStandardized's).
 CLIENT_ONLY_MEMBERS = ("validate", "validate_quietly", "get_topk_closest_tokens", "position_limit", "dispatch",
-                       "check_results", "architecture")
+                       "check_results", "architecture", "probe_inputs", "invokes_batch")
 
 
 class RemoteMixin:

@@ -255,7 +255,7 @@ def _first_relative(layer: Any, candidates: tuple[str, ...]) -> str | None:
 def resolve_architecture(model: Any, rename_config: RenameConfig | None = None) -> ResolvedArchitecture:
     """Find every standardized module of ``model`` (a HuggingFace PreTrainedModel)."""
     class_name = type(model).__name__
-    spec = spec_for(type(model))
+    spec = spec_for(type(model), getattr(model, "config", None))
     check_rename_config(rename_config)
     if rename_config is not None:
         spec = rename_config.apply(spec)
@@ -268,9 +268,9 @@ def resolve_architecture(model: Any, rename_config: RenameConfig | None = None) 
     paths, scale_attr = spec.paths, spec.blocks.residual_scale_attr
     embed = _required(model, paths.embed_tokens, "embed_tokens", class_name,
                       None if paths.embed_tokens else _hf_path(model, "get_input_embeddings"))
-    lm_head = _required(model, paths.lm_head, "lm_head", class_name,
-                        None if paths.lm_head else _head_path(model))
     layers_path = _required(model, paths.layers, "layers", class_name)
+    lm_head = _required(model, paths.lm_head, "lm_head", class_name,
+                        None if paths.lm_head else _head_path(model, layers_path))
     layers = model.get_submodule(layers_path)
     if rename_config is not None:
         check_layer_paths(layers, rename_config, class_name)
@@ -285,7 +285,7 @@ def resolve_architecture(model: Any, rename_config: RenameConfig | None = None) 
                              if path != standard and get_submodule(layer, standard) is not None)
     return ResolvedArchitecture(
         class_name=class_name, spec=spec, embed_tokens=embed, layers=layers_path, native_names=native_names,
-        ln_final=find_path(model, paths.ln_final), lm_head=lm_head,
+        ln_final=find_path(model, paths.ln_final) or _final_norm(model, layers_path), lm_head=lm_head,
         head_transform=find_path(model, paths.head_transform),
         attention=attention, mlp=mlp,
         attention_output=attention_output, mlp_input=_per_layer(layers, paths.mlp_input) if paths.mlp_input else mlp,
@@ -299,6 +299,23 @@ def resolve_architecture(model: Any, rename_config: RenameConfig | None = None) 
         residual_extra_scale=tuple(tuple(_module_scale(layer, spec, path) for path in extra)
                                    for layer, extra in zip(layers, residual_extra)),
     )
+
+
+def _final_norm(model: Any, layers_path: str) -> str | None:
+    """Where no candidate names the final norm: the norm beside the layers that their parent's forward calls
+    last (OPT inside BLIP-2: ``final_layer_norm``; Kosmos-2's text model: ``layer_norm``, not its embedding
+    norm). Found from the parent's code, so a parent without a norm gives None (post-norm BERT)."""
+    from .checks.probing import call_order
+
+    parent_path, _, _ = layers_path.rpartition(".")
+    parent = model.get_submodule(parent_path) if parent_path else model
+    norms = [name for name, child in parent.named_children() if "norm" in type(child).__name__.lower()]
+    order = call_order(type(parent))  # type: ignore[arg-type]  # classes are hashable
+    called = [name for name in norms if name in order]
+    if not called:
+        return None
+    last = max(called, key=lambda name: order[name])
+    return f"{parent_path}.{last}" if parent_path else last
 
 
 def _module_scale(layer: Any, spec: ArchitectureSpec, path: str | None) -> float:
@@ -326,10 +343,15 @@ def _hf_path(model: Any, getter: str) -> str | None:
     return module_path(model, target) if target is not None else None
 
 
-def _head_path(model: Any) -> str | None:
-    """The top-level module holding the output embeddings: the whole head, e.g. BERT's ``cls``."""
+def _head_path(model: Any, layers: str) -> str | None:
+    """The outermost module holding the output embeddings but not the layers: the whole head (BERT's ``cls``),
+    not a wrapper around the whole language model (Kosmos-2's ``text_model``, which holds ``lm_head``)."""
     path = _hf_path(model, "get_output_embeddings")
-    return path.split(".")[0] if path else None
+    if not path:
+        return None
+    parts = path.split(".")
+    return next(".".join(parts[:depth]) for depth in range(1, len(parts) + 1)
+                if not (layers + ".").startswith(".".join(parts[:depth]) + "."))
 
 
 def get_rename_dict(model: Any = None, rename_config: RenameConfig | None = None) -> dict[str, str]:

@@ -210,7 +210,7 @@ class StandardizedTransformer(RemoteMixin, TraceTimeMembers, TransformersModel):
                           has_head_transform=arch.head_transform is not None, codebooks=bool(spec.layout.codebooks.key),
                           multi_stream=bool(spec.layout.streams), readout=spec.layout.streams.readout,
                           base_path=arch.layers.rpartition(".")[0], skip_passes_inputs=spec.blocks.skip_passes_inputs,
-                          logit_transforms=tuple(spec.head.active_transforms(self._module.config)))
+                          logit_transforms=tuple(spec.head.active_transforms(self._module.config, type(self._module))))
 
     def _bind_displaced_names(self) -> None:
         """Point standardized names that a native module of that name held (now renamed) at their module.
@@ -446,6 +446,10 @@ class StandardizedTransformer(RemoteMixin, TraceTimeMembers, TransformersModel):
         """Run the load-time checks and return their results without raising."""
         from .checks import run_load_checks
 
+        if isinstance(self._layer_output_arity, Exception):  # the plain two-token forward failed: learn it
+            with self._arity_from_next_forward():               # from this forward (a VLM's holds an image)
+                self.check_results = run_load_checks(self)
+            return self.check_results
         self.check_results = run_load_checks(self)
         return self.check_results
 

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from .accessors import LayerwiseIO, rewrap, unwrap, walk
-from .errors import InvalidArgument, VisionUnavailable
+from .errors import InvalidArgument, RenamingError, VisionUnavailable
 from .registry import VisionFacts
 from .rename import _envoy_path, find_path
 from .standardized import StandardizedTransformer
@@ -141,12 +141,26 @@ class StandardizedVLM(StandardizedTransformer):
         """The language side through the registry like any causal LM, then the image side's names."""
         module = super()._adopt(module)
         self.vision = resolve_vision(module, self.architecture.spec.vision, self.processor)
+        self._check_language_layers()
         names = {self.vision.vision_tower: "vision_tower", self.vision.projector: "multi_modal_projector"}
         taken = set(self._standard_rename.values())
         for path, name in names.items():
             if path is not None and path != name and name not in taken:
                 self._standard_rename[_envoy_path(path)] = name
         return module
+
+    def _check_language_layers(self) -> None:
+        """Refuse layers that are not the language model's: inside the vision tower, or under no module that
+        also holds the token embeddings (a Q-Former's, which a wildcard candidate can reach first)."""
+        arch, tower = self.architecture, self.vision.vision_tower
+        inside_tower = tower is not None and (arch.layers + ".").startswith(tower + ".")
+        shared = arch.layers.split(".")[0] == arch.embed_tokens.split(".")[0]
+        if inside_tower or not shared:
+            raise RenamingError(f"the layers found ({arch.layers}) are not the language model's: "
+                                + ("they are inside the vision tower" if inside_tower else
+                                   f"no module holds both them and the token embeddings ({arch.embed_tokens})"),
+                                architecture=arch.class_name, check="renaming",
+                                fix="pass rename_config=RenameConfig(layers='<path of the language model layers>')")
 
     def _build_accessors(self, enable_attention_probs: bool, switched_from: str | None) -> None:
         super()._build_accessors(enable_attention_probs, switched_from)

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.real_model
 
 def tour_blocks() -> list[tuple[str, str]]:
     """Every Python block of the README that is followed by the block of what it prints."""
-    return re.findall(r"```python\n(.*?)```\n\nprints\n\n```\n(.*?)```", README.read_text(), re.S)
+    return re.findall(r"```python\n((?:(?!```).)*?)```\n\nprints\n\n```\n(.*?)```", README.read_text(), re.S)
 
 
 def plain_tours() -> list[tuple[str, str]]:

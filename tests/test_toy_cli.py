@@ -23,10 +23,11 @@ def test_the_list_shows_a_toy_that_runs_and_why_another_cannot(capsys):
     unsupported = _unsupported_type()
     assert main(["toy", "--list", "llama", unsupported]) == 0
     output = capsys.readouterr().out
-    assert output.split()[:6] == ["model", "type", "class", "status", "parameters", "seconds"]
+    assert output.split()[:7] == ["model", "type", "class", "task", "status", "parameters", "seconds"]
     rows = _rows(output)
-    assert rows["llama"][1:3] == ["LlamaForCausalLM", "ok"] and int(rows["llama"][3].replace(",", "")) > 10_000
-    assert rows[unsupported][1:3] == [causal_lm_classes()[unsupported], "FAIL"]
+    assert rows["llama"][1:4] == ["LlamaForCausalLM", "text-generation", "ok"]
+    assert int(rows["llama"][4].replace(",", "")) > 10_000
+    assert rows[unsupported][1:4] == [causal_lm_classes()[unsupported], "text-generation", "FAIL"]
     reason = f"ToyModelUnsupported: no toy model of {unsupported!r} can run here: {toy_fix(unsupported).unsupported}"
     assert reason[:120] in output
     assert output.rstrip().endswith("1 of 2 toy models build and run on this machine")
@@ -34,7 +35,7 @@ def test_the_list_shows_a_toy_that_runs_and_why_another_cannot(capsys):
 
 def test_strict_exits_1_when_a_toy_fails_and_class_names_are_accepted(capsys):
     assert main(["toy", "--strict", "GPT2LMHeadModel"]) == 0
-    assert _rows(capsys.readouterr().out)["gpt2"][1:3] == ["GPT2LMHeadModel", "ok"]
+    assert _rows(capsys.readouterr().out)["gpt2"][1:4] == ["GPT2LMHeadModel", "text-generation", "ok"]
     assert main(["toy", "--strict", "gpt2", _unsupported_type()]) == 1
     assert "1 of 2 toy models build and run" in capsys.readouterr().out
 
@@ -46,17 +47,22 @@ def test_a_toy_that_fails_to_run_shows_the_error_and_its_first_line(monkeypatch,
     monkeypatch.setattr(survey_module, "build_toy_model", broken)
     assert main(["toy", "llama"]) == 0
     output = capsys.readouterr().out
-    assert _rows(output)["llama"][1:3] == ["LlamaForCausalLM", "FAIL"]
+    assert _rows(output)["llama"][1:4] == ["LlamaForCausalLM", "text-generation", "FAIL"]
     assert "RuntimeError: mat1 and mat2 shapes cannot be multiplied" in output and "traceback" not in output
 
 
-def test_without_names_every_causal_lm_type_is_listed(monkeypatch, capsys):
-    monkeypatch.setattr(survey_module, "toy_status", lambda model_type: survey_module.ToyStatus(
-        model_type, causal_lm_classes()[model_type], True, parameters=1))
+def test_without_names_every_causal_lm_and_vision_language_type_is_listed(monkeypatch, capsys):
+    from nnterp.toy.survey import vision_only_types
+
+    monkeypatch.setattr(survey_module, "toy_status", lambda model_type, task="text-generation": survey_module.ToyStatus(
+        model_type, model_type, True, parameters=1, task=task))
     assert main(["toy"]) == 0
     output = capsys.readouterr().out
-    assert set(_rows(output)) == set(causal_lm_classes())
-    assert f"{len(causal_lm_classes())} of {len(causal_lm_classes())} toy models build" in output
+    rows = _rows(output)
+    assert set(rows) == set(causal_lm_classes()) | set(vision_only_types())
+    assert {row[2] for name, row in rows.items() if name in vision_only_types()} == {"image-text-to-text"}
+    total = len(causal_lm_classes()) + len(vision_only_types())
+    assert f"{total} of {total} toy models build" in output
 
 
 def test_an_unknown_name_is_one_line_that_says_how_to_list_the_toys(capsys):
@@ -64,8 +70,8 @@ def test_an_unknown_name_is_one_line_that_says_how_to_list_the_toys(capsys):
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err == ("python -m nnterp toy: error: 'NotAModelForCausalLM' is neither a model type nor a class "
-                            "name of transformers' causal-LM mapping; run `python -m nnterp toy --list` to see the "
-                            "toy models on offer.\n")
+                            "name of transformers' causal-LM or image-text-to-text mappings; run `python -m nnterp "
+                            "toy --list` to see the toy models on offer.\n")
 
 
 def test_help_names_the_arguments(capsys):

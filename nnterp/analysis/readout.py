@@ -89,7 +89,7 @@ def _head(model: StandardizedTransformer, hidden: torch.Tensor) -> torch.Tensor:
     """Logits of hidden states through the unembedding and the config's logit transforms (checked linear)."""
     arch = model.architecture
     logits = model._module.get_submodule(arch.lm_head)(hidden)
-    for transform, value in arch.spec.head.active_transforms(model._module.config):
+    for transform, value in arch.spec.head.active_transforms(model._module.config, type(model._module)):
         sample = torch.linspace(-3.0, 3.0, 7, dtype=logits.dtype, device=logits.device)
         if not torch.allclose(transform(2 * sample, value), 2 * transform(sample, value), atol=1e-5):
             raise NotDecomposable(f"[{arch.class_name}] its logits go through a non-linear transform "

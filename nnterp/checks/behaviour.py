@@ -9,7 +9,7 @@ forward, one traced forward, a steered forward stopped after layer 0 and a forwa
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -33,6 +33,7 @@ class PlainRun:
     first_output: torch.Tensor
     last_projected: torch.Tensor | None
     projection_error: str | None = None
+    inputs: tuple = ((), {})  # the forward's own (args, kwargs): the plain model reruns exactly these
 
 
 class SharedRuns:
@@ -62,7 +63,9 @@ def _plain_run(model: StandardizedTransformer, prompt: str) -> PlainRun:
 def _traced_run(model: StandardizedTransformer, prompt: str, project: bool) -> PlainRun:
     prefix = model.num_prefix_positions  # learned prompt positions the logits leave out (CPM-Ant)
     projected: list[torch.Tensor] = []  # filled in the trace (nnsight hands back no name bound to None)
-    with torch.no_grad(), model.trace(prompt):
+    args, kwargs = model.probe_inputs([prompt])  # a vision-language model's prompt holds an image
+    with torch.no_grad(), model.trace(*args, **kwargs):
+        inputs = model.inputs.save()
         input_ids = model.input_ids.save()
         first = model.layers_output[0]
         first_output = first.clone().save()
@@ -70,7 +73,16 @@ def _traced_run(model: StandardizedTransformer, prompt: str, project: bool) -> P
             last = first if model.num_layers == 1 else model.layers_output[-1]
             projected.append(model.project_on_vocab(model.collapse_streams(last[:, prefix:])).save())
         logits = model.logits.save()
-    return PlainRun(input_ids, logits, first_output, projected[0] if projected else None)
+    return PlainRun(input_ids, logits, first_output, projected[0] if projected else None, inputs=inputs)
+
+
+def _on(values: Any, device: torch.device) -> Any:
+    """The tensors among ``values`` (a tuple or dict of forward arguments) moved to ``device``."""
+    if isinstance(values, dict):
+        return {key: _on(value, device) for key, value in values.items()}
+    if isinstance(values, (tuple, list)):
+        return type(values)(_on(value, device) for value in values)
+    return values.to(device) if isinstance(values, torch.Tensor) else values
 
 
 def _shared(model: StandardizedTransformer, shared: SharedRuns | None) -> SharedRuns:
@@ -79,20 +91,20 @@ def _shared(model: StandardizedTransformer, shared: SharedRuns | None) -> Shared
 
 def check_logits_match(model: StandardizedTransformer, prompts: list[str] | None = None,
                        shared: SharedRuns | None = None) -> CheckResult:
-    """The standardized model's logits equal the plain HuggingFace forward on the same tokens.
+    """The standardized model's logits equal the plain HuggingFace forward on the same inputs.
 
-    Prompts run one at a time, so no padding convention enters the comparison. Both forwards get the
-    all-ones attention mask a trace passes (transformers 5.0's eager Moshi attention is not causal
-    without one).
+    Prompts run one at a time, so no padding convention enters the comparison. The plain forward gets the
+    traced forward's own arguments: the all-ones attention mask a trace passes (transformers 5.0's eager
+    Moshi attention is not causal without one), and a vision-language model's image inputs.
     """
     runs = _shared(model, shared)
     device = next(model._module.parameters()).device
     worst = 0.0
     for prompt in prompts or [INTERVENTION_PROMPT]:
         run = runs.plain(prompt)
-        ids = run.input_ids.to(device)
+        args, kwargs = run.inputs
         with torch.no_grad():
-            reference = model._module(input_ids=ids, attention_mask=torch.ones_like(ids)).logits
+            reference = model._module(*_on(args, device), **_on(kwargs, device)).logits
         worst = max(worst, (run.logits - reference).abs().max().item())
     if worst > LOGITS_TOLERANCE:
         return failed(CheckName.LOGITS_MATCH, f"logits differ from the plain model by {worst:.3g}", value=worst,
@@ -126,7 +138,8 @@ def check_steering(model: StandardizedTransformer, shared: SharedRuns | None = N
     """``steer`` adds exactly ``factor * vector`` to a layer's output (the steered forward stops after it)."""
     plain = _shared(model, shared).plain().first_output
     vector = torch.linspace(-1, 1, model.hidden_size)
-    with torch.no_grad(), model.trace(INTERVENTION_PROMPT) as tracer:
+    args, kwargs = model.probe_inputs([INTERVENTION_PROMPT])
+    with torch.no_grad(), model.trace(*args, **kwargs) as tracer:
         model.steer(0, vector, factor=0.5)
         steered = model.layers_output[0].save()
         tracer.stop()
@@ -138,11 +151,21 @@ def check_steering(model: StandardizedTransformer, shared: SharedRuns | None = N
 
 
 def check_skip_layers(model: StandardizedTransformer, shared: SharedRuns | None = None) -> CheckResult:
-    """Skipping every layer passes the first layer's input through to the last layer's output."""
-    with torch.no_grad(), model.trace(INTERVENTION_PROMPT):
+    """Skipping every layer passes the first layer's input through to the last layer's output.
+
+    On a vision-language model, at the text positions: some (Qwen3-VL's deepstack) add image features to the
+    stream at the image positions between layers, outside any layer."""
+    args, kwargs = model.probe_inputs([INTERVENTION_PROMPT])
+    with torch.no_grad(), model.trace(*args, **kwargs):
+        input_ids = model.input_ids.save()
         first_input = model.layers_input[0].save()
         model.skip_layers(0, model.num_layers - 1)
         last_output = model.layers_output[-1].save()
+    where = ""
+    image_token_id = getattr(model, "image_token_id", None) if hasattr(type(model), "image_token_mask") else None
+    if image_token_id is not None:
+        text = input_ids != image_token_id
+        first_input, last_output, where = first_input[text], last_output[text], " at the text positions"
     if not torch.equal(first_input, last_output):
-        return failed(CheckName.SKIP, "after skip_layers(0, last) the last output differs from the first input")
-    return passed(CheckName.SKIP, f"skipping {model.num_layers} layers passes the stream through")
+        return failed(CheckName.SKIP, f"after skip_layers(0, last) the last output differs from the first input{where}")
+    return passed(CheckName.SKIP, f"skipping {model.num_layers} layers passes the stream through{where}")

@@ -265,7 +265,10 @@ def _vision_sizes(fields: dict[str, Any], default: Any) -> dict[str, Any]:
 
 def chat_template(prompt: str) -> str:
     """A chat template laying out images as the row's prompt does: the markup around ``{image}`` (the
-    special tokens right before and after it) per image part, text parts as they are."""
+    special tokens right before and after it) per image part, text parts as they are. A prompt without
+    ``{image}`` belongs to a processor that writes the image tokens itself (BLIP-2): image parts render empty."""
+    if "{image}" not in prompt:
+        return CHAT_TEMPLATE.replace("IMAGE", "")
     before, _, after = prompt.partition("{image}")
     markup_after = _MARKUP_AFTER.match(after).group(0)  # type: ignore[union-attr]  # the pattern matches ""
     markup_before = re.search(r"(?:<[^<>\s]+>|\[[A-Z_]+\])*$", before).group(0)  # type: ignore[union-attr]
@@ -316,7 +319,8 @@ def build_toy_vlm(name: str, attn_implementation: str | None = None) -> ToyVLM:
     model_class = getattr(transformers, image_text_to_text_classes()[model_type])
     model = model_class._from_config(config, **options)
     model.eval()
-    image_token = str(getattr(processor, "image_token", None) or "")  # InstructBLIP's is an AddedToken
+    # the text standing for an image: the row's, else the processor's image token (InstructBLIP's: an AddedToken)
+    image_token = fix.image_placeholder or str(getattr(processor, "image_token", None) or "")
     processor.chat_template = chat_template(fix.prompt).replace("{{ image_token }}", image_token)
     return ToyVLM(model, processor, model_type, type(model).__name__,
                   fix.prompt.format(image=image_token), toy_image(fix.image_size))

@@ -28,7 +28,8 @@ class VisionToyFix(ToyFix):
     (settings its ``__call__`` reads from the instance but its ``__init__`` does not take). ``token_fields``
     maps a config field (dotted into nested configs) to the token (or list of tokens) whose toy ids it takes,
     where the name match misses (Ovis2's <IMG_ATOM>). Rows are keyed by class name, or by model type where
-    several types share a class (shieldgemma2 and gemma3).
+    several types share a class (shieldgemma2 and gemma3). ``image_placeholder`` is the text standing for an
+    image in a prompt where it is not the processor's image token (Qianfan-OCR's processor expands ``<image>``).
     """
 
     image_processor: dict[str, Any] = field(default_factory=dict)
@@ -42,6 +43,7 @@ class VisionToyFix(ToyFix):
     video_processor_class: str | None = None
     processor_attributes: dict[str, Any] = field(default_factory=dict)
     token_fields: dict[str, Any] = field(default_factory=dict)
+    image_placeholder: str | None = None
 
 
 # A CLIP tower at 28 x 28 pixels in 14-pixel patches: four patch tokens and its class token.
@@ -576,6 +578,7 @@ VISION_TOY_FIXES.update({
     # SmolVLM: a 32-pixel SigLIP tower in 8-pixel patches (4 x 4), pixel-shuffled 2 x 2 into four image tokens,
     # the count the processor is told (image_seq_len, 169 by default); a 32-pixel image is one tile
     "SmolVLMForConditionalGeneration": VisionToyFix(
+        video_processor_class="SmolVLMVideoProcessor",  # its apply_chat_template reads video_processor.num_frames
         prompt="<|im_start|>User:{image}What is in the picture?<end_of_utterance>\nAssistant:", image_size=(32, 32),
         image_processor={"size": {"longest_edge": 32}, "max_image_size": {"longest_edge": 32}},
         processor={"image_seq_len": 4}, special_tokens=("<|im_start|>",),
@@ -622,7 +625,7 @@ VISION_TOY_FIXES.update({
     # image tokens, the count processor and config are told (image_seq_length, 256). The text marks images with
     # <image> (image_placeholder_token), which the processor expands; its image_token is the context token.
     "QianfanOCRForConditionalGeneration": VisionToyFix(
-        prompt="<image>\nWhat is in the picture?", image_size=(56, 56),
+        prompt="{image}\nWhat is in the picture?", image_placeholder="<image>", image_size=(56, 56),
         image_processor={"size": {"height": 56, "width": 56}}, processor={"image_seq_length": 4},
         config={"image_seq_length": 4}, sub_configs={"vision_config": {"image_size": [56, 56]}}),
     # PP-Chart2Table (keyed by type: GOT-OCR 2's class): its processor expands nothing, the checkpoint's chat
@@ -630,7 +633,7 @@ VISION_TOY_FIXES.update({
     # SAM tower in 16-pixel patches (8 x 8, windows of 14 pad it) is downsampled 4 x 4 into four tokens;
     # smaller neck channels (256) and MLP (3072)
     "pp_chart2table": VisionToyFix(
-        prompt="<img>" + "<imgpad>" * 4 + "</img>\nChart to table", image_size=(128, 128),
+        prompt="{image}\nChart to table", image_placeholder="<img>" + "<imgpad>" * 4 + "</img>", image_size=(128, 128),
         image_processor={"size": {"height": 128, "width": 128}}, special_tokens=("<img>", "<imgpad>", "</img>"),
         config={"image_seq_length": 4}, token_fields={"image_token_index": "<imgpad>"},
         sub_configs={"vision_config": {"image_size": 128, "global_attn_indexes": [1], "output_channels": 32,
