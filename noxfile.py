@@ -51,9 +51,9 @@ def compat(session: nox.Session, transformers: str, nnsight: str) -> None:
 @nox.session
 def lower_bound(session: nox.Session) -> None:
     """The focused subset on the oldest supported transformers: attention-probability load checks on the
-    representative architectures, the toolkit on them, and the decorator unit tests."""
+    representative architectures, the toolkit on them, the decorator unit tests and the toy LLaVA / Qwen2-VL."""
     _install(session, LOWER_BOUND, f"nnsight=={NNSIGHT_NEWEST}", "dev")
     session.run("python", "-c", "import transformers; print('transformers', transformers.__version__)")
     session.run("python", "-m", "pytest", "-n", "2", "-q", "-m", "representative or not toy_architecture",
                 "tests/test_attention_probs.py", "tests/test_architectures.py", "tests/test_toolkit_architectures.py",
-                "tests/test_loading.py", *session.posargs)
+                "tests/test_loading.py", "tests/test_vlm.py", *session.posargs)
