@@ -63,8 +63,30 @@ def _check_lengths(prompts: list[str], lengths: torch.Tensor) -> None:
             raise PromptError(f"prompt {prompt!r} tokenizes to no token: give it some text the tokenizer keeps")
 
 
-def _padded(model: Any, prompts: Any) -> tuple[Any, torch.Tensor | None, str]:
-    """Prompts tokenized as one padded batch, each row's real length, and the padding side.
+def image_lists(images: Any, count: int) -> list[list[Any]]:
+    """``images=`` of the toolkit as one list of images per prompt: an image (PIL or tensor) or a list of
+    them per prompt, ``count`` prompts. A ToolkitInputError otherwise."""
+    if isinstance(images, (str, bytes)) or not isinstance(images, (list, tuple)):
+        raise ToolkitTypeError(f"images is {type(images).__name__}: pass one image (or a list of images) per prompt")
+    if len(images) != count:
+        raise ToolkitInputError(f"images has {len(images)} entries for {count} prompts: pass one image (or a list "
+                                "of images) per prompt, in the prompts' order")
+    return [list(entry) if isinstance(entry, (list, tuple)) else [entry] for entry in images]
+
+
+def _encoded_with_images(model: Any, prompts: list[str], images: Any, side: str) -> dict[str, Any]:
+    """A vision-language model's processor encoding of prompts with their images, padded on ``side``."""
+    processor = getattr(model, "processor", None)
+    if processor is None:
+        raise ToolkitInputError(f"images= needs a vision-language model with a processor (StandardizedVLM); "
+                                f"{type(model).__name__} has none")
+    return dict(processor(text=prompts, images=image_lists(images, len(prompts)), return_tensors="pt",
+                          padding=True, padding_side=side))
+
+
+def _padded(model: Any, prompts: Any, images: Any = None) -> tuple[Any, torch.Tensor | None, str]:
+    """Prompts tokenized as one padded batch (with their images, through a vision-language model's
+    processor), each row's real length, and the padding side.
 
     With right padding every real token sits where it would sit alone and a causal model never
     attends to the pads after it, so activations equal the unbatched ones on every architecture,
@@ -78,9 +100,12 @@ def _padded(model: Any, prompts: Any) -> tuple[Any, torch.Tensor | None, str]:
     if isinstance(prompts, (Mapping, torch.Tensor)):
         return prompts, None, side
     prompts = prompt_list(prompts)
-    if tokenizer is None:
+    if images is not None:
+        batch = _encoded_with_images(model, prompts, images, side)
+    elif tokenizer is None:
         return prompts, None, side
-    batch = tokenizer(prompts, return_tensors="pt", padding=True, padding_side=side)
+    else:
+        batch = dict(tokenizer(prompts, return_tensors="pt", padding=True, padding_side=side))
     lengths = batch["attention_mask"].sum(dim=1)
     _check_lengths(prompts, lengths)
     return dict(batch), lengths, side
@@ -119,15 +144,18 @@ def _chosen_layers(layers: Any, num_layers: int) -> list[int]:
 
 
 def get_token_activations(model: Any, prompts: str | list[str], idx: int = -1,
-                          layers: int | Iterable[int] | None = None, remote: bool | str = False) -> torch.Tensor:
+                          layers: int | Iterable[int] | None = None, remote: bool | str = False,
+                          images: Any = None) -> torch.Tensor:
     """Hidden states at token ``idx`` of every prompt: (num_selected_layers, batch, hidden), on CPU.
 
     The forward pass stops after the last layer needed. ``idx`` indexes each prompt's own tokens
-    (``-1`` is its last token), whatever the other prompts in the batch.
+    (``-1`` is its last token), whatever the other prompts in the batch. ``images`` (a vision-language
+    model) gives one image, or a list of images, per prompt; the prompts hold their image markers
+    (``model.image_prompt``).
     """
     chosen = _chosen_layers(layers, _num_layers(model))
     in_order = sorted(set(chosen))
-    inputs, lengths, side = _padded(model, prompts)
+    inputs, lengths, side = _padded(model, prompts, images)
     _check_token_index(idx, lengths)
     prefix = getattr(model, "num_prefix_positions", 0)  # learned positions before the input (CPM-Ant)
     with torch.no_grad(), model.trace(inputs, remote=remote) as tracer:
@@ -152,13 +180,15 @@ def at_last_token(values: Any, lengths: torch.Tensor | None, side: str) -> Any:
     return values[rows, columns.to(values.device)]
 
 
-def compute_next_token_probs(model: Any, prompts: str | list[str], remote: bool | str = False) -> torch.Tensor:
+def compute_next_token_probs(model: Any, prompts: str | list[str], remote: bool | str = False,
+                             images: Any = None) -> torch.Tensor:
     """Next-token probabilities at the last token of every prompt: (batch, vocab), on CPU.
 
     The batch is padded here, per call, and each prompt is read at its own last token, so a row
-    equals the prompt's unbatched result whatever the tokenizer's ``padding_side``.
+    equals the prompt's unbatched result whatever the tokenizer's ``padding_side``. ``images``: as for
+    ``get_token_activations``.
     """
-    inputs, lengths, side = _padded(model, prompts)
+    inputs, lengths, side = _padded(model, prompts, images)
     with torch.no_grad(), model.trace(inputs, remote=remote):
         logits = model.output.logits if not hasattr(model, "logits") else model.logits
         probs = at_last_token(logits, lengths, side).softmax(dim=-1).cpu().save()
@@ -167,7 +197,8 @@ def compute_next_token_probs(model: Any, prompts: str | list[str], remote: bool 
 
 def collect_token_activations_batched(model: Any, prompts: str | list[str], batch_size: int,
                                       layers: int | Iterable[int] | None = None, idx: int = -1,
-                                      remote: bool | str = False, progress: bool = True) -> torch.Tensor:
+                                      remote: bool | str = False, progress: bool = True,
+                                      images: Any = None) -> torch.Tensor:
     """`get_token_activations` over many prompts in batches: (num_selected_layers, num_prompts, hidden), on CPU.
 
     Memory stays bounded by the output: each batch's activations are copied into one preallocated
@@ -179,18 +210,20 @@ def collect_token_activations_batched(model: Any, prompts: str | list[str], batc
         raise ToolkitTypeError(f"batch_size is {type(batch_size).__name__} ({batch_size!r}), expected an int >= 1")
     if batch_size < 1:
         raise ToolkitInputError(f"batch_size must be at least 1, got {batch_size}")
-    batches = [prompts[start:start + batch_size] for start in range(0, len(prompts), batch_size)]
+    per_prompt = image_lists(images, len(prompts)) if images is not None else None
+    starts = range(0, len(prompts), batch_size)
     if progress:
         from tqdm.auto import tqdm
 
-        batches = tqdm(batches, desc="collecting activations", unit="batch")
+        starts = tqdm(starts, desc="collecting activations", unit="batch")
     result: torch.Tensor | None = None
-    start = 0
-    for batch in batches:
-        activations = get_token_activations(model, batch, idx=idx, layers=layers, remote=remote)
+    for start in starts:
+        batch = prompts[start:start + batch_size]
+        batch_images = per_prompt[start:start + batch_size] if per_prompt is not None else None
+        activations = get_token_activations(model, batch, idx=idx, layers=layers, remote=remote,
+                                            images=batch_images)
         if result is None:
             result = torch.empty(activations.shape[0], len(prompts), *activations.shape[2:], dtype=activations.dtype)
         result[:, start:start + len(batch)] = activations
-        start += len(batch)
     assert result is not None  # prompt_list refused an empty list
     return result

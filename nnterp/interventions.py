@@ -126,17 +126,18 @@ def _targets(target_patch_prompts: TargetPrompt | Sequence[TargetPrompt] | None,
 # -- lenses --------------------------------------------------------------------
 
 
-def logit_lens(model: StandardizedTransformer, prompts: str | Sequence[str], remote: bool | str = False
-               ) -> torch.Tensor:
+def logit_lens(model: StandardizedTransformer, prompts: str | Sequence[str], remote: bool | str = False,
+               images: Any = None) -> torch.Tensor:
     """Next-token probabilities read off every layer's output at the last position.
 
     Returns a float32 CPU tensor (batch, num_layers, vocab); its last layer is ``next_token_probs``.
+    ``images`` (a vision-language model): one image, or a list of images, per prompt.
     Example::
 
         probs = logit_lens(model, "The capital of France is")
         model.tokenizer.decode(probs[0, -1].argmax())  # ' Paris'
     """
-    inputs, lengths, side = _padded(model, prompts)
+    inputs, lengths, side = _padded(model, prompts, images)
     prefix = model.num_prefix_positions
     with torch.no_grad(), model.trace(inputs, remote=remote) as tracer:
         # only each prompt's last token is kept per layer, and all layers go through the final norm and

@@ -138,3 +138,64 @@ def test_the_callers_processor_is_left_alone():
     model = StandardizedVLM(toy.model, processor=toy.processor, sample_image=toy.image)
     assert model.processor is not toy.processor and model.tokenizer is model.processor.tokenizer
     assert toy.processor.tokenizer.padding_side == side and toy.processor.tokenizer.init_kwargs == init
+
+
+# -- the toolkit on prompts holding images --------------------------------------
+
+
+def test_logit_lens_with_images_ends_at_the_models_next_token_probabilities(toy_and_model):
+    from nnterp import logit_lens
+
+    toy, model = toy_and_model
+    prompts = _prompts(model)
+    probs = logit_lens(model, prompts, images=[toy.image, toy.image])
+    assert probs.shape == (2, model.num_layers, probs.shape[-1])
+    for row, prompt in enumerate(prompts):
+        with torch.no_grad(), model.trace(prompt, images=[toy.image]):
+            alone = model.next_token_probs.save()
+        torch.testing.assert_close(probs[row, -1], alone[0].float(), atol=1e-5, rtol=1e-4)
+
+
+def test_batched_activation_collection_with_images_equals_each_prompt_alone(toy_and_model):
+    from nnterp import collect_token_activations_batched
+
+    toy, model = toy_and_model
+    prompts = _prompts(model) + [model.image_prompt("A third, longer prompt about the picture")]
+    images = [toy.image, [toy.image], toy.image]  # one image, or a list of images, per prompt
+    collected = collect_token_activations_batched(model, prompts, batch_size=2, images=images, progress=False)
+    assert collected.shape == (model.num_layers, 3, model.hidden_size)
+    for row, prompt in enumerate(prompts):
+        with torch.no_grad(), model.trace(prompt, images=[toy.image]):
+            states = []
+            for layer in range(model.num_layers):
+                states.append(model.layers_output[layer][0, -1])
+            last = torch.stack(states).save()
+        torch.testing.assert_close(collected[:, row], last, atol=1e-5, rtol=1e-4)
+
+
+def test_a_tensor_image_traces_like_the_same_pil_image(toy_and_model):
+    import numpy as np
+
+    toy, model = toy_and_model
+    tensor = torch.from_numpy(np.asarray(toy.image).copy()).permute(2, 0, 1)  # (channels, height, width), uint8
+    prompt = model.image_prompt("What is in the picture?")
+    with torch.no_grad(), model.trace(prompt, images=[tensor]):
+        from_tensor = model.logits.save()
+    with torch.no_grad(), model.trace(prompt, images=[toy.image]):
+        from_pil = model.logits.save()
+    torch.testing.assert_close(from_tensor, from_pil)
+
+
+def test_images_need_one_entry_per_prompt_and_a_vision_language_model(toy_and_model):
+    from nnterp import logit_lens
+    from nnterp.errors import ToolkitInputError
+    from nnterp.toy import build_toy_model
+    from nnterp import StandardizedTransformer
+
+    toy, model = toy_and_model
+    with pytest.raises(ToolkitInputError, match="2 entries for 1 prompts"):
+        logit_lens(model, [model.image_prompt("Hi")], images=[toy.image, toy.image])
+    text = build_toy_model("llama")
+    text_model = StandardizedTransformer(text.model, tokenizer=text.tokenizer)
+    with pytest.raises(ToolkitInputError, match="needs a vision-language model"):
+        logit_lens(text_model, "Hi", images=[toy.image])
