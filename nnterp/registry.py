@@ -586,6 +586,10 @@ _ARCHITECTURES: dict[str, ArchitectureSpec] = {
     "Gemma4UnifiedForCausalLM": _GEMMA4,
     "Gemma4UnifiedForConditionalGeneration": _GEMMA4,
     "Glm4ForCausalLM": _GLM4,
+    # GLM-4's sandwich-normed blocks under a vision tower
+    "Glm4vForConditionalGeneration": _GLM4,
+    "Glm46VForConditionalGeneration": _GLM4,
+    "GlmOcrForConditionalGeneration": _GLM4,
     "Kolibri1ForCausalLM": _GLM4,
     "HyperCLOVAXForCausalLM": DEFAULT.like(attention_output=("post_norm1",), mlp_output=("post_norm2",),
                                            residual_scale_attr="residual_multiplier",
@@ -594,6 +598,7 @@ _ARCHITECTURES: dict[str, ArchitectureSpec] = {
     "Lfm3ForCausalLM": DEFAULT.like(attention_output=("post_operator_norm",), mlp_output=("post_ffn_norm",),
                                     note="sandwich norm around the operator (attention or conv) and the MLP"),
     "GraniteForCausalLM": _GRANITE,
+    "GraniteDoclingForConditionalGeneration": _GRANITE,  # Granite's scaled residual under a vision tower
     "GraniteMoeForCausalLM": _GRANITE,
     "GraniteMoeSharedForCausalLM": _GRANITE,
     "GraniteMoeSWAForCausalLM": _GRANITE,
@@ -634,6 +639,14 @@ _ARCHITECTURES: dict[str, ArchitectureSpec] = {
         residual=Residual.NONE, streams=Streams("hc_mult", readout=_hyper_head_readout),
         note="attention sinks; hyper-connections: layers carry several residual streams mixed by learned, "
              "input-dependent matrices, so there is no additive identity over one stream"),
+    # HY-V4's text model under a vision tower
+    "HYV4VLForConditionalGeneration": _SINKS.like(
+        residual=Residual.NONE, streams=Streams("hc_mult", readout=_hyper_head_readout),
+        note="HY-V4's blocks (attention sinks, hyper-connections) under a vision tower"),
+    "Glm5NextForConditionalGeneration": DEFAULT.like(
+        residual=Residual.NONE, streams=Streams("hc_mult", readout=_hyper_head_readout),
+        note="hyper-connections (attn_hc / ffn_hc, read out by hc_head): several residual streams mixed by "
+             "learned, input-dependent matrices, so there is no additive identity over one stream"),
     "Qwen4ExpForCausalLM": _HYPER_CONCATENATED,
     "Qwen4ExpForConditionalGeneration": _HYPER_CONCATENATED,
     "Gemma3nForCausalLM": _SANDWICH.like(

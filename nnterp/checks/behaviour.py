@@ -162,7 +162,8 @@ def check_skip_layers(model: StandardizedTransformer, shared: SharedRuns | None 
         model.skip_layers(0, model.num_layers - 1)
         last_output = model.layers_output[-1].save()
     where = ""
-    image_token_id = getattr(model, "image_token_id", None) if hasattr(type(model), "image_token_mask") else None
+    vision = getattr(model, "vision", None)  # a StandardizedVLM's resolved image side
+    image_token_id = getattr(vision, "image_token_id", None)
     if image_token_id is not None:
         text = input_ids != image_token_id
         first_input, last_output, where = first_input[text], last_output[text], " at the text positions"
