@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from .accessors import LayerwiseIO, rewrap, unwrap, walk
-from .errors import InvalidArgument, RenamingError, VisionUnavailable
+from .errors import InvalidArgument, RemoteRequestError, RenamingError, VisionUnavailable
 from .registry import VisionFacts
 from .rename import _envoy_path, find_path
 from .standardized import StandardizedTransformer
@@ -161,6 +161,13 @@ class StandardizedVLM(StandardizedTransformer):
                                    f"no module holds both them and the token embeddings ({arch.embed_tokens})"),
                                 architecture=arch.class_name, check="renaming",
                                 fix="pass rename_config=RenameConfig(layers='<path of the language model layers>')")
+
+    def _remote_backend(self, remote: Any, blocking: bool, job_id: Any, verbose: bool) -> Any:
+        """Refused: the request would carry the processor and the image side's state, which an NDIF server has
+        no code for (its image inputs would too)."""
+        raise RemoteRequestError("remote execution (remote=...) of a StandardizedVLM is not supported yet: its "
+                                 "processor and image-side state cannot be shipped to an NDIF server; trace it "
+                                 "locally, or trace the model with nnsight's TransformersModel")
 
     def _build_accessors(self, enable_attention_probs: bool, switched_from: str | None) -> None:
         super()._build_accessors(enable_attention_probs, switched_from)

@@ -199,3 +199,12 @@ def test_images_need_one_entry_per_prompt_and_a_vision_language_model(toy_and_mo
     text_model = StandardizedTransformer(text.model, tokenizer=text.tokenizer)
     with pytest.raises(ToolkitInputError, match="needs a vision-language model"):
         logit_lens(text_model, "Hi", images=[toy.image])
+
+
+def test_remote_execution_is_refused_with_the_reason(toy_and_model):
+    from nnterp.errors import RemoteRequestError
+
+    toy, model = toy_and_model
+    with pytest.raises(RemoteRequestError, match="StandardizedVLM is not supported yet"):
+        with torch.no_grad(), model.trace(model.image_prompt("Hi"), images=[toy.image], remote="local"):
+            model.logits.save()
