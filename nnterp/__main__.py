@@ -41,15 +41,17 @@ def _model_types(names: list[str]) -> tuple[list[str], list[str]]:
     """The causal-LM and vision-language model types named on the command line (every one of both if none),
     or a CommandLineError."""
     from .toy.build import causal_lm_classes, resolve_model_type
-    from .toy.survey import vision_only_types
-    from .toy.vision import resolve_vlm_type
+    from .toy.vision import image_text_to_text_classes, resolve_vlm_type
 
     if not names:
-        return list(causal_lm_classes()), vision_only_types()
+        return list(causal_lm_classes()), list(image_text_to_text_classes())
     types: list[str] = []
     vision_types: list[str] = []
     for name in names:
         try:
+            if name.startswith("vlm:"):  # the vision-language toy of a type both mappings hold
+                vision_types.append(resolve_vlm_type(name.removeprefix("vlm:")))
+                continue
             types.append(resolve_model_type(name))
         except KeyError:
             try:

@@ -17,7 +17,9 @@ def add_options(parser: pytest.Parser) -> None:
                     help="real models to check: hub ids, local paths or .gguf files, optionally LABEL=PATH to "
                          "record the model under LABEL")
     group.addoption("--nnterp-classes", nargs="+", default=None, metavar="NAME",
-                    help="toy models to check, by class name or model type (LlamaForCausalLM, llama), or 'all'")
+                    help="toy models to check, by class name or model type (LlamaForCausalLM, llama; "
+                         "LlavaForConditionalGeneration builds a vision-language toy; vlm:gemma3 the one of a type "
+                         "the causal-LM mapping also holds), or 'all'")
     group.addoption("--nnterp-checks", nargs="+", default=None, metavar="CHECK",
                     help="run only these checks (default: all of them; see `python -m nnterp run_tests --help`)")
     group.addoption("--nnterp-report", default=None, metavar="DIR",

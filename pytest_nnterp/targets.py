@@ -21,33 +21,43 @@ class Target:
     @property
     def source(self) -> str:
         """What to load: the model type of a toy, the path or id of a real model."""
-        return self.model_id.removeprefix("toy:") if self.kind == "toy" else self.path or self.model_id
+        if self.kind != "toy":
+            return self.path or self.model_id
+        return self.model_id.removeprefix(VLM_TOY_PREFIX).removeprefix("toy:")
+
+
+# Model ids of toy vision-language models whose type the causal-LM mapping also holds (its text-only toy keeps
+# "toy:<type>"); names on the command line ask for them as "vlm:<type or class>".
+VLM_TOY_PREFIX, VLM_NAME_PREFIX = "toy-vlm:", "vlm:"
 
 
 def toy_targets(names: tuple[str, ...]) -> list[Target]:
-    """Toy targets for class names / model types, or for 'all': every causal-LM type, then every
-    image-text-to-text type outside the causal-LM mapping (built as a vision-language model)."""
+    """Toy targets for class names / model types ("vlm:NAME": the vision-language toy of a type both mappings
+    hold), or for 'all': every causal-LM type, then every image-text-to-text type as a vision-language model."""
     from nnterp.toy import causal_lm_classes, resolve_model_type
     from nnterp.toy.vision import image_text_to_text_classes, resolve_vlm_type
 
     classes, vision_classes = causal_lm_classes(), image_text_to_text_classes()
     types, vision_types = [], []
     if "all" in names:
-        types = list(classes)
-        vision_types = [t for t in vision_classes if t not in classes]
+        types, vision_types = list(classes), list(vision_classes)
     for name in (name for name in names if name != "all"):
         try:
-            types.append(resolve_model_type(name))
-        except KeyError:
+            if name.startswith(VLM_NAME_PREFIX):
+                vision_types.append(resolve_vlm_type(name.removeprefix(VLM_NAME_PREFIX)))
+                continue
             try:
+                types.append(resolve_model_type(name))
+            except KeyError:
                 vision_types.append(resolve_vlm_type(name))
-            except KeyError as error:
-                raise pytest.UsageError(f"--nnterp-classes: {error.args[0]}") from None
+        except KeyError as error:
+            raise pytest.UsageError(f"--nnterp-classes: {error.args[0]}") from None
     canonical = {classes[t]: resolve_model_type(classes[t]) for t in types}
     text = [Target(f"toy:{t}", "toy", classes[t],
                    f"{classes[t]}-toy" if canonical[classes[t]] == t else f"{classes[t]}-toy:{t}")
             for t in dict.fromkeys(types)]
-    return text + [Target(f"toy:{t}", "toy", vision_classes[t], f"{vision_classes[t]}-toy:{t}",
+    return text + [Target(f"{VLM_TOY_PREFIX if t in classes else 'toy:'}{t}", "toy", vision_classes[t],
+                          f"{vision_classes[t]}-toy-vlm:{t}" if t in classes else f"{vision_classes[t]}-toy:{t}",
                           task="image-text-to-text") for t in dict.fromkeys(vision_types)]
 
 

@@ -52,17 +52,27 @@ def test_a_toy_that_fails_to_run_shows_the_error_and_its_first_line(monkeypatch,
 
 
 def test_without_names_every_causal_lm_and_vision_language_type_is_listed(monkeypatch, capsys):
-    from nnterp.toy.survey import vision_only_types
+    from nnterp.toy.vision import image_text_to_text_classes
 
     monkeypatch.setattr(survey_module, "toy_status", lambda model_type, task="text-generation": survey_module.ToyStatus(
         model_type, model_type, True, parameters=1, task=task))
     assert main(["toy"]) == 0
     output = capsys.readouterr().out
-    rows = _rows(output)
-    assert set(rows) == set(causal_lm_classes()) | set(vision_only_types())
-    assert {row[2] for name, row in rows.items() if name in vision_only_types()} == {"image-text-to-text"}
-    total = len(causal_lm_classes()) + len(vision_only_types())
+    table = output.split("\n\n")[0].splitlines()[2:]
+    listed = {(line.split()[0], line.split()[2]) for line in table}
+    assert listed == {(t, "text-generation") for t in causal_lm_classes()} | \
+        {(t, "image-text-to-text") for t in image_text_to_text_classes()}
+    total = len(causal_lm_classes()) + len(image_text_to_text_classes())
     assert f"{total} of {total} toy models build" in output
+
+
+def test_vlm_names_the_vision_language_toy_of_a_type_both_mappings_hold(monkeypatch, capsys):
+    monkeypatch.setattr(survey_module, "toy_status", lambda model_type, task="text-generation": survey_module.ToyStatus(
+        model_type, model_type, True, parameters=1, task=task))
+    assert main(["toy", "gemma3", "vlm:gemma3", "llava"]) == 0
+    table = capsys.readouterr().out.split("\n\n")[0].splitlines()[2:]
+    assert [(line.split()[0], line.split()[2]) for line in table] == [
+        ("gemma3", "text-generation"), ("gemma3", "image-text-to-text"), ("llava", "image-text-to-text")]
 
 
 def test_an_unknown_name_is_one_line_that_says_how_to_list_the_toys(capsys):

@@ -54,9 +54,9 @@ def vision_only_types() -> list[str]:
 
 
 def survey(model_types: list[str] | None = None, vision_types: list[str] | None = None) -> list[ToyStatus]:
-    """The status of the given causal-LM and vision-language model types; of every one of both when neither
-    is given."""
+    """The status of the given causal-LM and vision-language model types; when neither is given, of every
+    causal-LM type and every image-text-to-text type (those in both mappings twice: text-only, then with images)."""
     if model_types is None and vision_types is None:
-        model_types, vision_types = list(causal_lm_classes()), vision_only_types()
+        model_types, vision_types = list(causal_lm_classes()), list(image_text_to_text_classes())
     return [toy_status(model_type) for model_type in model_types or []] + \
         [toy_status(model_type, "image-text-to-text") for model_type in vision_types or []]

@@ -604,13 +604,21 @@ VISION_TOY_FIXES.update({
     # ShieldGemma 2 ignores the text: it builds one prompt per image and policy (three by default) through its
     # chat template (the toy's: the image, then the policy); one short policy makes one prompt per image.
     # Gemma 3's image-token quirk and sizes as T5Gemma 2 above
-    # keyed by model type: the class is Gemma 3's too (MONKEYPATCH below, type keys before class keys)
+    # keyed by model type: the class is Gemma 3's too (rows by model type come before rows by class)
     "shieldgemma2": VisionToyFix(
         prompt="{image}", image_size=(32, 32), image_processor=_GEMMA3_IMAGES, special_tokens=_GEMMA3_TURNS,
         processor={"image_seq_length": 4,
                    "policy_definitions": {"dangerous": "No Dangerous Content: no content that facilitates harm."}},
         config={"mm_tokens_per_image": 4}, sub_configs={"vision_config": {"image_size": 32, "patch_size": 8}},
         token_fields={"image_token_index": "<image>"}),
+    # Gemma 3 (its 4B+ checkpoints): a SigLIP tower at 32 x 32 pixels in 8-pixel patches pooled into four image
+    # tokens (mm_tokens_per_image, 256 in the checkpoints); the processor writes <start_of_image>, the image tokens
+    # and <end_of_image> in place of the boi token, inside the chat turn the checkpoints' template writes
+    "gemma3": VisionToyFix(
+        prompt="<start_of_turn>user\n{image}What is in the picture?<end_of_turn>\n<start_of_turn>model\n",
+        image_size=(32, 32), image_processor=_GEMMA3_IMAGES, special_tokens=_GEMMA3_TURNS,
+        processor={"image_seq_length": 4}, config={"mm_tokens_per_image": 4},
+        sub_configs={"vision_config": {"image_size": 32, "patch_size": 8}}, token_fields={"image_token_index": "<image>"}),
     # Ovis 2: a 28-pixel tower in 14-pixel patches, four image tokens (image_seq_length, 256 by default), a small
     # visual vocabulary (16384). Its processor names <image> as image token but writes each image as
     # <IMG_START>, <IMG_ATOM> x image_seq_length, <IMG_GRID>, ..., <IMG_END>: the model looks for the atoms, and
