@@ -11,13 +11,12 @@ from typing import Any
 import torch
 
 from .accessors import LayerwiseIO, rewrap, unwrap, walk
+from .images import noise_image
 from .errors import InvalidArgument, RemoteRequestError, RenamingError, VisionUnavailable
 from .registry import VisionFacts
 from .rename import _envoy_path, find_path
 from .standardized import StandardizedTransformer
 
-# Validation's image: seeded noise, which every image processor resizes to what its model takes.
-SAMPLE_IMAGE_SIZE = (64, 64)
 
 
 @dataclass(frozen=True)
@@ -78,15 +77,6 @@ def resolve_vision(model: torch.nn.Module, facts: VisionFacts, processor: Any = 
     projector = find_path(model, facts.projector)
     return ResolvedVision(vision_tower=tower, vision_layers=_vision_layers_path(model, tower, facts),
                           projector=projector, image_token_id=_image_token_id(model, facts, processor))
-
-
-def sample_image(size: tuple[int, int] = SAMPLE_IMAGE_SIZE, seed: int = 0) -> Any:
-    """A deterministic noise RGB image (PIL), ``size`` = (width, height)."""
-    import numpy as np
-    from PIL import Image
-
-    pixels = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
-    return Image.fromarray(pixels, "RGB")
 
 
 def _pad_batches(processor: Any) -> None:
@@ -195,7 +185,7 @@ class StandardizedVLM(StandardizedTransformer):
 
     def probe_inputs(self, prompts: list[str]) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """Validation's invoke: each prompt after one image, as the model's chat template places it."""
-        image = self._sample_image if self._sample_image is not None else sample_image()
+        image = self._sample_image if self._sample_image is not None else noise_image()
         return ([self.image_prompt(prompt) for prompt in prompts],), {"images": [[image] for _ in prompts]}
 
     # -- the image side ----------------------------------------------------------

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ToyModelUnsupported
+from ..images import noise_image
 from .build import SEED, TOKEN_ID_FIELDS, _shrunk_fields
 from .tokenizer import toy_tokenizer
 from .vision_fixes import VISION_TOY_FIXES, VisionToyFix
@@ -21,7 +22,6 @@ from .vision_fixes import VISION_TOY_FIXES, VisionToyFix
 _SPECIAL_LITERAL = re.compile(r"""["'](<\|?[A-Za-z_][\w\-/:.]*\|?>|\[[A-Z][A-Z_]*\])["']""")
 # Config fields holding a token id, matched by name (their defaults point into the real vocabulary).
 _TOKEN_FIELD = re.compile(r"^(?P<stem>\w+?)_token_(id|index)$")
-TOY_IMAGE_SEED = 0
 # Vision-tower sizes beyond the causal toys' SMALL_SIZES, set wherever a (sub)config has the field.
 VISION_SMALL_SIZES: dict[str, Any] = {"depth": 2, "out_hidden_size": 64, "vision_layers": 2}
 # The toy chat template: one user turn, each image written as the row's prompt writes it, then the text.
@@ -76,15 +76,6 @@ def vision_toy_fix(model_type: str) -> VisionToyFix:
     fix = VISION_TOY_FIXES.get(model_type) or VISION_TOY_FIXES.get(image_text_to_text_classes()[model_type],
                                                                    VisionToyFix())
     return fix.on(transformers.__version__)  # type: ignore[return-value]  # replace() keeps the subclass
-
-
-def toy_image(size: tuple[int, int], seed: int = TOY_IMAGE_SEED) -> Any:
-    """A deterministic random RGB image (PIL) of ``size`` (width, height)."""
-    import numpy as np
-    from PIL import Image
-
-    pixels = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
-    return Image.fromarray(pixels, "RGB")
 
 
 def transformers_class(name: str) -> Any:
@@ -325,4 +316,4 @@ def build_toy_vlm(name: str, attn_implementation: str | None = None) -> ToyVLM:
     image_token = fix.image_placeholder or str(getattr(processor, "image_token", None) or "")
     processor.chat_template = chat_template(fix.prompt).replace("{{ image_token }}", image_token)
     return ToyVLM(model, processor, model_type, type(model).__name__,
-                  fix.prompt.format(image=image_token), toy_image(fix.image_size))
+                  fix.prompt.format(image=image_token), noise_image(fix.image_size))

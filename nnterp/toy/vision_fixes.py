@@ -618,7 +618,8 @@ VISION_TOY_FIXES.update({
         prompt="<start_of_turn>user\n{image}What is in the picture?<end_of_turn>\n<start_of_turn>model\n",
         image_size=(32, 32), image_processor=_GEMMA3_IMAGES, special_tokens=_GEMMA3_TURNS,
         processor={"image_seq_length": 4}, config={"mm_tokens_per_image": 4},
-        sub_configs={"vision_config": {"image_size": 32, "patch_size": 8}}, token_fields={"image_token_index": "<image>"}),
+        sub_configs={"vision_config": {"image_size": 32, "patch_size": 8}},
+        token_fields={"image_token_index": "<image>"}),
     # Ovis 2: a 28-pixel tower in 14-pixel patches, four image tokens (image_seq_length, 256 by default), a small
     # visual vocabulary (16384). Its processor names <image> as image token but writes each image as
     # <IMG_START>, <IMG_ATOM> x image_seq_length, <IMG_GRID>, ..., <IMG_END>: the model looks for the atoms, and
