@@ -105,12 +105,18 @@ def causal_lm_classes() -> dict[str, str]:
     return dict(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES)
 
 
+def types_named(name: str, classes: dict[str, str]) -> list[str]:
+    """The model types ``name`` stands for in a type -> class mapping: itself, or those of the class it names."""
+    return [name] if name in classes else [model_type for model_type, class_name in classes.items()
+                                           if class_name == name]
+
+
 def resolve_model_type(name: str) -> str:
     """Accept a model type ("llama") or a class name ("LlamaForCausalLM")."""
     classes = causal_lm_classes()
     if name in classes:
         return name
-    matches = [model_type for model_type, class_name in classes.items() if class_name == name]
+    matches = types_named(name, classes)
     if not matches:
         raise KeyError(
             f"{name!r} is neither a model type nor a class name of transformers' causal-LM mapping; "

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..errors import ToyModelUnsupported
 from ..images import noise_image
-from .build import SEED, TOKEN_ID_FIELDS, _shrunk_fields
+from .build import SEED, TOKEN_ID_FIELDS, _shrunk_fields, types_named
 from .tokenizer import toy_tokenizer
 from .vision_fixes import VISION_TOY_FIXES, VisionToyFix
 
@@ -59,10 +59,7 @@ def image_text_to_text_classes() -> dict[str, str]:
 
 def resolve_vlm_type(name: str) -> str:
     """Accept a model type ("llava") or a class name ("LlavaForConditionalGeneration")."""
-    classes = image_text_to_text_classes()
-    if name in classes:
-        return name
-    matches = [model_type for model_type, class_name in classes.items() if class_name == name]
+    matches = types_named(name, image_text_to_text_classes())
     if not matches:
         raise KeyError(f"{name!r} is neither a model type nor a class name of transformers' image-text-to-text "
                        "mapping; run `python -m nnterp toy --list` to see the toy models on offer.")
