@@ -693,3 +693,140 @@ VISION_TOY_FIXES.update({
                     "no processor to it, the processor depends on the checkpoint's pair (not tried further)"),
 })
 
+
+# -- rows from rows_5.py --
+# Qwen3.5 / Qwen4-Exp (Qwen3-VL's processor and tower): 64 x 64 pixels in 16-pixel patches (4 x 4), merged 2 x 2
+# into four image tokens; the tower's 48 x 48 position grid shrinks to 8 x 8 and its merger outputs the text width.
+# The text model rotates a quarter of each head (partial_rotary_factor 0.25: 64 of 256 dims, sections [11, 11, 10]);
+# at the toy's head_dim 16, half of it (8 dims), interleaved sections summing to 4
+_QWEN3_5_ROPE = {"rope_parameters": {"rope_type": "default", "rope_theta": 10000000.0, "partial_rotary_factor": 0.5,
+                                     "mrope_section": [2, 1, 1], "mrope_interleaved": True}}
+_QWEN3_5: dict = dict(
+    prompt="<|vision_start|>{image}<|vision_end|>What is in the picture?", image_size=(64, 64),
+    special_tokens=("<|vision_start|>", "<|vision_end|>"),
+    tokenizer_tokens={"vision_start_token": "<|vision_start|>", "vision_end_token": "<|vision_end|>"},
+    image_processor={"patch_size": 16, "min_pixels": 64 * 64, "max_pixels": 64 * 64})
+_QWEN3_5_VISION = {"num_position_embeddings": 64, "out_hidden_size": 64}
+
+VISION_TOY_FIXES.update({
+    "qwen3_5": VisionToyFix(**_QWEN3_5, sub_configs={"text_config": _QWEN3_5_ROPE, "vision_config": _QWEN3_5_VISION}),
+    "qwen3_5_moe": VisionToyFix(**_QWEN3_5, sub_configs={"text_config": _QWEN3_5_ROPE,
+                                                         "vision_config": _QWEN3_5_VISION}),
+    "qwen4_exp": VisionToyFix(**_QWEN3_5, sub_configs={
+        "text_config": {**_QWEN3_5_ROPE, "indexer_n_heads": 4, "indexer_kv_heads": 1, "indexer_head_dim": 16,
+                        "indexer_budget": 8, "indexer_compress_ratio": 4},
+        "vision_config": _QWEN3_5_VISION}),
+})
+
+# Gemma 4: its image processor resizes each image to fill max_soft_tokens (70 at least) pooled tokens; without the
+# resize (do_resize False) a 32 x 32 image in 8-pixel patches (4 x 4) pooled 2 x 2 gives four soft tokens (the patch
+# list padded to max_soft_tokens x pooling_kernel_size**2). The processor raises unless the tokenizer names audio
+# tokens (boa, eoa) even without audio; the 10240-row patch position table shrinks to 64
+_GEMMA4_TURNS = ("<|turn>", "<turn|>")
+_GEMMA4: dict = dict(
+    prompt="<|turn>user\n{image}What is in the picture?<turn|>\n<|turn>model\n", special_tokens=_GEMMA4_TURNS,
+    image_size=(32, 32),
+    image_processor={"max_soft_tokens": 70, "patch_size": 8, "pooling_kernel_size": 2, "do_resize": False},
+    tokenizer_tokens={"audio_token": "<|audio|>", "boa_token": "<|audio>", "eoa_token": "<audio|>"})
+# Gemma4Config leaves vision_config None (built from the row's values alone, the shrink does not reach it): toy sizes
+_GEMMA4_VISION = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+                  "num_key_value_heads": 4, "head_dim": 16, "position_embedding_size": 64, "patch_size": 8,
+                  "pooling_kernel_size": 2}
+VISION_TOY_FIXES["gemma4"] = VisionToyFix(**_GEMMA4, sub_configs={"vision_config": _GEMMA4_VISION})
+
+# Gemma 4 unified: only a torchvision image processor (Gemma4UnifiedImageProcessor), which cuts patch_size patches and
+# merges each pooling_kernel_size x pooling_kernel_size group into one model patch (patch_size x kernel pixels), in
+# raster order with its grid position, padded to max_soft_tokens. Gemma 4's Pillow one with kernel 1 and the model
+# patch as its patch_size gives the same pixel_values, image_position_ids and soft-token counts: a 32 x 32 image in
+# 16-pixel model patches (the tower's 8-pixel patches pooled 2 x 2) gives four image tokens. Its vision_config is
+# None by default (the row's values alone): a 64-wide embedder projecting to the text width, a 64-row position table
+VISION_TOY_FIXES["gemma4_unified"] = VisionToyFix(
+    **{**_GEMMA4, "image_processor": {"max_soft_tokens": 70, "patch_size": 16, "pooling_kernel_size": 1,
+                                      "do_resize": False}},
+    image_processor_class="Gemma4ImageProcessorPil",
+    sub_configs={"vision_config": {"patch_size": 8, "pooling_kernel_size": 2, "mm_embed_dim": 64,
+                                   "mm_posemb_size": 64, "output_proj_dims": 64}})
+
+# GOT-OCR 2: its processor takes nested images (one list per prompt, as the toys pass them) only with multi_page
+# (a class attribute its __init__ does not take); one page a prompt makes the same text and pixels. It expands
+# <imgpad> into num_image_tokens (256) per image tile: a 128-pixel SAM tower in 16-pixel patches (8 x 8, windows
+# of 14 pad it), downsampled 4 x 4 into four tokens; smaller neck channels (256) and MLP (3072). The prompt is the
+# one the processor builds when given no text (the checkpoints have no chat template)
+VISION_TOY_FIXES["got_ocr2"] = VisionToyFix(
+    prompt="<|im_start|>system\nYou should follow the instructions carefully and explain your answers in detail."
+           "<|im_end|><|im_start|>user\n<img>{image}</img>\nOCR: <|im_end|><|im_start|>assistant\n",
+    image_size=(128, 128), image_processor={"size": {"height": 128, "width": 128}}, special_tokens=("</img>",),
+    processor_attributes={"multi_page": True, "num_image_tokens": 4}, config={"image_seq_length": 4},
+    sub_configs={"vision_config": {"image_size": 128, "global_attn_indexes": [1], "output_channels": 32,
+                                   "mlp_dim": 128}})
+
+# Mllama cross-attends to the image (its <|image|> token stays one token; the cross-attention mask starts there):
+# 28-pixel tiles in 14-pixel patches (2 x 2 and the class token), up to 4 tiles (the default aspect ratios need 4);
+# the tower concatenates its last state with the intermediate layers' (3, 7, 15, 23, 30, past the toy's two: 0 and
+# 1 here), so vision_output_dim is 64 x 3; two global layers (8) and the cross-attention layer (3, 8, ...) among
+# the text model's three
+VISION_TOY_FIXES["mllama"] = VisionToyFix(
+    prompt="<|start_header_id|>user<|end_header_id|>\n\n{image}What is in the picture?<|eot_id|>"
+           "<|start_header_id|>assistant<|end_header_id|>\n\n",
+    special_tokens=("<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"), image_size=(28, 28),
+    image_processor={"size": {"height": 28, "width": 28}},
+    sub_configs={"vision_config": {"image_size": 28, "patch_size": 14, "intermediate_layers_indices": [0, 1],
+                                   "num_global_layers": 2, "vision_output_dim": 192},
+                 "text_config": {"num_hidden_layers": 3, "cross_attention_layers": [1]}})
+
+# GIT prepends the image's patch embeddings (and the class token's) to the text itself (no image token): a CLIP
+# tower at 28 x 28 pixels in 14-pixel patches, five image positions; the prompt is text alone (captioning)
+VISION_TOY_FIXES["git"] = VisionToyFix(
+    prompt="a picture of", image_size=(28, 28),
+    image_processor={"size": {"shortest_edge": 28}, "crop_size": {"height": 28, "width": 28}},
+    sub_configs={"vision_config": {"image_size": 28, "patch_size": 14}})
+VISION_TOY_FIXES["fuyu"] = VisionToyFix(unsupported=(
+    "transformers bug: FuyuProcessor forces return_tensors='pt' on its image processor, then calls its "
+    "patchify_image, which in the Pillow FuyuImageProcessorPil reshapes with numpy's transpose(0, 1, 3, 2, 4) "
+    "('TypeError: transpose() takes 2 positional arguments but 5 were given' on the torch tensor); the working "
+    "FuyuImageProcessor is a TorchvisionBackend, which cannot load beside the CPU torch wheel"))
+
+# Emu3 turns an image into VQ-VAE codes and the codes into text tokens through config.vocabulary_map, whose
+# "<|visual token{code:06d}|>" entries spell each code, "<|extra_200|>" the end-of-row token and "<image>" the
+# placeholder. The processor cuts 8-fold (downsample_ratio, fixed): a 16 x 16 image (min/max pixels) gives 2 x 2
+# codes, 2 x (2 + 1) image tokens with the end-of-row ones; the VQ-VAE downsamples 8-fold too (four levels; its
+# GroupNorm's 32 groups: 32 base channels, the width its middle attention, hidden_size, must have). A 16-code book
+# on the toy vocabulary's spare <extra_300> ... ids; the placeholder and end-of-row ids are those the toy tokenizer
+# gives <image> and <|extra_200|> (322, 321: the processor's literal <|extra_201|>, its eof token as in the
+# checkpoints, comes first, then the row's token, then the attributes the processor reads)
+_EMU3_VOCABULARY = {"<image>": 322, "<|extra_200|>": 321,
+                    **{f"<|visual token{code:06d}|>": 300 + code for code in range(16)}}
+VISION_TOY_FIXES["emu3"] = VisionToyFix(
+    prompt="{image}What is in the picture?", image_size=(16, 16), special_tokens=("<|extra_200|>",),
+    tokenizer_tokens={"eof_token": "<|extra_201|>"},
+    image_processor={"min_pixels": 16 * 16, "max_pixels": 16 * 16},
+    config={"vocabulary_map": _EMU3_VOCABULARY},
+    sub_configs={"vq_config": {"codebook_size": 16, "embed_dim": 16, "latent_channels": 16, "base_channels": 32,
+                               "channel_multiplier": [1, 1, 1, 1], "num_res_blocks": 1, "attn_resolutions": [],
+                               "hidden_size": 32, "num_attention_heads": 1}})
+
+# dots3 note: the text model's sliding-window layers at toy size as its causal-LM row (head_dim = qk_nope +
+# qk_rope; the class derives per_layer_config itself). 56 x 56 pixels make 4 x 4 patches of 14, merged 2 x 2 into
+# four image tokens, one frame a patch (temporal_patch_size 1: the tower's patch embedding is a Conv2d). Its
+# vision tower keeps 26 layers (its mlp_layer_types list, one MoE layer last): two, dense then sparse. The audio
+# tower's convolutions (480 channels) left 4.6M parameters; the adapters map the vision width (adapter_in_dim) and
+# the audio width to the text width
+_DOTS3_TEXT = {"swa_num_attention_heads": 4, "swa_num_key_value_heads": 4, "swa_q_lora_rank": 32,
+               "swa_kv_lora_rank": 32, "swa_head_dim": 32, "swa_qk_nope_head_dim": 16, "swa_v_head_dim": 16}
+VISION_TOY_FIXES["dots3_note"] = VisionToyFix(
+    prompt="<|img|>{image}<|endofimg|>What is in the picture?", special_tokens=("<|img|>", "<|endofimg|>"),
+    image_size=(56, 56), image_processor={"min_pixels": 56 * 56, "max_pixels": 56 * 56, "temporal_patch_size": 1},
+    drop=("text_config.per_layer_config", "vision_config.per_layer_config"),
+    sub_configs={"text_config": _DOTS3_TEXT,
+                 "vision_config": {"adapter_in_dim": 64, "adapter_out_dim": 64, "num_hidden_layers": 2,
+                                   "mlp_layer_types": ["dense", "sparse"]},
+                 "audio_config": {"adapter_input_size": 64, "adapter_out_dim": 64, "downsample_hidden_size": 16}})
+
+VISION_TOY_FIXES["gemma3n"] = VisionToyFix(unsupported=(
+    "its vision tower is a TimmWrapperModel (MobileNetV5), which needs the timm package (not installable beside the "
+    "CPU torch wheel): building the model raises 'TimmWrapperModel requires the timm library'"))
+VISION_TOY_FIXES["llama4"] = VisionToyFix(unsupported=(
+    "its only image processor (Llama4ImageProcessor) needs torchvision, which cannot load beside the CPU torch wheel; "
+    "Llama4Processor reads the image processor's aspect_ratios output (tiles per side of each image), which no Pillow "
+    "image processor in transformers emits"))
+
