@@ -124,12 +124,12 @@ class StandardizedVLM(StandardizedTransformer):
         kwargs["processor"] = processor
         if tokenizer is not None:
             processor.tokenizer = copy.deepcopy(tokenizer)
-        _pad_batches(processor)
         return getattr(processor, "tokenizer", None)
 
     def _adopt(self, module: torch.nn.Module) -> torch.nn.Module:
         """The language side through the registry like any causal LM, then the image side's names."""
         module = super()._adopt(module)
+        _pad_batches(self.processor)  # a loaded one (hub id, path) too
         self.vision = resolve_vision(module, self.architecture.spec.vision, self.processor)
         self._check_language_layers()
         names = {self.vision.vision_tower: "vision_tower", self.vision.projector: "multi_modal_projector"}

@@ -208,3 +208,19 @@ def test_remote_execution_is_refused_with_the_reason(toy_and_model):
     with pytest.raises(RemoteRequestError, match="StandardizedVLM is not supported yet"):
         with torch.no_grad(), model.trace(model.image_prompt("Hi"), images=[toy.image], remote="local"):
             model.logits.save()
+
+
+def test_a_saved_folder_loads_with_its_processor_and_validates(tmp_path):
+    toy = build_toy_vlm("llava")
+    toy.model.save_pretrained(tmp_path)
+    toy.processor.save_pretrained(tmp_path)
+    model = StandardizedVLM(str(tmp_path), device_map="cpu", sample_image=toy.image)
+    assert all(result.status in (ReportStatus.PASSED, ReportStatus.NOT_APPLICABLE) for result in model.check_results)
+    assert type(model.processor).__name__ == "LlavaProcessor" and model.tokenizer is model.processor.tokenizer
+    prompts = [model.image_prompt("Hi"), model.image_prompt("A longer prompt")]
+    with torch.no_grad(), model.trace(prompts, images=[[toy.image], [toy.image]]):
+        logits = model.logits[:, -1].save()
+    with torch.no_grad():
+        for row, prompt in enumerate(prompts):
+            reference = toy.model(**toy.processor(text=[prompt], images=[[toy.image]], return_tensors="pt")).logits
+            torch.testing.assert_close(logits[row], reference[0, -1], atol=1e-5, rtol=1e-4)
