@@ -8,6 +8,7 @@ default, except its attention and MLP run in parallel").
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, fields, replace
 from enum import Enum
 from types import MappingProxyType
@@ -288,8 +289,10 @@ class HeadFacts:
                 and (source is None or key in source)]
 
 
+@functools.lru_cache(maxsize=None)
 def _forward_source(model_class: type) -> str | None:
-    """The source of a model class's forward (None where it cannot be read: then nothing is filtered)."""
+    """The source of a model class's forward (None where it cannot be read: then nothing is filtered); read
+    once per class, as reading it costs about a millisecond."""
     import inspect
 
     try:
