@@ -215,10 +215,10 @@ class ResolvedArchitecture:
                 continue                           # beside mlps[0]): reached through attentions[i] / mlps[i]
             for path in set(getattr(self, field_name)) - {None, standard} - set(self.spec.paths.token_mixers):
                 mapping[path] = standard
-        return {_envoy_path(path): name for path, name in mapping.items()}
+        return {envoy_path(path): name for path, name in mapping.items()}
 
 
-def _envoy_path(path: str) -> str:
+def envoy_path(path: str) -> str:
     """A module path as nnsight's envoy tree spells it: a module named like an envoy property
     (GIT's top-level ``output`` head) sits under a prefixed attribute (``E_output``)."""
     import inspect

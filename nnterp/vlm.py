@@ -11,12 +11,11 @@ from typing import Any
 import torch
 
 from .accessors import LayerwiseIO, rewrap, unwrap, walk
-from .images import noise_image
 from .errors import InvalidArgument, RemoteRequestError, RenamingError, VisionUnavailable
+from .images import noise_image
 from .registry import VisionFacts
-from .rename import _envoy_path, find_path
+from .rename import envoy_path, find_path
 from .standardized import StandardizedTransformer
-
 
 
 @dataclass(frozen=True)
@@ -136,7 +135,7 @@ class StandardizedVLM(StandardizedTransformer):
         taken = set(self._standard_rename.values())
         for path, name in names.items():
             if path is not None and path != name and name not in taken:
-                self._standard_rename[_envoy_path(path)] = name
+                self._standard_rename[envoy_path(path)] = name
         return module
 
     def _check_language_layers(self) -> None:
