@@ -95,7 +95,7 @@ def _dropped(fields: dict[str, Any], path: str) -> dict[str, Any]:
 
 
 # Bugs of transformers 5.0 that several toys meet.
-_UNDECLARED_PAD = UpstreamBug(
+UNDECLARED_PAD = UpstreamBug(
     "5.1.0", "reads config.pad_token_id, which its config class does not declare (transformers#43572)",
     workaround={"pad_token_id": None})
 # The Mamba mixer raises without the CUDA kernels instead of taking its PyTorch path; the config
@@ -139,7 +139,7 @@ TOY_FIXES: dict[str, ToyFix] = {
     "Dots3NoteForCausalLM": ToyFix(drop=("per_layer_config",), config={
         "swa_num_attention_heads": 4, "swa_num_key_value_heads": 4, "swa_q_lora_rank": 32, "swa_kv_lora_rank": 32,
         "swa_head_dim": 32, "swa_qk_nope_head_dim": 16, "swa_v_head_dim": 16}),
-    "Exaone4ForCausalLM": ToyFix(upstream_bugs=(_UNDECLARED_PAD,)),
+    "Exaone4ForCausalLM": ToyFix(upstream_bugs=(UNDECLARED_PAD,)),
     # the last layers reuse the KV cache of earlier ones: keep one sharing layer after
     # a sliding and a full one
     "Gemma3nForCausalLM": ToyFix(layers=6, config={"num_kv_shared_layers": 1}),
@@ -154,7 +154,7 @@ TOY_FIXES: dict[str, ToyFix] = {
     # attention every 8th layer by default: make it every other layer
     "JambaForCausalLM": ToyFix(config={"attn_layer_period": 2, "attn_layer_offset": 1}, upstream_bugs=(
         UpstreamBug("5.2.0", _MAMBA_KERNELS_REQUIRED, {"use_mamba_kernels": False}),)),
-    "JetMoeForCausalLM": ToyFix(upstream_bugs=(_UNDECLARED_PAD,)),
+    "JetMoeForCausalLM": ToyFix(upstream_bugs=(UNDECLARED_PAD,)),
     # default layer_types is None; the 8B-A1B checkpoint mixes conv and attention layers
     "Lfm2MoeForCausalLM": ToyFix(config={"layer_types": ["conv", "full_attention"], "num_dense_layers": 1}),
     # hidden_size * expand must equal num_heads * head_dim
@@ -162,7 +162,7 @@ TOY_FIXES: dict[str, ToyFix] = {
     # the causal LM is the decoder alone; one codebook so a (1, seq) batch of ids fits
     "MusicgenForCausalLM": ToyFix(config_class="MusicgenDecoderConfig", config={"num_codebooks": 1}),
     "MusicgenMelodyForCausalLM": ToyFix(config_class="MusicgenMelodyDecoderConfig", config={"num_codebooks": 1}),
-    "PhiForCausalLM": ToyFix(upstream_bugs=(_UNDECLARED_PAD,)),
+    "PhiForCausalLM": ToyFix(upstream_bugs=(UNDECLARED_PAD,)),
     # transformers 5.0 leaves the default vision config None, which the model reads: build it
     "Phi4MultimodalForCausalLM": ToyFix(sub_configs={"vision_config": {}}),
     # the text model of qwen4_exp and qwen4_exp_text: its indexed-attention layers need the QSA indexer sizes,
@@ -173,7 +173,7 @@ TOY_FIXES: dict[str, ToyFix] = {
     # max_position_embeddings into factors
     "ReformerModelWithLMHead": ToyFix(config={"is_decoder": True, "axial_pos_embds_dim": [16, 48],
                                               "axial_pos_shape": [16, 32]}),
-    "StableLmForCausalLM": ToyFix(upstream_bugs=(_UNDECLARED_PAD,)),
+    "StableLmForCausalLM": ToyFix(upstream_bugs=(UNDECLARED_PAD,)),
     # the model sizes q/k as hidden * qk_dim_factor, the state cache rounds it up to 64
     "xLSTMForCausalLM": ToyFix(config={"qk_dim_factor": 1.0}, upstream_bugs=(UpstreamBug(
         "5.2.0", "its forward fails on any input longer than one chunk (chunk_size tokens): the native "

@@ -15,6 +15,7 @@ from typing import Any
 from ..errors import ToyModelUnsupported
 from ..images import noise_image
 from .build import SEED, TOKEN_ID_FIELDS, _shrunk_fields, types_named
+from .fixes import UNDECLARED_PAD
 from .tokenizer import toy_tokenizer
 from .vision_fixes import VISION_TOY_FIXES, VisionToyFix
 
@@ -129,7 +130,16 @@ def _processor_classes(model_type: str, fix: VisionToyFix) -> tuple[type, type]:
         found = ", ".join(image_names.values()) or "none"
         raise ToyModelUnsupported(model_type, f"it has no Pillow image processor (image processors: {found}); the "
                                               "torchvision ones cannot load beside the CPU torch wheel")
-    return transformers_class(processor_name), transformers_class(image_name)
+    return transformers_class(processor_name), transformers_class(_pillow_name(image_name))
+
+
+def _pillow_name(name: str) -> str:
+    """A Pillow image processor's name as the installed transformers spells it: releases before the ``Pil``
+    classes (5.0) call the Pillow one by the bare name (``Qwen2VLImageProcessor``)."""
+    import transformers
+
+    bare = name.removesuffix("Pil")
+    return name if hasattr(transformers, name) or not hasattr(transformers, bare) else bare
 
 
 def _special_tokens(processor_class: type, fix: VisionToyFix) -> list[str]:
@@ -278,6 +288,8 @@ def toy_vlm_config(model_type: str, processor: Any, fix: VisionToyFix) -> Any:
     text_default = getattr(default, text_name, None) if text_name else None
     if text_name and hasattr(text_default, "__dict__") and isinstance(fields.get(text_name), dict):
         fields[text_name].update(_token_fields(text_default.__dict__, processor))
+    if text_name and isinstance(fields.get(text_name), dict) and UNDECLARED_PAD.affects(transformers.__version__):
+        fields[text_name].setdefault("pad_token_id", None)  # declared, as the causal toys' rows do on 5.0
     fields = fix.apply(fields)  # the row's own values win over the token ids found
     config = config_class(**fields)
     for path, tokens in fix.token_fields.items():
