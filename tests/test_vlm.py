@@ -224,3 +224,14 @@ def test_a_saved_folder_loads_with_its_processor_and_validates(tmp_path):
         for row, prompt in enumerate(prompts):
             reference = toy.model(**toy.processor(text=[prompt], images=[[toy.image]], return_tensors="pt")).logits
             torch.testing.assert_close(logits[row], reference[0, -1], atol=1e-5, rtol=1e-4)
+
+
+def test_generation_with_an_image_equals_the_plain_models(toy_and_model):
+    toy, model = toy_and_model
+    prompt = model.image_prompt("What is in the picture?")
+    with torch.no_grad(), model.generate(prompt, images=[toy.image], max_new_tokens=4, do_sample=False) as tracer:
+        generated = tracer.result.save()
+    encoding = toy.processor(text=[prompt], images=[[toy.image]], return_tensors="pt")
+    with torch.no_grad():
+        reference = toy.model.generate(**encoding, max_new_tokens=4, do_sample=False)
+    assert torch.equal(generated, reference)
