@@ -6,7 +6,7 @@ import copy
 import os
 import re
 import warnings
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from functools import cached_property
 from typing import Any, Callable, Iterable, Iterator
 
@@ -446,11 +446,10 @@ class StandardizedTransformer(RemoteMixin, TraceTimeMembers, TransformersModel):
         """Run the load-time checks and return their results without raising."""
         from .checks import run_load_checks
 
-        if isinstance(self._layer_output_arity, Exception):  # the plain two-token forward failed: learn it
-            with self._arity_from_next_forward():               # from this forward (a VLM's holds an image)
-                self.check_results = run_load_checks(self)
-            return self.check_results
-        self.check_results = run_load_checks(self)
+        # the plain two-token forward failed: learn the arity from this forward (a VLM's holds an image)
+        arity_unknown = isinstance(self._layer_output_arity, Exception)
+        with self._arity_from_next_forward() if arity_unknown else nullcontext():
+            self.check_results = run_load_checks(self)
         return self.check_results
 
     def validate(self) -> list[CheckResult]:

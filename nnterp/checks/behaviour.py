@@ -24,16 +24,16 @@ INTERVENTION_PROMPT = "The quick brown fox jumps"
 
 @dataclass(frozen=True)
 class PlainRun:
-    """What one unedited traced forward on a prompt showed: its tokens, the logits, layer 0's output and the
-    vocabulary projection of the last layer's output (or why projecting failed: the logit lens check's own
-    failure, which the forward is rerun without so that the other checks still get their values)."""
+    """What one unedited traced forward on a prompt showed: its own arguments (the plain model reruns exactly
+    these), the logits, layer 0's output and the vocabulary projection of the last layer's output (or why
+    projecting failed: the logit lens check's own failure, which the forward is rerun without so that the
+    other checks still get their values)."""
 
-    input_ids: torch.Tensor
+    inputs: tuple  # (args, kwargs)
     logits: torch.Tensor
     first_output: torch.Tensor
     last_projected: torch.Tensor | None
     projection_error: str | None = None
-    inputs: tuple = ((), {})  # the forward's own (args, kwargs): the plain model reruns exactly these
 
 
 class SharedRuns:
@@ -66,14 +66,13 @@ def _traced_run(model: StandardizedTransformer, prompt: str, project: bool) -> P
     args, kwargs = model.probe_inputs([prompt])  # a vision-language model's prompt holds an image
     with torch.no_grad(), model.trace(*args, **kwargs):
         inputs = model.inputs.save()
-        input_ids = model.input_ids.save()
         first = model.layers_output[0]
         first_output = first.clone().save()
         if project:
             last = first if model.num_layers == 1 else model.layers_output[-1]
             projected.append(model.project_on_vocab(model.collapse_streams(last[:, prefix:])).save())
         logits = model.logits.save()
-    return PlainRun(input_ids, logits, first_output, projected[0] if projected else None, inputs=inputs)
+    return PlainRun(inputs, logits, first_output, projected[0] if projected else None)
 
 
 def _on(values: Any, device: torch.device) -> Any:

@@ -47,12 +47,6 @@ def toy_status(model_type: str, task: str = "text-generation") -> ToyStatus:
     return ToyStatus(model_type, class_name, True, parameters, time.perf_counter() - start, task=task)
 
 
-def vision_only_types() -> list[str]:
-    """The image-text-to-text model types outside the causal-LM mapping: toys built as vision-language models."""
-    causal = causal_lm_classes()
-    return [model_type for model_type in image_text_to_text_classes() if model_type not in causal]
-
-
 def survey(model_types: list[str] | None = None, vision_types: list[str] | None = None) -> list[ToyStatus]:
     """The status of the given causal-LM and vision-language model types; when neither is given, of every
     causal-LM type and every image-text-to-text type (those in both mappings twice: text-only, then with images)."""
