@@ -40,8 +40,8 @@ def _validate(args: argparse.Namespace) -> int:
 def _model_types(names: list[str]) -> tuple[list[str], list[str]]:
     """The causal-LM and vision-language model types named on the command line (every one of both if none),
     or a CommandLineError."""
-    from .toy.build import causal_lm_classes, resolve_model_type
-    from .toy.vision import image_text_to_text_classes, resolve_vlm_type
+    from .toy.build import causal_lm_classes
+    from .toy.vision import image_text_to_text_classes, resolve_toy_name
 
     if not names:
         return list(causal_lm_classes()), list(image_text_to_text_classes())
@@ -49,17 +49,10 @@ def _model_types(names: list[str]) -> tuple[list[str], list[str]]:
     vision_types: list[str] = []
     for name in names:
         try:
-            if name.startswith("vlm:"):  # the vision-language toy of a type both mappings hold
-                vision_types.append(resolve_vlm_type(name.removeprefix("vlm:")))
-                continue
-            types.append(resolve_model_type(name))
-        except KeyError:
-            try:
-                vision_types.append(resolve_vlm_type(name))
-            except KeyError:
-                raise CommandLineError(f"{name!r} is neither a model type nor a class name of transformers' causal-LM "
-                                       "or image-text-to-text mappings; run `python -m nnterp toy --list` to see the "
-                                       "toy models on offer.") from None
+            model_type, vision = resolve_toy_name(name)
+        except KeyError as error:
+            raise CommandLineError(error.args[0]) from None
+        (vision_types if vision else types).append(model_type)
     return types, vision_types
 
 

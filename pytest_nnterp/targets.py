@@ -27,31 +27,27 @@ class Target:
 
 
 # Model ids of toy vision-language models whose type the causal-LM mapping also holds (its text-only toy keeps
-# "toy:<type>"); names on the command line ask for them as "vlm:<type or class>".
-VLM_TOY_PREFIX, VLM_NAME_PREFIX = "toy-vlm:", "vlm:"
+# "toy:<type>"); names on the command line ask for them as "vlm:<type or class>" (nnterp.toy.vision).
+VLM_TOY_PREFIX = "toy-vlm:"
 
 
 def toy_targets(names: tuple[str, ...]) -> list[Target]:
     """Toy targets for class names / model types ("vlm:NAME": the vision-language toy of a type both mappings
     hold), or for 'all': every causal-LM type, then every image-text-to-text type as a vision-language model."""
     from nnterp.toy import causal_lm_classes, resolve_model_type
-    from nnterp.toy.vision import image_text_to_text_classes, resolve_vlm_type
+    from nnterp.toy.vision import image_text_to_text_classes, resolve_toy_name
 
     classes, vision_classes = causal_lm_classes(), image_text_to_text_classes()
-    types, vision_types = [], []
+    types: list[str] = []
+    vision_types: list[str] = []
     if "all" in names:
         types, vision_types = list(classes), list(vision_classes)
     for name in (name for name in names if name != "all"):
         try:
-            if name.startswith(VLM_NAME_PREFIX):
-                vision_types.append(resolve_vlm_type(name.removeprefix(VLM_NAME_PREFIX)))
-                continue
-            try:
-                types.append(resolve_model_type(name))
-            except KeyError:
-                vision_types.append(resolve_vlm_type(name))
+            model_type, vision = resolve_toy_name(name)
         except KeyError as error:
             raise pytest.UsageError(f"--nnterp-classes: {error.args[0]}") from None
+        (vision_types if vision else types).append(model_type)
     canonical = {classes[t]: resolve_model_type(classes[t]) for t in types}
     text = [Target(f"toy:{t}", "toy", classes[t],
                    f"{classes[t]}-toy" if canonical[classes[t]] == t else f"{classes[t]}-toy:{t}")

@@ -25,6 +25,8 @@ _SPECIAL_LITERAL = re.compile(r"""["'](<\|?[A-Za-z_][\w\-/:.]*\|?>|\[[A-Z][A-Z_]
 _TOKEN_FIELD = re.compile(r"^(?P<stem>\w+?)_token_(id|index)$")
 # Vision-tower sizes beyond the causal toys' SMALL_SIZES, set wherever a (sub)config has the field.
 VISION_SMALL_SIZES: dict[str, Any] = {"depth": 2, "out_hidden_size": 64, "vision_layers": 2}
+# How a command line asks for the vision-language toy of a type the causal-LM mapping also holds: vlm:gemma3.
+VLM_NAME_PREFIX = "vlm:"
 # The toy chat template: one user turn, each image written as the row's prompt writes it, then the text.
 CHAT_TEMPLATE = ("{% for message in messages %}{% for part in message['content'] %}"
                  "{% if part['type'] == 'image' %}IMAGE{% else %}{{ part['text'] }}{% endif %}"
@@ -65,6 +67,25 @@ def resolve_vlm_type(name: str) -> str:
         raise KeyError(f"{name!r} is neither a model type nor a class name of transformers' image-text-to-text "
                        "mapping; run `python -m nnterp toy --list` to see the toy models on offer.")
     return matches[0]
+
+
+def resolve_toy_name(name: str) -> tuple[str, bool]:
+    """A toy named on the command line: (model type, whether its vision-language toy is meant). A causal-LM type
+    or class name first, then an image-text-to-text one; ``vlm:NAME`` asks for the vision-language toy of a type
+    both mappings hold. A KeyError naming both mappings otherwise."""
+    from .build import resolve_model_type
+
+    try:
+        if name.startswith(VLM_NAME_PREFIX):
+            return resolve_vlm_type(name.removeprefix(VLM_NAME_PREFIX)), True
+        try:
+            return resolve_model_type(name), False
+        except KeyError:
+            return resolve_vlm_type(name), True
+    except KeyError:
+        raise KeyError(f"{name!r} is neither a model type nor a class name of transformers' causal-LM or "
+                       "image-text-to-text mappings; run `python -m nnterp toy --list` to see the toy models on "
+                       "offer.") from None
 
 
 def vision_toy_fix(model_type: str) -> VisionToyFix:
