@@ -31,8 +31,9 @@ VLM_NAME_PREFIX = "vlm:"
 CHAT_TEMPLATE = ("{% for message in messages %}{% for part in message['content'] %}"
                  "{% if part['type'] == 'image' %}IMAGE{% else %}{{ part['text'] }}{% endif %}"
                  "{% endfor %}{% endfor %}")
-# The special tokens right after the image in a row's prompt belong to the image's markup (<|vision_end|>).
-_MARKUP_AFTER = re.compile(r"^(?:<[^<>\s]+>|\[[A-Z_]+\])*")
+# A run of special tokens (<|vision_start|>, [IMG]): the ones right before and right after the image in a row's
+# prompt belong to the image's markup.
+_MARKUP = r"(?:<[^<>\s]+>|\[[A-Z_]+\])*"
 
 
 @dataclass(frozen=True)
@@ -163,12 +164,15 @@ def _pillow_name(name: str) -> str:
     return name if hasattr(transformers, name) or not hasattr(transformers, bare) else bare
 
 
+def _processor_source(processor_class: type) -> str:
+    """The source of a processor class and of its transformers model-specific bases (what it reads and spells)."""
+    return "\n".join(inspect.getsource(klass) for klass in processor_class.__mro__
+                     if klass.__module__.startswith("transformers.models."))
+
+
 def _special_tokens(processor_class: type, fix: VisionToyFix) -> list[str]:
     """The special tokens the processor class spells in its source, and the row's own."""
-    found: list[str] = []
-    for klass in processor_class.__mro__:
-        if klass.__module__.startswith("transformers.models."):
-            found += _SPECIAL_LITERAL.findall(inspect.getsource(klass))
+    found = _SPECIAL_LITERAL.findall(_processor_source(processor_class))
     return list(dict.fromkeys(found + list(fix.special_tokens)))
 
 
@@ -218,10 +222,7 @@ def _images_only(processor_class: type) -> type:
 def _tokenizer_attributes(processor_class: type, tokenizer: Any) -> None:
     """Give the tokenizer each ``tokenizer.<name>_token`` (and ``_token_id``) the processor class reads from it
     (a checkpoint's tokenizer config declares them): the token spelled ``<name>``, added as special."""
-    names: list[str] = []
-    for klass in processor_class.__mro__:
-        if klass.__module__.startswith("transformers.models."):
-            names += re.findall(r"tokenizer\.(\w+_token)(?:_id)?\b", inspect.getsource(klass))
+    names = re.findall(r"tokenizer\.(\w+_token)(?:_id)?\b", _processor_source(processor_class))
     for name in dict.fromkeys(names):
         if name in ("pad_token", "bos_token", "eos_token", "unk_token") or hasattr(tokenizer, name):
             continue
@@ -291,8 +292,8 @@ def chat_template(prompt: str) -> str:
     if "{image}" not in prompt:
         return CHAT_TEMPLATE.replace("IMAGE", "")
     before, _, after = prompt.partition("{image}")
-    markup_after = _MARKUP_AFTER.match(after).group(0)  # type: ignore[union-attr]  # the pattern matches ""
-    markup_before = re.search(r"(?:<[^<>\s]+>|\[[A-Z_]+\])*$", before).group(0)  # type: ignore[union-attr]
+    markup_after = re.match(_MARKUP, after).group(0)  # type: ignore[union-attr]  # the pattern matches ""
+    markup_before = re.search(_MARKUP + "$", before).group(0)  # type: ignore[union-attr]
     image = markup_before + "{{ image_token }}" + markup_after
     return CHAT_TEMPLATE.replace("IMAGE", image)
 
@@ -303,7 +304,7 @@ def toy_vlm_config(model_type: str, processor: Any, fix: VisionToyFix) -> Any:
 
     config_class = transformers.CONFIG_MAPPING[model_type]
     default = config_class()
-    fields = fix.apply(_vision_sizes(_shrunk_fields(default, processor.tokenizer, fix.layers), default))
+    fields = _vision_sizes(_shrunk_fields(default, processor.tokenizer, fix.layers), default)
     fields.update(_token_fields(default.__dict__, processor))
     text_name = next((name for name in getattr(default, "sub_configs", {}) if name.startswith("text")), None)
     text_default = getattr(default, text_name, None) if text_name else None

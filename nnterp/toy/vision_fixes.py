@@ -539,7 +539,6 @@ _GEMMA3_SIGLIP = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layer
                   "image_size": 32, "patch_size": 8, "model_type": "siglip_vision_model"}
 
 # (the auto mapping's; no other Pillow image processor was tried for these)
-_TORCHVISION_ONLY = "its only image processor ({}) needs torchvision, which cannot load beside the CPU torch wheel"
 
 VISION_TOY_FIXES.update({
     # VipLlava concatenates the CLIP hidden states (class token dropped) of layers -2, -5, -8, -11 and 6,
@@ -675,19 +674,6 @@ VISION_TOY_FIXES.update({
                                                          "mrope_interleaved": True}},
                      "vision_config": {"deepstack_visual_indexes": [0], "num_position_embeddings": 64},
                      "audio_config": {"downsample_hidden_size": 16, "output_dim": 64}}),
-    # no Pillow image processor in transformers for these (auto mapping: torchvision only)
-    "NemotronH_Omni_Reasoning_V3": VisionToyFix(
-        unsupported=_TORCHVISION_ONLY.format("NemotronH_Omni_Reasoning_V3ImageProcessor")),
-    "PerceptionLMForConditionalGeneration": VisionToyFix(
-        unsupported=_TORCHVISION_ONLY.format("PerceptionLMImageProcessor")),
-    "PI0ForConditionalGeneration": VisionToyFix(
-        unsupported=_TORCHVISION_ONLY.format("PI0ImageProcessor")),
-    "PPFormulaNetForConditionalGeneration": VisionToyFix(
-        unsupported=_TORCHVISION_ONLY.format("PPFormulaNetImageProcessor")),
-    "Step3p7ForConditionalGeneration": VisionToyFix(
-        unsupported=_TORCHVISION_ONLY.format("Step3p7ImageProcessor")),
-    "UnlimitedOcrForConditionalGeneration": VisionToyFix(
-        unsupported=_TORCHVISION_ONLY.format("UnlimitedOcrImageProcessor")),
     "VisionEncoderDecoderModel": VisionToyFix(
         unsupported="a composite of any vision encoder and text decoder (ViT + BERT by default): transformers maps "
                     "no processor to it, the processor depends on the checkpoint's pair (not tried further)"),
