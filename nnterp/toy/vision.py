@@ -143,8 +143,8 @@ def _processor_classes(model_type: str, fix: VisionToyFix) -> tuple[type, type]:
 
     processor_name = fix.processor_class or PROCESSOR_MAPPING_NAMES.get(model_type)
     image_names = IMAGE_PROCESSOR_MAPPING_NAMES.get(model_type) or {}
-    if isinstance(image_names, tuple):  # transformers < 5.x: (slow, fast), the slow one runs on Pillow and numpy
-        image_names = {"pil": image_names[0]} if image_names[0] else {"fast": image_names[-1]}
+    if isinstance(image_names, tuple):  # transformers 5.0: (slow, fast), the slow one runs on Pillow and numpy
+        image_names = {kind: found for kind, found in zip(("pil", "fast"), image_names) if found}
     image_name = fix.image_processor_class or image_names.get("pil")
     if processor_name is None:
         raise ToyModelUnsupported(model_type, "transformers maps no processor class to it")
