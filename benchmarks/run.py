@@ -41,7 +41,6 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime
-import functools
 import importlib.util
 import json
 import os
@@ -412,23 +411,25 @@ def construct_rows(args: argparse.Namespace, device: torch.device, nnterp13: dic
     from nnterp.toy import build_toy_model
 
     rows = []
+    rounds = args.rounds * 2 + 1
     for name in args.toys:
-        build_s = []
-        for _ in range(args.rounds * 2 + 1):  # a fresh toy each time: a module is wrapped once
-            toy = build_toy_model(name)
-            hf, tokenizer = toy.model.to(device), toy.tokenizer
-            build_s.append(seconds(functools.partial(StandardizedTransformer, hf, tokenizer=tokenizer), device))
         toy = build_toy_model(name)
         model = StandardizedTransformer(toy.model.to(device), tokenizer=toy.tokenizer)
+        fresh = [build_toy_model(name) for _ in range(rounds + 1)]  # one per construction (and paired's warm-up):
+        for toy in fresh:                                           # a module is wrapped once; building is not timed
+            toy.model.to(device)
+
+        def construct(fresh: list = fresh) -> None:
+            toy = fresh.pop()
+            StandardizedTransformer(toy.model, tokenizer=toy.tokenizer)
 
         def forward(model: Any = model) -> None:
             with torch.no_grad(), model.trace(["The quick brown fox", "Hello world"]):
                 model.logits.save()
 
-        forward()
-        forward_s = [seconds(forward, device) for _ in range(args.rounds * 2 + 1)]
+        build_s, forward_s = paired(construct, forward, rounds, device)
         rows.append(announce(Row(f"construct[{name}]", "StandardizedTransformer(model)", "one traced forward",
-                        build_s[1:], forward_s[1:], 2.0, "toy model, validation included; first build not counted",
+                        build_s, forward_s, 2.0, "toy model, validation included; after one warm-up each",
                         nnterp13_s=nnterp13.get(name, []))))
     return rows
 

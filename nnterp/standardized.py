@@ -15,6 +15,7 @@ from nnsight.modeling.transformers import TransformersModel
 
 from .accessors import (AttentionProbabilities, BatchFolded, LayerwiseContribution, LayerwiseIO, LayerwiseModules,
                         walk)
+from .aliases import bind_where_resolvable
 from .attention_probs import locate_attention_probabilities
 from .checks.catalogue import CheckResult
 from .compat.lookup import warn_for_architecture
@@ -142,7 +143,11 @@ class StandardizedTransformer(RemoteMixin, TraceTimeMembers, TransformersModel):
                 kwargs["attn_implementation"] = "eager"
         # The attention a built model had before being switched to eager (None: eager already, or not switched).
         switched_from = use_eager_attention(model) if enable_attention_probs and not isinstance(model, str) else None
+        # nnsight binds the names while it builds the tree, unless they wait for it (see nnterp.aliases): they
+        # do, except where an ``envoys=`` map may be keyed by them, which nnsight reads while building.
+        self._names_wait_for_tree = "envoys" not in kwargs
         super().__init__(model, tokenizer=tokenizer, rename=self._standard_rename, **kwargs)
+        self._bind_waiting_names()
         self._bind_displaced_names()
         self._layer_output_arity: int | Exception | None = None
         if self.dispatched and not check_renaming:  # else learned from validation's forward, or at dispatch
@@ -169,12 +174,13 @@ class StandardizedTransformer(RemoteMixin, TraceTimeMembers, TransformersModel):
 
     # -- building --------------------------------------------------------------
     # The load path, in order. nnsight calls back into this class once, in step 2:
-    #   1. __init__ checks the arguments and hands nnsight ``rename=self._standard_rename``, still empty;
+    #   1. __init__ checks the arguments and hands nnsight ``rename=self._standard_rename``, empty;
     #   2. nnsight obtains the torch module and passes it through _wrap (a built model), _load (hub id or
     #      path) or _load_meta (lazy); each calls _adopt, which puts the model in eval mode, resolves its
-    #      registry row into ``self.architecture`` and fills ``self._standard_rename`` before nnsight builds
-    #      the envoy tree from it;
-    #   3. back in __init__: _bind_displaced_names (names nnsight refuses to alias), the layer-output arity,
+    #      registry row into ``self.architecture`` and holds back the rename mapping it gives, while nnsight
+    #      builds the envoy tree;
+    #   3. back in __init__: _bind_waiting_names (the mapping into ``self._standard_rename``, bound where it
+    #      resolves), _bind_displaced_names (names nnsight refuses to alias), the layer-output arity,
     #      the accessors (_build_accessors, one loop over ACCESSOR_NAMES), then validation and the
     #      compatibility-report lookup.
 
@@ -188,13 +194,29 @@ class StandardizedTransformer(RemoteMixin, TraceTimeMembers, TransformersModel):
         return self._adopt(super()._load_meta(repo_id, *args, **kwargs))
 
     def _adopt(self, module: torch.nn.Module) -> torch.nn.Module:
-        """Resolve the architecture before nnsight builds the envoy tree, so renaming applies."""
+        """Resolve the architecture before nnsight builds the envoy tree, and the names to bind on it."""
         if module.training:
             module.eval()  # dropout would make every numeric check (and every result) noisy
-        self.architecture: ResolvedArchitecture = resolve_architecture(module, self._rename_config)
-        self._standard_rename.clear()
-        self._standard_rename.update(self.architecture.rename_dict())
+        names = self._resolve_names(module)
+        if self._names_wait_for_tree and "_children" not in self.__dict__:
+            self._waiting_names = names  # bound by _bind_waiting_names once the tree exists
+        else:  # nnsight binds them as it builds the tree; at dispatch the tree is kept, and its names with it
+            self._standard_rename.clear()
+            self._standard_rename.update(names)
         return module
+
+    def _resolve_names(self, module: torch.nn.Module) -> dict[str, str]:
+        """``module``'s registry row as ``self.architecture``, and the rename mapping (native path -> standard
+        name) it gives."""
+        self.architecture: ResolvedArchitecture = resolve_architecture(module, self._rename_config)
+        return self.architecture.rename_dict()
+
+    def _bind_waiting_names(self) -> None:
+        """The names _adopt held back, now in nnsight's ``rename`` (every envoy shares the dict) and bound."""
+        names = self.__dict__.pop("_waiting_names", None)
+        if names:
+            self._standard_rename.update(names)
+            bind_where_resolvable(self, self._standard_rename)
 
     def dispatch(self) -> None:
         """nnsight's lazy weight loading, then what the model learns from its own weights (layer output arity)."""

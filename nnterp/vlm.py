@@ -125,18 +125,18 @@ class StandardizedVLM(StandardizedTransformer):
             processor.tokenizer = copy.deepcopy(tokenizer)
         return getattr(processor, "tokenizer", None)
 
-    def _adopt(self, module: torch.nn.Module) -> torch.nn.Module:
+    def _resolve_names(self, module: torch.nn.Module) -> dict[str, str]:
         """The language side through the registry like any causal LM, then the image side's names."""
-        module = super()._adopt(module)
+        names = super()._resolve_names(module)
         _pad_batches(self.processor)  # a loaded one (hub id, path) too
         self.vision = resolve_vision(module, self.architecture.spec.vision, self.processor)
         self._check_language_layers()
-        names = {self.vision.vision_tower: "vision_tower", self.vision.projector: "multi_modal_projector"}
-        taken = set(self._standard_rename.values())
-        for path, name in names.items():
+        taken = set(names.values())
+        image_side = {self.vision.vision_tower: "vision_tower", self.vision.projector: "multi_modal_projector"}
+        for path, name in image_side.items():
             if path is not None and path != name and name not in taken:
-                self._standard_rename[envoy_path(path)] = name
-        return module
+                names[envoy_path(path)] = name
+        return names
 
     def _check_language_layers(self) -> None:
         """Refuse layers that are not the language model's: inside the vision tower, or under no module that

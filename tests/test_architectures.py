@@ -6,8 +6,10 @@ builder's reason; a known incompatibility is a strict xfail with its reason.
 """
 
 import pytest
+from nnsight.modeling.transformers import TransformersModel
 
 from nnterp import StandardizedTransformer
+from nnterp.aliases import children_first
 from nnterp.checks import CheckName, ReportStatus, run_checks
 from nnterp.registry import Residual
 from nnterp.toy import ToyModelUnsupported, build_toy_model
@@ -33,3 +35,21 @@ def test_toy_architecture_validates(model_type):
     assert not_applicable == expected_not_applicable, {name: results[name].message for name in not_applicable}
     failures = {name.value: result.message for name, result in results.items() if result.failed}
     assert not failures
+    assert_names_bound_as_nnsight_binds(model)
+
+
+def alias_table(root) -> set[tuple[str, str, str, str | None]]:
+    """Every alias of the envoy tree: (host path, alias, path it names relative to the host, target path)."""
+    return {(envoy.path, alias, relative, getattr(envoy.__dict__.get(alias), "path", None))
+            for envoy in children_first(root) for alias, relative in envoy._aliases.items()}
+
+
+def assert_names_bound_as_nnsight_binds(model) -> None:
+    """The standard names, bound once the tree exists (nnterp.aliases), are exactly those nnsight binds when
+    handed the same ``rename=`` while it builds the tree (last: the second wrap re-instruments the modules)."""
+    ours = {row for row in alias_table(model) if not (row[0] == model.path and row[1] in
+                                                      model.architecture.displaced_names)}
+    nnsight_built = TransformersModel(model._module, tokenizer=model.tokenizer, task="text-generation",
+                                      rename=dict(model._standard_rename))
+    assert ours == alias_table(nnsight_built)
+    assert {row[1] for row in ours} >= set(model._standard_rename.values())

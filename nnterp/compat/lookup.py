@@ -21,7 +21,7 @@ from typing import Iterable
 from ..errors import NNterpCompatibilityWarning, NNterpError  # the warning is re-exported here
 from .labels import plain_text
 from .schema import VERSIONED_PACKAGES, ModelRecord, Report, ReportStatus, current_versions
-from .store import read_or_set_aside, report_paths
+from .store import read_or_set_aside, report_files
 
 logger = logging.getLogger(__name__)
 
@@ -129,23 +129,19 @@ def _installed_data_directory() -> Path | None:
 
 # -- cached reading ------------------------------------------------------------------------
 
-_parsed: dict[Path, tuple[tuple[int, int], Report | None]] = {}
+_parsed: dict[str, tuple[tuple[int, int], Path, Report | None]] = {}  # path -> (stamp, path, report)
 
 
 def _reports(directories: Iterable[Path]) -> list[tuple[Path, Report]]:
     """Every valid report in ``directories``, parsed once per (path, mtime, size)."""
     found = []
-    for path in report_paths(directories):
-        try:
-            stat = path.stat()
-        except OSError:
-            continue  # removed since it was listed: there is nothing to read
-        key = (stat.st_mtime_ns, stat.st_size)
-        if path not in _parsed or _parsed[path][0] != key:
-            _parsed[path] = (key, _parse(path))
-        report = _parsed[path][1]
-        if report is not None:
-            found.append((path, report))
+    for name, stamp in report_files(directories):
+        cached = _parsed.get(name)
+        if cached is None or cached[0] != stamp:
+            path = Path(name)
+            cached = _parsed[name] = (stamp, path, _parse(path))
+        if cached[2] is not None:
+            found.append((cached[1], cached[2]))
     return found
 
 
@@ -181,8 +177,8 @@ def _lookup(class_name: str, directories: Iterable[str | Path] | None, versions:
     directories = report_directories() if directories is None else [Path(d) for d in directories]
     versions = dict(versions or _installed_versions())
     reports = _reports(directories)
-    key = (class_name, model_id, tuple(directories), tuple(sorted(versions.items())),
-           tuple((path, _parsed[path][0]) for path, _ in reports))
+    key = (class_name, model_id, tuple(map(str, directories)), tuple(sorted(versions.items())),
+           tuple((str(path), _parsed[str(path)][0]) for path, _ in reports))
     if key not in _classified:
         _classified[key] = _classify(class_name, directories, versions, model_id, reports)
     return _classified[key]

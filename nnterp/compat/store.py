@@ -196,9 +196,24 @@ def _warn(message: str, stacklevel: int) -> None:
 
 def report_paths(directories: Iterable[str | Path]) -> list[Path]:
     """The report files (``*.json``, not hidden) of each existing folder, sorted within each folder."""
-    paths = []
+    return [Path(path) for path, _ in report_files(directories)]
+
+
+def report_files(directories: Iterable[str | Path]) -> list[tuple[str, tuple[int, int]]]:
+    """``report_paths`` as strings, with each file's (mtime in ns, size): one listing and one stat a file, which
+    every model load pays (the compatibility lookup re-reads a report only when its stamp changed)."""
+    found = []
     for directory in directories:
-        directory = Path(directory)
-        if directory.is_dir():
-            paths.extend(sorted(p for p in directory.glob("*.json") if not p.name.startswith(".") and p.is_file()))
-    return paths
+        try:
+            with os.scandir(directory) as listing:
+                entries = sorted((entry.name, entry) for entry in listing
+                                 if entry.name.endswith(".json") and not entry.name.startswith(".") and entry.is_file())
+        except OSError:  # missing, or not a folder: it holds no reports
+            continue
+        for name, entry in entries:
+            try:
+                stat = entry.stat()
+            except OSError:
+                continue  # removed since it was listed: there is nothing to read
+            found.append((os.path.join(directory, name), (stat.st_mtime_ns, stat.st_size)))
+    return found
