@@ -98,6 +98,11 @@ def _check_local_path(model: str) -> None:
                             "pass an existing folder holding config.json, or a hub id like 'gpt2' or 'org/name'")
 
 
+def _hub_options(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The loading options of ``kwargs`` that a preprocessor's ``from_pretrained`` takes as well."""
+    return {key: kwargs[key] for key in ("revision", "trust_remote_code", "token") if key in kwargs}
+
+
 class _FirstLayerDone(Exception):
     """Stops the forward that measures a layer's output structure once the first layer has returned."""
 
@@ -141,6 +146,8 @@ class StandardizedTransformer(RemoteMixin, TraceTimeMembers, TransformersModel):
             kwargs.setdefault("dispatch", True)
             if enable_attention_probs:
                 kwargs["attn_implementation"] = "eager"
+            if not kwargs["dispatch"] and tokenizer is None:
+                tokenizer = self._lazy_load_preprocessors(model, kwargs)
         # The attention a built model had before being switched to eager (None: eager already, or not switched).
         switched_from = use_eager_attention(model) if enable_attention_probs and not isinstance(model, str) else None
         # nnsight binds the names while it builds the tree, unless they wait for it (see nnterp.aliases): they
@@ -164,6 +171,14 @@ class StandardizedTransformer(RemoteMixin, TraceTimeMembers, TransformersModel):
         """A copy of the caller's tokenizer: nnsight sets its pad token and padding side, and the caller's own
         object is left alone."""
         return copy.deepcopy(tokenizer) if tokenizer is not None else None
+
+    def _lazy_load_preprocessors(self, repo_id: str, kwargs: dict[str, Any]) -> Any:
+        """The tokenizer of a model loaded lazily (``dispatch=False``). nnsight's meta load asks the task's
+        pipeline class which preprocessors it loads, and transformers' pipelines stopped saying (5.24): the
+        pipeline is then handed none and cannot guess one for a model built on meta."""
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(repo_id, **_hub_options(kwargs))
 
     def probe_inputs(self, prompts: list[str]) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """The arguments of one invoke running ``prompts`` (validation's forward): the prompts themselves."""

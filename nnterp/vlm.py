@@ -15,7 +15,7 @@ from .errors import InvalidArgument, RemoteRequestError, RenamingError, VisionUn
 from .images import noise_image
 from .registry import VisionFacts
 from .rename import envoy_path, find_path
-from .standardized import StandardizedTransformer
+from .standardized import StandardizedTransformer, _hub_options
 
 
 @dataclass(frozen=True)
@@ -124,6 +124,15 @@ class StandardizedVLM(StandardizedTransformer):
         if tokenizer is not None:
             processor.tokenizer = copy.deepcopy(tokenizer)
         return getattr(processor, "tokenizer", None)
+
+    def _lazy_load_preprocessors(self, repo_id: str, kwargs: dict[str, Any]) -> Any:
+        """The processor of a model loaded lazily (``dispatch=False``), which nnsight's meta load no longer
+        sources (see StandardizedTransformer._lazy_load_preprocessors); its tokenizer is the model's."""
+        from transformers import AutoProcessor
+
+        if kwargs.get("processor") is None:
+            kwargs["processor"] = AutoProcessor.from_pretrained(repo_id, **_hub_options(kwargs))
+        return getattr(kwargs["processor"], "tokenizer", None)
 
     def _resolve_names(self, module: torch.nn.Module) -> dict[str, str]:
         """The language side through the registry like any causal LM, then the image side's names."""

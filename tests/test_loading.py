@@ -24,6 +24,23 @@ def test_loads_a_local_path_validates_and_keeps_numerics(tmp_path):
         assert torch.equal(logits, toy.model(input_ids=ids).logits)
 
 
+def test_a_lazily_loaded_model_keeps_its_standard_names_through_dispatch(tmp_path):
+    """The tokenizer is loaded from the folder (nnsight's meta load no longer sources it); the names bind on the
+    meta model's tree, and dispatch swaps the real weights into that tree, names included."""
+    toy = build_toy_model("gpt2")
+    toy.model.save_pretrained(tmp_path)
+    toy.tokenizer.save_pretrained(tmp_path)
+    model = StandardizedTransformer(str(tmp_path), dispatch=False, check_renaming=False)
+    assert not model.dispatched and model.layers[1].self_attn._module is model._module.transformer.h[1].attn
+    ids = toy.tokenizer("hello there", return_tensors="pt")["input_ids"]
+    with model.trace(ids):
+        logits = model.logits.save()
+    assert model.dispatched and model.layers[1].self_attn._module is model._module.transformer.h[1].attn
+    assert model.embed_tokens._module is model._module.transformer.wte
+    with torch.no_grad():
+        assert torch.equal(logits, toy.model(input_ids=ids).logits)
+
+
 def test_a_model_in_training_mode_is_put_in_eval_mode():
     toy = build_toy_model("llama")
     toy.model.train()

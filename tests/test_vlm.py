@@ -226,6 +226,23 @@ def test_a_saved_folder_loads_with_its_processor_and_validates(tmp_path):
             torch.testing.assert_close(logits[row], reference[0, -1], atol=1e-5, rtol=1e-4)
 
 
+def test_a_saved_folder_loads_lazily_with_its_processor(tmp_path):
+    """dispatch=False: the processor is loaded from the folder (nnsight's meta load no longer sources it), and the
+    first trace dispatches the real weights under the same names."""
+    toy = build_toy_vlm("llava")
+    toy.model.save_pretrained(tmp_path)
+    toy.processor.save_pretrained(tmp_path)
+    model = StandardizedVLM(str(tmp_path), dispatch=False, check_renaming=False, sample_image=toy.image)
+    assert not model.dispatched and type(model.processor).__name__ == "LlavaProcessor"
+    prompt = model.image_prompt("Hi")
+    with torch.no_grad(), model.trace(prompt, images=[toy.image]):
+        logits = model.logits[:, -1].save()
+    assert model.dispatched and model.vision_tower._module is model._module.model.vision_tower
+    with torch.no_grad():
+        reference = toy.model(**toy.processor(text=[prompt], images=[[toy.image]], return_tensors="pt")).logits
+    torch.testing.assert_close(logits[0], reference[0, -1], atol=1e-5, rtol=1e-4)
+
+
 def test_generation_with_an_image_equals_the_plain_models(toy_and_model):
     toy, model = toy_and_model
     prompt = model.image_prompt("What is in the picture?")
