@@ -174,7 +174,7 @@ class StandardizedTransformer(RemoteMixin, TraceTimeMembers, TransformersModel):
 
     def _lazy_load_preprocessors(self, repo_id: str, kwargs: dict[str, Any]) -> Any:
         """The tokenizer of a model loaded lazily (``dispatch=False``). nnsight's meta load asks the task's
-        pipeline class which preprocessors it loads, and transformers' pipelines stopped saying (5.24): the
+        pipeline class which preprocessors it loads, and transformers' pipelines stopped saying (5.23): the
         pipeline is then handed none and cannot guess one for a model built on meta."""
         from transformers import AutoTokenizer
 
