@@ -47,12 +47,21 @@ class VisionToyFix(ToyFix):
 
 
 # A CLIP tower at 28 x 28 pixels in 14-pixel patches: four patch tokens and its class token.
-_SMALL_CLIP = {"vision_config": {"image_size": 28, "patch_size": 14}}
+_SMALL_CLIP_VISION = {"image_size": 28, "patch_size": 14}
+_SMALL_CLIP = {"vision_config": _SMALL_CLIP_VISION}
 _SMALL_CLIP_IMAGES = {"size": {"shortest_edge": 28}, "crop_size": {"height": 28, "width": 28}}
 
 # M-RoPE splits each head's rotary frequencies into temporal, height and width sections, which must sum to
 # head_dim / 2 (8 for the toys' 16); the defaults fit head_dim 128.
-_SMALL_MROPE = {"rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [2, 3, 3]}}
+_MROPE_SECTIONS = {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [2, 3, 3]}
+_SMALL_MROPE = {"rope_parameters": _MROPE_SECTIONS}
+
+# Qwen-VL chat templates wrap each image's pad tokens in vision-start/end tokens, single tokens of the real
+# vocabulary (the processors spell only the pad tokens; the models find images by mm_token_type_ids).
+_QWEN_SPECIALS = ("<|vision_start|>", "<|vision_end|>")
+_QWEN_PROMPT = "<|vision_start|>{image}<|vision_end|>What is in the picture?"
+# Qwen2-VL style image processors at 56 x 56 pixels: 4 x 4 patches of 14, merged 2 x 2 into four image tokens
+_QWEN_IMAGES_56 = {"min_pixels": 56 * 56, "max_pixels": 56 * 56}
 
 VISION_TOY_FIXES: dict[str, VisionToyFix] = {
     # LLaVA 1.5 drops the CLIP class token ("default" strategy); the processor counts it, then removes it
@@ -61,11 +70,10 @@ VISION_TOY_FIXES: dict[str, VisionToyFix] = {
     # Qwen2-VL places its M-RoPE positions from the vision-start token before each image's pad tokens; 56 x 56
     # pixels make 4 x 4 patches of 14, merged 2 x 2 into four image tokens
     "Qwen2VLForConditionalGeneration": VisionToyFix(
-        prompt="<|vision_start|>{image}<|vision_end|>What is in the picture?", image_size=(56, 56),
-        image_processor={"min_pixels": 56 * 56, "max_pixels": 56 * 56}, sub_configs={"text_config": _SMALL_MROPE}),
+        prompt=_QWEN_PROMPT, image_size=(56, 56), image_processor=_QWEN_IMAGES_56,
+        sub_configs={"text_config": _SMALL_MROPE}),
 }
 
-# -- rows from rows_2.py --
 _GLM_MROPE = {"rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]}}
 _GLM_VISION = {"image_size": 56}
 _GLM_IMAGES = {"size": {"shortest_edge": 2 * 56 * 56, "longest_edge": 2 * 56 * 56}}
@@ -188,10 +196,6 @@ VISION_TOY_FIXES["InstructBlipVideoForConditionalGeneration"] = VisionToyFix(uns
     "clips behind num_query_tokens * 4 video tokens, which no Pillow image processor or image processor class makes"))
 
 
-# -- rows from rows_3.py --
-# A CLIP tower at 28 x 28 pixels in 14-pixel patches: four patch tokens and its class token.
-_SMALL_CLIP_3 = {"image_size": 28, "patch_size": 14}
-_SMALL_CLIP_IMAGES_3 = {"size": {"shortest_edge": 28}, "crop_size": {"height": 28, "width": 28}}
 # LLaVA-NeXT's "anyres" grid at 1/12 of the real one (336 -> 28): the image is cut into 28-pixel tiles of the
 # best-fitting resolution; the model config and the image processor must list the same resolutions.
 _SMALL_PINPOINTS = [[28, 56], [56, 28], [56, 56]]
@@ -199,8 +203,8 @@ _SMALL_PINPOINTS = [[28, 56], [56, 28], [56, 56]]
 VISION_TOY_FIXES.update({
     # the "default" strategy drops the CLIP class token, which the processor counts and then removes
     "LlavaNextForConditionalGeneration": VisionToyFix(
-        config={"image_grid_pinpoints": _SMALL_PINPOINTS}, sub_configs={"vision_config": _SMALL_CLIP_3},
-        image_processor={**_SMALL_CLIP_IMAGES_3, "image_grid_pinpoints": _SMALL_PINPOINTS},
+        config={"image_grid_pinpoints": _SMALL_PINPOINTS}, sub_configs={"vision_config": _SMALL_CLIP_VISION},
+        image_processor={**_SMALL_CLIP_IMAGES, "image_grid_pinpoints": _SMALL_PINPOINTS},
         processor={"num_additional_image_tokens": 1}),
 })
 VISION_TOY_FIXES["LlavaNextVideoForConditionalGeneration"] = VISION_TOY_FIXES["LlavaNextForConditionalGeneration"]
@@ -209,7 +213,7 @@ VISION_TOY_FIXES["LlavaNextVideoForConditionalGeneration"] = VISION_TOY_FIXES["L
 _ONEVISION_PINPOINTS = [[28, 28], [28, 56], [56, 28], [56, 56]]
 # the processor counts a tile's tokens from num_image_tokens, which a checkpoint's processor config states
 VISION_TOY_FIXES["LlavaOnevisionForConditionalGeneration"] = VisionToyFix(
-    config={"image_grid_pinpoints": _ONEVISION_PINPOINTS}, sub_configs={"vision_config": _SMALL_CLIP_3},
+    config={"image_grid_pinpoints": _ONEVISION_PINPOINTS}, sub_configs={"vision_config": _SMALL_CLIP_VISION},
     image_processor={"size": {"height": 28, "width": 28}, "image_grid_pinpoints": _ONEVISION_PINPOINTS},
     processor={"num_image_tokens": 4})
 
@@ -246,8 +250,8 @@ VISION_TOY_FIXES["MiniCPMV4_7ForConditionalGeneration"] = _MINICPMV
 # 4 here, set as the processor's num_image_tokens) at the start, so the prompt holds text alone
 VISION_TOY_FIXES["Kosmos2ForConditionalGeneration"] = VisionToyFix(
     processor_class="Kosmos2Processor", prompt="<grounding>An image of", config={"latent_query_num": 4},
-    processor_attributes={"num_image_tokens": 4}, sub_configs={"vision_config": _SMALL_CLIP_3},
-    image_processor=_SMALL_CLIP_IMAGES_3)
+    processor_attributes={"num_image_tokens": 4}, sub_configs={"vision_config": _SMALL_CLIP_VISION},
+    image_processor=_SMALL_CLIP_IMAGES)
 # Kosmos-2.5: the processor prefixes <s><image>, num_image_tokens slots (the latent queries) and </image> to the
 # text, so the prompt is the task tag alone
 VISION_TOY_FIXES["Kosmos2_5ForConditionalGeneration"] = VisionToyFix(
@@ -312,12 +316,7 @@ VISION_TOY_FIXES["Mistral4ForCausalLM"] = VisionToyFix(unsupported=(
     "maps no processor or image processor to mistral4"))
 
 
-# -- rows from rows_1.py --
 
-# M-RoPE sections must sum to head_dim / 2 (8 for the toys' 16)
-_SMALL_MROPE_1 = {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [2, 3, 3]}
-# Qwen2-VL style image processors at 56 x 56 pixels: 4 x 4 patches of 14, merged 2 x 2 into four image tokens
-_QWEN_IMAGES_56 = {"min_pixels": 56 * 56, "max_pixels": 56 * 56}
 
 # the processor takes tokenizer.<name>_token_id when the tokenizer has one: naming its own spellings keeps the
 # toy from adding <image>-style tokens the text never holds
@@ -333,8 +332,6 @@ _COMPASS_VISION = {"depth": 2, "deepstack_visual_indexes": [1], "patch_size": 14
 # their own spellings; naming those keeps the toy from inventing an <image> token the chat template never writes
 _QWEN_TOKENS = {"image_token": "<|image_pad|>", "video_token": "<|video_pad|>",
                 "vision_start_token": "<|vision_start|>", "vision_end_token": "<|vision_end|>"}
-_QWEN_PROMPT = "<|vision_start|>{image}<|vision_end|>What is in the picture?"
-_QWEN_SPECIALS = ("<|vision_start|>", "<|vision_end|>")
 
 # DeepSeek-VL: SigLIP at 32 x 32 pixels in 16-pixel patches gives four image tokens, the count the processor
 # writes (num_image_tokens, 576 for the real 384-pixel tower); its tokenizer spells the image <image_placeholder>
@@ -359,7 +356,7 @@ VISION_TOY_FIXES.update({
         prompt="<|VISION_START|>{image}<|VISION_END|>What is in the picture?", image_size=(56, 56),
         image_processor=_QWEN_IMAGES_56, tokenizer_tokens=_COMPASS_TOKENS,
         # the rotary embedding reads rope_parameters per layer type
-        sub_configs={"text_config": {"rope_parameters": {"full_attention": _SMALL_MROPE_1}},
+        sub_configs={"text_config": {"rope_parameters": {"full_attention": _MROPE_SECTIONS}},
                      "vision_config": _COMPASS_VISION}),
     # interleaved M-RoPE (T, H, W every third frequency): the defaults [24, 20, 20] fit head_dim 128, these keep
     # their proportions at the toy's 16; 64 x 64 pixels make 4 x 4 patches of 16, merged 2 x 2 into four tokens.
@@ -370,7 +367,7 @@ VISION_TOY_FIXES.update({
         prompt=_QWEN_PROMPT, image_size=(64, 64), tokenizer_tokens=_QWEN_TOKENS, special_tokens=_QWEN_SPECIALS,
         processor_class="Qwen2VLProcessor", config={"projector_hidden_size": 128},
         image_processor={"size": {"shortest_edge": 64 * 64, "longest_edge": 64 * 64}},
-        sub_configs={"text_config": {"rope_parameters": {**_SMALL_MROPE_1, "mrope_section": [4, 2, 2]}},
+        sub_configs={"text_config": {"rope_parameters": {**_MROPE_SECTIONS, "mrope_section": [4, 2, 2]}},
                      "vision_config": {"num_patches": 16}}),
     # a Qwen2.5-VL vision tower: its depth is not shrunk (the config names it depth), its full-attention blocks
     # (7, 15, 23, 31) must lie within it, and its merger's output must be the text model's hidden size
@@ -481,7 +478,7 @@ VISION_TOY_FIXES.update({
     "Cosmos3OmniForConditionalGeneration": VisionToyFix(
         prompt=_QWEN_PROMPT, image_size=(64, 64), processor_class="Qwen3VLProcessor", tokenizer_tokens=_QWEN_TOKENS,
         special_tokens=_QWEN_SPECIALS, image_processor={"min_pixels": 64 * 64, "max_pixels": 64 * 64, "patch_size": 16},
-        sub_configs={"text_config": {"rope_parameters": {**_SMALL_MROPE_1, "rope_theta": 500000.0,
+        sub_configs={"text_config": {"rope_parameters": {**_MROPE_SECTIONS, "rope_theta": 500000.0,
                                                          "mrope_section": [4, 2, 2]}},
                      "vision_config": {"depth": 2, "deepstack_visual_indexes": [1], "out_hidden_size": 64}}),
     # no image processor is mapped to it; its vision tower is Gemma 4's, so Gemma 4's Pillow one, at its smallest
@@ -503,30 +500,16 @@ VISION_TOY_FIXES.update({
 })
 
 
-# -- rows from rows_4b.py --
-# A CLIP tower at 28 x 28 pixels in 14-pixel patches: four patch tokens and its class token.
-_SMALL_CLIP_4 = {"image_size": 28, "patch_size": 14}
-_SMALL_CLIP_IMAGES_4 = {"size": {"shortest_edge": 28}, "crop_size": {"height": 28, "width": 28}}
-
-# M-RoPE splits each head's rotary frequencies into temporal, height and width sections, which must sum to
-# head_dim / 2 (8 for the toys' 16); the defaults fit head_dim 128.
-_SMALL_MROPE_4 = {"rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [2, 3, 3]}}
-# Qwen-VL chat templates wrap each image's pad tokens in vision-start/end tokens, single tokens of the real
-# vocabulary (the processors spell only the pad tokens; the models find images by mm_token_type_ids).
-_QWEN_VISION_TOKENS = ("<|vision_start|>", "<|vision_end|>")
-_QWEN_PROMPT_4 = "<|vision_start|>{image}<|vision_end|>What is in the picture?"
-# 56 x 56 pixels make 4 x 4 patches of 14, merged 2 x 2 into four image tokens
-_QWEN_56_IMAGES = {"min_pixels": 56 * 56, "max_pixels": 56 * 56}
 
 # Qwen3-VL's tower takes 16-pixel patches (64 x 64 pixels: 4 x 4, merged 2 x 2 into four tokens), adds its
 # deepstack layers' features (8, 16, 24, past the toy's two) to the LM's first layers, and has a 48 x 48
 # grid of position embeddings (8 x 8 here, interpolated); its
 # processor reads the vision-start/end tokens from the tokenizer. Its text M-RoPE interleaves the sections.
 _QWEN3_VL = VisionToyFix(
-    prompt=_QWEN_PROMPT_4, image_size=(64, 64), special_tokens=_QWEN_VISION_TOKENS,
+    prompt=_QWEN_PROMPT, image_size=(64, 64), special_tokens=_QWEN_SPECIALS,
     tokenizer_tokens={"vision_start_token": "<|vision_start|>", "vision_end_token": "<|vision_end|>"},
     image_processor={"patch_size": 16, "min_pixels": 64 * 64, "max_pixels": 64 * 64},
-    sub_configs={"text_config": {"rope_parameters": {**_SMALL_MROPE_4["rope_parameters"], "mrope_interleaved": True}},
+    sub_configs={"text_config": {"rope_parameters": {**_MROPE_SECTIONS, "mrope_interleaved": True}},
                  "vision_config": {"deepstack_visual_indexes": [0], "num_position_embeddings": 64}})
 
 # Gemma 3's processors take tokenizer.boi_token / image_token / eoi_token (<start_of_image>, <image_soft_token>,
@@ -544,12 +527,12 @@ VISION_TOY_FIXES.update({
     # VipLlava concatenates the CLIP hidden states (class token dropped) of layers -2, -5, -8, -11 and 6,
     # past the toy tower's two layers (three hidden states): the last-but-one and the embeddings here
     "VipLlavaForConditionalGeneration": VisionToyFix(
-        config={"vision_feature_layer": [-2, 0]}, sub_configs={"vision_config": _SMALL_CLIP_4},
-        image_processor=_SMALL_CLIP_IMAGES_4, prompt="###Human: {image}\nWhat is in the picture?###Assistant:"),
+        config={"vision_feature_layer": [-2, 0]}, sub_configs={"vision_config": _SMALL_CLIP_VISION},
+        image_processor=_SMALL_CLIP_IMAGES, prompt="###Human: {image}\nWhat is in the picture?###Assistant:"),
     # Qwen2.5-VL's vision tower lists its full-attention blocks (7, 15, 23, 31) past the toy's two
     "Qwen2_5_VLForConditionalGeneration": VisionToyFix(
-        prompt=_QWEN_PROMPT_4, image_size=(56, 56), image_processor=_QWEN_56_IMAGES, special_tokens=_QWEN_VISION_TOKENS,
-        sub_configs={"text_config": _SMALL_MROPE_4,
+        prompt=_QWEN_PROMPT, image_size=(56, 56), image_processor=_QWEN_IMAGES_56, special_tokens=_QWEN_SPECIALS,
+        sub_configs={"text_config": _SMALL_MROPE,
                      "vision_config": {"fullatt_block_indexes": [1]}}),
     "Qwen3VLForConditionalGeneration": _QWEN3_VL,
     # the auto mapping names no image processor for Qwen3-VL-MoE; its checkpoints ship Qwen3-VL's
@@ -559,8 +542,8 @@ VISION_TOY_FIXES.update({
     # 2 x 2 into four image tokens); its M-RoPE sections default to [16, 24, 24] (head_dim 128)
     "PaddleOCRVLForConditionalGeneration": VisionToyFix(
         prompt="User: <|IMAGE_START|>{image}<|IMAGE_END|>What is in the picture?\nAssistant: ", image_size=(56, 56),
-        special_tokens=("<|IMAGE_START|>", "<|IMAGE_END|>"), image_processor=_QWEN_56_IMAGES,
-        sub_configs={"text_config": _SMALL_MROPE_4, "vision_config": {"image_size": 56}}),
+        special_tokens=("<|IMAGE_START|>", "<|IMAGE_END|>"), image_processor=_QWEN_IMAGES_56,
+        sub_configs={"text_config": _SMALL_MROPE, "vision_config": {"image_size": 56}}),
     # VideoLLaMA 3's config defaults to 16-pixel patches, its image processor (as the checkpoints) to 14; images
     # are not merged (merge size 1), so 28 x 28 pixels make four image tokens
     "VideoLlama3ForConditionalGeneration": VisionToyFix(
@@ -660,7 +643,7 @@ VISION_TOY_FIXES.update({
         tokenizer_tokens={"vision_bos_token": "<|vision_bos|>", "vision_eos_token": "<|vision_eos|>"},
         token_fields={"vision_start_token_id": "<|vision_bos|>"},
         prompt="<|vision_bos|>{image}<|vision_eos|>What is in the picture?", image_size=(56, 56),
-        image_processor=_QWEN_56_IMAGES, sub_configs={"text_config": _SMALL_MROPE_4}),
+        image_processor=_QWEN_IMAGES_56, sub_configs={"text_config": _SMALL_MROPE}),
     # Qwen3-Omni-MoE's thinker: as Qwen2.5-Omni's, with Qwen3-VL's 16-pixel patches and deepstack layers; its audio
     # tower's convolutions (480 channels) and output width (3584) left 5M parameters
     "Qwen3OmniMoeThinkerForConditionalGeneration": VisionToyFix(
@@ -670,7 +653,7 @@ VISION_TOY_FIXES.update({
         token_fields={"vision_start_token_id": "<|vision_bos|>"},
         prompt="<|vision_bos|>{image}<|vision_eos|>What is in the picture?", image_size=(64, 64),
         image_processor={"patch_size": 16, "min_pixels": 64 * 64, "max_pixels": 64 * 64},
-        sub_configs={"text_config": {"rope_parameters": {**_SMALL_MROPE_4["rope_parameters"],
+        sub_configs={"text_config": {"rope_parameters": {**_MROPE_SECTIONS,
                                                          "mrope_interleaved": True}},
                      "vision_config": {"deepstack_visual_indexes": [0], "num_position_embeddings": 64},
                      "audio_config": {"downsample_hidden_size": 16, "output_dim": 64}}),
@@ -680,7 +663,6 @@ VISION_TOY_FIXES.update({
 })
 
 
-# -- rows from rows_5.py --
 # Qwen3.5 / Qwen4-Exp (Qwen3-VL's processor and tower): 64 x 64 pixels in 16-pixel patches (4 x 4), merged 2 x 2
 # into four image tokens; the tower's 48 x 48 position grid shrinks to 8 x 8 and its merger outputs the text width.
 # The text model rotates a quarter of each head (partial_rotary_factor 0.25: 64 of 256 dims, sections [11, 11, 10]);
