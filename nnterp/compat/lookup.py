@@ -132,8 +132,8 @@ def _installed_data_directory() -> Path | None:
 _parsed: dict[str, tuple[tuple[int, int], Path, Report | None]] = {}  # path -> (stamp, path, report)
 
 
-def _reports(directories: Iterable[Path]) -> list[tuple[Path, Report]]:
-    """Every valid report in ``directories``, parsed once per (path, mtime, size)."""
+def _reports(directories: Iterable[Path]) -> list[tuple[Path, tuple[int, int], Report]]:
+    """Every valid report in ``directories`` with its file's (mtime, size), parsed once per path and stamp."""
     found = []
     for name, stamp in report_files(directories):
         cached = _parsed.get(name)
@@ -141,7 +141,7 @@ def _reports(directories: Iterable[Path]) -> list[tuple[Path, Report]]:
             path = Path(name)
             cached = _parsed[name] = (stamp, path, _parse(path))
         if cached[2] is not None:
-            found.append((cached[1], cached[2]))
+            found.append((cached[1], stamp, cached[2]))
     return found
 
 
@@ -176,10 +176,11 @@ def _lookup(class_name: str, directories: Iterable[str | Path] | None, versions:
     looks its architecture up; merging the reports' rows again each time cost a tenth of a toy's load)."""
     directories = report_directories() if directories is None else [Path(d) for d in directories]
     versions = dict(versions or _installed_versions())
-    reports = _reports(directories)
+    stamped = _reports(directories)
     key = (class_name, model_id, tuple(map(str, directories)), tuple(sorted(versions.items())),
-           tuple((str(path), _parsed[str(path)][0]) for path, _ in reports))
+           tuple((str(path), stamp) for path, stamp, _ in stamped))
     if key not in _classified:
+        reports = [(path, report) for path, _, report in stamped]
         _classified[key] = _classify(class_name, directories, versions, model_id, reports)
     return _classified[key]
 
