@@ -7,6 +7,7 @@ and without ``-n``, and only the controller writes files.
 
 from __future__ import annotations
 
+import functools
 import re
 import tempfile
 from pathlib import Path
@@ -23,7 +24,7 @@ from .targets import Target, real_targets, toy_targets
 
 if TYPE_CHECKING:
     from nnterp.checks import CheckRow
-    from nnterp.compat.schema import ResultRow
+    from nnterp.compat.schema import Report, ResultRow
 
 PLANNED = "nnterp_planned"  # user_properties key of the row a test will produce, sent with its setup report
 
@@ -140,6 +141,24 @@ class NnterpSession:
 
         return [ResultRow.from_dict(dict(row)) for row in self.rows.values()]
 
+    @functools.cached_property
+    def previous(self) -> Report | None:
+        """The newest version set older than the installed one, over every report folder (the shipped reports,
+        the user's and the selected one): what this run's new models are new against."""
+        from nnterp.compat.baseline import previous_report
+        from nnterp.compat.lookup import report_directories
+        from nnterp.compat.schema import current_versions
+        from nnterp.compat.store import find_reports
+
+        return previous_report(current_versions(), find_reports(report_directories(self.selection.report_dir)))
+
+    def result_report(self) -> Report:
+        """This run's rows as a report of the installed version set, compared with ``previous``."""
+        from nnterp.compat.baseline import compared
+        from nnterp.compat.schema import Report, current_versions
+
+        return compared(Report(current_versions(), {}, {}).merged(self.result_rows()), self.previous)
+
     def write_report(self) -> Path | None:
         """Update the report in the selected folder; if that fails (checked writable at the start, it may
         not be at the end), write the results to a new temp folder instead and say so, never losing them."""
@@ -149,10 +168,10 @@ class NnterpSession:
 
         rows = self.result_rows()
         try:
-            return update_report(self.selection.report_dir, rows)
+            return update_report(self.selection.report_dir, rows, previous=self.previous)
         except OSError as error:
             fallback = Path(tempfile.mkdtemp(prefix="nnterp-report-"))
-            path = update_report(fallback, rows)
+            path = update_report(fallback, rows, previous=self.previous)
             self.report_problem = (f"could not write the compatibility report to {self.selection.report_dir} "
                                    f"({error}); the results were written to {path} instead")
             return path
@@ -160,7 +179,7 @@ class NnterpSession:
     def summary_lines(self) -> list[str]:
         from nnterp.compat.render import terminal_table
 
-        return terminal_table(self.result_rows()).splitlines()
+        return terminal_table(self.result_report()).splitlines()
 
 
 def _catalogue_names() -> tuple[str, ...]:

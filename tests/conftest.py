@@ -10,6 +10,8 @@ import pytest
 
 from nnterp.toy.standardized import standardized_toy  # noqa: F401 - re-exported for the tests
 
+from .new_type_findings import NewTypeFindings, mark_report
+
 warnings.filterwarnings("ignore", module="transformers")
 
 pytest_plugins = ["pytester"]
@@ -21,6 +23,14 @@ def pytest_configure(config: pytest.Config) -> None:
     from pytest_nnterp.workers import share_cores_between_workers
 
     share_cores_between_workers(config)  # -n 2: one torch thread per worker, not two each
+    if not hasattr(config, "workerinput"):  # the controller (or the only process) gathers and reports
+        config.pluginmanager.register(NewTypeFindings(), "nnterp_new_type_findings")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    outcome = yield
+    mark_report(item, outcome.get_result())
 
 
 def validated_toy(model_type: str):

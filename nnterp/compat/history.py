@@ -114,7 +114,12 @@ def version_change(old: dict[str, str], new: dict[str, str]) -> str:
 def _merge(base: Report, later: Report) -> Report:
     """`base` with every entry of `later` replacing its own (`Report.merged`); the newer environment is kept."""
     newest = max(base, later, key=lambda report: str(report.environment.get("updated") or ""))
-    return replace(base.merged(later.rows()), environment=dict(newest.environment))
+    merged = base.merged(later.rows())
+    new = {model for report in (base, later) if report.baseline for model in report.baseline.new_models}
+    baseline = newest.baseline or base.baseline or later.baseline
+    if baseline is not None:
+        baseline = replace(baseline, new_models=tuple(sorted(new)))
+    return replace(merged, environment=dict(newest.environment), baseline=baseline)
 
 
 # -- one architecture in one version set -------------------------------------------------

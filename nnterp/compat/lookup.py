@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Iterable
 
 from ..errors import NNterpCompatibilityWarning, NNterpError  # the warning is re-exported here
+from .baseline import novelty
 from .labels import plain_text
 from .schema import VERSIONED_PACKAGES, ModelRecord, Report, ReportStatus, current_versions
 from .store import read_or_set_aside, report_files
@@ -216,14 +217,27 @@ def _tested(class_name: str, versions: dict[str, str], found: list[tuple[Path, R
     models = _models(class_name, found)
     statuses, failures = _verdict(class_name, models)
     paths = tuple(path for path, _ in found)
+    new = _novelty(class_name, found)
     if not failures:
         return LookupResult(class_name, LookupState.ALL_PASSED,
                             f"{class_name} passed every nnterp check with {_describe(versions)} "
-                            f"(models: {', '.join(sorted(models))})", versions, (), statuses, reports=paths)
+                            f"(models: {', '.join(sorted(models))}){f'; {new}' if new else ''}",
+                            versions, (), statuses, reports=paths)
+    finding = f"{class_name} is {new} and not yet verified: it" if new else class_name
     return LookupResult(class_name, LookupState.FAILURES,
-                        f"{class_name} failed nnterp checks with {_describe(versions)}: {_failures(models, failures)}. "
+                        f"{finding} failed nnterp checks with {_describe(versions)}: {_failures(models, failures)}. "
                         f"The accessors these checks cover may be wrong for this model. Re-test with:\n  {command}",
                         versions, failures, statuses, reports=paths)
+
+
+def _novelty(class_name: str, found: list[tuple[Path, Report]]) -> str:
+    """``new in transformers 5.25.0 (absent from ...)`` when a report of the set lists one of the architecture's
+    models as new (an upstream release added its type); "" otherwise."""
+    for _, report in found:
+        models = report.architectures.get(class_name, {})
+        if report.baseline is not None and any(report.is_new(model_id) for model_id in models):
+            return novelty(report.versions, report.baseline.versions)
+    return ""
 
 
 def _other_versions(class_name: str, versions: dict[str, str], found: list[tuple[Path, Report]],

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .baseline import new_model_lines
 from .history import History, build_history
 from .history import status_text as status_text  # noqa: F401  (re-exported: nnterp.__main__ imports it from here)
 from .history import version_sets
@@ -47,6 +48,12 @@ class Row:
     kind: str
     cells: tuple[Cell | None, ...]
     task: str = "text-generation"
+    new: bool = False  # absent from the version set the report is compared with (``Report.baseline``)
+
+    @property
+    def model_label(self) -> str:
+        """The model id, marked ``(new)`` for a model the compared version set lacks."""
+        return f"{self.model_id} (new)" if self.new else self.model_id
 
     def problems(self, checks: tuple[str, ...]) -> list[tuple[str, Cell]]:
         """(check, cell) for each cell whose message a reader needs to see."""
@@ -60,6 +67,7 @@ class Matrix:
 
     checks: tuple[str, ...]
     rows: tuple[Row, ...]
+    findings: tuple[str, ...] = ()  # what the report's new models found (``baseline.new_model_lines``)
 
     def counts(self) -> dict[ReportStatus, int]:
         """How many cells have each status (every status listed, zeros included)."""
@@ -88,7 +96,8 @@ def build_matrix(source: Report | Iterable[ResultRow]) -> Matrix:
     names = {name for _, _, record in rows for name in record.checks}
     checks = tuple(sorted(names, key=check_key))
     return Matrix(checks, tuple(Row(arch, model_id, record.kind, tuple(_cell(record.checks.get(c)) for c in checks),
-                                    record.task) for arch, model_id, record in rows))
+                                    record.task, report.is_new(model_id)) for arch, model_id, record in rows),
+                  tuple(new_model_lines(report)))
 
 
 def _cell(record: CheckRecord | None) -> Cell | None:
@@ -100,7 +109,7 @@ def _cell(record: CheckRecord | None) -> Cell | None:
 
 def _table_rows(matrix: Matrix, markdown: bool = False) -> list[list[str]]:
     """The matrix's rows as text cells: plain text for a terminal, escaped Markdown (``markdown``)."""
-    rows = [[row.architecture, row.model_id, row.task, *(cell.mark if cell else "" for cell in row.cells)]
+    rows = [[row.architecture, row.model_label, row.task, *(cell.mark if cell else "" for cell in row.cells)]
             for row in matrix.rows]
     escape = _markdown_text if markdown else _terminal_text
     return [[escape(text) for text in row] for row in rows]
@@ -139,7 +148,9 @@ def markdown_table(report: Report | Iterable[ResultRow]) -> str:
     matrix = build_matrix(report)
     headers = [_markdown_text(text) for text in ("architecture", "model", "task", *matrix.checks)]
     table = tabulate(_table_rows(matrix, markdown=True), headers=headers, tablefmt="github")
-    return f"{matrix.summary()}\n\n{table}\n"
+    findings = [f"- {_markdown_text(line.strip())}" if line.startswith(" ") else f"\n{_markdown_text(line)}\n"
+                for line in matrix.findings]
+    return "\n".join([f"{matrix.summary()}\n", table, *findings, ""])
 
 
 def terminal_table(report: Report | Iterable[ResultRow]) -> str:
@@ -149,7 +160,7 @@ def terminal_table(report: Report | Iterable[ResultRow]) -> str:
     matrix = build_matrix(report)
     headers = [_terminal_text(text) for text in ("architecture", "model", "task", *matrix.checks)]
     table = tabulate(_table_rows(matrix), headers=headers)
-    return f"{table}\n{matrix.summary()}"
+    return "\n".join([table, matrix.summary(), *map(_terminal_text, matrix.findings)])
 
 
 def render_site(report_dirs: Iterable[Path | str], out_dir: Path | str) -> Path:

@@ -89,6 +89,18 @@ class ResultRow:
         return CheckRecord(self.status, self.value, self.message, self.duration)
 
 
+@dataclass(frozen=True)
+class Baseline:
+    """The version set a report was compared with (the newest older one), and the report's models its report
+    lacks: models of types an upstream release added, each a finding to report, never a regression."""
+
+    versions: dict[str, str]
+    new_models: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"versions": dict(self.versions), "new_models": list(self.new_models)}
+
+
 @dataclass
 class Report:
     """One version set's results: ``architectures[class name][model id]`` is a ``ModelRecord``.
@@ -104,16 +116,27 @@ class Report:
     environment: dict[str, Any]
     architectures: dict[str, dict[str, ModelRecord]]
     schema_version: int = SCHEMA_VERSION
+    baseline: Baseline | None = None  # None: compared with no older version set
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form of the schema (dump it with ``sort_keys=True``)."""
+        baseline = {} if self.baseline is None else {"baseline": self.baseline.to_dict()}
         return {
             "schema_version": self.schema_version,
             "versions": dict(self.versions),
             "environment": dict(self.environment),
+            **baseline,
             "architectures": {arch: {"models": {model_id: _model_dict(record) for model_id, record in models.items()}}
                               for arch, models in self.architectures.items()},
         }
+
+    def model_ids(self) -> set[str]:
+        """Every model id the report holds, over all architectures."""
+        return {model_id for models in self.architectures.values() for model_id in models}
+
+    def is_new(self, model_id: str) -> bool:
+        """Whether ``model_id`` is one of the models the version set compared with lacks."""
+        return self.baseline is not None and model_id in self.baseline.new_models
 
     @classmethod
     def from_dict(cls, data: Any) -> Report:

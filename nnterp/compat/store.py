@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
 from ..errors import CorruptReportError  # re-exported: defined with every nnterp error
+from .baseline import compared
 from .labels import plain_text
 from .schema import (VERSIONED_PACKAGES, Report, ReportSchemaError, ReportWarning, ResultRow, current_environment,
                      current_versions, report_filename)
@@ -64,12 +65,13 @@ def write_report(path: str | Path, report: Report) -> None:
 
 
 def update_report(directory: str | Path, rows: list[ResultRow], versions: dict[str, str] | None = None,
-                  environment: dict | None = None) -> Path:
+                  environment: dict | None = None, previous: Report | None = None) -> Path:
     """Merge ``rows`` into the report of the version set in ``directory``, under a file lock; return its path.
 
     A row replaces its (architecture, model, check) entry; every other entry is kept. An existing
     file that is corrupt or of another schema is moved aside (with a ``ReportWarning``), never
-    overwritten.
+    overwritten. ``previous`` is the version set the report is compared with
+    (``baseline.previous_report``): the report's baseline names it and the report's models it lacks.
     """
     versions = dict(versions or current_versions())
     directory = Path(directory)
@@ -79,7 +81,7 @@ def update_report(directory: str | Path, rows: list[ResultRow], versions: dict[s
         existing = _existing(path, versions)
         base = existing or Report(versions, {}, {})
         report = replace(base.merged(rows), versions=versions, environment=dict(environment or current_environment()))
-        write_report(path, report)
+        write_report(path, compared(report, previous))
     return path
 
 

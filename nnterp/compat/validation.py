@@ -14,8 +14,8 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import ErrorDetails
 
-from .schema import (SCHEMA_VERSION, TEXT_GENERATION, VERSIONED_PACKAGES, CheckRecord, ModelKind, ModelRecord, Report,
-                     ReportSchemaError, ReportStatus, Task)
+from .schema import (SCHEMA_VERSION, TEXT_GENERATION, VERSIONED_PACKAGES, Baseline, CheckRecord, ModelKind, ModelRecord,
+                     Report, ReportSchemaError, ReportStatus, Task)
 
 WHAT_TO_DO = ("fix that field, or delete the file and run `python -m nnterp run_tests` again to write a fresh "
               "report (the schema: docs/compat_reports.md)")
@@ -47,10 +47,16 @@ class ArchitectureFile(_Strict):
     models: dict[str, ModelFile]
 
 
+class BaselineFile(_Strict):
+    versions: dict[str, str]
+    new_models: list[str]
+
+
 class ReportFile(_Strict):
     schema_version: Annotated[int, Field(ge=SCHEMA_VERSION, le=SCHEMA_VERSION)]
     versions: dict[str, str]
     environment: dict[str, Any]
+    baseline: BaselineFile | None = None
     architectures: dict[str, ArchitectureFile]
 
 
@@ -66,9 +72,24 @@ def parse_report(data: Any) -> Report:
     if missing:
         raise ReportSchemaError(f"versions: missing {', '.join(missing)} (a report needs "
                                 f"{', '.join(VERSIONED_PACKAGES)}); {WHAT_TO_DO}")
-    return Report(dict(file.versions), dict(file.environment),
-                  {arch: {model_id: _model(model) for model_id, model in entry.models.items()}
-                   for arch, entry in file.architectures.items()})
+    architectures = {arch: {model_id: _model(model) for model_id, model in entry.models.items()}
+                     for arch, entry in file.architectures.items()}
+    model_ids = {model_id for models in architectures.values() for model_id in models}
+    return Report(dict(file.versions), dict(file.environment), architectures,
+                  baseline=_baseline(file.baseline, model_ids))
+
+
+def _baseline(baseline: BaselineFile | None, model_ids: set[str]) -> Baseline | None:
+    """The baseline of a file: each new model once, and only models the report holds."""
+    if baseline is None:
+        return None
+    repeated = sorted({name for name in baseline.new_models if baseline.new_models.count(name) > 1})
+    unknown = sorted(set(baseline.new_models) - model_ids)
+    if repeated or unknown:
+        problem = (f"lists {_SHORT.repr(repeated)} more than once" if repeated
+                   else f"names models the report does not hold: {_SHORT.repr(unknown)}")
+        raise ReportSchemaError(f"baseline.new_models: {problem}; {WHAT_TO_DO}")
+    return Baseline(dict(baseline.versions), tuple(sorted(baseline.new_models)))
 
 
 def _model(model: ModelFile) -> ModelRecord:
