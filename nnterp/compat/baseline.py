@@ -66,7 +66,7 @@ def unverified_reason(record: ModelRecord) -> str | None:
     if worst in VERIFIED:
         return "no check passed (every check is n/a)"
     names = [name for name, check in record.checks.items() if check.status is worst]
-    message = record.checks[names[0]].message
+    message = " ".join(record.checks[names[0]].message.split())
     where = "every check" if len(names) == len(statuses) else ", ".join(names)
     return f"{worst.value} on {where}: {message}" if message else f"{worst.value} on {where}"
 
@@ -83,3 +83,23 @@ def new_model_lines(report: Report) -> list[str]:
     header = (f"{novelty(report.versions, report.baseline.versions)}: "
               f"{len(unverified)} of {len(reasons)} not yet verified")
     return [header, *(f"  {model_id} ({arch}): {reason}" for model_id, (arch, reason) in unverified.items())]
+
+
+def against_committed(new: Report, committed: Report) -> tuple[list[str], bool]:
+    """What a run on newer releases found against a committed report: its new models (each not yet verified
+    with its measured reason), then the entries that regressed, were fixed or otherwise changed, and how many
+    of the committed report's entries it did not run. Also whether any entry regressed."""
+    from .diff import diff_reports, format_diff, summarize_diff
+    from .history import version_change
+
+    found = compared(new, committed)
+    diff = diff_reports(committed, new)
+    known = replace(diff, added=[change for change in diff.added if not found.is_new(change.model_id)], removed=[])
+    lines = [f"against the committed report ({version_change(committed.versions, new.versions)}): "
+             f"{summarize_diff(replace(known, removed_architectures=[]))}"]
+    lines += new_model_lines(found) or ["no new models"]
+    lines += [] if not known else format_diff(known).splitlines()
+    if diff.removed:
+        lines.append(f"not run here ({len(diff.removed)} entries of the committed report, "
+                     f"{len(diff.removed_architectures)} architectures): a partial run, or types upstream removed")
+    return lines, bool(diff.regressed)
