@@ -218,3 +218,22 @@ def test_pydantic_and_filelock_load_only_to_read_or_write_a_report(code):
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
                           cwd=Path(__file__).parent.parent)
     assert done.stdout.strip() == "[]"
+
+
+def test_the_documented_example_is_a_valid_report():
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "compat_reports.md").read_text()
+    example = json.loads(re.search(r"```json\n(.*?)```", docs, re.S).group(1))
+    report = Report.from_dict(example)
+    assert report.baseline is not None and report.baseline.new_models == ()
+    assert Report.from_dict(report.to_dict()) == report
+
+
+def test_a_baseline_naming_a_model_the_report_lacks_or_twice_is_refused():
+    data = {"schema_version": 1, "versions": dict.fromkeys(("nnterp", "transformers", "nnsight", "torch"), "1"),
+            "environment": {}, "architectures": {"A": {"models": {"toy:a": {"kind": "toy", "checks": {}}}}},
+            "baseline": {"versions": {}, "new_models": ["toy:a", "toy:a"]}}
+    with pytest.raises(ReportSchemaError, match="baseline.new_models: lists"):
+        Report.from_dict(data)
+    data["baseline"]["new_models"] = ["toy:b"]
+    with pytest.raises(ReportSchemaError, match="names models the report does not hold"):
+        Report.from_dict(data)
