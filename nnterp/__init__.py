@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from ._lazy import lazy_exports
 
-__version__ = "0.1.0"
+__version__ = "2.0.0"  # the one place the version is written: pyproject.toml reads it
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time each name loads on first use
     from .activations import collect_token_activations_batched, compute_next_token_probs, get_token_activations
@@ -21,9 +21,9 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time each name load
     from .checks import CheckName, CheckResult, ReportStatus, run_checks
     from .errors import (ArchitectureAlreadyRegistered, AttentionProbabilitiesUnavailable, ChatTemplateMissing,
         CommandLineError, ExportDependencyMissing, InputTooLong, InputTooLongWarning, InvalidArgument,
-        LayerIndexError, LayerIndexTypeError, ModelNotFound, ModuleNotFoundForRename, NNterpError, PromptError,
-        RenamingError, ShapeMismatch, SteeringVectorError, TargetError, TokenIndexError, ToolkitInputError,
-        ToolkitTypeError, ToyModelUnsupported, ValidationFailed)
+        LayerIndexError, LayerIndexTypeError, MissingExtra, ModelNotFound, ModuleNotFoundForRename, NNterpError,
+        PromptError, RenamingError, ShapeMismatch, SteeringVectorError, TargetError, TokenIndexError,
+        ToolkitInputError, ToolkitTypeError, ToyModelUnsupported, ValidationFailed)
     from .errors import HeadsUnavailable, NotDecomposable, VisionUnavailable
     from .interventions import (TargetPrompt, it_repeat_prompt, last_token_latents, logit_lens, patchscope_generate,
         patchscope_lens, repeat_prompt, steer)
@@ -78,6 +78,7 @@ _EXPORTS = {
     "TokenIndexError": ".errors",
     "SteeringVectorError": ".errors",
     "ExportDependencyMissing": ".errors",
+    "MissingExtra": ".errors",
     "RemoteRequestError": ".errors",
     "ServerSimulation": ".remote",
     "ToyModelUnsupported": ".errors",

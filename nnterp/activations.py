@@ -14,6 +14,7 @@ from nnsight import save
 
 from .accessors import select_layers, unwrap
 from .errors import PromptError, TokenIndexError, ToolkitInputError, ToolkitTypeError
+from .extras import require_extra
 
 
 def _layer_output(model: Any, layer: int) -> Any:
@@ -75,11 +76,13 @@ def image_lists(images: Any, count: int) -> list[list[Any]]:
 
 
 def _encoded_with_images(model: Any, prompts: list[str], images: Any, side: str) -> dict[str, Any]:
-    """A vision-language model's processor encoding of prompts with their images, padded on ``side``."""
+    """A vision-language model's processor encoding of prompts with their images, padded on ``side``; the
+    processor's image processor needs Pillow (MissingExtra without it)."""
     processor = getattr(model, "processor", None)
     if processor is None:
         raise ToolkitInputError(f"images= needs a vision-language model with a processor (StandardizedVLM); "
                                 f"{type(model).__name__} has none")
+    require_extra("vlm", "images= (encoded by the model's image processor)", ("PIL",))
     return dict(processor(text=prompts, images=image_lists(images, len(prompts)), return_tensors="pt",
                           padding=True, padding_side=side))
 

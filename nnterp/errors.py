@@ -151,6 +151,17 @@ class ExportDependencyMissing(NNterpError, ImportError):
     """Saving a plot as an image needs kaleido and a Chrome or Chromium browser; the message says what to install."""
 
 
+class MissingExtra(NNterpError, ImportError):
+    """A feature needs packages of one of nnterp's optional extras (``vlm``: Pillow and num2words for
+    vision-language models) that are not installed; the message names them and the install command."""
+
+    def __init__(self, extra: str, missing: list[str], feature: str):
+        self.extra, self.missing, self.feature = extra, list(missing), feature
+        super(MissingExtra, self).__init__(
+            f"{feature} needs {' and '.join(self.missing)}, not installed (nnterp's optional {extra!r} extra); "
+            f'install it: pip install "nnterp[{extra}]"')
+
+
 class RemoteRequestError(NNterpError):
     """A remote (NDIF) request would fail on the server: it references a module the server does not allow or
     have. The message names each module and what the request takes from it."""

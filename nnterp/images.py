@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from .extras import require_extra
+
 
 def noise_image(size: tuple[int, int] = (64, 64), seed: int = 0) -> Any:
-    """A seeded random RGB image (PIL) of ``size`` = (width, height)."""
+    """A seeded random RGB image (PIL) of ``size`` = (width, height); MissingExtra without Pillow."""
+    require_extra("vlm", "a noise image (nnterp.images.noise_image)", ("PIL",))
     import numpy as np
     from PIL import Image
 

@@ -12,6 +12,7 @@ import torch
 
 from .accessors import LayerwiseIO, rewrap, unwrap, walk
 from .errors import InvalidArgument, RemoteRequestError, RenamingError, VisionUnavailable
+from .extras import require_extra
 from .images import noise_image
 from .registry import VisionFacts
 from .rename import envoy_path, find_path
@@ -101,11 +102,14 @@ class StandardizedVLM(StandardizedTransformer):
 
     ``model`` is a hub id, a local path, or a built model (then pass ``processor=``; it is copied, and the
     copy's tokenizer is ``model.tokenizer``). ``sample_image`` is the image validation runs with (default:
-    64 x 64 seeded noise). Everything else is as for :class:`StandardizedTransformer`.
+    64 x 64 seeded noise). Everything else is as for :class:`StandardizedTransformer`. Needs the ``vlm`` extra
+    (``pip install "nnterp[vlm]"``): :class:`~nnterp.errors.MissingExtra` otherwise.
     """
 
     def __init__(self, model: str | torch.nn.Module, *, processor: Any = None, sample_image: Any = None,
                  **kwargs: Any):
+        # Before transformers loads a processor: its image processor needs Pillow, SmolVLM's num2words.
+        require_extra("vlm", "StandardizedVLM")
         if not isinstance(model, str) and processor is None:
             raise InvalidArgument("a built vision-language model needs its processor: pass processor=<the "
                                   "model's processor> (e.g. AutoProcessor.from_pretrained(<its checkpoint>))")
