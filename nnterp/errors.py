@@ -196,6 +196,17 @@ class CorruptReportError(ReportSchemaError):
     """A report file is not valid JSON (or not readable text)."""
 
 
+class ReportFileError(NNterpError, OSError):
+    """A report cannot be written where it is: a link to a report in a folder nnterp cannot write, a file or folder
+    in the way of the report's lock. The message names the path in the way and what to do. An ``OSError``, so that
+    whatever falls back when a folder is unwritable (the pytest plugin's temp-folder report) falls back here too."""
+
+
+class ReportLockError(ReportFileError):
+    """The lock of a report cannot be taken: a folder stands where its lock file goes, or a file where the lock
+    folder (``.locks/``) goes."""
+
+
 class ReportWarning(UserWarning):
     """A report file was skipped or moved aside; the message names the file(s) and why."""
 

@@ -8,7 +8,9 @@ and without ``-n``, and only the controller writes files.
 from __future__ import annotations
 
 import functools
+import json
 import re
+import shutil
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
@@ -161,7 +163,8 @@ class NnterpSession:
 
     def write_report(self) -> Path | None:
         """Update the report in the selected folder; if that fails (checked writable at the start, it may
-        not be at the end), write the results to a new temp folder instead and say so, never losing them."""
+        not be at the end), write the results to a new temp folder instead and say so. If that fails too (a
+        full disk), the results are printed with the problem, one JSON row a line: never lost to a traceback."""
         if self.selection.report_dir is None or not self.rows:
             return None
         from nnterp.compat.store import update_report
@@ -170,11 +173,22 @@ class NnterpSession:
         try:
             return update_report(self.selection.report_dir, rows, previous=self.previous)
         except OSError as error:
+            problem = f"could not write the compatibility report to {self.selection.report_dir} ({error})"
+        fallback = None
+        try:
             fallback = Path(tempfile.mkdtemp(prefix="nnterp-report-"))
             path = update_report(fallback, rows, previous=self.previous)
-            self.report_problem = (f"could not write the compatibility report to {self.selection.report_dir} "
-                                   f"({error}); the results were written to {path} instead")
-            return path
+        except OSError as error:
+            if fallback is not None:
+                shutil.rmtree(fallback, ignore_errors=True)
+            lines = [json.dumps(row.to_dict(), sort_keys=True) for row in rows]
+            self.report_problem = "\n".join([
+                f"{problem}, nor to a temp folder ({error}); the results ({len(rows)} rows) follow as JSON lines, "
+                "one row a line: save them, then nnterp.compat.update_report(folder, [ResultRow.from_dict(row) ...])",
+                *lines])
+            return None
+        self.report_problem = f"{problem}; the results were written to {path} instead"
+        return path
 
     def summary_lines(self) -> list[str]:
         from nnterp.compat.render import terminal_table

@@ -16,7 +16,8 @@ import pytest
 
 import nnterp.compat.lookup as lookup_module
 from nnterp.compat import (LookupState, NNterpCompatibilityWarning, ReportStatus, ReportWarning, ResultRow,
-                           lookup_architecture, report_directories, shipped_report_directory, update_report,
+                           lookup_architecture, report_directories, report_filename, shipped_report_directory,
+                           update_report,
                            warn_for_architecture)
 from nnterp.compat.lookup import reset_warned_architectures
 
@@ -218,8 +219,9 @@ def test_each_architecture_warns_once_per_process(tmp_path, caplog, installed):
 
 def test_invalid_reports_warn_once_and_are_skipped(tmp_path):
     save(tmp_path, INSTALLED, ("LlamaForCausalLM", "renaming", P))
-    (tmp_path / "broken.json").write_text("{")
-    with pytest.warns(ReportWarning, match="broken.json: not valid JSON"):
+    broken = tmp_path / report_filename(other(torch="9.9.9"))  # a report's name: it claims to be one
+    broken.write_text("{")
+    with pytest.warns(ReportWarning, match=f"{broken.name}: not valid JSON"):
         assert lookup(tmp_path, "LlamaForCausalLM").state is LookupState.ALL_PASSED
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -61,7 +62,7 @@ def test_writes_leave_no_temp_files(tmp_path):
     update(tmp_path, [row()])
     update(tmp_path, [row(check="io_shapes")])
     name = report_filename(VERSIONS)
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["a.json", name, name + ".lock"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([".locks", "a.json", name])  # locks in one folder
 
 
 def test_a_failed_write_keeps_the_old_file_and_no_temp(tmp_path, monkeypatch):
@@ -112,12 +113,16 @@ def test_a_report_of_other_versions_under_the_name_is_moved_aside(tmp_path):
 
 
 def test_find_reports_skips_invalid_files_with_the_reason(tmp_path):
-    write_report(tmp_path / "good.json", load_report(GOLDEN))
-    (tmp_path / "bad.json").write_text("[]")
+    write_report(tmp_path / "good.json", load_report(GOLDEN))  # a report under any name: it has a schema_version
+    bad = tmp_path / report_filename({**VERSIONS, "torch": "0.0.1"})  # a report's name: it claims to be one
+    bad.write_text("[]")
+    (tmp_path / "list.json").write_text("[]")  # neither: not ours, skipped without a warning
     (tmp_path / "notes.txt").write_text("ignored")
     (tmp_path / "good.json.corrupt-20260101T000000Z").write_text("ignored")
-    with pytest.warns(ReportWarning, match=r"bad.json: report: expected an object, found an array"):
+    expected = re.escape(f"{bad.name}: report: expected an object, found an array")
+    with pytest.warns(ReportWarning, match=expected) as caught:
         found = find_reports([tmp_path, tmp_path / "missing"])
+    assert not [warning for warning in caught if "list.json" in str(warning.message)]
     assert [path.name for path, _ in found] == ["good.json"]
     assert found[0][1] == load_report(GOLDEN)
 

@@ -24,7 +24,7 @@ from nnterp.compat.history import status_text
 from nnterp.compat.lookup import LookupState, lookup_architecture, reset_warned_architectures, warn_for_architecture
 from nnterp.compat.render import history_markdown, markdown_table, render_site, terminal_table
 from nnterp.compat.history import build_history, version_sets
-from nnterp.compat.store import clean_stale_temps
+from nnterp.compat.store import LOCK_FOLDER, clean_stale_temps
 
 VERSIONS = {"nnterp": "0.1.0", "transformers": "5.23.0", "nnsight": "0.8.1", "torch": "2.13.0"}
 ENVIRONMENT = {"python": "3.11.7", "platform": "test", "updated": "2026-11-23T06:20:00+00:00", "git_commit": None}
@@ -168,11 +168,11 @@ def test_a_deeply_nested_report_is_moved_aside_by_the_load_time_lookup(tmp_path)
 
 def test_a_deeply_nested_report_is_moved_aside_by_find_reports(tmp_path):
     good = update(tmp_path, [row()])
-    _deep(tmp_path / "deep.json")
+    deep = _deep(tmp_path / report_filename({**VERSIONS, "torch": "2.14.0"}))  # its name claims it is a report
     with pytest.warns(ReportWarning, match="nested too deeply"):
         found = find_reports([tmp_path])
     assert [path for path, _ in found] == [good]
-    assert not (tmp_path / "deep.json").exists()
+    assert not deep.exists()
 
 
 def test_a_deeply_nested_report_is_moved_aside_when_updated(tmp_path):
@@ -211,7 +211,7 @@ def test_reports_and_pages_of_hostile_versions_are_written_inside_their_folders(
     update(reports, [row()])
     render_site([reports], site)
     written = {p for p in tmp_path.rglob("*") if p.is_file()}
-    assert all(p.parent in (reports, site) for p in written), written
+    assert all(p.parent in (reports, reports / LOCK_FOLDER, site) for p in written), written
     assert len(list(site.glob("*.html"))) == 4  # index, matrix and one page per version set
 
 

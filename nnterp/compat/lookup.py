@@ -82,8 +82,10 @@ def report_directories(user_directory: str | Path | None = None) -> list[Path]:
 def user_report_directories() -> list[Path]:
     """The user's report folders, the rule both the lookup and the pytest plugin follow: each folder of
     ``$NNTERP_REPORT_DIR`` (``os.pathsep``-separated, the first winning when they disagree and the one
-    written to, see ``report_write_directory``) or, when it is unset, ``~/.cache/nnterp/compat_reports``."""
-    configured = [Path(part) for part in os.environ.get(REPORT_DIR_ENV, "").split(os.pathsep) if part]
+    written to, see ``report_write_directory``; a leading ``~`` is the home folder, as in a shell) or, when it
+    is unset, ``~/.cache/nnterp/compat_reports``."""
+    configured = [Path(os.path.expanduser(part)) for part in os.environ.get(REPORT_DIR_ENV, "").split(os.pathsep)
+                  if part]
     if configured:
         return configured
     try:

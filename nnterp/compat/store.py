@@ -1,10 +1,17 @@
-"""Report files: read, write atomically, merge partial runs under a file lock, find every report in folders."""
+"""Report files: read, write atomically, merge partial runs under a file lock, find every report in folders.
+
+A report folder may hold files that are not ours (a user's ``settings.json``): nnterp reads, warns about and
+moves aside only files that claim to be reports (``claims_to_be_report``). A report that is a symbolic link is
+written through the link. Lock files live in one hidden ``.locks/`` folder beside the reports.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import json
+import logging
 import os
 import re
 import sys
@@ -14,27 +21,48 @@ import warnings
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import Any, Iterable, Iterator
 
 from ..errors import CorruptReportError  # re-exported: defined with every nnterp error
+from ..errors import ReportFileError, ReportLockError
 from .baseline import compared
 from .labels import plain_text
 from .schema import (VERSIONED_PACKAGES, Report, ReportSchemaError, ReportWarning, ResultRow, current_environment,
                      current_versions, report_filename)
 
-if TYPE_CHECKING:
-    from filelock import BaseFileLock
+logger = logging.getLogger(__name__)
+
+LOCK_FOLDER = ".locks"  # beside the reports: one lock file per report, kept (see _locked)
+REPORT_NAME = re.compile("_".join(f"{re.escape(name)}-[A-Za-z0-9._-]*" for name in VERSIONED_PACKAGES) + r"\.json")
+_UNREAD = object()
+
+
+def claims_to_be_report(path: str | Path, data: Any = _UNREAD) -> bool:
+    """Whether the file at ``path`` claims to be an nnterp report, and so is nnterp's to warn about and move aside
+    when it is unreadable: its name is a report's (``report_filename``), or its parsed JSON, ``data``, is an
+    object with a ``schema_version`` key (a report copied under another name). Every reader asks this; anything
+    else in a report folder (a user's ``settings.json``) is not ours, skipped without a warning."""
+    if REPORT_NAME.fullmatch(Path(path).name):
+        return True
+    return isinstance(data, dict) and "schema_version" in data
 
 
 def load_report(path: str | Path) -> Report:
     """Read and validate one report; ``CorruptReportError`` if not JSON, ``ReportSchemaError`` if not schema 1."""
     path = Path(path)
+    return _validated(path, _read_json(path))
+
+
+def _read_json(path: Path) -> Any:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as error:
         raise CorruptReportError(f"{path}: not valid JSON ({error})") from error
     except RecursionError as error:  # a hostile or broken file nested deeper than Python's recursion limit
         raise CorruptReportError(f"{path}: not a report (JSON nested too deeply to read)") from error
+
+
+def _validated(path: Path, data: Any) -> Report:
     try:
         return Report.from_dict(data)
     except ReportSchemaError as error:
@@ -46,22 +74,49 @@ def load_report(path: str | Path) -> Report:
 def write_report(path: str | Path, report: Report) -> None:
     """Write ``report`` as sorted, indented JSON: to a temp file in the same folder, then ``os.replace``.
 
-    Temp files that an earlier writer left behind (killed mid-write) are removed first (``clean_stale_temps``).
+    A symbolic link is written through: the file it points to is replaced (from a temp file beside it), the link
+    kept; ``ReportFileError`` if that file's folder is not writable. Temp files that an earlier writer left
+    behind (killed mid-write) are removed first (``clean_stale_temps``).
     """
     path = Path(path)
+    target = _write_target(path)
     text = json.dumps(report.to_dict(), sort_keys=True, indent=2) + "\n"
-    clean_stale_temps(path)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    clean_stale_temps(target)
+    temp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        try:
+            descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except PermissionError as error:
+            if target == path:
+                raise
+            raise _unwritable_link(path, target, error) from error
         with open(descriptor, "w", encoding="utf-8") as file:
             file.write(text)
             file.flush()
             os.fsync(file.fileno())
-        os.replace(temp, path)
+        os.replace(temp, target)
     finally:
         with contextlib.suppress(FileNotFoundError):
             temp.unlink()  # only left when writing failed: os.replace moved it otherwise
+
+
+def _write_target(path: Path) -> Path:
+    """The file that writing ``path`` replaces: ``path``, or the file a symbolic link there points to (replacing
+    the link with a private copy would leave the file it points to stale, and the user's link gone)."""
+    if not path.is_symlink():
+        return path
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError) as error:  # a loop of links (RuntimeError before Python 3.13)
+        raise ReportFileError(f"{path} is a symbolic link that cannot be followed ({error}); replace it with a "
+                              "report file, or with a link to one") from error
+
+
+def _unwritable_link(path: Path, target: Path, error: OSError) -> ReportFileError:
+    return ReportFileError(
+        f"{path} links to {target}, whose folder is not writable ({error.strerror or error}); nnterp writes a "
+        f"report through its link, never replacing the link with a private copy: make {target.parent} writable, "
+        f"or replace the link with a copy of the report (cp --remove-destination {target} {path})")
 
 
 def update_report(directory: str | Path, rows: list[ResultRow], versions: dict[str, str] | None = None,
@@ -70,14 +125,15 @@ def update_report(directory: str | Path, rows: list[ResultRow], versions: dict[s
 
     A row replaces its (architecture, model, check) entry; every other entry is kept. An existing
     file that is corrupt or of another schema is moved aside (with a ``ReportWarning``), never
-    overwritten. ``previous`` is the version set the report is compared with
-    (``baseline.previous_report``): the report's baseline names it and the report's models it lacks.
+    overwritten; one that is a symbolic link is updated through the link (``write_report``). ``previous``
+    is the version set the report is compared with (``baseline.previous_report``): the report's baseline
+    names it and the report's models it lacks.
     """
     versions = dict(versions or current_versions())
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / report_filename(versions)
-    with _locked(path.with_name(path.name + ".lock")):
+    with _locked(path):
         existing = _existing(path, versions)
         base = existing or Report(versions, {}, {})
         report = replace(base.merged(rows), versions=versions, environment=dict(environment or current_environment()))
@@ -145,12 +201,45 @@ def _move_aside(path: Path, reason: str, stacklevel: int = 3) -> Path:
     return aside
 
 
-def _locked(lock_path: Path) -> BaseFileLock:
-    """An exclusive lock between processes on ``lock_path`` (created if needed, left in place), by ``filelock``:
-    imported only here, when a report is written or a corrupt one moved aside."""
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Hold the lock between processes of the report ``path`` (of a link: of the file it points to), a
+    ``filelock.FileLock`` on ``.locks/<report name>.lock`` beside it; ``ReportLockError`` if something is in the way.
+
+    Lock files are kept, out of sight in that one folder, since no lock can remove its own file safely:
+    ``FileLock`` (``flock``) would let a process that waited on the removed file hold a lock nobody else
+    sees (filelock 3.12, which nnterp accepts, does not check for that); ``SoftFileLock`` removes its file but
+    leaves it, blocking every later writer, when its holder is killed. ``filelock`` is imported only here, when a
+    report is written or a corrupt one moved aside."""
     from filelock import FileLock
 
-    return FileLock(lock_path)
+    target = _write_target(path)
+    lock = target.parent / LOCK_FOLDER / f"{target.name}.lock"
+    try:
+        lock.parent.mkdir(exist_ok=True)
+        if lock.is_dir():
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(lock))
+        held = FileLock(lock)
+        held.acquire()
+    except (IsADirectoryError, NotADirectoryError, FileExistsError) as error:
+        raise _lock_in_the_way(path, lock) from error
+    except PermissionError as error:
+        if target == path:
+            raise
+        raise _unwritable_link(path, target, error) from error
+    try:
+        yield
+    finally:
+        held.release()
+
+
+def _lock_in_the_way(path: Path, lock: Path) -> ReportLockError:
+    if lock.parent.exists() and not lock.parent.is_dir():
+        return ReportLockError(f"cannot lock the compatibility report {path}: {lock.parent} is a file, where nnterp "
+                               f"keeps the lock files of the reports in {lock.parent.parent}; move it away (or "
+                               "remove it), then run again")
+    return ReportLockError(f"cannot lock the compatibility report {path}: {lock} is a folder, where nnterp keeps "
+                           "that report's lock file; remove it (rmdir) if it holds nothing of yours, then run again")
 
 
 def find_reports(directories: Iterable[str | Path]) -> list[tuple[Path, Report]]:
@@ -165,29 +254,54 @@ def find_reports(directories: Iterable[str | Path]) -> list[tuple[Path, Report]]
 
 
 def read_or_set_aside(path: str | Path, stacklevel: int = 2) -> Report | None:
-    """The report at ``path``, or None with a ``ReportWarning``. A corrupt file (not JSON, however broken:
-    undecodable, truncated, nested too deep) is also moved aside to ``.corrupt-<time>`` under the report's
-    lock, so it warns once rather than on every read; a valid JSON file of another schema is only skipped
-    (a newer nnterp may have written it). A file that cannot be moved (read-only folder) stays, skipped."""
+    """The report at ``path``, or None. A file that does not claim to be a report (``claims_to_be_report``) is
+    not ours: skipped silently (a debug log line), never moved. One that claims to be but is not valid is
+    skipped with a ``ReportWarning``; if corrupt (not JSON, however broken: undecodable, truncated, nested too
+    deep) it is also moved aside to ``.corrupt-<time>`` under the report's lock, so it warns once rather than
+    on every read; a valid JSON file of another schema is only skipped (a newer nnterp may have written it). A
+    file that cannot be moved (read-only folder) stays, skipped."""
     path = Path(path)
     try:
-        return load_report(path)
+        data = _read_json(path)
+    except (CorruptReportError, OSError) as error:  # unread: only its name can claim it
+        _unreadable(path, error, stacklevel + 1)
+        return None
+    if not claims_to_be_report(path, data):
+        _not_ours(path)
+        return None
+    try:
+        return _validated(path, data)
     except CorruptReportError as error:
         _set_aside_if_corrupt(path, str(error), stacklevel + 1)
-    except (ReportSchemaError, OSError) as error:
+    except ReportSchemaError as error:
         _warn(f"skipping compatibility report {path}: {error}", stacklevel + 1)
     return None
+
+
+def _unreadable(path: Path, error: OSError | CorruptReportError, stacklevel: int) -> None:
+    if not claims_to_be_report(path):
+        _not_ours(path)
+    elif isinstance(error, CorruptReportError):
+        _set_aside_if_corrupt(path, str(error), stacklevel + 1)
+    else:
+        _warn(f"skipping compatibility report {path}: {error}", stacklevel + 1)
+
+
+def _not_ours(path: Path) -> None:
+    logger.debug("skipping %s: not an nnterp report (neither a report's file name nor a schema_version)", path)
 
 
 def _set_aside_if_corrupt(path: Path, reason: str, stacklevel: int) -> None:
     """Move ``path`` aside if, under its lock, it is still corrupt (a writer may have replaced it since)."""
     try:
-        with _locked(path.with_name(path.name + ".lock")):
+        with _locked(path):
             try:
                 load_report(path)
                 return  # replaced by a valid report meanwhile: nothing to move
             except CorruptReportError:
                 _move_aside(path, reason, stacklevel + 2)
+            except ReportSchemaError:
+                return  # replaced by valid JSON of another schema meanwhile: not corrupt, nothing to move
     except OSError as error:
         _warn(f"skipping compatibility report {path}: {reason} (could not move it aside: {error})", stacklevel + 1)
 
@@ -197,7 +311,8 @@ def _warn(message: str, stacklevel: int) -> None:
 
 
 def report_paths(directories: Iterable[str | Path]) -> list[Path]:
-    """The report files (``*.json``, not hidden) of each existing folder, sorted within each folder."""
+    """The candidate report files (``*.json``, not hidden) of each existing folder, sorted within each folder;
+    which of them are reports, the reader decides (``read_or_set_aside``, by ``claims_to_be_report``)."""
     return [Path(path) for path, _ in report_files(directories)]
 
 
