@@ -133,6 +133,19 @@ class ArchitectureAlreadyRegistered(NNterpError, ValueError):
             f"{class_name} already has a registry row; pass override=True to replace it on purpose")
 
 
+class ToyConfigRejected(NNterpError, ValueError):
+    """A toy config its class's own validators reject, even with each integer field the shrink left at its
+    default halved in turn (``nnterp.toy.build.validated_config``): a failure to fix, not a model to skip."""
+
+    def __init__(self, model_type: str, rejection: str):
+        super(ToyConfigRejected, self).__init__(
+            f"the config class of {model_type!r} rejects its toy config: {rejection}; halving no single field the "
+            "shrink left at its default satisfies it. Fix: give the field a small value in "
+            "nnterp.toy.build.SMALL_SIZES, or the class a row of nnterp.toy.TOY_FIXES")
+        self.model_type = model_type
+        self.rejection = rejection
+
+
 class ToyModelUnsupported(NNterpError):
     """No toy model of this type can run here (its row in ``nnterp.toy.TOY_FIXES`` says why, e.g. it needs
     CUDA kernels or a package that is not installed)."""

@@ -575,6 +575,12 @@ _ARCHITECTURES: dict[str, ArchitectureSpec] = {
              "stream plus the input section's normed output: their accessors and interventions reach the first "
              "loop. The model itself renorms the stream between sections (the final norm module also runs there, "
              "so ln_final's output is its first call), so skipping every layer does not pass the stream through"),
+    "ErgoForCausalLM": _SANDWICH.like(
+        residual=Residual.NONE,
+        note="sandwich norm; each sublayer joins the stream through a learned per-channel gate "
+             "(attention_residual_gate, feedforward_residual_gate): sigmoid(w) * normed sublayer + "
+             "sqrt(1 + sigmoid(w)) * exp(-softplus(w) / 2) * stream, which rescales the stream, so there is no "
+             "additive identity (attentions_output / mlps_output are the normed sublayer outputs, before the gate)"),
     "Exaone4ForCausalLM": _POST_NORM,
     "FlexOlmoForCausalLM": _POST_NORM,
     "Olmo2ForCausalLM": _POST_NORM,
@@ -594,6 +600,7 @@ _ARCHITECTURES: dict[str, ArchitectureSpec] = {
     "Glm46VForConditionalGeneration": _GLM4,
     "GlmOcrForConditionalGeneration": _GLM4,
     "Kolibri1ForCausalLM": _GLM4,
+    "Kolibri1_1ForCausalLM": _GLM4,
     "HyperCLOVAXForCausalLM": DEFAULT.like(attention_output=("post_norm1",), mlp_output=("post_norm2",),
                                            residual_scale_attr="residual_multiplier",
                                            note="optional post-norms (Identity when off); outputs scaled by "

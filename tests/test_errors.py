@@ -13,7 +13,7 @@ import pytest_nnterp
 from nnterp import errors
 from nnterp.errors import (ArchitectureAlreadyRegistered, ChatTemplateMissing, InvalidArgument, LayerIndexError,
                            LayerIndexTypeError, NNterpError, RenamingError, ShapeMismatch, ToolkitInputError,
-                           ToyModelUnsupported, ValidationFailed)
+                           ToyConfigRejected, ToyModelUnsupported, ValidationFailed)
 
 
 def _public_classes(module) -> list[type]:
@@ -74,6 +74,9 @@ def test_the_errors_nnterp_exports_are_the_errors_classes():
      "pass override=True to replace it on purpose"),
     (ToyModelUnsupported("gemma3n", "its vision tower needs timm (not installed)"),
      "no toy model of 'gemma3n' can run here", "needs timm (not installed)"),
+    (ToyConfigRejected("kolibri1_1", "index_num_heads must be between 1 and the number of query heads of key head 0"),
+     "the config class of 'kolibri1_1' rejects its toy config: index_num_heads must be",
+     "Fix: give the field a small value in nnterp.toy.build.SMALL_SIZES"),
 ])
 def test_messages_say_what_was_wrong_and_what_to_do(error, found, todo):
     assert isinstance(error, NNterpError)

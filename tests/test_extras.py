@@ -101,3 +101,9 @@ def test_pillow_and_num2words_come_only_with_the_vlm_and_dev_extras(distribution
 
 def test_the_extras_table_names_what_the_extra_installs():
     assert set(EXTRAS["vlm"].values()) == VLM_DISTRIBUTIONS
+
+
+def test_a_toy_vision_language_model_needs_the_extra(hide):
+    hide("PIL")
+    with pytest.raises(MissingExtra, match=r"toy vision-language model 'llava' needs pillow"):
+        build_toy_vlm("llava")

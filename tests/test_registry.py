@@ -105,3 +105,32 @@ def test_the_rename_dict_for_an_unbuilt_model_comes_from_the_default_row():
     assert {mapping[name] for name in paths.attention_aliases} == {"self_attn"}
     assert {mapping[name] for name in paths.mlp_aliases} == {"mlp"}
     assert all(mapping[path] == "layers" for path in paths.layers if "*" not in path)
+
+
+def test_ergos_row_names_what_its_residual_gates_mix_and_why_no_additive_identity_holds():
+    """Ergo (transformers 5.25) joins each normed sublayer output to the stream through a learned per-channel gate:
+    attentions_output / mlps_output, through the model's own gates, give the layer output; their plain sum does not."""
+    from nnsight import save
+
+    from nnterp.toy import causal_lm_classes
+    from nnterp.toy.standardized import standardized_toy
+
+    if "ergo" not in causal_lm_classes():
+        pytest.skip("Ergo is not in the installed transformers")
+    model = standardized_toy("ergo", enable_attention_probs=False)
+    assert model.architecture.spec.blocks.residual is Residual.NONE
+    layers = model._module.model.layers
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for layer in layers:  # per-channel gates (a fresh model's are all zero: one scalar gate)
+            layer.attention_residual_gate.weight.normal_()
+            layer.feedforward_residual_gate.weight.normal_()
+        with model.trace("The cat sat on the mat"):
+            read = save([])
+            for i in range(len(layers)):
+                read.append([model.layers_input[i], model.attentions_output[i].clone(), model.mlps_output[i].clone(),
+                             model.layers_output[i]])
+        for layer, (stream, attention, mlp, output) in zip(layers, read):
+            gated = layer.feedforward_residual_gate(mlp, layer.attention_residual_gate(attention, stream))
+            torch.testing.assert_close(gated, output)
+            assert (output - (stream + attention + mlp)).abs().max() > 0.1 * output.abs().max()

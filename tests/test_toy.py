@@ -5,7 +5,8 @@ import torch
 
 from nnterp.toy import (TOY_FIXES, ToyFix, UpstreamBug, build_toy_model, causal_lm_classes, resolve_model_type,
                          toy_config, toy_tokenizer)
-from nnterp.toy.build import _shrunk_fields
+from nnterp.errors import NNterpError, ToyConfigRejected, ToyModelUnsupported
+from nnterp.toy.build import _shrunk_fields, validated_config
 
 
 def test_tokenizer_round_trips_text():
@@ -149,3 +150,73 @@ def test_a_row_moved_into_a_text_config_keeps_its_drops_and_token_ids(monkeypatc
 def test_a_row_with_nested_fields_refuses_to_move_into_a_text_config():
     with pytest.raises(NotImplementedError, match="cannot be moved into text_config"):
         ToyFix(sub_configs={"vision_config": {}}).within("text_config")
+
+
+class _IndexedConfig:
+    """A config whose validator bounds a field the shrink does not know (``index_heads``) by two it shrinks, as
+    Kolibri 1.1's does, raising as huggingface_hub's strict configs do; ``window`` is unrelated to it."""
+
+    built = 0
+
+    def __init__(self, num_attention_heads: int = 48, num_key_value_heads: int = 4, window: int = 513,
+                 index_heads: int = 12, norm_eps: float = 1e-6, use_cache: bool = True):
+        from huggingface_hub.errors import StrictDataclassClassValidationError
+
+        type(self).built += 1
+        if not 0 < index_heads <= num_attention_heads // num_key_value_heads:
+            raise StrictDataclassClassValidationError("validate_architecture", ValueError(
+                "index_heads must be between 1 and the query heads of key head 0"))
+        self.num_attention_heads, self.num_key_value_heads = num_attention_heads, num_key_value_heads
+        self.window, self.index_heads, self.norm_eps, self.use_cache = window, index_heads, norm_eps, use_cache
+
+
+class _NestingConfig:
+    """A config holding an _IndexedConfig as the sub-config ``text_config``, built from a dict."""
+
+    sub_configs = {"text_config": _IndexedConfig}
+
+    def __init__(self, text_config: dict | None = None, depth: int = 24):
+        self.text_config, self.depth = _IndexedConfig(**(text_config or {})), depth
+
+
+def test_a_shrunk_config_its_validators_accept_is_built_once(monkeypatch):
+    default = _IndexedConfig()
+    monkeypatch.setattr(_IndexedConfig, "built", 0)
+    config = validated_config("indexed", _IndexedConfig,
+                              {"num_attention_heads": 4, "num_key_value_heads": 2, "index_heads": 2}, default)
+    assert (config.index_heads, _IndexedConfig.built) == (2, 1)
+
+
+def test_a_field_the_shrink_left_at_its_default_is_halved_until_the_validators_accept_it():
+    """4 query heads over 2 key heads leave 2 per key head: index_heads 12 is halved to 6, 3, then 1. The window,
+    which no halving of its own satisfies the validator with, keeps its default, as do floats and flags."""
+    config = validated_config("indexed", _IndexedConfig, {"num_attention_heads": 4, "num_key_value_heads": 2},
+                              _IndexedConfig())
+    assert (config.index_heads, config.window, config.norm_eps, config.use_cache) == (1, 513, 1e-6, True)
+
+
+def test_a_sub_config_field_is_halved_where_a_sub_config_rejects_its_fields():
+    shrunk = {"text_config": {"num_attention_heads": 4, "num_key_value_heads": 2}}
+    config = validated_config("nesting", _NestingConfig, shrunk, _NestingConfig())
+    assert (config.text_config.index_heads, config.depth) == (1, 24)
+
+
+def test_a_config_no_single_halving_satisfies_is_a_failure_naming_the_validator():
+    """Not a skip: ToyConfigRejected is no ToyModelUnsupported, and it says which validator refused what."""
+    with pytest.raises(ToyConfigRejected) as caught:
+        validated_config("indexed", _IndexedConfig, {"num_attention_heads": 4, "num_key_value_heads": 8},
+                         _IndexedConfig())
+    error = caught.value
+    assert isinstance(error, (NNterpError, ValueError)) and not isinstance(error, ToyModelUnsupported)
+    assert error.model_type == "indexed"
+    assert error.rejection == ("Class validation error for validator 'validate_architecture': ValueError: "
+                               "index_heads must be between 1 and the query heads of key head 0")
+    assert "SMALL_SIZES" in str(error) and "TOY_FIXES" in str(error)
+
+
+def test_kolibri_toy_takes_at_most_the_query_heads_of_key_head_0_as_index_heads():
+    """Kolibri 1.1 (transformers 5.25) defaults to 12 index heads, the toy has 4 query heads over 2 key heads."""
+    if "kolibri1_1" not in causal_lm_classes():
+        pytest.skip("Kolibri 1.1 is not in the installed transformers")
+    config = toy_config("kolibri1_1")
+    assert 0 < config.index_num_heads <= config.num_attention_heads // config.num_key_value_heads

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ToyModelUnsupported
+from ..errors import ToyConfigRejected, ToyModelUnsupported
 from .fixes import TOY_FIXES, ToyFix
 from .tokenizer import toy_tokenizer
 
@@ -65,6 +66,11 @@ SMALL_SIZES: dict[str, Any] = {
 IMPLIED_SIZES: dict[str, dict[str, Any]] = {
     "kv_lora_rank": {"num_key_value_heads": SMALL_SIZES["num_attention_heads"]},
 }
+
+# A shrunk config its class's validators reject (a field the shrink does not know, left at its default, breaks
+# a relation with the shrunk ones: Kolibri 1.1 allows at most num_attention_heads // num_key_value_heads
+# index_num_heads) is repaired by halving one such integer field, in declaration order, down to this floor.
+REPAIR_FLOOR = 1
 
 # The config field holding the number of decoder layers, first match wins.
 LAYER_COUNT_FIELDS = ("num_hidden_layers", "n_layer", "n_layers", "num_layers", "decoder_layers")
@@ -263,7 +269,8 @@ def toy_config(model_type: str, tokenizer: Any = None) -> Any:
     """The small config of one model type: defaults, shrunk, then its class's row of TOY_FIXES as it applies
     to the installed transformers.
 
-    Raises ToyModelUnsupported for a type whose row says no toy model can run here.
+    Raises ToyModelUnsupported for a type whose row says no toy model can run here, ToyConfigRejected for one
+    whose config class's validators reject the shrunk config and every repair of it (``validated_config``).
     """
     import transformers
 
@@ -274,11 +281,66 @@ def toy_config(model_type: str, tokenizer: Any = None) -> Any:
     config_class = transformers.CONFIG_MAPPING[model_type]
     if fix.config_class:
         config_class = getattr(transformers, fix.config_class)
-    fields = fix.apply(_shrunk_fields(_default_config(config_class, fix), tokenizer, fix.layers))
+    default = _default_config(config_class, fix)
+    fields = fix.apply(_shrunk_fields(default, tokenizer, fix.layers))
     fields.update(_token_ids(fix.config, tokenizer))
     for name, overrides in fix.sub_configs.items():
         fields[name].update(_token_ids(overrides, tokenizer))
-    return config_class(**fields)
+    return validated_config(model_type, config_class, fields, default)
+
+
+def _rejections() -> tuple[type[Exception], ...]:
+    """The errors a config class's validators raise: ValueError from ``__init__`` and ``validate_architecture``,
+    the strict dataclass errors that wrap them (huggingface_hub's ``@strict`` configs)."""
+    from huggingface_hub.errors import StrictDataclassError
+
+    return ValueError, StrictDataclassError
+
+
+def _accepted(config_class: type, fields: dict[str, Any]) -> Any:
+    """The config of ``fields``, or None where the class's validators reject it."""
+    try:
+        return config_class(**fields)
+    except _rejections():
+        return None
+
+
+def _halvings(value: int) -> list[int]:
+    """Smaller values to try for an integer field: halved down to REPAIR_FLOOR (12 -> 6, 3, 1)."""
+    found = []
+    while value > REPAIR_FLOOR:
+        value = max(value // 2, REPAIR_FLOOR)
+        found.append(value)
+    return found
+
+
+def _repairs(fields: dict[str, Any], default: Any) -> Iterator[dict[str, Any]]:
+    """``fields`` with one integer field they leave at the class default halved, for each field (in declaration
+    order, then those of the sub-configs ``fields`` shrinks) and each halving."""
+    for name, value in default.__dict__.items():
+        if name not in fields and type(value) is int:
+            yield from ({**fields, name: smaller} for smaller in _halvings(value))
+    for name in getattr(default, "sub_configs", {}):
+        sub = getattr(default, name, None)
+        if isinstance(fields.get(name), dict) and hasattr(sub, "__dict__"):
+            yield from ({**fields, name: repaired} for repaired in _repairs(fields[name], sub))
+
+
+def validated_config(model_type: str, config_class: type, fields: dict[str, Any], default: Any) -> Any:
+    """The config of the shrunk ``fields``, which the class's own validators accept: where they reject it,
+    the first repair (``_repairs``) they accept. The shrink sets the fields it knows and leaves the others at
+    their defaults, which may break a relation the class checks between them.
+
+    Raises ToyConfigRejected with the validators' message when no single halved field satisfies them.
+    """
+    try:
+        return config_class(**fields)
+    except _rejections() as rejection:
+        accepted = (_accepted(config_class, candidate) for candidate in _repairs(fields, default))
+        repaired = next((config for config in accepted if config is not None), None)
+        if repaired is None:
+            raise ToyConfigRejected(model_type, " ".join(str(rejection).split())) from rejection
+        return repaired
 
 
 def _model_from_config(model_type: str, config: Any, attn_implementation: str | None) -> Any:

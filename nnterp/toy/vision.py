@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ToyModelUnsupported
+from ..extras import require_extra
 from ..images import noise_image
-from .build import SEED, TOKEN_ID_FIELDS, _shrunk_fields, types_named
+from .build import SEED, TOKEN_ID_FIELDS, _shrunk_fields, types_named, validated_config
 from .fixes import UNDECLARED_PAD
 from .tokenizer import toy_tokenizer
 from .vision_fixes import VISION_TOY_FIXES, VisionToyFix
@@ -313,7 +314,7 @@ def toy_vlm_config(model_type: str, processor: Any, fix: VisionToyFix) -> Any:
     if text_name and isinstance(fields.get(text_name), dict) and UNDECLARED_PAD.affects(transformers.__version__):
         fields[text_name].setdefault("pad_token_id", None)  # declared, as the causal toys' rows do on 5.0
     fields = fix.apply(fields)  # the row's own values win over the token ids found
-    config = config_class(**fields)
+    config = validated_config(model_type, config_class, fields, default)
     for path, tokens in fix.token_fields.items():
         *parents, name = path.split(".")
         target = config
@@ -326,11 +327,13 @@ def toy_vlm_config(model_type: str, processor: Any, fix: VisionToyFix) -> Any:
 def build_toy_vlm(name: str, attn_implementation: str | None = None) -> ToyVLM:
     """A tiny, seeded, eval-mode vision-language model of one type, with its processor and a sample input.
 
-    Raises ToyModelUnsupported for a type whose row (or whose missing processor) says no toy can run here.
+    Raises ToyModelUnsupported for a type whose row (or whose missing processor) says no toy can run here, and
+    MissingExtra without the ``vlm`` extra (image processors need Pillow).
     """
     import torch
     import transformers
 
+    require_extra("vlm", f"the toy vision-language model {name!r}")
     model_type = resolve_vlm_type(name)
     fix = vision_toy_fix(model_type)
     if fix.unsupported:

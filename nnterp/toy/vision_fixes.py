@@ -314,6 +314,15 @@ VISION_TOY_FIXES["Molmo2ForConditionalGeneration"] = VisionToyFix(unsupported=(
 VISION_TOY_FIXES["Mistral4ForCausalLM"] = VisionToyFix(unsupported=(
     "text-only: Mistral4ForCausalLM has no vision tower (Mistral4Config has no vision_config) and transformers "
     "maps no processor or image processor to mistral4"))
+# π0 and π0.5 (robot policies) measured on their shrunk configs, fed pixels by hand: a PaliGemma prefix fills the
+# cache of a Gemma action expert, whose output the head projects to action velocities
+_ACTION_POLICY = (
+    "a vision-language-action model, not a language model: its forward returns flow-matching action velocities, "
+    "(batch, chunk_size, max_action_dim) = (1, 16, 32) for the toy, where nnterp reads next-token logits over the "
+    "vocabulary (320 tokens), and draws new noise and a new timestep on each call (two identical calls differ); its "
+    "only image processor, PI0ImageProcessor, also needs torchvision (not installed)")
+VISION_TOY_FIXES["PI0ForConditionalGeneration"] = VisionToyFix(unsupported=_ACTION_POLICY)
+VISION_TOY_FIXES["PI05ForConditionalGeneration"] = VisionToyFix(unsupported=_ACTION_POLICY)
 
 
 
@@ -375,6 +384,13 @@ VISION_TOY_FIXES.update({
         prompt=_QWEN_PROMPT, image_size=(56, 56), image_processor=_QWEN_IMAGES_56, tokenizer_tokens=_QWEN_TOKENS,
         special_tokens=_QWEN_SPECIALS,
         sub_configs={"vision_config": {"depth": 2, "fullatt_block_indexes": [1], "out_hidden_size": 64}}),
+    # LLaVA-OneVision-1.5 takes EXAONE 4.5's processor and Qwen2-VL's image processor, whose default
+    # temporal_patch_size 2 stacks two frames per patch; its tower's patch embedding is a Conv2d over one frame
+    # (rows of in_channels * 14 * 14), so one frame a patch. 56 x 56 pixels make 4 x 4 patches, merged 2 x 2 into four
+    # image tokens
+    "LlavaOnevision15ForConditionalGeneration": VisionToyFix(
+        prompt=_QWEN_PROMPT, image_size=(56, 56), image_processor={**_QWEN_IMAGES_56, "temporal_patch_size": 1},
+        tokenizer_tokens=_QWEN_TOKENS, special_tokens=_QWEN_SPECIALS),
     # the processor resizes every image to 980 pixels (its images_kwargs fix max_image_size, the image processor takes
     # only 490 or 980), and the projector maps each count of vision patches to a count of queries: 70-pixel patches
     # make 14 x 14 of them, mapped to four image tokens. The chat template wraps the image in FIM tokens
