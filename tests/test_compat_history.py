@@ -60,8 +60,8 @@ def test_version_order_compares_versions_not_strings():
 
 @pytest.mark.parametrize(("arch", "version", "text", "css", "trend"), [
     ("LlamaForCausalLM", "5.23.0", "2/3 \u00b7 residual_identity FAIL", "st-failed", "regressed"),
-    ("LlamaForCausalLM", "5.22.0", "3/3 pass", "st-passed", ""),
-    ("GPT2LMHeadModel", "5.23.0", "2/2 pass", "st-passed", ""),  # n/a neither counts nor colours
+    ("LlamaForCausalLM", "5.22.0", "3/3 pass \u00b7 5 not run", "st-passed", ""),  # a partial run says so
+    ("GPT2LMHeadModel", "5.23.0", "2/2 pass \u00b7 5 not run", "st-passed", ""),  # n/a neither counts nor colours
     ("BloomForCausalLM", "5.23.0", "load error", "st-load-error", "regressed"),
     ("MistralForCausalLM", "5.23.0", "1/3 \u00b7 residual_identity crashed +1", "st-crashed", ""),
     ("MistralForCausalLM", "5.22.0", "not tested", "st-absent", ""),
@@ -119,10 +119,12 @@ def test_status_text_prints_a_line_per_version_set_oldest_first(history_dir: Pat
     title, header, rule, *lines = text.splitlines()
     assert title == ("Arch003ForCausalLM in 7 version sets, oldest first "
                      "(every one with nnterp 0.1.0, nnsight 0.8.1, torch 2.13.0+cpu)")
-    assert header.split() == ["version", "set", *HISTORY_CHECKS, "change", "first", "problem"]
+    assert header.split() == ["version", "set", "verdict", *HISTORY_CHECKS, "change", "first", "problem"]
     assert [line.split("  ")[0] for line in lines] == [f"transformers {v}" for v in HISTORY_TRANSFORMERS]
-    assert re.fullmatch(r"transformers 5\.15\.0( +pass){6}", lines[3])
-    assert re.fullmatch(r"transformers 5\.20\.0( +load error){6} +lost every check +renaming \(toy:arch3\): "
+    partial = r"passed the 6 checks that ran \(steering and skip_layers not run\)"
+    assert re.fullmatch(rf"transformers 5\.15\.0 +{partial}( +pass){{6}}", lines[3])
+    assert re.fullmatch(r"transformers 5\.20\.0 +failed 6 checks( +load error){6} +lost every check +"
+                        r"renaming \(toy:arch3\): "
                         r"ImportError: no module named 'arch'", lines[4])
     assert "lost" not in lines[5] and "load error" in lines[5]
     untested = status_text(find_reports([history_dir]), history_architecture(2)).splitlines()[3]
@@ -133,7 +135,7 @@ def test_status_text_with_one_report_and_across_nnsight_versions():
     one = status_text([(Path("new.json"), report(NEW))], "llamaforcausallm").splitlines()
     assert one[0] == "LlamaForCausalLM in 1 version set, oldest first (every one with nnterp 0.1.0, nnsight " \
                      "0.8.1, torch 2.13.0+cpu)"
-    assert re.fullmatch(rf"transformers 5\.23\.0 +pass +FAIL +pass +residual_identity \(toy:llama\): "
+    assert re.fullmatch(rf"transformers 5\.23\.0 +failed 1 check +pass +FAIL +pass +residual_identity \(toy:llama\): "
                         rf"{re.escape(FAILURE)}", one[3])
     both = status_text([(Path("new.json"), report(NEW)), (Path("old.json"), report(OLD))], "LlamaForCausalLM")
     title, _, _, old, new = both.splitlines()
@@ -146,6 +148,7 @@ def test_status_text_with_one_report_and_across_nnsight_versions():
 def test_status_text_keeps_a_multi_line_message_on_its_version_set_line():
     rows = [ResultRow("A", "toy:a", "toy", "renaming", "load error", None, "Traceback:\n  line 1\nValueError: x", 0.0)]
     text = status_text([(Path("a.json"), Report(report(NEW).versions, {}, {}).merged(rows))], "A")
-    assert re.fullmatch(r"transformers 5\.23\.0 +load error +renaming \(toy:a\): Traceback: line 1 ValueError: x",
+    assert re.fullmatch(r"transformers 5\.23\.0 +failed 1 check +load error +renaming \(toy:a\): Traceback: line 1 "
+                        r"ValueError: x",
                         text.splitlines()[-1])
     assert len(text.splitlines()) == 4

@@ -19,6 +19,7 @@ from nnterp.compat import (LookupState, NNterpCompatibilityWarning, ReportStatus
                            lookup_architecture, report_directories, report_filename, shipped_report_directory,
                            update_report,
                            warn_for_architecture)
+from nnterp.checks import CHECK_NAMES
 from nnterp.compat.lookup import reset_warned_architectures
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,6 +32,11 @@ def save(directory: Path, versions: dict, *entries: tuple) -> Path:
     rows = [ResultRow(entry[0], entry[3] if len(entry) > 3 else "toy:x", "toy", entry[1], entry[2], None,
                       f"{entry[1]} says so", 0.0) for entry in entries]
     return update_report(directory, rows, versions=versions, environment={"updated": "now", "git_commit": None})
+
+
+def passing(architecture: str, *but: str) -> list[tuple]:
+    """Entries of every catalogue check passed on ``architecture`` (except the checks ``but`` names): a full run."""
+    return [(architecture, check, P) for check in CHECK_NAMES if check not in but]
 
 
 def lookup(directory: Path | list[Path], name: str, **kwargs):
@@ -66,16 +72,50 @@ def warned(call) -> list[str]:
 
 
 def test_all_passed(tmp_path):
-    save(tmp_path, INSTALLED, ("LlamaForCausalLM", "renaming", P), ("LlamaForCausalLM", "io_shapes", P),
+    save(tmp_path, INSTALLED, *passing("LlamaForCausalLM", "attn_probs"),
          ("LlamaForCausalLM", "attn_probs", ReportStatus.NOT_APPLICABLE))
     result = lookup(tmp_path, "LlamaForCausalLM")
     assert result.state is LookupState.ALL_PASSED and result.failed_checks == ()
+    assert result.message.startswith("LlamaForCausalLM passed every nnterp check with")
     assert result.versions == INSTALLED and result.statuses["renaming"] is P
     assert len(result.reports) == 1
 
 
+def test_a_run_of_some_checks_passes_only_what_ran_and_warns(tmp_path, installed):
+    save(tmp_path, INSTALLED, ("LlamaForCausalLM", "renaming", P), ("LlamaForCausalLM", "io_shapes", P),
+         ("LlamaForCausalLM", "attn_probs", ReportStatus.NOT_APPLICABLE))
+    result = lookup(tmp_path, "LlamaForCausalLM")
+    assert result.state is LookupState.PARTIAL and "passed every" not in result.message
+    assert result.message.startswith(
+        "LlamaForCausalLM passed the 3 checks that ran (residual_identity, logits_match, logit_lens, steering and "
+        "skip_layers not run) with nnterp 0.1.0")
+    assert warned(lambda: warn_for_architecture("LlamaForCausalLM", [tmp_path])) == [result.message]
+
+
+def test_a_skipped_check_is_not_a_pass(tmp_path):
+    save(tmp_path, INSTALLED, *passing("LlamaForCausalLM", "steering"), ("LlamaForCausalLM", "steering",
+                                                                          ReportStatus.SKIPPED))
+    result = lookup(tmp_path, "LlamaForCausalLM")
+    assert result.state is LookupState.PARTIAL
+    assert "passed the 7 checks that ran (steering not run)" in result.message
+    assert "; skipped: steering says so." in result.message
+
+
+def test_a_run_whose_every_check_was_skipped_verified_nothing(tmp_path):
+    save(tmp_path, INSTALLED, *[("LlamaForCausalLM", check, ReportStatus.SKIPPED) for check in CHECK_NAMES])
+    result = lookup(tmp_path, "LlamaForCausalLM")
+    assert result.state is LookupState.NOT_VERIFIED and "passed" not in result.message
+    assert result.message.startswith("LlamaForCausalLM was not verified (every check that was asked for was "
+                                     "skipped) with nnterp 0.1.0")
+
+
+def test_only_n_a_verifies_nothing(tmp_path):
+    save(tmp_path, INSTALLED, ("MambaForCausalLM", "attn_probs", ReportStatus.NOT_APPLICABLE))
+    assert lookup(tmp_path, "MambaForCausalLM").state is LookupState.NOT_VERIFIED
+
+
 def test_failures_name_the_checks_models_and_versions(tmp_path):
-    save(tmp_path, INSTALLED, ("BloomForCausalLM", "renaming", P), ("BloomForCausalLM", "attn_probs", F),
+    save(tmp_path, INSTALLED, *passing("BloomForCausalLM"), ("BloomForCausalLM", "attn_probs", F),
          ("BloomForCausalLM", "residual_identity", ReportStatus.CRASHED, "bigscience/bloom-560m"))
     result = lookup(tmp_path, "BloomForCausalLM")
     assert result.state is LookupState.FAILURES
@@ -88,7 +128,7 @@ def test_failures_name_the_checks_models_and_versions(tmp_path):
 
 
 def test_never_tested_gives_the_exact_command(tmp_path):
-    save(tmp_path, INSTALLED, ("LlamaForCausalLM", "renaming", P))
+    save(tmp_path, INSTALLED, *passing("LlamaForCausalLM"))
     result = lookup([tmp_path, tmp_path / "absent"], "GPT2LMHeadModel")
     assert result.state is LookupState.NEVER_TESTED
     assert "\n  python -m nnterp run_tests --class-names GPT2LMHeadModel   (add --model-names" in result.message
@@ -103,7 +143,7 @@ def other(**changes) -> dict:
 
 
 def test_an_untested_set_says_so_and_tells_the_nearest_outcome_as_history(tmp_path):
-    save(tmp_path, other(transformers="5.22.0"), ("LlamaForCausalLM", "renaming", P),
+    save(tmp_path, other(transformers="5.22.0"), *passing("LlamaForCausalLM"),
          ("LlamaForCausalLM", "attn_probs", P))
     result = lookup(tmp_path, "LlamaForCausalLM", model_id="org/llama")
     assert result.state is LookupState.OTHER_VERSIONS and result.nearest_state is LookupState.ALL_PASSED
@@ -121,13 +161,14 @@ def test_an_untested_set_claims_no_pass_where_the_nearest_set_only_had_na_or_ski
     save(tmp_path, other(transformers="5.22.0"), ("LlamaForCausalLM", "renaming", ReportStatus.NOT_APPLICABLE),
          ("LlamaForCausalLM", "steering", ReportStatus.SKIPPED))
     result = lookup(tmp_path, "LlamaForCausalLM")
-    assert result.nearest_state is LookupState.ALL_PASSED  # nothing failed, though nothing passed either
-    assert ": no check failed there; that says nothing about this set." in result.message
+    assert result.nearest_state is LookupState.NOT_VERIFIED  # nothing failed, but nothing passed either
+    assert (": nothing was verified there (its checks were skipped or do not apply); that says nothing about this "
+            "set.") in result.message
     assert "pass" not in result.message and "every check" not in result.message
 
 
 def test_an_untested_set_names_the_checks_that_failed_in_the_nearest_set(tmp_path):
-    save(tmp_path, other(transformers="5.22.0", torch="2.12.0"), ("LlamaForCausalLM", "renaming", P),
+    save(tmp_path, other(transformers="5.22.0", torch="2.12.0"), *passing("LlamaForCausalLM"),
          ("LlamaForCausalLM", "attn_probs", F), ("LlamaForCausalLM", "io_shapes", F))
     result = lookup(tmp_path, "LlamaForCausalLM")
     assert result.state is LookupState.OTHER_VERSIONS and result.nearest_state is LookupState.FAILURES
@@ -149,10 +190,10 @@ def test_checks_that_failed_alike_share_one_detail(tmp_path):
 
 
 def test_other_versions_picks_the_nearest_set_and_its_outcome(tmp_path):
-    save(tmp_path, other(transformers="4.57.1"), ("LlamaForCausalLM", "renaming", P))
-    save(tmp_path, other(transformers="5.22.0"), ("LlamaForCausalLM", "renaming", P))
+    save(tmp_path, other(transformers="4.57.1"), *passing("LlamaForCausalLM"))
+    save(tmp_path, other(transformers="5.22.0"), *passing("LlamaForCausalLM"))
     save(tmp_path, other(nnsight="0.7.0"), ("LlamaForCausalLM", "renaming", F))
-    save(tmp_path, INSTALLED, ("BloomForCausalLM", "renaming", P))  # the installed set, without Llama
+    save(tmp_path, INSTALLED, *passing("BloomForCausalLM"))  # the installed set, without Llama
     result = lookup(tmp_path, "LlamaForCausalLM")
     assert result.state is LookupState.OTHER_VERSIONS
     assert result.nearest_versions == other(nnsight="0.7.0")  # transformers matters most
@@ -161,9 +202,9 @@ def test_other_versions_picks_the_nearest_set_and_its_outcome(tmp_path):
             "torch: there it failed renaming") in result.message
     assert "python -m nnterp run_tests --class-names LlamaForCausalLM" in result.message
 
-    save(tmp_path, other(torch="2.10.0"), ("LlamaForCausalLM", "renaming", P))  # then nnsight, then torch
+    save(tmp_path, other(torch="2.10.0"), *passing("LlamaForCausalLM"))  # then nnsight, then torch
     assert lookup(tmp_path, "LlamaForCausalLM").nearest_versions == other(torch="2.10.0")
-    save(tmp_path, other(torch="2.13.0", nnterp="0.0.9"), ("LlamaForCausalLM", "renaming", P))
+    save(tmp_path, other(torch="2.13.0", nnterp="0.0.9"), *passing("LlamaForCausalLM"))
     result = lookup(tmp_path, "LlamaForCausalLM")
     assert result.nearest_versions == other(torch="2.13.0", nnterp="0.0.9")
     assert result.nearest_state is LookupState.ALL_PASSED and "no check failed there;" in result.message
@@ -171,15 +212,15 @@ def test_other_versions_picks_the_nearest_set_and_its_outcome(tmp_path):
 
 
 def test_nearest_prefers_the_smallest_distance_then_the_newer(tmp_path):
-    save(tmp_path, other(transformers="5.21.0"), ("LlamaForCausalLM", "renaming", P))
-    save(tmp_path, other(transformers="5.22.0"), ("LlamaForCausalLM", "renaming", P))
-    save(tmp_path, other(transformers="5.24.0"), ("LlamaForCausalLM", "renaming", P))
+    save(tmp_path, other(transformers="5.21.0"), *passing("LlamaForCausalLM"))
+    save(tmp_path, other(transformers="5.22.0"), *passing("LlamaForCausalLM"))
+    save(tmp_path, other(transformers="5.24.0"), *passing("LlamaForCausalLM"))
     assert lookup(tmp_path, "LlamaForCausalLM").nearest_versions == other(transformers="5.24.0")
 
 
 def test_a_later_directory_wins_for_the_same_entry(tmp_path):
     shipped, user = tmp_path / "shipped", tmp_path / "user"
-    save(shipped, INSTALLED, ("LlamaForCausalLM", "renaming", P), ("LlamaForCausalLM", "io_shapes", P))
+    save(shipped, INSTALLED, *passing("LlamaForCausalLM"), ("LlamaForCausalLM", "io_shapes", P))
     save(user, INSTALLED, ("LlamaForCausalLM", "io_shapes", F))
     result = lookup([shipped, user], "LlamaForCausalLM")
     assert result.state is LookupState.FAILURES and result.failed_checks == ("io_shapes",)
@@ -187,7 +228,7 @@ def test_a_later_directory_wins_for_the_same_entry(tmp_path):
 
 
 def test_warn_only_when_not_all_passed(tmp_path, caplog, installed):
-    save(tmp_path, INSTALLED, ("LlamaForCausalLM", "renaming", P), ("BloomForCausalLM", "renaming", F))
+    save(tmp_path, INSTALLED, *passing("LlamaForCausalLM"), ("BloomForCausalLM", "renaming", F))
     with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.DEBUG, "nnterp.compat"):
         warnings.simplefilter("always")
         assert warn_for_architecture("LlamaForCausalLM", [tmp_path]).state is LookupState.ALL_PASSED
@@ -199,8 +240,8 @@ def test_warn_only_when_not_all_passed(tmp_path, caplog, installed):
 
 
 def test_each_architecture_warns_once_per_process(tmp_path, caplog, installed):
-    save(tmp_path, other(transformers="5.22.0"), ("LlamaForCausalLM", "renaming", P))
-    save(tmp_path, INSTALLED, ("BloomForCausalLM", "renaming", F), ("GPT2LMHeadModel", "renaming", P))
+    save(tmp_path, other(transformers="5.22.0"), *passing("LlamaForCausalLM"))
+    save(tmp_path, INSTALLED, ("BloomForCausalLM", "renaming", F), *passing("GPT2LMHeadModel"))
     first = warned(lambda: warn_for_architecture("LlamaForCausalLM", [tmp_path]))
     assert len(first) == 1 and first[0].startswith("LlamaForCausalLM is untested")
     with caplog.at_level(logging.DEBUG, "nnterp.compat"):
@@ -218,7 +259,7 @@ def test_each_architecture_warns_once_per_process(tmp_path, caplog, installed):
 
 
 def test_invalid_reports_warn_once_and_are_skipped(tmp_path):
-    save(tmp_path, INSTALLED, ("LlamaForCausalLM", "renaming", P))
+    save(tmp_path, INSTALLED, *passing("LlamaForCausalLM"))
     broken = tmp_path / report_filename(other(torch="9.9.9"))  # a report's name: it claims to be one
     broken.write_text("{")
     with pytest.warns(ReportWarning, match=f"{broken.name}: not valid JSON"):
@@ -230,7 +271,7 @@ def test_invalid_reports_warn_once_and_are_skipped(tmp_path):
 
 def test_cached_lookups_take_well_under_50_ms_and_see_changes(tmp_path, monkeypatch):
     rows = [(f"Arch{i}ForCausalLM", check, P, model) for i in range(150)
-            for check in ("renaming", "io_shapes", "residual_identity", "attn_probs", "logits_match")
+            for check in CHECK_NAMES
             for model in ("toy:a", "org/real-model")]
     path = save(tmp_path, INSTALLED, *rows)
     for torch_version in ("2.10.0", "2.11.0", "2.12.0"):
@@ -273,7 +314,7 @@ def test_the_first_env_folder_wins_and_is_where_the_plugin_writes(tmp_path, monk
     monkeypatch.setattr(lookup_module, "shipped_report_directory", lambda: None)
     monkeypatch.setenv("NNTERP_REPORT_DIR", os.pathsep.join([str(tmp_path / "mine"), str(tmp_path / "shared")]))
     save(tmp_path / "shared", INSTALLED, ("LlamaForCausalLM", "renaming", F))
-    save(tmp_path / "mine", INSTALLED, ("LlamaForCausalLM", "renaming", P))
+    save(tmp_path / "mine", INSTALLED, *passing("LlamaForCausalLM"))
     assert lookup_architecture("LlamaForCausalLM", versions=INSTALLED).state is LookupState.ALL_PASSED
     assert default_report_dir() == tmp_path / "mine"
 
@@ -290,7 +331,7 @@ def test_without_the_env_var_the_user_folder_is_the_plugins_default(tmp_path, mo
     monkeypatch.setattr(lookup_module, "shipped_report_directory", lambda: None)
     monkeypatch.setenv("HOME", str(tmp_path))
     assert report_directories() == [tmp_path / ".cache" / "nnterp" / "compat_reports"]
-    save(tmp_path / ".cache" / "nnterp" / "compat_reports", INSTALLED, ("LlamaForCausalLM", "renaming", P))
+    save(tmp_path / ".cache" / "nnterp" / "compat_reports", INSTALLED, *passing("LlamaForCausalLM"))
     assert lookup_architecture("LlamaForCausalLM", versions=INSTALLED).state is LookupState.ALL_PASSED
 
 
@@ -323,7 +364,7 @@ def test_a_wheel_ships_the_reports_where_lookup_finds_them(tmp_path):
         shutil.copytree(ROOT / name, source / name, ignore=ignore)
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, source / name)
-    save(source / "compat_reports", INSTALLED, ("LlamaForCausalLM", "renaming", P))
+    save(source / "compat_reports", INSTALLED, *passing("LlamaForCausalLM"))
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input"]
     subprocess.run(pip + ["wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path / "dist"),
                           str(source)], check=True, capture_output=True)

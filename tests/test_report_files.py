@@ -254,3 +254,19 @@ def test_a_blocked_lock_while_reading_warns_and_keeps_the_corrupt_file(tmp_path)
     with pytest.warns(ReportWarning, match=r"could not move it aside.*is a folder"):
         assert find_reports([tmp_path]) == []
     assert path.read_text() == "{"
+
+
+def test_a_report_holding_a_key_twice_is_corrupt_not_read_as_its_last_value(tmp_path):
+    from nnterp.compat.schema import report_filename
+    from nnterp.compat.store import load_report
+    from nnterp.errors import CorruptReportError
+
+    versions = {"nnterp": "2.0.0", "transformers": "5.25.0", "nnsight": "0.8.1", "torch": "2.13.0"}
+    check = '"renaming": {"status": "%s", "value": null, "message": "", "duration": 0.0}'
+    text = ('{"schema_version": 1, "versions": %s, "environment": {}, "architectures": {"LlamaForCausalLM": '
+            '{"models": {"toy:llama": {"kind": "toy", "checks": {%s, %s}}}}}}'
+            % (json.dumps(versions), check % "failed", check % "passed"))
+    path = tmp_path / report_filename(versions)
+    path.write_text(text)
+    with pytest.raises(CorruptReportError, match=r"not valid JSON .*'renaming'.* more than once"):
+        load_report(path)

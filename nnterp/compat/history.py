@@ -15,6 +15,7 @@ from pathlib import Path
 from .diff import SUMMARY_VERBS, ChangeKind, ReportDiff, diff_architectures, diff_reports, summarize_diff
 from .labels import DETAILED, MARKS, check_key, css_class, plain_text
 from .schema import VERSIONED_PACKAGES, Report, ReportStatus, report_filename
+from .verdict import judge
 
 ORDER_PACKAGES = ("transformers", "nnsight", "torch", "nnterp")  # version sets sort by these versions, in turn
 LINE_PACKAGES = ("nnsight", "torch")  # a version set is compared with the previous one sharing these
@@ -173,7 +174,8 @@ class Summary:
     def parts(self) -> tuple[str, ...]:
         """The cell's text, in parts: ``("4/6", "attn_probs_sum FAIL +1")``, ``("6/6 pass",)``, ``("load error",)``.
 
-        The count is passed / applicable (not n/a) checks; ``+1`` counts the other checks with a problem.
+        The count is passed / applicable (not n/a) checks; ``+1`` counts the other checks with a problem; a run
+        that left catalogue checks out says how many (``("3/3 pass", "5 not run")``), so it never reads as complete.
         """
         statuses = [status for _, status in self.statuses]
         if not statuses:
@@ -182,8 +184,9 @@ class Summary:
             return (MARKS[statuses[0]],)
         applicable = [status for status in statuses if status is not ReportStatus.NOT_APPLICABLE]
         count = f"{applicable.count(ReportStatus.PASSED)}/{len(applicable)}"
+        not_run = judge(dict(self.statuses)).not_run
         if self.problem is None:
-            return (f"{count} pass",)
+            return (f"{count} pass",) + ((f"{len(not_run)} not run",) if not_run else ())
         others = sum(status in DETAILED for status in statuses) - 1
         return (count, f"{self.problem.check} {MARKS[self.problem.status]}" + (f" +{others}" if others else ""))
 
@@ -317,14 +320,15 @@ def status_text(found: Iterable[tuple[Path, Report]], architecture: str) -> str 
     if row is None:
         return None
     checks = sorted({check for cell in row.cells for check, _ in cell.statuses}, key=check_key)
-    lines = [[column.label, *(_mark(cell, check) for check in checks),
-              cell.changes() if cell.tested else "not tested", " ".join(str(cell.problem or "").split())]
+    lines = [[column.label, judge(dict(cell.statuses)).claim if cell.tested else "not tested",
+              *(_mark(cell, check) for check in checks), cell.changes(), " ".join(str(cell.problem or "").split())]
              for column, cell in zip(history.columns, row.cells)]
     common = f" (every one with {', '.join(history.common)})" if history.common else ""
     count = f"{len(history.columns)} version set{'s' if len(history.columns) != 1 else ''}"
     title = f"{row.architecture} in {count}, oldest first{common}"
     lines = [[plain_text(str(text), newlines=False) for text in line] for line in lines]  # reports are user input
-    headers = [plain_text(text, newlines=False) for text in ['version set', *checks, 'change', 'first problem']]
+    headers = [plain_text(text, newlines=False) for text in ['version set', 'verdict', *checks, 'change',
+                                                             'first problem']]
     return plain_text(f"{title}\n{tabulate(lines, headers=headers)}")
 
 

@@ -23,6 +23,7 @@ from .baseline import novelty
 from .labels import plain_text
 from .schema import VERSIONED_PACKAGES, ModelRecord, Report, ReportStatus, current_versions
 from .store import read_or_set_aside, report_files
+from .verdict import Judgement, Verdict, judge
 
 logger = logging.getLogger(__name__)
 
@@ -33,9 +34,15 @@ NEAREST_ORDER = ("transformers", "nnsight", "torch", "nnterp")  # what matters m
 
 class LookupState(str, Enum):
     ALL_PASSED = "all passed"
+    PARTIAL = "partial"  # what ran passed, but not every check of the catalogue ran (``verdict.Verdict.PARTIAL``)
+    NOT_VERIFIED = "not verified"  # tested, but no check passed: every one skipped, or none ran
     FAILURES = "failures"
     NEVER_TESTED = "never tested"
     OTHER_VERSIONS = "other versions"
+
+
+_STATE_OF = {Verdict.ALL_PASSED: LookupState.ALL_PASSED, Verdict.PARTIAL: LookupState.PARTIAL,
+             Verdict.NOTHING_VERIFIED: LookupState.NOT_VERIFIED, Verdict.FAILURES: LookupState.FAILURES}
 
 
 @dataclass(frozen=True)
@@ -44,9 +51,9 @@ class LookupResult:
 
     ``versions`` is the version set looked up. For ``FAILURES``, ``failed_checks`` and ``statuses``
     describe that set; for ``OTHER_VERSIONS`` (``versions`` untested) they describe
-    ``nearest_versions``, the closest tested set, whose outcome is ``nearest_state`` (``ALL_PASSED``
-    or ``FAILURES``): history, not a verdict on ``versions``. ``reports`` are the files the verdict
-    comes from.
+    ``nearest_versions``, the closest tested set, whose outcome is ``nearest_state`` (``ALL_PASSED``,
+    ``PARTIAL``, ``NOT_VERIFIED`` or ``FAILURES``): history, not a verdict on ``versions``. ``reports`` are the
+    files the verdict comes from.
     """
 
     architecture: str
@@ -218,18 +225,35 @@ def run_tests_command(class_name: str, model_id: str | None = None) -> str:
 def _tested(class_name: str, versions: dict[str, str], found: list[tuple[Path, Report]], command: str) -> LookupResult:
     models = _models(class_name, found)
     statuses, failures = _verdict(class_name, models)
+    judgement = judge(statuses)
+    state = _STATE_OF[judgement.verdict]
     paths = tuple(path for path, _ in found)
     new = _novelty(class_name, found)
-    if not failures:
-        return LookupResult(class_name, LookupState.ALL_PASSED,
-                            f"{class_name} passed every nnterp check with {_describe(versions)} "
-                            f"(models: {', '.join(sorted(models))}){f'; {new}' if new else ''}",
+    where = f"with {_describe(versions)} (models: {', '.join(sorted(models))})"
+    if state is LookupState.ALL_PASSED:
+        return LookupResult(class_name, state, f"{class_name} {judgement.claim} {where}{f'; {new}' if new else ''}",
                             versions, (), statuses, reports=paths)
-    finding = f"{class_name} is {new} and not yet verified: it" if new else class_name
-    return LookupResult(class_name, LookupState.FAILURES,
-                        f"{finding} failed nnterp checks with {_describe(versions)}: {_failures(models, failures)}. "
-                        f"The accessors these checks cover may be wrong for this model. Re-test with:\n  {command}",
-                        versions, failures, statuses, reports=paths)
+    if state is LookupState.FAILURES:
+        finding = f"{class_name} is {new} and not yet verified: it" if new else class_name
+        return LookupResult(class_name, state,
+                            f"{finding} failed nnterp checks with {_describe(versions)}: "
+                            f"{_failures(models, failures)}. The accessors these checks cover may be wrong for this "
+                            f"model. Re-test with:\n  {command}", versions, failures, statuses, reports=paths)
+    skipped = _skip_reason(models, judgement.skipped)
+    return LookupResult(class_name, state,
+                        f"{class_name} {judgement.claim} {where}{f'; {new}' if new else ''}{skipped}. The checks that "
+                        f"did not run say nothing about this model. Run every check with:\n  {command}",
+                        versions, (), statuses, reports=paths)
+
+
+def _skip_reason(models: dict[str, ModelRecord], skipped: tuple[str, ...]) -> str:
+    """``; skipped: <message>`` for the first skipped check with a message ("" when none was skipped)."""
+    for check in skipped:
+        for _, record in sorted(models.items()):
+            outcome = record.checks.get(check)
+            if outcome is not None and outcome.status is ReportStatus.SKIPPED and outcome.message:
+                return f"; skipped: {_short(outcome.message)}"
+    return ""
 
 
 def _novelty(class_name: str, found: list[tuple[Path, Report]]) -> str:
@@ -253,13 +277,23 @@ def _other_versions(class_name: str, versions: dict[str, str], found: list[tuple
     where = "differs in " + _join([f"{name} ({nearest.get(name, '?')} there, {versions.get(name, '?')} here)"
                                    for name in differing])
     where += f" and matches in {_join(same)}" if same else ""
+    judgement = judge(statuses)
     history = (f"there it failed {_failures(models, failures)}; that does not say whether this set fails"
-               if failures else "no check failed there; that says nothing about this set")
+               if failures else f"{_history(judgement)}; that says nothing about this set")
     message = (f"{class_name} is untested with the installed {_describe(versions)}: no compatibility report records "
                f"it with this version set, so none of nnterp's checks have run on it here. The nearest "
                f"tested set {where}: {history}. Verify this set with:\n  {command}")
     return LookupResult(class_name, LookupState.OTHER_VERSIONS, message, versions, failures, statuses, nearest,
-                        LookupState.FAILURES if failures else LookupState.ALL_PASSED, tuple(p for p, _ in found))
+                        _STATE_OF[judgement.verdict], tuple(p for p, _ in found))
+
+
+def _history(judgement: Judgement) -> str:
+    """What a set without failures showed, claiming no pass for the installed set."""
+    if judgement.verdict is Verdict.ALL_PASSED:
+        return "no check failed there"
+    if judgement.verdict is Verdict.PARTIAL:
+        return f"no check failed there, but {_join(list(judgement.unverified))} did not run"
+    return "nothing was verified there (its checks were skipped or do not apply)"
 
 
 def _models(class_name: str, found: list[tuple[Path, Report]]) -> dict[str, ModelRecord]:

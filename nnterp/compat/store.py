@@ -53,9 +53,19 @@ def load_report(path: str | Path) -> Report:
     return _validated(path, _read_json(path))
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are distinct: a key written twice (a check "failed", then "passed") makes the
+    file ambiguous, so corrupt, never read as its last value."""
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        repeated = sorted({key for key, _ in pairs if [k for k, _ in pairs].count(key) > 1})
+        raise ValueError(f"the key(s) {repeated[:5]} appear more than once in one object")
+    return found
+
+
 def _read_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_unique_keys)
     except (ValueError, UnicodeDecodeError) as error:
         raise CorruptReportError(f"{path}: not valid JSON ({error})") from error
     except RecursionError as error:  # a hostile or broken file nested deeper than Python's recursion limit
