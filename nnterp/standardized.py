@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import os
 import re
 import warnings
@@ -26,6 +25,7 @@ from .errors import (InputTooLong, InputTooLongWarning, InvalidArgument, ModelNo
 from .remote import RemoteMixin
 from .trace_time import TraceFacts, TraceTimeMembers, unembed
 from .rename import RenameConfig, ResolvedArchitecture, check_rename_config, resolve_architecture
+from .tokenizer_copy import own_tokenizer
 
 
 def _config_ints(config: Any, keys: Iterable[str]) -> Iterator[int]:
@@ -168,9 +168,9 @@ class StandardizedTransformer(RemoteMixin, TraceTimeMembers, TransformersModel):
         warn_for_architecture(type(self._module).__name__, model_id=model if isinstance(model, str) else None)
 
     def _own_preprocessors(self, tokenizer: Any, kwargs: dict[str, Any]) -> Any:
-        """A copy of the caller's tokenizer: nnsight sets its pad token and padding side, and the caller's own
-        object is left alone."""
-        return copy.deepcopy(tokenizer) if tokenizer is not None else None
+        """A copy of the caller's tokenizer (see nnterp.tokenizer_copy): nnsight sets its pad token and padding
+        side, and the caller's own object is left alone."""
+        return own_tokenizer(tokenizer) if tokenizer is not None else None
 
     def _lazy_load_preprocessors(self, repo_id: str, kwargs: dict[str, Any]) -> Any:
         """The tokenizer of a model loaded lazily (``dispatch=False``). nnsight's meta load asks the task's

@@ -4,7 +4,6 @@ positions image features take) is exposed under standard names."""
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +16,7 @@ from .images import noise_image
 from .registry import VisionFacts
 from .rename import envoy_path, find_path
 from .standardized import StandardizedTransformer, _hub_options
+from .tokenizer_copy import own_processor, own_tokenizer
 
 
 @dataclass(frozen=True)
@@ -121,12 +121,11 @@ class StandardizedVLM(StandardizedTransformer):
     def _own_preprocessors(self, tokenizer: Any, kwargs: dict[str, Any]) -> Any:
         """A copy of the caller's processor, whose tokenizer is the model's: nnsight pads that tokenizer on the
         left for a causal model, and the processor pads every batch with it."""
-        processor = copy.deepcopy(self._processor_given)
-        if processor is None:
+        if self._processor_given is None:
             return super()._own_preprocessors(tokenizer, kwargs)
-        kwargs["processor"] = processor
+        processor = kwargs["processor"] = own_processor(self._processor_given)
         if tokenizer is not None:
-            processor.tokenizer = copy.deepcopy(tokenizer)
+            processor.tokenizer = own_tokenizer(tokenizer)
         return getattr(processor, "tokenizer", None)
 
     def _lazy_load_preprocessors(self, repo_id: str, kwargs: dict[str, Any]) -> Any:

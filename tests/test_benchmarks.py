@@ -11,7 +11,7 @@ from pathlib import Path
 
 RUN = Path(__file__).resolve().parent.parent / "benchmarks" / "run.py"
 ROWS = ["logit_lens", "patchscope_lens", "collect_batched", "trace", "activation_patching", "run_with_cache",
-        "construct[llama]", "collect_memory"]
+        "construct[llama]", "tokenizer_copy[toy]", "collect_memory"]
 
 
 def test_quick_run_prints_every_row_and_writes_json(tmp_path: Path) -> None:
