@@ -3,7 +3,7 @@
 Each row times nnterp against the plain-PyTorch (or bare-nnsight) code that computes the same thing,
 alternating the two so drift on the machine hits both alike, and reports the ratio of their medians
 (and the range of the per-round ratios). Where both return a tensor the outputs are asserted equal
-before anything is timed. Rows, with their goals (issue 11):
+before anything is timed. Rows, with their goals (issue 11; the construction goal relaxed to 2.5x by issue 23, the measured floor of a validating trace being 1.8-2.2x):
 
 - ``logit_lens``          vs forward hooks + one norm and unembedding on the stacked states  (<= 1.3x)
 - ``patchscope_lens``     vs forward hooks writing the latent, one forward per layer          (<= 1.3x)
@@ -14,7 +14,7 @@ before anything is timed. Rows, with their goals (issue 11):
                           patched runs ``patches_per_forward`` at a time), on France vs Italy    (<= 3x)
 - ``run_with_cache``      ``run_with_cache`` of every ``layers_output`` vs a forward-hook collector (<= 1.2x)
 - ``construct[<toy>]``    ``StandardizedTransformer(model)`` (wrapping + load-time validation) vs one
-                          traced forward, on the toy llama / gpt2 / qwen2                      (<= 2x)
+                          traced forward, on the toy llama / gpt2 / qwen2                      (<= 2.5x)
 - ``tokenizer_copy[<tok>]`` the model's own tokenizer copy (``nnterp.tokenizer_copy``) vs the ``copy.deepcopy``
                           it replaced, on the toy tokenizer and SmolLM2's GGUF tokenizer        (<= 0.1x)
 - ``collect_memory``      peak RSS of collecting 2,000 prompts vs the output plus two batches' peak
@@ -437,7 +437,7 @@ def construct_rows(args: argparse.Namespace, device: torch.device, nnterp13: dic
 
         build_s, forward_s = paired(construct, forward, rounds, device)
         rows.append(announce(Row(f"construct[{name}]", "StandardizedTransformer(model)", "one traced forward",
-                        build_s, forward_s, 2.0, "toy model, validation included; after one warm-up each",
+                        build_s, forward_s, 2.5, "toy model, validation included; after one warm-up each",
                         nnterp13_s=nnterp13.get(name, []))))
     return rows
 
