@@ -3,7 +3,8 @@
 Each row times nnterp against the plain-PyTorch (or bare-nnsight) code that computes the same thing,
 alternating the two so drift on the machine hits both alike, and reports the ratio of their medians
 (and the range of the per-round ratios). Where both return a tensor the outputs are asserted equal
-before anything is timed. Rows, with their goals (issue 11; the construction goal relaxed to 2.5x by issue 23, the measured floor of a validating trace being 1.8-2.2x):
+before anything is timed. Rows, with their goals (issue 11; construction's relaxed to 2.5x by issue 23, since
+the measured floor of a validating trace is 1.8-2.2x):
 
 - ``logit_lens``          vs forward hooks + one norm and unembedding on the stacked states  (<= 1.3x)
 - ``patchscope_lens``     vs forward hooks writing the latent, one forward per layer          (<= 1.3x)
