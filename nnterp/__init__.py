@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time each name load
         PromptError, RenamingError, ShapeMismatch, SteeringVectorError, TargetError, TokenIndexError,
         ToolkitInputError, ToolkitTypeError, ToyModelUnsupported, ValidationFailed)
     from .errors import HeadsUnavailable, NotDecomposable, VisionUnavailable
+    from .errors import MetricError, NonFiniteValue, PositionAlignmentError
     from .interventions import (TargetPrompt, it_repeat_prompt, last_token_latents, logit_lens, patchscope_generate,
         patchscope_lens, repeat_prompt, steer)
     from .module_accessor import ModuleAccessor
@@ -76,6 +77,9 @@ _EXPORTS = {
     "CommandLineError": ".errors",
     "TargetError": ".errors",
     "TokenIndexError": ".errors",
+    "PositionAlignmentError": ".errors",
+    "MetricError": ".errors",
+    "NonFiniteValue": ".errors",
     "SteeringVectorError": ".errors",
     "ExportDependencyMissing": ".errors",
     "MissingExtra": ".errors",

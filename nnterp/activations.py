@@ -13,8 +13,9 @@ import torch
 from nnsight import save
 
 from .accessors import select_layers, unwrap
-from .errors import PromptError, TokenIndexError, ToolkitInputError, ToolkitTypeError
+from .errors import PromptError, ToolkitInputError, ToolkitTypeError
 from .extras import require_extra
+from .positions import TokenLayout, position_index
 
 
 def _layer_output(model: Any, layer: int) -> Any:
@@ -87,54 +88,65 @@ def _encoded_with_images(model: Any, prompts: list[str], images: Any, side: str)
                           padding=True, padding_side=side))
 
 
-def _padded(model: Any, prompts: Any, images: Any = None) -> tuple[Any, torch.Tensor | None, str]:
+def _padded(model: Any, prompts: Any, images: Any = None) -> tuple[Any, TokenLayout | None]:
     """Prompts tokenized as one padded batch (with their images, through a vision-language model's
-    processor), each row's real length, and the padding side.
+    processor), and where each prompt's real tokens sit in it (`nnterp.positions.TokenLayout`).
 
     With right padding every real token sits where it would sit alone and a causal model never
     attends to the pads after it, so activations equal the unbatched ones on every architecture,
     including those whose positions ignore the attention mask (BART, RoBERTa, RWKV...). Models
     that ignore the mask and detect padding themselves get the side they expect. The side is
     chosen here, per call, so the tokenizer's own ``padding_side`` never matters. Already
-    tokenized inputs (a mapping or a tensor of ids) pass through unchanged.
+    tokenized inputs (a mapping or a tensor of ids) pass through unchanged, their layout read off
+    their ``attention_mask`` (padded on either side); without one, every token is real. The layout
+    is None only for strings a model without a tokenizer tokenizes itself.
     """
     tokenizer = getattr(model, "tokenizer", None)
     side = _padding_side(model)
     if isinstance(prompts, (Mapping, torch.Tensor)):
-        return prompts, None, side
+        return prompts, _given_layout(prompts)
     prompts = prompt_list(prompts)
     if images is not None:
         batch = _encoded_with_images(model, prompts, images, side)
     elif tokenizer is None:
-        return prompts, None, side
+        return prompts, None
     else:
         batch = dict(tokenizer(prompts, return_tensors="pt", padding=True, padding_side=side))
-    lengths = batch["attention_mask"].sum(dim=1)
-    _check_lengths(prompts, lengths)
-    return dict(batch), lengths, side
+    _check_lengths(prompts, batch["attention_mask"].sum(dim=1))
+    return dict(batch), TokenLayout.from_mask(batch["attention_mask"])
 
 
-def _token_columns(idx: int | torch.Tensor, lengths: torch.Tensor | None, seq_len: int, side: str) -> Any:
-    """Where token ``idx`` of each prompt sits in the padded batch (before any prefix positions).
+def _given_layout(inputs: Mapping | torch.Tensor) -> TokenLayout | None:
+    """The layout of already tokenized inputs: their attention mask's, or every token real."""
+    if isinstance(inputs, Mapping) and inputs.get("attention_mask") is not None:
+        return TokenLayout.from_mask(inputs["attention_mask"])
+    ids = inputs.get("input_ids") if isinstance(inputs, Mapping) else inputs
+    if not isinstance(ids, torch.Tensor):
+        return None
+    ids = ids if ids.ndim == 2 else ids[None]
+    return TokenLayout.full(ids.shape[0], ids.shape[1])
 
-    ``idx`` is one index for every prompt, or a tensor of per-prompt indices counted from the end."""
-    from_start = isinstance(idx, int) and idx >= 0
-    if lengths is None or from_start == (side == "right"):
-        return idx if from_start else seq_len + idx
-    return lengths + idx if side == "right" else seq_len - lengths + idx
+
+def token_columns(layout: TokenLayout | None, position: int | torch.Tensor, prefix: int = 0) -> torch.Tensor | int:
+    """Where token ``position`` of each prompt sits in (batch, seq, ...) values whose first ``prefix`` columns are
+    learned positions before the input (CPM-Ant): one column per row (``position`` one for every row, or one
+    per row), planned on the client; without a layout nothing is padded, and one column serves every row."""
+    if layout is None:
+        return int(position) if position < 0 else prefix + int(position)
+    return prefix + layout.columns(position)
 
 
-def _check_token_index(idx: Any, lengths: torch.Tensor | None) -> None:
+def at_columns(values: Any, columns: torch.Tensor | int) -> Any:
+    """Inside a trace: row ``b`` of (batch, seq, ...) ``values`` at column ``columns[b]`` (or ``columns``)."""
+    if not isinstance(columns, torch.Tensor):
+        return values[:, columns]
+    rows = torch.arange(values.shape[0], device=values.device)
+    return values[rows, columns.to(values.device)]
+
+
+def _check_token_index(idx: Any, layout: TokenLayout | None, argument: str = "idx") -> int:
     """``idx`` must be an int inside every prompt: ``-length <= idx < length`` for the shortest one."""
-    if isinstance(idx, bool) or not isinstance(idx, int):
-        raise ToolkitTypeError(f"idx is {type(idx).__name__} ({idx!r}), expected an int token index "
-                               "(-1 is each prompt's last token)")
-    if lengths is None:
-        return
-    shortest = int(lengths.min())
-    if not -shortest <= idx < shortest:
-        raise TokenIndexError(f"idx {idx} is outside the shortest prompt ({shortest} tokens): expected an index "
-                              f"in -{shortest}..{shortest - 1}; count from the end (-1 is the last token)")
+    return layout.check(idx, argument) if layout is not None else position_index(idx, argument)
 
 
 def _chosen_layers(layers: Any, num_layers: int) -> list[int]:
@@ -158,29 +170,15 @@ def get_token_activations(model: Any, prompts: str | list[str], idx: int = -1,
     """
     chosen = _chosen_layers(layers, _num_layers(model))
     in_order = sorted(set(chosen))
-    inputs, lengths, side = _padded(model, prompts, images)
-    _check_token_index(idx, lengths)
-    prefix = getattr(model, "num_prefix_positions", 0)  # learned positions before the input (CPM-Ant)
+    inputs, layout = _padded(model, prompts, images)
+    idx = _check_token_index(idx, layout)
+    columns = token_columns(layout, idx, getattr(model, "num_prefix_positions", 0))  # after learned prefix positions
     with torch.no_grad(), model.trace(inputs, remote=remote) as tracer:
         collected = save({})  # saved whole: a remote run sends back saved values, not edits to client objects
         for layer in in_order:
-            hidden = _layer_output(model, layer)
-            rows = torch.arange(hidden.shape[0], device=hidden.device)
-            columns = prefix + _token_columns(idx, lengths, hidden.shape[1] - prefix, side)
-            if isinstance(columns, torch.Tensor):
-                columns = columns.to(hidden.device)
-            collected[layer] = hidden[rows, columns].cpu()
+            collected[layer] = at_columns(_layer_output(model, layer), columns).cpu()
         tracer.stop()
     return torch.stack([collected[layer] for layer in chosen])
-
-
-def at_last_token(values: Any, lengths: torch.Tensor | None, side: str) -> Any:
-    """Inside a trace: each prompt's row of (batch, seq, ...) ``values`` at its own last token, whatever the padding."""
-    columns = _token_columns(-1, lengths, values.shape[1], side)
-    if not isinstance(columns, torch.Tensor):
-        return values[:, columns]
-    rows = torch.arange(values.shape[0], device=values.device)
-    return values[rows, columns.to(values.device)]
 
 
 def compute_next_token_probs(model: Any, prompts: str | list[str], remote: bool | str = False,
@@ -191,10 +189,11 @@ def compute_next_token_probs(model: Any, prompts: str | list[str], remote: bool 
     equals the prompt's unbatched result whatever the tokenizer's ``padding_side``. ``images``: as for
     ``get_token_activations``.
     """
-    inputs, lengths, side = _padded(model, prompts, images)
+    inputs, layout = _padded(model, prompts, images)
+    last = token_columns(layout, -1)
     with torch.no_grad(), model.trace(inputs, remote=remote):
         logits = model.output.logits if not hasattr(model, "logits") else model.logits
-        probs = at_last_token(logits, lengths, side).softmax(dim=-1).cpu().save()
+        probs = at_columns(logits, last).softmax(dim=-1).cpu().save()
     return probs
 
 

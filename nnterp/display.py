@@ -18,7 +18,7 @@ except ImportError as error:
     raise ImportError(f'nnterp.display needs plotly and pandas ({error.name} is missing): '
                       'pip install "nnterp[display]"') from error
 
-from .errors import ExportDependencyMissing, ToolkitInputError, ToolkitTypeError
+from .errors import ExportDependencyMissing, NonFiniteValue, ToolkitInputError, ToolkitTypeError
 
 if TYPE_CHECKING:
     from .prompts import Prompt
@@ -117,6 +117,15 @@ def prompts_to_df(prompts: list[Prompt], tokenizer: Any) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _check_finite(values: torch.Tensor, what: str) -> None:
+    """A NonFiniteValue where a grid to plot holds NaN or infinities (a heatmap would show them as blank cells)."""
+    bad = (~torch.isfinite(values.detach())).nonzero()
+    if len(bad):
+        raise NonFiniteValue(f"plot_patching: the {what} hold {len(bad)} NaN or infinite cells (the first at index "
+                             f"{tuple(bad[0].tolist())}: {values[tuple(bad[0].tolist())].item()}); expected finite "
+                             "numbers: find where they came from (the metric, the activations) before plotting")
+
+
 def plot_patching(result: Any, normalized: bool = True, title: str | None = None, file: str | Path | None = None,
                   save_html: bool = True, width: int = 700, height: int | None = None) -> go.Figure:
     """A heatmap of a patching grid (`nnterp.analysis.patching.PatchingResult`): rows are layers, columns the
@@ -129,6 +138,7 @@ def plot_patching(result: Any, normalized: bool = True, title: str | None = None
     if not isinstance(values, torch.Tensor) or values.dim() not in (2, 3):
         raise ToolkitTypeError(f"plot_patching expects a PatchingResult with a (layers, positions) or (layers, heads, "
                                f"positions) grid, got {type(result).__name__}")
+    _check_finite(values, "normalized values" if normalized else "values")
     rows = [str(layer) for layer in result.layers]
     if values.dim() == 3:
         rows = [f"L{layer}.H{head}" for layer in result.layers for head in range(values.shape[1])]

@@ -105,6 +105,20 @@ class PromptError(ToolkitInputError):
     """Prompts that cannot be run: None, an empty list, an empty string, a prompt of no tokens."""
 
 
+class PositionAlignmentError(PromptError):
+    """Clean and corrupted prompts of different token lengths, patched at a position counted from the start (or
+    at every position): the position names different tokens in the two, so which token to patch is ambiguous."""
+
+
+class MetricError(ToolkitInputError):
+    """A patching metric that returns neither a scalar nor one number per prompt (shape ``(batch,)``)."""
+
+
+class NonFiniteValue(NNterpError, ValueError):
+    """A NaN or an infinity where a number is needed (a metric, a patching grid, the normaliser of one that is 0);
+    the message names where it came from."""
+
+
 class TargetError(ToolkitInputError):
     """The targets of a Prompt: none given, or a word the tokenizer maps to its unknown token."""
 

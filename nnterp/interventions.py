@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 
-from .activations import _chosen_layers, _padded, _token_columns, at_last_token, prompt_list
+from .activations import _chosen_layers, _padded, at_columns, prompt_list, token_columns
 from .errors import (ChatTemplateMissing, NNterpError, SteeringVectorError, TokenIndexError, ToolkitInputError,
                      ToolkitTypeError)
+from .positions import position_index, position_list
 
 if TYPE_CHECKING:
     from .standardized import StandardizedTransformer
@@ -94,9 +95,7 @@ def _absolute_to_negative(model: StandardizedTransformer, target: TargetPrompt) 
     if not isinstance(target, TargetPrompt):
         raise ToolkitTypeError(f"a target prompt is {type(target).__name__} ({target!r:.60}), expected a "
                                "TargetPrompt: build one with TargetPrompt(prompt, index_to_patch) or repeat_prompt()")
-    index = target.index_to_patch
-    if isinstance(index, bool) or not isinstance(index, int):
-        raise ToolkitTypeError(f"index_to_patch is {type(index).__name__} ({index!r}), expected an int")
+    index = position_index(target.index_to_patch, "index_to_patch")
     length = len(model.tokenizer(prompt_list(target.prompt, "the target prompt")[0])["input_ids"])
     if not -length <= index < length:
         raise TokenIndexError(f"index_to_patch {index} is outside {target.prompt!r} ({length} tokens); "
@@ -128,7 +127,8 @@ def _targets(target_patch_prompts: TargetPrompt | Sequence[TargetPrompt] | None,
 
 def logit_lens(model: StandardizedTransformer, prompts: str | Sequence[str], remote: bool | str = False,
                images: Any = None) -> torch.Tensor:
-    """Next-token probabilities read off every layer's output at the last position.
+    """Next-token probabilities read off every layer's output at each prompt's own last token (whatever the
+    padding side; a pre-tokenized mapping is read through its ``attention_mask``).
 
     Returns a float32 CPU tensor (batch, num_layers, vocab); its last layer is ``next_token_probs``.
     ``images`` (a vision-language model): one image, or a list of images, per prompt.
@@ -137,13 +137,12 @@ def logit_lens(model: StandardizedTransformer, prompts: str | Sequence[str], rem
         probs = logit_lens(model, "The capital of France is")
         model.tokenizer.decode(probs[0, -1].argmax())  # ' Paris'
     """
-    inputs, lengths, side = _padded(model, prompts, images)
-    prefix = model.num_prefix_positions
+    inputs, layout = _padded(model, prompts, images)
+    columns = token_columns(layout, -1, model.num_prefix_positions)
     with torch.no_grad(), model.trace(inputs, remote=remote) as tracer:
         # only each prompt's last token is kept per layer, and all layers go through the final norm and
         # the unembedding in one call: one pass over the head's weights instead of one per layer
-        last = [at_last_token(model.layers_output[layer][:, prefix:], lengths, side)
-                for layer in range(model.num_layers)]
+        last = [at_columns(model.layers_output[layer], columns) for layer in range(model.num_layers)]
         states = model.collapse_streams(torch.stack(last, dim=1))  # (batch, layers, hidden)
         probs = model.project_on_vocab(states).float().softmax(dim=-1).cpu().save()
         tracer.stop()  # the model's own head over every position is never read
@@ -211,14 +210,15 @@ def patchscope_lens(model: StandardizedTransformer, source_prompts: str | Sequen
                                        latents, remote)
     targets = _targets(target_patch_prompts, source_latents.shape[1])
     from_end = torch.tensor([_absolute_to_negative(model, target) for target in targets])
-    inputs, lengths, side = _padded(model, [target.prompt for target in targets])
-    columns = _token_columns(from_end, lengths, inputs["input_ids"].shape[1], side)  # each target's own token
-    positions = (model.num_prefix_positions + columns).tolist()
+    inputs, layout = _padded(model, [target.prompt for target in targets])
+    columns = token_columns(layout, from_end, model.num_prefix_positions)  # each target's own token
+    positions = columns.tolist() if isinstance(columns, torch.Tensor) else [columns] * len(targets)
+    last = token_columns(layout, -1)
     per_layer = []
     for layer, layer_latents in zip(layers, source_latents):
         with torch.no_grad(), model.trace(inputs, remote=remote):
             _patch(model, layer, positions, layer_latents)
-            probs = at_last_token(model.logits, lengths, side).float().softmax(dim=-1).cpu().save()
+            probs = at_columns(model.logits, last).float().softmax(dim=-1).cpu().save()
         per_layer.append(probs.detach())
     return torch.stack(per_layer, dim=1)
 
@@ -278,14 +278,9 @@ def _check_factor(factor: Any) -> None:
                                    "(an int or a float)")
 
 
-def _check_positions(positions: int | list[int] | None, seq_len: int) -> None:
-    """Every position an int inside the sequence of ``seq_len`` positions."""
-    items = [positions] if isinstance(positions, int) and not isinstance(positions, bool) else positions
-    if not isinstance(items, (list, tuple)) or not items:
-        raise ToolkitTypeError(f"positions is {positions!r}, expected None, an int or a non-empty list of ints")
-    for position in items:
-        if isinstance(position, bool) or not isinstance(position, int):
-            raise ToolkitTypeError(f"positions holds {position!r} ({type(position).__name__}), expected ints")
+def _check_positions(positions: int | list[int], seq_len: int) -> None:
+    """Every position an int (`nnterp.positions.position_list`) inside the sequence of ``seq_len`` positions."""
+    for position in position_list(positions, "positions"):
         if not -seq_len <= position < seq_len:
             raise TokenIndexError(f"position {position} is outside the {seq_len} positions of this input: "
                                   f"expected positions in -{seq_len}..{seq_len - 1}")

@@ -36,7 +36,7 @@ from .trace_time import TraceFacts, TraceTimeMembers
 # Modules whose objects a request ships by value: their code runs on the server. Each imports only
 # torch, nnsight and the standard library at the places the shipped code reaches (a test checks).
 SHIPPED_BY_VALUE = ("nnterp.remote", "nnterp.trace_time", "nnterp.accessors", "nnterp.errors",
-                    "nnterp.activations", "nnterp.interventions", "nnterp.analysis.residual",
+                    "nnterp.positions", "nnterp.activations", "nnterp.interventions", "nnterp.analysis.residual",
                     "nnterp.analysis.patching")
 
 # What a request may reference on the server: package roots, and named standard-library modules.

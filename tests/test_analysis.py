@@ -5,7 +5,8 @@ import torch
 
 from nnterp import logit_lens
 from nnterp.analysis import accumulated_resid, decompose_resid, direct_logit_attribution
-from nnterp.errors import NotDecomposable, TargetError, TokenIndexError
+from nnterp.analysis.residual import relative_tolerance
+from nnterp.errors import HeadsUnavailable, NotDecomposable, TargetError, TokenIndexError
 from nnterp.toy.standardized import standardized_toy
 
 ARCHITECTURES = ["llama", "gpt2", "gpt_neox", "qwen2"]  # RMSNorm, LayerNorm + biases, parallel blocks, GQA
@@ -162,3 +163,35 @@ def test_accumulated_resid_projected_is_the_logit_lens(model):
     with torch.no_grad():
         projected = model.project_on_vocab(accumulated.residuals[1:]).float().softmax(-1).transpose(0, 1)
     torch.testing.assert_close(projected, lens, atol=1e-5, rtol=1e-4)
+
+
+# -- options that cannot apply are refused, tolerances follow the dtype ----------------------------------------------
+
+
+@pytest.mark.parametrize("function", [direct_logit_attribution, decompose_resid], ids=lambda f: f.__name__)
+def test_per_head_on_a_model_without_heads_is_refused(function):
+    """Mamba has no attention heads: per_head=True used to be ignored."""
+    mamba = standardized_toy("mamba", enable_attention_probs=False)
+    with pytest.raises(HeadsUnavailable, match=r"\[MambaForCausalLM\] .*no softmax attention .*per_head=False"):
+        function(mamba, PROMPTS, TARGETS, per_head=True) if function is direct_logit_attribution else \
+            function(mamba, PROMPTS, per_head=True)
+
+
+def test_the_sum_checks_tolerance_follows_the_dtype():
+    assert relative_tolerance(torch.float32) == relative_tolerance(torch.float64) == 1e-3  # float32 as before
+    assert relative_tolerance(torch.bfloat16) == 8 * torch.finfo(torch.bfloat16).eps
+    assert relative_tolerance(torch.float16) == 8 * torch.finfo(torch.float16).eps
+
+
+@pytest.mark.parametrize("name", ["llama", "gpt2"])
+@pytest.mark.parametrize("per_head", [False, True])
+def test_dla_in_bfloat16_decomposes(name, per_head):
+    """The head split, the final norm's fit and the stream's sum miss by about one bfloat16 epsilon (0.008): a 1e-3
+    tolerance refused every bfloat16 model with NotDecomposable."""
+    toy = standardized_toy(name, enable_attention_probs=False)
+    toy._module.to(torch.bfloat16)
+    result = direct_logit_attribution(toy, PROMPTS, TARGETS, per_head=per_head)
+    assert result.contributions.dtype == torch.bfloat16
+    assert len([label for label in result.labels if ".H" in label]) == (toy.num_heads * toy.num_layers
+                                                                        if per_head else 0)
+    torch.testing.assert_close(result.total().float(), result.logits.float(), atol=0.05, rtol=0.02)

@@ -120,3 +120,16 @@ def test_import_without_the_extra_says_how_to_install():
     assert result.returncode != 0
     assert "ImportError" in result.stderr
     assert 'pip install "nnterp[display]"' in result.stderr
+
+
+def test_plot_patching_refuses_a_grid_holding_nan_or_infinity():
+    from nnterp.analysis import PatchingResult
+    from nnterp.display import plot_patching
+    from nnterp.errors import NonFiniteValue
+
+    values = torch.tensor([[0.5, float("nan")], [float("inf"), 1.0]])
+    result = PatchingResult(values, "layers_output", (0, 1), (0, 1), ("a", "b"), 1.0, 0.0)
+    with pytest.raises(NonFiniteValue, match=r"the values hold 2 NaN or infinite cells \(the first at index \(0, 1\)"):
+        plot_patching(result, normalized=False)
+    with pytest.raises(NonFiniteValue, match="the normalized values hold 2"):
+        plot_patching(result)

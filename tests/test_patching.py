@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from nnterp.analysis.patching import PATCHABLE, activation_patching, attribution_patching
-from nnterp.errors import PromptError, ToolkitInputError
+from nnterp.errors import MetricError, NonFiniteValue, PromptError, ToolkitInputError
 from nnterp.registry import StreamLayout
 from nnterp.toy.standardized import standardized_toy
 
@@ -154,3 +154,68 @@ def test_plot_patching_labels_layers_and_tokens():
     torch.testing.assert_close(torch.as_tensor(heatmap.z), result.normalized())
     per_head = activation_patching(model, CLEAN, CORRUPTED, metric, accessor="heads_output", positions=[-1])
     assert list(plot_patching(per_head, normalized=False).data[0].y)[:2] == ["L0.H0", "L0.H1"]
+
+
+# -- the metric: a scalar or one number per prompt, finite ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("patching", [activation_patching, attribution_patching], ids=lambda f: f.__name__)
+def test_a_metric_giving_more_than_one_number_per_prompt_is_refused(llama, patching):
+    """(batch, vocab) used to be averaged silently into one number."""
+    with pytest.raises(MetricError, match=r"shape \(2, 320\) on the clean run \(2 prompts\): expected a scalar or "
+                                          r"one number per prompt, shape \(2,\)"):
+        patching(llama, CLEAN, CORRUPTED, lambda logits: logits[:, -1], positions=[-1])
+    with pytest.raises(MetricError, match=r"shape \(2, 1\)"):
+        patching(llama, CLEAN, CORRUPTED, lambda logits: metric(logits)[:, None], positions=[-1])
+
+
+@pytest.mark.parametrize("patching", [activation_patching, attribution_patching], ids=lambda f: f.__name__)
+def test_a_scalar_metric_is_the_mean_of_a_per_prompt_one(llama, patching):
+    per_prompt = patching(llama, CLEAN, CORRUPTED, metric, positions=[0, -1])
+    scalar = patching(llama, CLEAN, CORRUPTED, lambda logits: metric(logits).mean(), positions=[0, -1])
+    torch.testing.assert_close(scalar.values, per_prompt.values)
+
+
+@pytest.mark.parametrize("patching", [activation_patching, attribution_patching], ids=lambda f: f.__name__)
+def test_a_non_finite_metric_is_refused_naming_the_run(llama, patching):
+    with pytest.raises(NonFiniteValue, match=r"the metric is \[nan, nan\] on the clean run: expected finite"):
+        patching(llama, CLEAN, CORRUPTED, lambda logits: metric(logits) * float("nan"), positions=[-1])
+
+
+def test_a_patched_run_whose_metric_is_not_finite_is_named(llama):
+    calls = []
+
+    def finite_twice(logits):  # the clean run, the corrupted run, then the patched runs
+        calls.append(1)
+        return metric(logits) if len(calls) <= 2 else metric(logits) + float("inf")
+
+    with pytest.raises(NonFiniteValue, match=r"\[inf, inf\] on the corrupted run patched at layer 0 position 16"):
+        activation_patching(llama, CLEAN, CORRUPTED, finite_twice, positions=[-1])
+
+
+def test_a_non_finite_attribution_estimate_is_refused(llama):
+    """sqrt(0 * x) is 0 with a NaN gradient: the grid would hold NaN."""
+    with pytest.raises(NonFiniteValue, match=r"attribution estimate is nan at layer 0 position 16"):
+        attribution_patching(llama, CLEAN, CORRUPTED, lambda logits: (logits[:, -1, 5] * 0).sqrt(), positions=[-1])
+
+
+def test_a_metric_reading_padding_is_refused(llama):
+    """Prompts of different lengths: the metric sees them right-aligned, NaN before a shorter prompt's first token,
+    so a column counted from the start (padding for the short prompt) cannot be read silently."""
+    clean, corrupted = ["hello world", "a cat"], ["hello wirld", "a dog"]
+    with pytest.raises(NonFiniteValue, match=r"\[.*, nan\] on the clean run.*right-aligned"):
+        activation_patching(llama, clean, corrupted, lambda logits: logits[:, 0, 5], positions=[-1])
+
+
+def test_normalizing_by_a_zero_difference_is_refused(llama):
+    """Clean and corrupted prompts alike: the normaliser clean - corrupted is 0."""
+    result = activation_patching(llama, CLEAN, CLEAN, metric, positions=[-1])
+    assert result.clean_metric == result.corrupted_metric
+    with pytest.raises(NonFiniteValue, match="clean_metric - corrupted_metric = .* = 0.0: the metric does not tell"):
+        result.normalized()
+    pytest.importorskip("plotly")
+    from nnterp.display import plot_patching
+
+    with pytest.raises(NonFiniteValue):
+        plot_patching(result)
+    assert plot_patching(result, normalized=False).data[0].z.shape == (llama.num_layers, 1)

@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 import torch
 
 from ..accessors import select_layers, unwrap
-from ..errors import ToolkitInputError, ToolkitTypeError
+from ..activations import at_columns
+from ..errors import ToolkitInputError
+from ..positions import TokenLayout, position_index, position_list
 
 if TYPE_CHECKING:
     from ..standardized import StandardizedTransformer
@@ -103,8 +105,11 @@ def run_with_cache(model: StandardizedTransformer, prompts: Any, accessors: str 
                    device: str | torch.device | None = "cpu", remote: bool | str = False) -> ActivationCache:
     """One forward over ``prompts`` (right-padded), caching ``accessors`` at ``layers`` (None: all).
 
-    ``positions`` keeps only those token positions (an int, a slice or a list; None keeps all) and
-    ``device`` is where the values are copied ("cpu" by default; None leaves them where they are). Example::
+    ``positions`` keeps only those token positions, counted in each prompt's own tokens (negative from its
+    last real token), whatever the padding side and whoever tokenized (a pre-tokenized mapping's
+    ``attention_mask`` says where its tokens are): an int gives (batch, ...), a list or a slice (batch, k, ...);
+    None keeps every padded column. ``device`` is where the values are copied ("cpu" by default; None leaves
+    them where they are). Example::
 
         cache = run_with_cache(model, "The capital of France is", ["attentions_output", "mlps_output"])
         cache["mlps_output", 5].shape  # (1, seq, hidden)
@@ -120,19 +125,49 @@ def run_with_cache(model: StandardizedTransformer, prompts: Any, accessors: str 
                for layer in select_layers(layers, model.num_layers)}
     envoys = {envoy.path: envoy for recipe in recipes.values() for envoy, _ in recipe.reads}
     with_inputs = any(side == "input" for recipe in recipes.values() for _, side in recipe.reads)
-    inputs, _, _ = _padded(model, prompts)
+    inputs, layout = _padded(model, prompts)
+    columns = None if positions is None or layout is None else _position_columns(positions, layout)
     with torch.no_grad(), model.trace(inputs, remote=remote) as tracer:
         recorded = tracer.cache(modules=list(envoys.values()), device=device, include_inputs=with_inputs)
     values = {}
     for key, recipe in recipes.items():
         value = recipe.make([getattr(recorded[envoy.path], side) for envoy, side in recipe.reads])
-        values[key] = value if positions is None else _positions(value, positions)
+        if positions is not None:
+            prefix = model.num_prefix_positions
+            if columns is None:  # strings the model tokenized itself: nothing is padded
+                columns = _position_columns(positions, TokenLayout.full(value.shape[0], value.shape[1] - prefix))
+            value = _at(value, prefix + columns)
+        values[key] = value
     return ActivationCache(values)
 
 
-def _positions(value: torch.Tensor, positions: int | slice | Sequence[int]) -> torch.Tensor:
-    if isinstance(positions, bool):
-        raise ToolkitTypeError(f"positions must be an int, a slice or a list of ints, got {positions!r}")
-    if isinstance(positions, (int, slice)):
-        return value[:, positions]
-    return value[:, list(positions)]
+def _position_columns(positions: int | slice | Sequence[int], layout: TokenLayout) -> torch.Tensor:
+    """Where each prompt's own token ``positions`` sit: (batch,) for an int, (batch, k) for a list or a slice
+    (resolved in each prompt's tokens, so negative bounds count from its end)."""
+    if isinstance(positions, slice):
+        return _slice_columns(positions, layout)
+    if isinstance(positions, (list, tuple)):
+        return torch.stack([layout.columns(layout.check(position, "positions"))
+                            for position in position_list(positions, "positions")], dim=1)
+    return layout.columns(layout.check(positions, "positions"))
+
+
+def _slice_columns(positions: slice, layout: TokenLayout) -> torch.Tensor:
+    """(batch, k): the columns of ``positions`` in each prompt's own tokens, the same number in every prompt."""
+    bounds = [None if bound is None else position_index(bound, f"positions.{name}")
+              for name, bound in (("start", positions.start), ("stop", positions.stop), ("step", positions.step))]
+    ranges = [range(*slice(*bounds).indices(int(length))) for length in layout.lengths]
+    if len({len(chosen) for chosen in ranges}) > 1:
+        raise ToolkitInputError(f"positions {positions} selects {[len(chosen) for chosen in ranges]} tokens of "
+                                f"prompts of {layout.lengths.tolist()} tokens: the cache needs the same number per "
+                                "prompt; pass a slice every prompt covers, a list of positions, or None (every padded "
+                                "column)")
+    return torch.stack([start + torch.tensor(list(chosen), dtype=torch.long)
+                        for start, chosen in zip(layout.starts, ranges)])
+
+
+def _at(value: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
+    """Row ``b`` of (batch, seq, ...) ``value`` at ``columns[b]``: a column, or a row of them."""
+    if columns.ndim == 1:
+        return at_columns(value, columns)
+    return value[torch.arange(value.shape[0], device=value.device)[:, None], columns.to(value.device)]

@@ -96,7 +96,10 @@ def direct_logit_attribution(model: StandardizedTransformer, prompts: str | Sequ
     """Each component's direct contribution to the target logit at each prompt's token ``position``.
 
     Components: the embeddings, then per layer its attention (``per_head=True``: each head, plus the output
-    projection's bias if it has one), its MLP and any other term the block adds. Example::
+    projection's bias if it has one; `HeadsUnavailable` where no layer has heads), its MLP and any other term the
+    block adds. ``position`` counts each prompt's own tokens, ``-1`` its last real token, whatever the padding
+    side; ``prompts`` may be strings or an already tokenized mapping, whose ``attention_mask`` says where each
+    prompt's tokens are. Example::
 
         result = direct_logit_attribution(model, "The capital of France is", " Paris", per_head=True)
         result.labels[result.contributions[0].argmax()]  # the head writing most of ' Paris'
@@ -105,10 +108,13 @@ def direct_logit_attribution(model: StandardizedTransformer, prompts: str | Sequ
     from ..activations import _padded
 
     check_additive(model)
-    inputs, lengths, side = _padded(model, list(prompts) if not isinstance(prompts, str) else prompts)
-    check_position(position, lengths)
-    select = position_selector(model, lengths, side, position)
-    at_logits = position_selector(model, lengths, side, position, prefixed=False)
+    inputs, layout = _padded(model, prompts)
+    chosen = check_position(position, layout)
+    if chosen is None:
+        raise ToolkitTypeError("position is None, expected an int token position: DLA reads one position of each "
+                               "prompt (-1 is each prompt's last token)")
+    select = position_selector(model, layout, chosen)
+    at_logits = position_selector(model, layout, chosen, prefixed=False)
     keys, reads = plan_terms(model, model.num_layers, per_head)
     with torch.no_grad(), model.trace(inputs, remote=remote):
         values = save(read_terms(model, reads, select))

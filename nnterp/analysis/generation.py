@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 import torch
 
 from ..accessors import select_layers
-from ..errors import ToolkitInputError
+from ..positions import TokenLayout, position_list
 from .patching import _check_accessor, _set_positions
 
 if TYPE_CHECKING:
@@ -119,14 +119,10 @@ def patched_generate(model: StandardizedTransformer, prompts: str | Sequence[str
     inputs = _left_padded(model, prompts)
     rows = columns = None
     if positions is not None:
-        chosen = torch.as_tensor([positions] if isinstance(positions, int) else list(positions))
-        mask = inputs.get("attention_mask", torch.ones_like(inputs["input_ids"]))
-        lengths = mask.sum(dim=1, keepdim=True)  # each prompt's own tokens, after its left padding
-        if bool(((chosen < -lengths) | (chosen >= lengths)).any()):
-            raise ToolkitInputError(f"positions {chosen.tolist()} fall outside the shortest prompt "
-                                    f"({int(lengths.min())} tokens)")
-        rows = torch.arange(len(lengths)).unsqueeze(1)
-        columns = model.num_prefix_positions + (mask.shape[1] - lengths) + chosen % lengths
+        layout = TokenLayout.from_mask(inputs.get("attention_mask", torch.ones_like(inputs["input_ids"])))
+        chosen = [layout.check(position, "positions") for position in position_list(positions, "positions")]
+        rows = torch.arange(len(layout.lengths)).unsqueeze(1)  # each prompt's own tokens, after its left padding
+        columns = model.num_prefix_positions + torch.stack([layout.columns(position) for position in chosen], dim=1)
 
     def patch(model: Any, step: int) -> None:
         if rows is None or step == 0:

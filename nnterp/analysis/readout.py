@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING
 import torch
 
 from ..errors import NotDecomposable
+from .residual import relative_tolerance
 
 if TYPE_CHECKING:
     from ..standardized import StandardizedTransformer
 
-FIT_TOLERANCE = 1e-3
 DIRECTION_CHUNK = 256  # unembedding rows computed per call of the head
 
 
@@ -78,10 +78,12 @@ def _fitted_factor(model: StandardizedTransformer, norm: torch.nn.Module, residu
     direction, output = gain * centered, norm(residual) - bias
     factor = (direction * output).sum(-1, keepdim=True) / (direction * direction).sum(-1, keepdim=True)
     error = ((factor * direction - output).abs().max() / output.abs().max().clamp_min(1e-6)).item()
-    if error > FIT_TOLERANCE:
+    tolerance = relative_tolerance(residual.dtype)
+    if error > tolerance:
         raise NotDecomposable(f"[{model.architecture.class_name}] the final norm {type(norm).__name__} is not "
-                              f"gain * x / scale + bias with one scale per token (fit error {error:.3g}), so it "
-                              "cannot be frozen into a linear map")
+                              f"gain * x / scale + bias with one scale per token (fit error {error:.3g}, over the "
+                              f"tolerance {tolerance:.3g} of {residual.dtype}), so it cannot be frozen into a linear "
+                              "map")
     return factor
 
 
@@ -119,8 +121,9 @@ def _check_linear(model: StandardizedTransformer, like: torch.Tensor, zero: torc
     first, second = torch.randn(2, 1, like.shape[-1], generator=torch.Generator().manual_seed(0)).to(like)
     both = _head(model, first + second)[0] - zero
     apart = _head(model, first)[0] + _head(model, second)[0] - 2 * zero
-    error = ((both - apart).abs().max() / apart.abs().max().clamp_min(1e-6)).item()
-    if error > FIT_TOLERANCE:
+    error, tolerance = ((both - apart).abs().max() / apart.abs().max().clamp_min(1e-6)).item(), \
+        relative_tolerance(like.dtype)
+    if error > tolerance:
         raise NotDecomposable(f"[{model.architecture.class_name}] its head `{model.architecture.lm_head}` is not "
-                              f"linear (error {error:.3g}): it transforms the state before unembedding, so logits do "
-                              "not split per component")
+                              f"linear (error {error:.3g}, over the tolerance {tolerance:.3g} of {like.dtype}): it "
+                              "transforms the state before unembedding, so logits do not split per component")
