@@ -89,7 +89,7 @@ def test_a_new_failing_type_leaves_the_tests_green_and_is_named_with_its_reason(
     result.assert_outcomes(passed=1, xfailed=1)
     assert result.ret == 0
     result.stdout.fnmatch_lines(["*= new model types =*",
-                                 "new in transformers *: 1 of 1 not yet verified",
+                                 "new *: 1 of 1 not yet verified",
                                  "  simulated (SimulatedForCausalLM): test_toy_architecture_validates: *residual*"])
 
 
@@ -162,6 +162,10 @@ def test_the_previous_report_is_the_newest_older_set_and_the_last_committed_pref
     assert last_committed_report(VERSIONS, found).versions["transformers"] == "5.25.0"
     assert last_committed_report(dict(VERSIONS, transformers="5.24.0"), found).versions["transformers"] == "5.10.4"
     assert previous_report(dict(VERSIONS, transformers="5.0.0"), found) is None
+    other_nnsight = dict(VERSIONS, nnsight="0.8.0")
+    found.append((tmp_path / "n.json", Report(other_nnsight, {}, {})))  # same transformers, older nnsight
+    assert previous_report(VERSIONS, found).versions == dict(VERSIONS, transformers="5.10.4")  # same line first
+    assert previous_report(other_nnsight, found).versions["transformers"] == "5.10.4"  # no older on its line
 
 
 def test_diff_committed_names_new_models_and_regressions_and_fails_on_a_regression(tmp_path, capsys):

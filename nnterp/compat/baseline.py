@@ -16,16 +16,20 @@ from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 
-from .history import ORDER_PACKAGES, version_key, version_sets
+from .history import LINE_PACKAGES, ORDER_PACKAGES, version_key, version_sets
 from .schema import Baseline, ModelRecord, Report, ReportStatus
 
 VERIFIED = frozenset({ReportStatus.PASSED, ReportStatus.NOT_APPLICABLE})  # the statuses a verified model has
 
 
 def previous_report(versions: dict[str, str], found: Iterable[tuple[Path, Report]]) -> Report | None:
-    """The report (merged over folders) of the newest version set older than ``versions``; None if none is."""
+    """The report (merged over folders) of the version set ``versions`` is compared with, as the history
+    compares them (``history.predecessors``): the newest older one on the same nnsight and torch, else the
+    newest older one; None if none is older."""
     older = [vs.report for vs in version_sets(found) if version_key(vs.versions) < version_key(versions)]
-    return older[-1] if older else None
+    line = [report for report in older if all(report.versions.get(name) == versions.get(name)
+                                              for name in LINE_PACKAGES)]
+    return (line or older)[-1] if older else None
 
 
 def last_committed_report(versions: dict[str, str], found: Iterable[tuple[Path, Report]]) -> Report | None:
