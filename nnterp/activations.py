@@ -15,7 +15,7 @@ from nnsight import save
 from .accessors import select_layers, unwrap
 from .errors import PromptError, ToolkitInputError, ToolkitTypeError
 from .extras import require_extra
-from .positions import TokenLayout, position_index
+from .positions import TokenLayout, checked_position
 
 
 def _layer_output(model: Any, layer: int) -> Any:
@@ -144,11 +144,6 @@ def at_columns(values: Any, columns: torch.Tensor | int) -> Any:
     return values[rows, columns.to(values.device)]
 
 
-def _check_token_index(idx: Any, layout: TokenLayout | None, argument: str = "idx") -> int:
-    """``idx`` must be an int inside every prompt: ``-length <= idx < length`` for the shortest one."""
-    return layout.check(idx, argument) if layout is not None else position_index(idx, argument)
-
-
 def _chosen_layers(layers: Any, num_layers: int) -> list[int]:
     """``select_layers``, refusing an empty selection (it would return an empty result)."""
     chosen = select_layers(layers, num_layers)
@@ -171,7 +166,7 @@ def get_token_activations(model: Any, prompts: str | list[str], idx: int = -1,
     chosen = _chosen_layers(layers, _num_layers(model))
     in_order = sorted(set(chosen))
     inputs, layout = _padded(model, prompts, images)
-    idx = _check_token_index(idx, layout)
+    idx = checked_position(idx, layout, "idx")
     columns = token_columns(layout, idx, getattr(model, "num_prefix_positions", 0))  # after learned prefix positions
     with torch.no_grad(), model.trace(inputs, remote=remote) as tracer:
         collected = save({})  # saved whole: a remote run sends back saved values, not edits to client objects

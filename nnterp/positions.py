@@ -46,6 +46,12 @@ def position_list(value: Any, argument: str) -> list[int]:
     return [position_index(value, argument)]
 
 
+def checked_position(position: Any, layout: TokenLayout | None, argument: str) -> int:
+    """``position`` as an int inside every prompt of ``layout`` (``TokenLayout.check``), or any int position
+    where the inputs came without one (a typed error otherwise)."""
+    return layout.check(position, argument) if layout is not None else position_index(position, argument)
+
+
 @dataclass(frozen=True)
 class TokenLayout:
     """Where each prompt's real tokens sit in a padded batch: row ``b`` holds them in columns

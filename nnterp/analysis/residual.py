@@ -17,6 +17,7 @@ from nnsight import save
 
 from ..accessors import unwrap, walk
 from ..errors import HeadsUnavailable, NotDecomposable, ToolkitInputError
+from ..positions import checked_position
 
 if TYPE_CHECKING:
     from ..positions import TokenLayout
@@ -125,11 +126,7 @@ def position_selector(model: StandardizedTransformer, layout: TokenLayout | None
 
 def check_position(position: Any, layout: TokenLayout | None) -> int | None:
     """``position`` as None or an int inside the shortest prompt (`nnterp.positions`)."""
-    if position is None:
-        return None
-    from ..activations import _check_token_index
-
-    return _check_token_index(position, layout, "position")
+    return None if position is None else checked_position(position, layout, "position")
 
 
 # How a term is read inside a trace: (accessor name, layer, module path within the layer or "", factor).
