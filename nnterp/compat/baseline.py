@@ -16,27 +16,31 @@ from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 
-from .history import LINE_PACKAGES, ORDER_PACKAGES, version_key, version_sets
+from .history import LINE_PACKAGES, ORDER_PACKAGES, VersionSet, version_key, version_sets
 from .schema import Baseline, ModelRecord, Report, ReportStatus
-
-VERIFIED = frozenset({ReportStatus.PASSED, ReportStatus.NOT_APPLICABLE})  # the statuses a verified model has
+from .verdict import RAN
 
 
 def previous_report(versions: dict[str, str], found: Iterable[tuple[Path, Report]]) -> Report | None:
     """The report (merged over folders) of the version set ``versions`` is compared with, as the history
     compares them (``history.predecessors``): the newest older one on the same nnsight and torch, else the
     newest older one; None if none is older."""
-    older = [vs.report for vs in version_sets(found) if version_key(vs.versions) < version_key(versions)]
-    line = [report for report in older if all(report.versions.get(name) == versions.get(name)
-                                              for name in LINE_PACKAGES)]
-    return (line or older)[-1] if older else None
+    return _previous(versions, version_sets(found))
 
 
 def last_committed_report(versions: dict[str, str], found: Iterable[tuple[Path, Report]]) -> Report | None:
-    """The report of ``versions`` itself (merged over folders), else the newest older one; None if none is."""
+    """The report of ``versions`` itself (merged over folders), else the one it is compared with
+    (``previous_report``); None if neither exists."""
     sets = version_sets(found)
     same = [vs.report for vs in sets if version_key(vs.versions) == version_key(versions)]
-    return same[-1] if same else previous_report(versions, ((vs.path, vs.report) for vs in sets))
+    return same[-1] if same else _previous(versions, sets)
+
+
+def _previous(versions: dict[str, str], sets: list[VersionSet]) -> Report | None:
+    older = [vs.report for vs in sets if version_key(vs.versions) < version_key(versions)]
+    line = [report for report in older if all(report.versions.get(name) == versions.get(name)
+                                              for name in LINE_PACKAGES)]
+    return (line or older)[-1] if older else None
 
 
 def compared(report: Report, previous: Report | None) -> Report:
@@ -62,12 +66,12 @@ def unverified_reason(record: ModelRecord) -> str | None:
     """Why a model is not verified: its worst checks and their message; None when every check passed (or
     does not apply) and at least one passed."""
     statuses = [check.status for check in record.checks.values()]
-    if statuses and set(statuses) <= VERIFIED and ReportStatus.PASSED in statuses:
+    if statuses and set(statuses) <= RAN and ReportStatus.PASSED in statuses:
         return None
     if not statuses:
         return "no check ran"
     worst = ReportStatus.worst(statuses)
-    if worst in VERIFIED:
+    if worst in RAN:
         return "no check passed (every check is n/a)"
     names = [name for name, check in record.checks.items() if check.status is worst]
     message = " ".join(record.checks[names[0]].message.split())

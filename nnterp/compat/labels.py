@@ -6,6 +6,7 @@ Shared by `render` (one version set) and `history` (across version sets); import
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from ..checks.catalogue import CHECK_NAMES
 from .schema import ReportStatus
@@ -17,6 +18,11 @@ MARKS = {ReportStatus.PASSED: "pass", ReportStatus.FAILED: "FAIL", ReportStatus.
 DETAILED = frozenset({ReportStatus.FAILED, ReportStatus.LOAD_ERROR, ReportStatus.CRASHED,
                       ReportStatus.SKIPPED})  # statuses whose message gets a visible line
 SUMMED = (ReportStatus.PASSED, ReportStatus.FAILED, ReportStatus.NOT_APPLICABLE)  # counted even when zero
+
+
+def join_words(names: Sequence[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``: names in a sentence, as every message about the reports lists them."""
+    return f"{', '.join(names[:-1])} and {names[-1]}" if len(names) > 1 else "".join(names)
 
 
 def css_class(status: ReportStatus | None) -> str:

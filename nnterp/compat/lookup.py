@@ -20,7 +20,7 @@ from typing import Iterable
 
 from ..errors import NNterpCompatibilityWarning, NNterpError  # the warning is re-exported here
 from .baseline import novelty
-from .labels import plain_text
+from .labels import join_words, plain_text
 from .schema import VERSIONED_PACKAGES, ModelRecord, Report, ReportStatus, current_versions
 from .store import read_or_set_aside, report_files
 from .verdict import Judgement, Verdict, judge
@@ -274,9 +274,9 @@ def _other_versions(class_name: str, versions: dict[str, str], found: list[tuple
     statuses, failures = _verdict(class_name, models)
     differing = _differing(versions, nearest)
     same = [name for name in VERSIONED_PACKAGES if name not in differing]
-    where = "differs in " + _join([f"{name} ({nearest.get(name, '?')} there, {versions.get(name, '?')} here)"
+    where = "differs in " + join_words([f"{name} ({nearest.get(name, '?')} there, {versions.get(name, '?')} here)"
                                    for name in differing])
-    where += f" and matches in {_join(same)}" if same else ""
+    where += f" and matches in {join_words(same)}" if same else ""
     judgement = judge(statuses)
     history = (f"there it failed {_failures(models, failures)}; that does not say whether this set fails"
                if failures else f"{_history(judgement)}; that says nothing about this set")
@@ -292,7 +292,7 @@ def _history(judgement: Judgement) -> str:
     if judgement.verdict is Verdict.ALL_PASSED:
         return "no check failed there"
     if judgement.verdict is Verdict.PARTIAL:
-        return f"no check failed there, but {_join(list(judgement.unverified))} did not run"
+        return f"no check failed there, but {join_words(judgement.unverified)} did not run"
     return "nothing was verified there (its checks were skipped or do not apply)"
 
 
@@ -315,7 +315,7 @@ def _failures(models: dict[str, ModelRecord], checks: tuple[str, ...]) -> str:
                  for model_id, record in sorted(models.items())
                  if check in record.checks and record.checks[check].status.is_failure]
         grouped.setdefault("; ".join(where), []).append(check)
-    return "; ".join(f"{_join(names)} ({detail})" for detail, names in grouped.items())
+    return "; ".join(f"{join_words(names)} ({detail})" for detail, names in grouped.items())
 
 
 def _short(text: str, limit: int = 160) -> str:
@@ -328,11 +328,6 @@ def _describe(versions: dict[str, str]) -> str:
 
 def _differing(versions: dict[str, str], other: dict[str, str]) -> tuple[str, ...]:
     return tuple(name for name in VERSIONED_PACKAGES if versions.get(name) != other.get(name))
-
-
-def _join(names: list[str]) -> str:
-    """``a``, ``a and b``, ``a, b and c``."""
-    return f"{', '.join(names[:-1])} and {names[-1]}" if len(names) > 1 else "".join(names)
 
 
 def _set_key(versions: dict[str, str]) -> tuple[str, ...]:

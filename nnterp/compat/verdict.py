@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from ..checks.catalogue import CHECK_NAMES
+from .labels import join_words
 from .schema import ReportStatus
 
 RAN = frozenset({ReportStatus.PASSED, ReportStatus.NOT_APPLICABLE})  # a check that ran and found nothing wrong
@@ -50,7 +51,7 @@ class Judgement:
         if self.verdict is Verdict.FAILURES:
             return f"failed {_count(len(self.failed))}"
         if self.verdict is Verdict.PARTIAL:
-            return f"passed the {_count(len(self.passed))} that ran ({_join(self.unverified)} not run)"
+            return f"passed the {_count(len(self.passed))} that ran ({join_words(self.unverified)} not run)"
         if self.skipped and not self.passed:
             return "was not verified (every check that was asked for was skipped)"
         return "was not verified (no check passed)" if self.passed else "was not verified (no check ran)"
@@ -75,7 +76,3 @@ def judge(statuses: Mapping[str, ReportStatus]) -> Judgement:
 
 def _count(n: int) -> str:
     return f"{n} check" if n == 1 else f"{n} checks"
-
-
-def _join(names: tuple[str, ...]) -> str:
-    return f"{', '.join(names[:-1])} and {names[-1]}" if len(names) > 1 else "".join(names)
