@@ -119,6 +119,24 @@ class NonFiniteValue(NNterpError, ValueError):
     the message names where it came from."""
 
 
+class ImageMismatch(ToolkitInputError):
+    """A vision-language model's prompt whose image markers and images do not match: markers without images
+    (``images`` missing, None, 0 or a negative number), images without markers, or different counts. The
+    message names what each prompt holds and what to pass."""
+
+
+class CacheKeyError(ToolkitInputError, KeyError):
+    """An ``ActivationCache`` key that names no cached value: an accessor or a layer the call did not cache."""
+
+    def __str__(self) -> str:  # KeyError would print the message quoted, as a key's repr
+        return str(self.args[0]) if self.args else ""
+
+
+class GradientUnavailable(NNterpError, RuntimeError):
+    """A gradient was asked where torch cannot compute one (inside ``torch.inference_mode``, or of a value that
+    does not depend on what is read); the message names the cause and the fix."""
+
+
 class TargetError(ToolkitInputError):
     """The targets of a Prompt: none given, or a word the tokenizer maps to its unknown token."""
 
