@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time each name load
         ToolkitInputError, ToolkitTypeError, ToyModelUnsupported, ValidationFailed)
     from .errors import HeadsUnavailable, NotDecomposable, VisionUnavailable
     from .errors import MetricError, NonFiniteValue, PositionAlignmentError
-    from .errors import CacheKeyError, GradientUnavailable, ImageMismatch
+    from .errors import CacheKeyError, GradientUnavailable, ImageMismatch, RemovedHelper
     from .interventions import (TargetPrompt, it_repeat_prompt, last_token_latents, logit_lens, patchscope_generate,
         patchscope_lens, repeat_prompt, steer)
     from .module_accessor import ModuleAccessor
@@ -84,6 +84,7 @@ _EXPORTS = {
     "ImageMismatch": ".errors",
     "CacheKeyError": ".errors",
     "GradientUnavailable": ".errors",
+    "RemovedHelper": ".errors",
     "SteeringVectorError": ".errors",
     "ExportDependencyMissing": ".errors",
     "MissingExtra": ".errors",

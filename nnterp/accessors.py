@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Literal
 import torch
 
 from .errors import (AttentionProbabilitiesUnavailable, LayerIndexError, LayerIndexTypeError, RenamingError,
-                     ShapeMismatch)
+                     ShapeMismatch, ToolkitInputError)
 
 if TYPE_CHECKING:
     from .attention_probs import ProbabilitiesLocation
@@ -60,13 +60,18 @@ def check_layer_index(index: Any, num_layers: int) -> int:
 
 
 def select_layers(layers: int | Iterable[int] | None, num_layers: int) -> list[int]:
-    """Non-negative layer indices for a ``layers=`` argument: one, several, or every layer (None)."""
+    """Non-negative layer indices for a ``layers=`` argument: one, several, or every layer (None). An empty
+    selection is refused (it would make an empty result: a cache of nothing, a grid of no row)."""
     if layers is None:
         return list(range(num_layers))
     if isinstance(layers, (str, bytes, slice)) or not isinstance(layers, Iterable) or \
             isinstance(layers, torch.Tensor) and layers.ndim == 0:
         return [check_layer_index(layers, num_layers)]
-    return [check_layer_index(layer, num_layers) for layer in layers]
+    chosen = [check_layer_index(layer, num_layers) for layer in layers]
+    if not chosen:
+        raise ToolkitInputError(f"layers is empty ({layers!r}): pass None for every layer, an int, or a non-empty "
+                                "list of layer indices")
+    return chosen
 
 
 def check_shape(what: str, current: Any, value: Any) -> None:

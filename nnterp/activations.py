@@ -15,6 +15,7 @@ from nnsight import save
 from .accessors import select_layers, unwrap
 from .errors import PromptError, ToolkitInputError, ToolkitTypeError
 from .extras import require_extra
+from .image_inputs import IMAGE_TYPES, counts, described, image_mismatch, is_image, is_marker_error
 from .positions import TokenLayout, checked_position
 
 
@@ -65,27 +66,47 @@ def _check_lengths(prompts: list[str], lengths: torch.Tensor) -> None:
             raise PromptError(f"prompt {prompt!r} tokenizes to no token: give it some text the tokenizer keeps")
 
 
-def image_lists(images: Any, count: int) -> list[list[Any]]:
+def image_lists(images: Any, count: int, held: str = "") -> list[list[Any]]:
     """``images=`` of the toolkit as one list of images per prompt: an image (PIL or tensor) or a list of
-    them per prompt, ``count`` prompts. A ToolkitInputError otherwise."""
+    them per prompt, ``count`` prompts. A ToolkitInputError otherwise (a ToolkitTypeError for what is not an
+    image: a number, None, a path...), whose message ends with ``held`` (what the prompts hold)."""
+    held = f" ({held})" if held else ""
     if isinstance(images, (str, bytes)) or not isinstance(images, (list, tuple)):
-        raise ToolkitTypeError(f"images is {type(images).__name__}: pass one image (or a list of images) per prompt")
+        raise ToolkitTypeError(f"images is {described(images)}: pass one image ({IMAGE_TYPES}), or a list of "
+                               f"images, per prompt{held}")
     if len(images) != count:
         raise ToolkitInputError(f"images has {len(images)} entries for {count} prompts: pass one image (or a list "
-                                "of images) per prompt, in the prompts' order")
-    return [list(entry) if isinstance(entry, (list, tuple)) else [entry] for entry in images]
+                                f"of images) per prompt, in the prompts' order{held}")
+    lists = [list(entry) if isinstance(entry, (list, tuple)) else [entry] for entry in images]
+    for index, entry in enumerate(lists):
+        for image in entry:
+            if not is_image(image):
+                raise ToolkitTypeError(f"images[{index}] holds {described(image)}, not an image: pass one image "
+                                       f"({IMAGE_TYPES}), or a list of images, per prompt{held}")
+    return lists
 
 
 def _encoded_with_images(model: Any, prompts: list[str], images: Any, side: str) -> dict[str, Any]:
     """A vision-language model's processor encoding of prompts with their images, padded on ``side``; the
-    processor's image processor needs Pillow (MissingExtra without it)."""
+    processor's image processor needs Pillow (MissingExtra without it). Images that are not images, or do not
+    match the prompts' image markers, raise a ToolkitTypeError or an ImageMismatch naming each prompt's
+    counts."""
     processor = getattr(model, "processor", None)
     if processor is None:
         raise ToolkitInputError(f"images= needs a vision-language model with a processor (StandardizedVLM); "
                                 f"{type(model).__name__} has none")
     require_extra("vlm", "images= (encoded by the model's image processor)", ("PIL",))
-    return dict(processor(text=prompts, images=image_lists(images, len(prompts)), return_tensors="pt",
-                          padding=True, padding_side=side))
+    count_markers = getattr(type(model), "image_markers", None)  # StandardizedVLM's
+    markers = count_markers(model, prompts) if callable(count_markers) else None
+    per_prompt = image_lists(images, len(prompts), counts(prompts, markers, None) if markers is not None else "")
+    try:
+        return dict(processor(text=prompts, images=per_prompt, return_tensors="pt", padding=True,
+                              padding_side=side))
+    except ValueError as error:
+        if not is_marker_error(error):
+            raise
+        raise image_mismatch(f"image markers and images do not match ({type(processor).__name__}: {error})",
+                             prompts, markers, [len(entry) for entry in per_prompt]) from error
 
 
 def _padded(model: Any, prompts: Any, images: Any = None) -> tuple[Any, TokenLayout | None]:

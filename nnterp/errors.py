@@ -153,6 +153,10 @@ class ChatTemplateMissing(ToolkitInputError):
     """A chat prompt was asked of a tokenizer that has no chat template."""
 
 
+class RemovedHelper(NNterpError, ImportError):
+    """A nnterp 1.x helper that 2.0 removed was imported; the message names what replaces it."""
+
+
 class ArchitectureAlreadyRegistered(NNterpError, ValueError):
     """``register_architecture`` was asked to add a row for a class the registry already has.
 

@@ -271,6 +271,19 @@ def _check_steering_vector(model: StandardizedTransformer, vector: Any) -> None:
                                   f"token's state {state} (optionally with leading dimensions that broadcast)")
 
 
+def _check_broadcast(vector: torch.Tensor, target: tuple[int, ...], layer: int) -> None:
+    """The vector's leading dimensions broadcast to the (batch, positions) of the output it is added to."""
+    try:
+        fits = tuple(torch.broadcast_shapes(tuple(vector.shape), target)) == target
+    except RuntimeError:
+        fits = False
+    if not fits:
+        raise SteeringVectorError(f"steering_vector has shape {tuple(vector.shape)}, which does not broadcast to "
+                                  f"layer {layer}'s output {target} (batch, positions, one token's state): give one "
+                                  f"token's state {target[2:]}, or leading dimensions of size 1 or matching "
+                                  "(e.g. (batch, 1, hidden) for one vector per prompt)")
+
+
 def _check_factor(factor: Any) -> None:
     if isinstance(factor, bool) or not isinstance(factor, (int, float)):
         if not (isinstance(factor, torch.Tensor) and factor.dim() == 0 and factor.dtype.is_floating_point):
@@ -305,7 +318,9 @@ def steer(model: StandardizedTransformer, layers: int | list[int], steering_vect
         output = model.layers_output[layer]
         vector = factor * steering_vector.to(device=output.device, dtype=output.dtype)
         if positions is None:
+            _check_broadcast(vector, tuple(output.shape), layer)
             output[:] += vector
         else:
             _check_positions(positions, output.shape[1])
+            _check_broadcast(vector, tuple(output[:, positions].shape), layer)
             output[:, positions] += vector

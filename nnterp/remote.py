@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import difflib
 import io
 import sys
 import types
@@ -30,7 +31,7 @@ from nnsight.modeling.transformers import TransformersModel
 from nnsight.tracing.backend import Backend
 
 from .accessors import LayerwiseContribution
-from .errors import NNterpError, RemoteRequestError, RenamingError
+from .errors import InvalidArgument, NNterpError, RemoteRequestError, RenamingError
 from .trace_time import TraceFacts, TraceTimeMembers
 
 # Modules whose objects a request ships by value: their code runs on the server. Each imports only
@@ -246,10 +247,40 @@ class RemoteMixin:
     def _remoteable_class(self) -> type:
         return TransformersModel  # the server resolves the key without nnterp
 
+    def trace(self, *inputs: Any, remote: Any = False, **kwargs: Any) -> Any:
+        check_remote(remote)
+        return super().trace(*inputs, remote=remote, **kwargs)  # type: ignore[misc]  # nnsight's
+
+    def session(self, *args: Any, remote: Any = False, **kwargs: Any) -> Any:
+        check_remote(remote)
+        return super().session(*args, remote=remote, **kwargs)  # type: ignore[misc]  # nnsight's
+
     def _remote_backend(self, remote: Any, blocking: bool, job_id: Any, verbose: bool) -> Backend:
         if remote == "local":
             return ServerSimulation(self, verbose=verbose)
+        try:
+            self.to_model_key()  # type: ignore[attr-defined]  # nnsight's
+        except (OSError, ValueError) as error:  # a model built in memory has no hub id (HFValidationError)
+            raise RemoteRequestError(
+                f"remote={remote!r} sends the request to an NDIF server, which loads the model by its hub id, and "
+                f"this model has none ({type(error).__name__}: {error}); load it by hub id to run it on NDIF, or "
+                "pass remote='local' to run the request as a server would, here") from error
         return super()._remote_backend(remote, blocking, job_id, verbose)  # type: ignore[misc]  # nnsight's
+
+
+def check_remote(remote: Any) -> None:
+    """``remote`` is False, True, ``"local"`` or an NDIF host URL; anything else raises InvalidArgument (nnsight
+    would take any other string as a host, and any truthy value as True)."""
+    if isinstance(remote, bool) or remote == "local":
+        return
+    if isinstance(remote, str) and remote.startswith(("http://", "https://")):
+        return
+    close = isinstance(remote, str) and difflib.get_close_matches(remote.lower().strip(), ["local"], cutoff=0.6)
+    hint = " (did you mean 'local'?)" if close else ""
+    raise InvalidArgument(f"remote={remote!r} ({type(remote).__name__}){hint}: pass False (run here), True (NDIF), "
+                          "'local' (run here as an NDIF server would) or an NDIF host URL (http://... or "
+                          "https://...)")
+
 
 
 # -- the server simulation -------------------------------------------------------------

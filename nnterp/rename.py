@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
+import torch
+
 from .errors import InvalidArgument, ModuleNotFoundForRename, RenamingError
 from .registry import DEFAULT, ArchitectureSpec, Residual, spec_for
 
@@ -241,6 +243,17 @@ def _required(root: Any, candidates: tuple[str, ...], name: str, class_name: str
     return path
 
 
+def _check_layer_list(layers: Any, path: str, class_name: str) -> None:
+    """The module found as ``layers`` must hold the blocks: iterating it gives one or more modules (a
+    ModuleList, a Sequential), not an Embedding's tensors or a ModuleDict's names."""
+    blocks = list(layers) if hasattr(layers, "__iter__") and hasattr(layers, "__len__") else None
+    if not blocks or not all(isinstance(block, torch.nn.Module) for block in blocks):
+        what = "empty" if blocks == [] else f"a module of type {type(layers).__name__}, not a list of layers"
+        raise RenamingError(f"`layers` ({path}) is {what}", architecture=class_name, check="renaming",
+                            fix="pass rename_config=RenameConfig(layers='<path of the ModuleList holding the blocks>'),"
+                                " as print(model) shows it")
+
+
 def _per_layer(layers: Any, candidates: tuple[str, ...]) -> tuple[str | None, ...]:
     return tuple(_first_relative(layer, candidates) for layer in layers)
 
@@ -272,6 +285,7 @@ def resolve_architecture(model: Any, rename_config: RenameConfig | None = None) 
     lm_head = _required(model, paths.lm_head, "lm_head", class_name,
                         None if paths.lm_head else _head_path(model, layers_path))
     layers = model.get_submodule(layers_path)
+    _check_layer_list(layers, layers_path, class_name)
     if rename_config is not None:
         check_layer_paths(layers, rename_config, class_name)
     attention = _per_layer(layers, paths.attention)

@@ -20,12 +20,14 @@ from .checks.catalogue import CheckResult
 from .compat.lookup import warn_for_architecture
 from .eager_attention import use_eager_attention
 from .heads import head_accessors
+from .inputs import check_token_rows, check_trace_input
 from .errors import (InputTooLong, InputTooLongWarning, InvalidArgument, ModelNotFound, RenamingError,
-                     ValidationFailed)
+                     ToolkitInputError, ValidationFailed)
 from .remote import RemoteMixin
-from .trace_time import TraceFacts, TraceTimeMembers, unembed
+from .trace_time import TraceFacts, TraceTimeMembers, check_hidden_size, unembed
 from .rename import RenameConfig, ResolvedArchitecture, check_rename_config, resolve_architecture
 from .tokenizer_copy import own_tokenizer
+from .restore import restored_on_failure
 
 
 def _config_ints(config: Any, keys: Iterable[str]) -> Iterator[int]:
@@ -79,6 +81,9 @@ def _check_arguments(model: Any, rename_config: Any, flags: dict[str, Any]) -> N
             raise InvalidArgument(f"{name} must be True or False, got {value!r} ({type(value).__name__})")
     check_rename_config(rename_config)  # before anything loads
     if isinstance(model, str):
+        if not model.strip():
+            raise ModelNotFound(f"model is {model!r}: pass a hub id like 'gpt2' or 'org/name', the path of a local "
+                                "folder holding config.json, a .gguf file, or a built HuggingFace causal LM")
         _check_local_path(model)
     elif not isinstance(model, torch.nn.Module) or not hasattr(model, "config"):
         raise InvalidArgument(
@@ -105,6 +110,16 @@ def _hub_options(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 class _FirstLayerDone(Exception):
     """Stops the forward that measures a layer's output structure once the first layer has returned."""
+
+
+@contextmanager
+def _forward_hook(module: torch.nn.Module, hook: Callable[..., Any]) -> Iterator[None]:
+    """``hook`` on ``module``'s forward for the block, removed however the block ends."""
+    handle = module.register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
 
 
 def _arity(layer_output: Any) -> int:
@@ -134,38 +149,42 @@ class StandardizedTransformer(RemoteMixin, TraceTimeMembers, TransformersModel):
                  check_renaming: bool = True, device_map: str | dict | None = "auto", **kwargs: Any):
         _check_arguments(model, rename_config,
                          {"check_renaming": check_renaming, "enable_attention_probs": enable_attention_probs})
-        tokenizer = self._own_preprocessors(tokenizer, kwargs)
-        self._rename_config = rename_config
-        self._standard_rename: dict[str, str] = {}
-        kwargs.setdefault("task", "text-generation")
-        if isinstance(model, str) and model.endswith(".gguf"):
-            model, tokenizer = _load_gguf(model, tokenizer)
-        if isinstance(model, str):
-            if device_map is not None:
-                kwargs.setdefault("device_map", device_map)
-            kwargs.setdefault("dispatch", True)
-            if enable_attention_probs:
-                kwargs["attn_implementation"] = "eager"
-            if not kwargs["dispatch"] and tokenizer is None:
-                tokenizer = self._lazy_load_preprocessors(model, kwargs)
-        # The attention a built model had before being switched to eager (None: eager already, or not switched).
-        switched_from = use_eager_attention(model) if enable_attention_probs and not isinstance(model, str) else None
-        # nnsight binds the names while it builds the tree, unless they wait for it (see nnterp.aliases): they
-        # do, except where an ``envoys=`` map may be keyed by them, which nnsight reads while building.
-        self._names_wait_for_tree = "envoys" not in kwargs
-        super().__init__(model, tokenizer=tokenizer, rename=self._standard_rename, **kwargs)
-        self._bind_waiting_names()
-        self._bind_displaced_names()
-        self._layer_output_arity: int | Exception | None = None
-        if self.dispatched and not check_renaming:  # else learned from validation's forward, or at dispatch
-            self._layer_output_arity = self._measure_layer_output_arity()
-        self._facts = self._trace_facts()
-        self._build_accessors(enable_attention_probs, switched_from)
-        self.check_results: list[CheckResult] = []
-        if check_renaming:
-            with self._arity_from_next_forward():
-                self.validate()
-        warn_for_architecture(type(self._module).__name__, model_id=model if isinstance(model, str) else None)
+        # A built model that fails to load is put back as the caller had it (training flags, attention, nnsight's
+        # controller, hooks: nnterp.restore); one that loads stays in eval mode, and eager if asked.
+        with restored_on_failure(model):
+            tokenizer = self._own_preprocessors(tokenizer, kwargs)
+            self._rename_config = rename_config
+            self._standard_rename: dict[str, str] = {}
+            kwargs.setdefault("task", "text-generation")
+            if isinstance(model, str) and model.endswith(".gguf"):
+                model, tokenizer = _load_gguf(model, tokenizer)
+            if isinstance(model, str):
+                if device_map is not None:
+                    kwargs.setdefault("device_map", device_map)
+                kwargs.setdefault("dispatch", True)
+                if enable_attention_probs:
+                    kwargs["attn_implementation"] = "eager"
+                if not kwargs["dispatch"] and tokenizer is None:
+                    tokenizer = self._lazy_load_preprocessors(model, kwargs)
+            # The attention a built model had before being switched to eager (None: eager already, or not switched).
+            switched_from = use_eager_attention(model) if enable_attention_probs and not isinstance(model, str) \
+                else None
+            # nnsight binds the names while it builds the tree, unless they wait for it (see nnterp.aliases): they
+            # do, except where an ``envoys=`` map may be keyed by them, which nnsight reads while building.
+            self._names_wait_for_tree = "envoys" not in kwargs
+            super().__init__(model, tokenizer=tokenizer, rename=self._standard_rename, **kwargs)
+            self._bind_waiting_names()
+            self._bind_displaced_names()
+            self._layer_output_arity: int | Exception | None = None
+            if self.dispatched and not check_renaming:  # else learned from validation's forward, or at dispatch
+                self._layer_output_arity = self._measure_layer_output_arity()
+            self._facts = self._trace_facts()
+            self._build_accessors(enable_attention_probs, switched_from)
+            self.check_results: list[CheckResult] = []
+            if check_renaming:
+                with self._arity_from_next_forward():
+                    self.validate()
+            warn_for_architecture(type(self._module).__name__, model_id=model if isinstance(model, str) else None)
 
     def _own_preprocessors(self, tokenizer: Any, kwargs: dict[str, Any]) -> Any:
         """A copy of the caller's tokenizer (see nnterp.tokenizer_copy): nnsight sets its pad token and padding
@@ -328,12 +347,20 @@ class StandardizedTransformer(RemoteMixin, TraceTimeMembers, TransformersModel):
 
     # -- inputs ----------------------------------------------------------------
 
+    def _batch_size(self, *inputs: Any, **kwargs: Any) -> int:
+        """nnsight's count of an invoke's rows, after the check of what it is (nnterp.inputs): the first place
+        every trace input passes, a trace's own and each ``tracer.invoke``'s."""
+        check_trace_input(inputs, kwargs)
+        return super()._batch_size(*inputs, **kwargs)
+
     def _batch(self, invokes: list, fn: Any) -> tuple:
-        """nnsight's batching of a trace's inputs, then the length check against the model's positions."""
+        """nnsight's batching of a trace's inputs, then the checks of the batched ids: some token in every row,
+        and a length within the model's positions."""
         batched = super()._batch(invokes, fn)
         args, kwargs = batched if len(batched) == 2 and isinstance(batched[1], dict) else ((), {})
         ids = kwargs.get("input_ids", args[0] if args and isinstance(args[0], torch.Tensor) else None)
         if isinstance(ids, torch.Tensor) and ids.ndim >= 2:
+            check_token_rows(ids, kwargs.get("attention_mask"))
             self._check_input_length(ids.shape[1])
         return batched
 
@@ -392,12 +419,10 @@ class StandardizedTransformer(RemoteMixin, TraceTimeMembers, TransformersModel):
             return
         seen: list[Any] = []
         first = self._module.get_submodule(self.architecture.layers)[0]
-        handle = first.register_forward_hook(lambda module, args, output: seen.append(output))
-        try:
+        with _forward_hook(first, lambda module, args, output: seen.append(output)):
             yield
-        finally:
-            handle.remove()
-            self._layer_output_arity = _arity(seen[0]) if seen else self._measure_layer_output_arity()
+        # Only once the block ran through: one that raises (a validation failing the construction) needs none.
+        self._layer_output_arity = _arity(seen[0]) if seen else self._measure_layer_output_arity()
 
     def _measure_layer_output_arity(self) -> int | Exception:
         """One plain forward of a two-token input (one row per codebook), stopped right after the first layer
@@ -409,20 +434,18 @@ class StandardizedTransformer(RemoteMixin, TraceTimeMembers, TransformersModel):
             raise _FirstLayerDone
 
         first = self._module.get_submodule(self.architecture.layers)[0]
-        handle = first.register_forward_hook(stop)
         # Two tokens, not one: a one-token input without a cache position takes the generation path of some
         # forwards (transformers 5.5-5.15's Git adds a cache length to position_ids that are None there).
         ids = self.tokenizer("a", return_tensors="pt")["input_ids"][:, -1:]
         ids = ids.repeat(self.architecture.spec.layout.codebooks.count(self._module.config), 2)
-        try:
-            with torch.no_grad():
-                self._module(input_ids=ids.to(next(self._module.parameters()).device))
-        except _FirstLayerDone:
-            pass
-        except Exception as error:  # noqa: BLE001 - kept, and raised where the arity is needed
-            return error
-        finally:
-            handle.remove()
+        with _forward_hook(first, stop):
+            try:
+                with torch.no_grad():
+                    self._module(input_ids=ids.to(next(self._module.parameters()).device))
+            except _FirstLayerDone:
+                pass
+            except Exception as error:  # noqa: BLE001 - kept, and raised where the arity is needed
+                return error
         if not seen:
             return LookupError("the first layer did not run on a two-token input")
         return _arity(seen[0])
@@ -466,6 +489,9 @@ class StandardizedTransformer(RemoteMixin, TraceTimeMembers, TransformersModel):
 
     def get_topk_closest_tokens(self, hidden_state: torch.Tensor, k: int = 5) -> list[list[str]]:
         """The k tokens whose logits are highest for a hidden state, per row (outside a trace)."""
+        check_hidden_size(self, hidden_state, "get_topk_closest_tokens")
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= self.vocab_size:
+            raise ToolkitInputError(f"k is {k!r}: pass an int from 1 to the vocabulary size ({self.vocab_size})")
         arch = self.architecture
         head = self._module.get_submodule(arch.lm_head)
         weight = next(head.parameters())

@@ -91,6 +91,16 @@ class TraceTimeMembers:
             value = value - codebook.output
         last.output = value
 
+    def track_activation_gradients(self) -> None:
+        """Inside a trace, before any layer: make the token embeddings require grad, so that every activation
+        after them has a gradient under ``backward()`` whether or not the parameters do (frozen parameters, a
+        server that freezes them). See nnterp.gradients."""
+        for module in (list(self.embed_tokens) if self._facts.codebooks else [self.embed_tokens]):
+            output = module.output
+            if isinstance(output, torch.Tensor) and output.is_floating_point() and not output.requires_grad:
+                # a copy of the leaf goes on, not the leaf: models scale their embeddings in place (CTRL, Git)
+                module.output = output.requires_grad_(True).clone()
+
     @property
     def logits(self) -> Any:
         """The model's output logits, (batch, seq, vocab)."""
@@ -137,6 +147,7 @@ class TraceTimeMembers:
         """Logits of a hidden state through the final norm and the unembedding (the logit lens).
 
         On multi-stream models give it one hidden state: `collapse_streams` of a layer output."""
+        check_hidden_size(self, hidden_state, "project_on_vocab")
         if self._facts.has_ln_final:
             hidden_state = self.ln_final(hidden_state)
         if self._facts.has_head_transform:
@@ -182,3 +193,16 @@ class TraceTimeMembers:
               positions: int | Sequence[int] | None = None) -> None:
         """Add ``factor * steering_vector`` to the output of each given layer (at ``positions``, default all)."""
         _steer(self, layers, steering_vector, factor, positions)  # type: ignore[arg-type]  # same members
+
+
+def check_hidden_size(model: Any, hidden_state: Any, what: str) -> None:
+    """``hidden_state`` ends in the model's hidden size (one hidden state per row): a ToolkitInputError otherwise,
+    before a norm or the unembedding fails on it with a raw shape error."""
+    try:
+        hidden = model.hidden_size
+    except (AttributeError, RenamingError):  # no config key for it: the unembedding says
+        return
+    shape = tuple(getattr(hidden_state, "shape", ()))
+    if not shape or shape[-1] != hidden:
+        raise ToolkitInputError(f"{what} takes hidden states ending in the model's hidden size {hidden}, got shape "
+                                f"{shape}: pass a layer's output (batch, seq, {hidden}) or one state ({hidden},)")

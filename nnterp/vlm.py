@@ -4,14 +4,18 @@ positions image features take) is exposed under standard names."""
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import torch
 
 from .accessors import LayerwiseIO, rewrap, unwrap, walk
-from .errors import InvalidArgument, RemoteRequestError, RenamingError, VisionUnavailable
+from .errors import ImageMismatch, InvalidArgument, RemoteRequestError, RenamingError, VisionUnavailable
 from .extras import require_extra
+from .image_inputs import (image_count, image_mismatch, is_marker_error, marker_counts, not_images,
+                           per_prompt_images)
 from .images import noise_image
 from .registry import VisionFacts
 from .rename import envoy_path, find_path
@@ -87,6 +91,20 @@ def _pad_batches(processor: Any) -> None:
         tokenizer.init_kwargs["padding"] = True
 
 
+# Keywords of an encoding that carry images (or other media): their presence means the markers got them.
+_MEDIA_KEYS = ("pixel", "image", "video", "vision", "audio", "input_features")
+
+
+def _invoke_prompts(inputs: tuple, kwargs: dict[str, Any]) -> list[str] | None:
+    """The text prompts of one invoke (positional, or the processor's ``text=``); None where it is not text."""
+    data = inputs[0] if inputs else kwargs.get("text")
+    if isinstance(data, str):
+        return [data]
+    if isinstance(data, (list, tuple)) and data and all(isinstance(prompt, str) for prompt in data):
+        return list(data)
+    return None
+
+
 class StandardizedVLM(StandardizedTransformer):
     """An image-text-to-text model: the language model under the standardized names and accessors of
     :class:`StandardizedTransformer`, the image side under ``vision_tower``, ``vision_layers_output[i]``,
@@ -102,8 +120,10 @@ class StandardizedVLM(StandardizedTransformer):
 
     ``model`` is a hub id, a local path, or a built model (then pass ``processor=``; it is copied, and the
     copy's tokenizer is ``model.tokenizer``). ``sample_image`` is the image validation runs with (default:
-    64 x 64 seeded noise). Everything else is as for :class:`StandardizedTransformer`. Needs the ``vlm`` extra
-    (``pip install "nnterp[vlm]"``): :class:`~nnterp.errors.MissingExtra` otherwise.
+    64 x 64 seeded noise). A prompt's image markers and its images must match (``image_markers`` counts the
+    markers): markers without images, an ``images=`` that is not images, or different counts raise
+    :class:`~nnterp.errors.ImageMismatch`. Everything else is as for :class:`StandardizedTransformer`. Needs the
+    ``vlm`` extra (``pip install "nnterp[vlm]"``): :class:`~nnterp.errors.MissingExtra` otherwise.
     """
 
     def __init__(self, model: str | torch.nn.Module, *, processor: Any = None, sample_image: Any = None,
@@ -198,6 +218,93 @@ class StandardizedVLM(StandardizedTransformer):
         """Validation's invoke: each prompt after one image, as the model's chat template places it."""
         image = self._sample_image if self._sample_image is not None else noise_image()
         return ([self.image_prompt(prompt) for prompt in prompts],), {"images": [[image] for _ in prompts]}
+
+    # -- images and their markers --------------------------------------------------
+
+    @cached_property
+    def image_marker_ids(self) -> frozenset[int]:
+        """The token ids that mark where an image goes in a prompt, as the tokenizer writes them (before the
+        processor expands a marker into the image's tokens): the image token, and the special tokens the chat
+        template writes for an image and not for text (Gemma 3's begin-of-image token, which is not its image
+        token; Qwen2-VL's vision start and end)."""
+        ids = set() if self.vision.image_token_id is None else {self.vision.image_token_id}
+        tokenizer = self.tokenizer
+        if tokenizer is None:
+            return frozenset(ids)
+        try:
+            with_image, text_only = (tokenizer(self.image_prompt("x", images=count), add_special_tokens=False)
+                                     ["input_ids"] for count in (1, 0))
+        except Exception:  # noqa: BLE001 - a template that cannot write a turn without an image: the image token only
+            return frozenset(ids)
+        special = set(tokenizer.all_special_ids) | set(getattr(tokenizer, "added_tokens_decoder", {}))
+        ids |= {token for token in Counter(with_image) - Counter(text_only) if token in special}
+        return frozenset(ids)
+
+    def image_markers(self, prompts: str | list[str]) -> list[int]:
+        """How many images each prompt marks (``image_marker_ids``), counted on its tokens."""
+        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+        return [marker_counts(torch.tensor(self.tokenizer(prompt, add_special_tokens=False)["input_ids"],
+                                           dtype=torch.long), self.image_marker_ids)[0] for prompt in prompts]
+
+    def _batch(self, invokes: list, fn: Any) -> tuple:
+        """nnsight's batching (the processor encodes text with images), refusing prompts whose image markers
+        and images do not match with an ImageMismatch that names each prompt's counts: ``images=`` that are not
+        images before, the processor's refusal during, and markers left without images (the model would read
+        them as words) after. Every trace, generate and toolkit call on the model goes through here."""
+        for index, (inputs, kwargs) in enumerate(invokes):
+            for key in ("images", "image"):
+                problem = not_images(kwargs[key]) if kwargs.get(key) is not None else None
+                if problem is not None:
+                    raise self._mismatch(problem, [(inputs, kwargs)])
+                if kwargs.get(key) is not None and image_count(kwargs[key]) == 0:
+                    # no image at all ([], [[]]): as None (the processor would encode an empty image tensor)
+                    kwargs = {**kwargs, key: None}
+                    invokes = [*invokes[:index], (inputs, kwargs), *invokes[index + 1:]]
+        try:
+            batched = super()._batch(invokes, fn)
+        except ValueError as error:
+            if not is_marker_error(error):
+                raise
+            raise self._mismatch(f"image markers and images do not match ({type(self.processor).__name__}: "
+                                 f"{error})", invokes) from error
+        self._check_markers_have_images(batched, invokes)
+        return batched
+
+    def _mismatch(self, problem: str, invokes: list) -> ImageMismatch:
+        """The ImageMismatch for ``problem``, with the markers of the invokes' prompts and their images."""
+        prompts: list[str] = []
+        images: list[int] | None = []
+        total = 0
+        for inputs, kwargs in invokes:
+            texts = _invoke_prompts(inputs, kwargs)
+            if texts is None:
+                continue
+            given = kwargs.get("images", kwargs.get("image"))
+            each = per_prompt_images(given, len(texts))
+            images = None if each is None or images is None else images + each
+            prompts += texts
+            total += image_count(given)
+        return image_mismatch(problem, prompts, self.image_markers(prompts), images, total)
+
+    def _check_markers_have_images(self, batched: tuple, invokes: list) -> None:
+        """Refuse an encoding whose ``input_ids`` hold image markers while it carries no image: tokenized
+        without the images (``images=`` missing or None, a toolkit call or an encoding without them), the
+        model would run it as text."""
+        from torch._subclasses.fake_tensor import FakeTensor, unset_fake_temporarily
+
+        args, kwargs = batched if len(batched) == 2 and isinstance(batched[1], dict) else ((), {})
+        ids = kwargs.get("input_ids", args[0] if args and isinstance(args[0], torch.Tensor) else None)
+        media = any(any(part in key for part in _MEDIA_KEYS) and value is not None and
+                    not (isinstance(value, torch.Tensor) and value.numel() == 0) for key, value in kwargs.items())
+        if media or not isinstance(ids, torch.Tensor) or ids.is_floating_point() or isinstance(ids, FakeTensor) or \
+                ids.device.type == "meta":
+            return
+        with unset_fake_temporarily():
+            markers = marker_counts(ids, self.image_marker_ids, kwargs.get("attention_mask"))
+        if any(markers):
+            prompts = [prompt for inputs, given in invokes for prompt in _invoke_prompts(inputs, given) or []]
+            raise image_mismatch("image markers without images (the model would read them as words)",
+                                 prompts if len(prompts) == len(markers) else None, markers, [0] * len(markers))
 
     # -- the image side ----------------------------------------------------------
 

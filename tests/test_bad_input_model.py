@@ -18,8 +18,9 @@ from nnterp import StandardizedTransformer
 from nnterp.__main__ import main
 from nnterp.accessors import check_layer_index
 from nnterp.errors import (CommandLineError, InputTooLong, InputTooLongWarning, InvalidArgument, LayerIndexError,
-                           LayerIndexTypeError, ModelNotFound, ModuleNotFoundForRename, NNterpError, ShapeMismatch,
-                           ToolkitInputError)
+                           LayerIndexTypeError, ModelNotFound, ModuleNotFoundForRename, NNterpError, PromptError,
+                           RemoteRequestError, RemovedHelper, RenamingError, ShapeMismatch, ToolkitInputError,
+                           ToolkitTypeError)
 from nnterp.module_accessor import ModuleAccessor
 from nnterp.rename import RenameConfig, get_rename_dict
 from nnterp.toy import build_toy_model
@@ -81,6 +82,40 @@ def _too_long(model_name: str, extra: int) -> Callable[[Models], None]:
         with model.trace(torch.zeros(1, limit + extra, dtype=torch.long)):
             model.logits.save()
     return call
+
+
+def _trace(prompt: Any, **kwargs: Any) -> Callable[[Models], None]:
+    def call(models: Models) -> None:
+        with models.llama.trace(prompt, **kwargs):
+            models.llama.logits.save()
+    return call
+
+
+def _invoke(prompt: Any) -> Callable[[Models], None]:
+    def call(models: Models) -> None:
+        with models.llama.trace() as tracer:
+            with tracer.invoke(prompt):
+                models.llama.logits.save()
+    return call
+
+
+def _scan(models: Models, prompt: Any) -> Any:
+    """``model.scan(prompt)`` (fake tensors: shapes, no values), the shape of layer 0's output."""
+    with models.llama.scan(prompt):
+        shape = models.llama.layers_output[0].shape.save()
+    return shape
+
+
+def _import_legacy(name: str) -> Any:
+    """``from nnterp.nnsight_utils import <name>``, as a 1.x notebook writes it."""
+    import importlib
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        module = importlib.import_module("nnterp.nnsight_utils")
+    exec(f"from nnterp.nnsight_utils import {name}", {})
+    return module
 
 
 CASES = [
@@ -149,6 +184,54 @@ CASES = [
     # inputs past the learned positions
     Case("GPT-2 input past n_positions", _too_long("gpt2", 1), InputTooLong,
          "learned position embeddings for 512 positions only"),
+    # what a trace takes, checked where it enters (nnterp.inputs): model.trace, tracer.invoke, model.generate
+    Case("trace empty string", _trace(""), PromptError, "tokenizes to no token"),
+    Case("trace empty list", _trace([]), PromptError, "the trace's input is an empty list"),
+    Case("trace None", _trace(None), PromptError, "the trace's input is None"),
+    Case("trace int", _trace(123), ToolkitTypeError, "the trace's input is int (123)"),
+    Case("trace mixed list", _trace(["a", 5]), ToolkitTypeError, "the trace's input[1] is int (5)"),
+    Case("trace ids mixed with text", _trace([[1, 2], [3, "x"]]), ToolkitTypeError, "the trace's input[1][1] is str"),
+    Case("trace float tensor", _trace(torch.zeros(1, 3)), ToolkitTypeError, "torch.float32 tensor, not token ids"),
+    Case("trace empty tensor", _trace(torch.zeros(1, 0, dtype=torch.long)), PromptError, "empty tensor"),
+    Case("trace object", _trace(object()), ToolkitTypeError, "the trace's input is object"),
+    Case("invoke empty string", _invoke(""), PromptError, "tokenizes to no token"),
+    Case("invoke None", _invoke(None), PromptError, "the trace's input is None"),
+    Case("scan empty string", lambda m: _scan(m, ""), PromptError, "tokenizes to no token"),
+    Case("scan None", lambda m: _scan(m, None), PromptError, "the trace's input is None"),
+    Case("generate empty list", lambda m: m.llama.generate([], max_new_tokens=1), PromptError, "empty list"),
+    Case("remote typo", _trace("Hi", remote="lokal"), InvalidArgument, "remote='lokal' (str) (did you mean 'local'?)"),
+    Case("remote int", _trace("Hi", remote=1), InvalidArgument, "remote=1 (int)"),
+    Case("remote None", _trace("Hi", remote=None), InvalidArgument, "remote=None (NoneType)"),
+    Case("session remote int", lambda m: m.llama.session(remote=1), InvalidArgument, "remote=1 (int)"),
+    Case("remote True on a model built in memory", _trace("Hi", remote=True), RemoteRequestError,
+         "this model has none"),
+    # the model argument and the layers it names
+    Case("empty model string", _load(""), ModelNotFound, "model is ''"),
+    Case("blank model string", _load("   "), ModelNotFound, "pass a hub id"),
+    Case("RenameConfig layers on an Embedding", _load_raw(rename_config=RenameConfig(layers="model.embed_tokens")),
+         RenamingError, "`layers` (model.embed_tokens) is a module of type Embedding, not a list of layers"),
+    Case("RenameConfig layers on a norm", _load_raw(rename_config=RenameConfig(layers="model.norm")),
+         RenamingError, "is a module of type LlamaRMSNorm, not a list of layers"),
+    # hidden states of the wrong size, k outside the vocabulary
+    Case("project_on_vocab wrong hidden size", lambda m: m.llama.project_on_vocab(torch.zeros(3, 7)),
+         ToolkitInputError, "hidden size 64, got shape (3, 7)"),
+    Case("project_on_vocab wrong hidden size in a trace",
+         _in_trace("llama", lambda model: model.project_on_vocab(model.layers_output[0][..., :7])),
+         ToolkitInputError, "hidden size 64"),
+    Case("get_topk_closest_tokens wrong hidden size", lambda m: m.llama.get_topk_closest_tokens(torch.zeros(3, 7)),
+         ToolkitInputError, "hidden size 64, got shape (3, 7)"),
+    Case("get_topk_closest_tokens k past the vocabulary",
+         lambda m: m.llama.get_topk_closest_tokens(torch.zeros(64), k=10**6), ToolkitInputError,
+         "k is 1000000: pass an int from 1 to the vocabulary size"),
+    Case("get_topk_closest_tokens k 0", lambda m: m.llama.get_topk_closest_tokens(torch.zeros(64), k=0),
+         ToolkitInputError, "k is 0"),
+    Case("get_topk_closest_tokens k bool", lambda m: m.llama.get_topk_closest_tokens(torch.zeros(64), k=True),
+         ToolkitInputError, "k is True"),
+    # nnterp 1.x helpers 2.0 has no shim for
+    Case("1.x load_model", lambda m: _import_legacy("load_model"), RemovedHelper,
+         "nnsight_utils.load_model was removed in nnterp 2.0: use StandardizedTransformer(model_name)"),
+    Case("1.x collect_activations", lambda m: _import_legacy("collect_activations"), RemovedHelper,
+         "use nnterp.get_token_activations"),
 ]
 
 
@@ -163,6 +246,28 @@ def test_bad_input_raises_a_typed_error(models: Models, case: Case):
     with pytest.raises(case.error) as raised:
         case.call(models)
     assert case.fragment in str(raised.value)
+
+
+def test_the_1x_accessor_helpers_read_what_the_accessors_read(models: Models):
+    with pytest.warns(FutureWarning, match="nnterp.nnsight_utils will be removed"):
+        import importlib
+        import sys
+
+        sys.modules.pop("nnterp.nnsight_utils", None)
+        legacy = importlib.import_module("nnterp.nnsight_utils")
+    model = models.llama
+    with torch.no_grad(), model.trace("The cat sat"):
+        hidden = legacy.get_layer_output(model, legacy.get_num_layers(model) - 1).save()
+        lens = legacy.project_on_vocab(model, hidden).save()
+        logits = legacy.get_logits(model).save()
+    assert legacy.get_num_layers(model) == model.num_layers == 2
+    torch.testing.assert_close(lens, logits)
+    with pytest.raises(AttributeError, match="no attribute 'no_such_helper'"):
+        legacy.no_such_helper  # noqa: B018 - the lookup is the test
+
+
+def test_scan_runs_on_fake_tensors_past_the_input_checks(models: Models):
+    assert tuple(_scan(models, "The cat sat")) == (1, len("The cat sat"), models.llama.hidden_size)
 
 
 def test_every_case_is_typed():

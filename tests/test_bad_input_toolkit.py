@@ -8,8 +8,10 @@ import pytest
 import torch
 
 from nnterp.activations import collect_token_activations_batched, compute_next_token_probs, get_token_activations
+from nnterp.analysis.cache import run_with_cache
+from nnterp.analysis.patching import activation_patching, attribution_patching
 from nnterp.display import plot_topk_tokens
-from nnterp.errors import (InputTooLong, InputTooLongWarning, LayerIndexError, NNterpError, PromptError,
+from nnterp.errors import (CacheKeyError, InputTooLong, InputTooLongWarning, LayerIndexError, NNterpError, PromptError,
                            SteeringVectorError, TargetError, TokenIndexError, ToolkitInputError, ToolkitTypeError)
 from nnterp.interventions import TargetPrompt, logit_lens, patchscope_lens, steer
 from nnterp.prompts import Prompt, run_prompts
@@ -30,6 +32,10 @@ def _steer(model, **kwargs):
 
 def _prompt(model, prompt="The capital is", targets=None):
     return Prompt.from_strings(prompt, {"target": "Paris"} if targets is None else targets, model.tokenizer)
+
+
+def _last_logit(logits):
+    return logits[:, -1, 0]
 
 
 class _UnkTokenizer:
@@ -94,6 +100,11 @@ CASES = [
     ("steer-position-past-end", lambda m: _steer(m, positions=[100]), TokenIndexError, "position 100"),
     ("steer-position-float", lambda m: _steer(m, positions=[0.5]), ToolkitTypeError, "expected ints"),
     ("steer-layers-empty", lambda m: _steer(m, layers=[]), ToolkitInputError, "layers is empty"),
+    ("steer-leading-dimension-not-broadcasting", lambda m: _steer(m, steering_vector=torch.ones(2, m.hidden_size)),
+     SteeringVectorError, "does not broadcast to layer 0's output (1, "),
+    ("steer-leading-dimension-at-positions",
+     lambda m: _steer(m, steering_vector=torch.ones(3, 1, m.hidden_size), positions=[0]), SteeringVectorError,
+     "does not broadcast"),
     ("steer-layer-out-of-range", lambda m: _steer(m, layers=[9]), LayerIndexError, "has 2 layers"),
     # 6: toolkit arguments
     ("activations-layers-empty", lambda m: get_token_activations(m, "Hi", layers=[]), ToolkitInputError,
@@ -110,6 +121,17 @@ CASES = [
      TokenIndexError, "index_to_patch -50"),
     ("patchscope-target-not-targetprompt", lambda m: patchscope_lens(m, "Hi", "a b ?", layers=[0]),
      ToolkitTypeError, "expected a TargetPrompt"),
+    ("cache-layers-empty", lambda m: run_with_cache(m, "Hi", layers=[]), ToolkitInputError, "layers is empty"),
+    ("cache-key-not-cached", lambda m: run_with_cache(m, "Hi", layers=[0])["layers_output", 1], CacheKeyError,
+     "('layers_output', 1) is not cached; cached: .'layers_output'. for layers .0."),
+    ("cache-key-accessor-not-cached", lambda m: run_with_cache(m, "Hi")["mlps_output", 0], CacheKeyError,
+     "('mlps_output', 0) is not cached; cached: .'layers_output'."),
+    ("cache-key-not-a-pair", lambda m: run_with_cache(m, "Hi")["layers_output"], CacheKeyError,
+     "index the cache with (accessor, layer)"),
+    ("patching-layers-empty", lambda m: activation_patching(m, "Hi there", "Ho there", _last_logit, layers=[]),
+     ToolkitInputError, "layers is empty"),
+    ("attribution-layers-empty", lambda m: attribution_patching(m, "Hi there", "Ho there", _last_logit, layers=[]),
+     ToolkitInputError, "layers is empty"),
     ("plot-k-past-vocab", lambda m: plot_topk_tokens(torch.rand(2, m.vocab_size), m.tokenizer, k=m.vocab_size + 1),
      ToolkitInputError, "vocabulary size"),
     ("plot-k-zero", lambda m: plot_topk_tokens(torch.rand(2, m.vocab_size), m.tokenizer, k=0), ToolkitInputError,

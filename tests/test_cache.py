@@ -56,6 +56,9 @@ def test_one_forward_chosen_layers_positions_and_device(model):
     torch.testing.assert_close(sliced["layers_output", 0], full["layers_output", 0][:, 1:4])
     with pytest.raises(KeyError, match="not cached"):
         cache["attentions_output", 0]
+    assert cache["layers_output", -1] is cache["layers_output", last]  # negative layers count from the last
+    assert cache["layers_output", -model.num_layers] is cache["layers_output", 0]
+    assert ("layers_output", -1) in cache and ("layers_output", -model.num_layers - 1) not in cache
 
 
 def test_uncacheable_accessors_are_refused():

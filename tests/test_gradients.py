@@ -47,3 +47,61 @@ def test_token_embeddings_gradient_is_the_first_layers_input_gradient(llama):
             first_grad = first_input.grad.save()
             embeddings_grad = embeddings.grad.save()
     torch.testing.assert_close(embeddings_grad, first_grad)
+
+
+# -- attribution patching: gradients of activations, whatever the grad mode and the parameters ------------------
+
+
+def _attribution(model):
+    from nnterp import attribution_patching
+
+    return attribution_patching(model, "The quick brown fox", "The quick brown cat",
+                                lambda logits: logits[:, -1, 5] - logits[:, -1, 7])
+
+
+def _grad_state(model):
+    return [(parameter.requires_grad, parameter.grad) for parameter in model._module.parameters()]
+
+
+def test_attribution_patching_leaves_no_grad_and_every_requires_grad_as_it_was(llama):
+    parameters = list(llama._module.parameters())
+    for parameter in parameters:
+        parameter.grad = None  # the backward tests above leave theirs
+    parameters[0].requires_grad_(False)  # a mix: the caller froze some parameters
+    try:
+        before = _grad_state(llama)
+        _attribution(llama)
+        assert _grad_state(llama) == before
+        assert all(parameter.grad is None for parameter in parameters)
+    finally:
+        parameters[0].requires_grad_(True)
+
+
+@pytest.mark.parametrize("mode", ["no_grad", "inference_mode", "frozen parameters"])
+def test_attribution_patching_works_in_every_grad_mode_and_with_frozen_parameters(llama, mode):
+    expected = _attribution(llama)
+    parameters = list(llama._module.parameters())
+    if mode == "frozen parameters":
+        for parameter in parameters:
+            parameter.requires_grad_(False)
+        try:
+            result = _attribution(llama)
+            assert not any(parameter.requires_grad for parameter in parameters)
+        finally:
+            for parameter in parameters:
+                parameter.requires_grad_(True)
+    else:
+        with getattr(torch, mode)():
+            result = _attribution(llama)
+        assert torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
+    torch.testing.assert_close(result.values, expected.values)
+    assert result.values.abs().sum() > 0
+
+
+def test_a_model_built_inside_inference_mode_names_why_it_has_no_gradient():
+    from nnterp.errors import GradientUnavailable
+
+    with torch.inference_mode():
+        model = standardized_toy("llama")
+    with pytest.raises(GradientUnavailable, match="created inside torch.inference_mode"):
+        _attribution(model)

@@ -16,7 +16,7 @@ import torch
 
 from ..accessors import select_layers, unwrap
 from ..activations import at_columns
-from ..errors import ToolkitInputError
+from ..errors import CacheKeyError, ToolkitInputError
 from ..positions import TokenLayout, position_index, position_list
 
 if TYPE_CHECKING:
@@ -73,15 +73,23 @@ class ActivationCache(Mapping):
 
     ``stack(name)`` gives every cached layer of one accessor as (layers, batch, seq, ...)."""
 
-    def __init__(self, values: dict[tuple[str, int], torch.Tensor]):
+    def __init__(self, values: dict[tuple[str, int], torch.Tensor], num_layers: int):
         self._values = values
+        self.num_layers = num_layers
 
     def __getitem__(self, key: tuple[str, int]) -> torch.Tensor:
-        if key not in self._values:
-            name, layer = key if isinstance(key, tuple) and len(key) == 2 else (key, None)
-            raise KeyError(f"{key!r} is not cached; cached: {self.accessors} for layers {self.layers(name)}"
-                           if name in self.accessors else f"{key!r} is not cached; cached: {self.accessors}")
-        return self._values[key]
+        """``cache[accessor, layer]``; a negative layer counts from the model's last layer, as for the accessors.
+        A key that names nothing cached raises CacheKeyError (a KeyError) naming what is cached."""
+        if not (isinstance(key, tuple) and len(key) == 2):
+            raise CacheKeyError(f"cache key {key!r}: index the cache with (accessor, layer), e.g. "
+                                f"cache[{(self.accessors or ['layers_output'])[0]!r}, 0]; cached: {self.accessors}")
+        name, layer = key
+        if isinstance(layer, int) and not isinstance(layer, bool) and -self.num_layers <= layer < 0:
+            layer += self.num_layers
+        if (name, layer) not in self._values:
+            raise CacheKeyError(f"{key!r} is not cached; cached: {self.accessors} for layers {self.layers(name)}"
+                                if name in self.accessors else f"{key!r} is not cached; cached: {self.accessors}")
+        return self._values[name, layer]
 
     def __iter__(self) -> Iterator[tuple[str, int]]:
         return iter(self._values)
@@ -138,7 +146,7 @@ def run_with_cache(model: StandardizedTransformer, prompts: Any, accessors: str 
                 columns = _position_columns(positions, TokenLayout.full(value.shape[0], value.shape[1] - prefix))
             value = _at(value, prefix + columns)
         values[key] = value
-    return ActivationCache(values)
+    return ActivationCache(values, model.num_layers)
 
 
 def _position_columns(positions: int | slice | Sequence[int], layout: TokenLayout) -> torch.Tensor:

@@ -89,7 +89,8 @@ def skipped_generate(model: StandardizedTransformer, prompts: str | Sequence[str
     into the state the skipped one never made), so every step recomputes the whole sequence instead.
     """
     generate_kwargs.setdefault("use_cache", False)
-    chosen = sorted(set(select_layers(layers, model.num_layers)))  # in execution order
+    no_layers = isinstance(layers, (list, tuple, range)) and len(layers) == 0  # documented: the plain continuation
+    chosen = [] if no_layers else sorted(set(select_layers(layers, model.num_layers)))  # in execution order
 
     def skip(model: Any, step: int) -> None:
         for layer in chosen:

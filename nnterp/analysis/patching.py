@@ -19,6 +19,7 @@ from nnsight import save
 
 from ..accessors import select_layers
 from ..errors import MetricError, NonFiniteValue, PositionAlignmentError, PromptError, ToolkitInputError
+from ..gradients import activation_gradients
 from ..positions import TokenLayout, position_list
 
 if TYPE_CHECKING:
@@ -294,6 +295,14 @@ def attribution_patching(model: StandardizedTransformer, clean_prompts: str | Se
     Prompts, positions and the metric as for `activation_patching`: positions count each prompt's own tokens,
     and the metric sees right-aligned logits (``-1`` is every prompt's last token)."""
     _check_accessor(model, accessor)
+    with activation_gradients(model, "attribution_patching"):
+        return _attribution_grid(model, clean_prompts, corrupted_prompts, metric, accessor, layers, positions, remote)
+
+
+def _attribution_grid(model: StandardizedTransformer, clean_prompts: Any, corrupted_prompts: Any,
+                      metric: Callable[[torch.Tensor], torch.Tensor], accessor: str, layers: Any, positions: Any,
+                      remote: bool | str) -> PatchingResult:
+    """attribution_patching's body, in grad mode with the parameters frozen (nnterp.gradients)."""
     pair = _pair(model, clean_prompts, corrupted_prompts, positions)
     chosen = select_layers(layers, model.num_layers)
     in_order = sorted(set(chosen))
@@ -309,6 +318,7 @@ def attribution_patching(model: StandardizedTransformer, clean_prompts: str | Se
     # over several lines) above the backward inside the block: a remote request ships the block unparsed (ast.unparse
     # drops comments, joins lines), and nnsight finds `with ....backward():` by its line number.
     with model.trace(pair.corrupted, remote=remote):
+        model.track_activation_gradients()
         target = getattr(model, accessor)
         corrupted = []
         for layer in in_order:
