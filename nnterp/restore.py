@@ -40,8 +40,9 @@ _Record = tuple[dict[str, Any], "tuple[str, ...] | None", list[tuple[dict, dict]
 
 def _record(namespace: dict[str, Any], tables: tuple[str, ...] | None = None) -> _Record:
     entries = namespace.copy()
-    held = entries.values() if tables is None else [entries.get(key) for key in tables]
-    return entries, tables, [(value, value.copy()) for value in held if isinstance(value, dict) and value]
+    if tables is not None:  # a module's: torch's tables are dicts, and most of them empty
+        return entries, tables, [(value, value.copy()) for key in tables if (value := entries.get(key))]
+    return entries, tables, [(value, value.copy()) for value in entries.values() if isinstance(value, dict) and value]
 
 
 def _put_back(namespace: dict[str, Any], record: _Record) -> None:
