@@ -7,55 +7,108 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ._lazy import lazy_exports
+from .utils.lazy import lazy_exports
 
 __version__ = "2.0.0"  # the one place the version is written: pyproject.toml reads it
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time each name loads on first use
-    from .activations import collect_token_activations_batched, compute_next_token_probs, get_token_activations
-    from .analysis.cache import ActivationCache, run_with_cache
-    from .analysis.dla import AttributionResult, direct_logit_attribution
-    from .analysis.generation import intervened_generate, patched_generate, skipped_generate, steered_generate
-    from .analysis.patching import PatchingResult, activation_patching, attribution_patching
-    from .analysis.residual import AccumulatedResidual, ResidualDecomposition, accumulated_resid, decompose_resid
     from .checks import CheckName, CheckResult, ReportStatus, run_checks
-    from .errors import (ArchitectureAlreadyRegistered, AttentionProbabilitiesUnavailable, ChatTemplateMissing,
-        CommandLineError, ExportDependencyMissing, InputTooLong, InputTooLongWarning, InvalidArgument,
-        LayerIndexError, LayerIndexTypeError, MissingExtra, ModelNotFound, ModuleNotFoundForRename, NNterpError,
-        PromptError, RenamingError, ShapeMismatch, SteeringVectorError, TargetError, TokenIndexError,
-        ToolkitInputError, ToolkitTypeError, ToyModelUnsupported, ValidationFailed)
-    from .errors import HeadsUnavailable, NotDecomposable, VisionUnavailable
-    from .errors import MetricError, NonFiniteValue, PositionAlignmentError
-    from .errors import CacheKeyError, GradientUnavailable, ImageMismatch, RemovedHelper
-    from .interventions import (TargetPrompt, it_repeat_prompt, last_token_latents, logit_lens, patchscope_generate,
-        patchscope_lens, repeat_prompt, steer)
-    from .module_accessor import ModuleAccessor
-    from .prompts import Prompt, get_first_tokens, run_prompts
-    from .registry import (ArchitectureSpec, AttentionFacts, BlockSemantics, Codebooks, HeadFacts, ModulePaths,
-        Residual, StreamLayout, Streams, TensorLayout, VisionFacts, register_architecture)
-    from .rename import RenameConfig, get_rename_dict
-    from .standardized import StandardizedTransformer
-    from .vlm import StandardizedVLM
+    from .core.module_accessor import ModuleAccessor
+    from .core.registry import (
+        ArchitectureSpec,
+        AttentionFacts,
+        BlockSemantics,
+        Codebooks,
+        HeadFacts,
+        ModulePaths,
+        Residual,
+        StreamLayout,
+        Streams,
+        TensorLayout,
+        VisionFacts,
+        register_architecture,
+    )
+    from .core.rename import RenameConfig, get_rename_dict
+    from .errors import (
+        ArchitectureAlreadyRegistered,
+        AttentionProbabilitiesUnavailable,
+        CacheKeyError,
+        ChatTemplateMissing,
+        CommandLineError,
+        ExportDependencyMissing,
+        GradientUnavailable,
+        HeadsUnavailable,
+        ImageMismatch,
+        InputTooLong,
+        InputTooLongWarning,
+        InvalidArgument,
+        LayerIndexError,
+        LayerIndexTypeError,
+        MetricError,
+        MissingExtra,
+        ModelNotFound,
+        ModuleNotFoundForRename,
+        NNterpError,
+        NonFiniteValue,
+        NotDecomposable,
+        PositionAlignmentError,
+        PromptError,
+        RemovedHelper,
+        RenamingError,
+        ShapeMismatch,
+        SteeringVectorError,
+        TargetError,
+        TokenIndexError,
+        ToolkitInputError,
+        ToolkitTypeError,
+        ToyModelUnsupported,
+        ValidationFailed,
+        VisionUnavailable,
+    )
+    from .models.standardized import StandardizedTransformer
+    from .models.vlm import StandardizedVLM
+    from .toolkit.activations import collect_token_activations_batched, compute_next_token_probs, get_token_activations
+    from .toolkit.analysis.cache import ActivationCache, run_with_cache
+    from .toolkit.analysis.dla import AttributionResult, direct_logit_attribution
+    from .toolkit.analysis.generation import intervened_generate, patched_generate, skipped_generate, steered_generate
+    from .toolkit.analysis.patching import PatchingResult, activation_patching, attribution_patching
+    from .toolkit.analysis.residual import (
+        AccumulatedResidual,
+        ResidualDecomposition,
+        accumulated_resid,
+        decompose_resid,
+    )
+    from .toolkit.interventions import (
+        TargetPrompt,
+        it_repeat_prompt,
+        last_token_latents,
+        logit_lens,
+        patchscope_generate,
+        patchscope_lens,
+        repeat_prompt,
+        steer,
+    )
+    from .toolkit.prompts import Prompt, get_first_tokens, run_prompts
 
 _EXPORTS = {
-    "StandardizedTransformer": ".standardized",
-    "StandardizedVLM": ".vlm",
-    "VisionFacts": ".registry",
+    "StandardizedTransformer": ".models.standardized",
+    "StandardizedVLM": ".models.vlm",
+    "VisionFacts": ".core.registry",
     "VisionUnavailable": ".errors",
-    "RenameConfig": ".rename",
-    "get_rename_dict": ".rename",
-    "ModuleAccessor": ".module_accessor",
-    "ArchitectureSpec": ".registry",
-    "ModulePaths": ".registry",
-    "BlockSemantics": ".registry",
-    "TensorLayout": ".registry",
-    "AttentionFacts": ".registry",
-    "HeadFacts": ".registry",
-    "Streams": ".registry",
-    "Codebooks": ".registry",
-    "StreamLayout": ".registry",
-    "Residual": ".registry",
-    "register_architecture": ".registry",
+    "RenameConfig": ".core.rename",
+    "get_rename_dict": ".core.rename",
+    "ModuleAccessor": ".core.module_accessor",
+    "ArchitectureSpec": ".core.registry",
+    "ModulePaths": ".core.registry",
+    "BlockSemantics": ".core.registry",
+    "TensorLayout": ".core.registry",
+    "AttentionFacts": ".core.registry",
+    "HeadFacts": ".core.registry",
+    "Streams": ".core.registry",
+    "Codebooks": ".core.registry",
+    "StreamLayout": ".core.registry",
+    "Residual": ".core.registry",
+    "register_architecture": ".core.registry",
     "CheckResult": ".checks",
     "CheckName": ".checks",
     "ReportStatus": ".checks",
@@ -89,41 +142,41 @@ _EXPORTS = {
     "ExportDependencyMissing": ".errors",
     "MissingExtra": ".errors",
     "RemoteRequestError": ".errors",
-    "ServerSimulation": ".remote",
+    "ServerSimulation": ".core.remote",
     "ToyModelUnsupported": ".errors",
     "ArchitectureAlreadyRegistered": ".errors",
     "ChatTemplateMissing": ".errors",
-    "steer": ".interventions",
-    "logit_lens": ".interventions",
-    "patchscope_lens": ".interventions",
-    "patchscope_generate": ".interventions",
-    "TargetPrompt": ".interventions",
-    "repeat_prompt": ".interventions",
-    "it_repeat_prompt": ".interventions",
-    "last_token_latents": ".interventions",
-    "get_token_activations": ".activations",
-    "collect_token_activations_batched": ".activations",
-    "compute_next_token_probs": ".activations",
-    "Prompt": ".prompts",
-    "run_prompts": ".prompts",
-    "get_first_tokens": ".prompts",
+    "steer": ".toolkit.interventions",
+    "logit_lens": ".toolkit.interventions",
+    "patchscope_lens": ".toolkit.interventions",
+    "patchscope_generate": ".toolkit.interventions",
+    "TargetPrompt": ".toolkit.interventions",
+    "repeat_prompt": ".toolkit.interventions",
+    "it_repeat_prompt": ".toolkit.interventions",
+    "last_token_latents": ".toolkit.interventions",
+    "get_token_activations": ".toolkit.activations",
+    "collect_token_activations_batched": ".toolkit.activations",
+    "compute_next_token_probs": ".toolkit.activations",
+    "Prompt": ".toolkit.prompts",
+    "run_prompts": ".toolkit.prompts",
+    "get_first_tokens": ".toolkit.prompts",
     "HeadsUnavailable": ".errors",
     "NotDecomposable": ".errors",
-    "direct_logit_attribution": ".analysis.dla",
-    "AttributionResult": ".analysis.dla",
-    "decompose_resid": ".analysis.residual",
-    "accumulated_resid": ".analysis.residual",
-    "ResidualDecomposition": ".analysis.residual",
-    "AccumulatedResidual": ".analysis.residual",
-    "run_with_cache": ".analysis.cache",
-    "ActivationCache": ".analysis.cache",
-    "activation_patching": ".analysis.patching",
-    "attribution_patching": ".analysis.patching",
-    "PatchingResult": ".analysis.patching",
-    "steered_generate": ".analysis.generation",
-    "skipped_generate": ".analysis.generation",
-    "patched_generate": ".analysis.generation",
-    "intervened_generate": ".analysis.generation",
+    "direct_logit_attribution": ".toolkit.analysis.dla",
+    "AttributionResult": ".toolkit.analysis.dla",
+    "decompose_resid": ".toolkit.analysis.residual",
+    "accumulated_resid": ".toolkit.analysis.residual",
+    "ResidualDecomposition": ".toolkit.analysis.residual",
+    "AccumulatedResidual": ".toolkit.analysis.residual",
+    "run_with_cache": ".toolkit.analysis.cache",
+    "ActivationCache": ".toolkit.analysis.cache",
+    "activation_patching": ".toolkit.analysis.patching",
+    "attribution_patching": ".toolkit.analysis.patching",
+    "PatchingResult": ".toolkit.analysis.patching",
+    "steered_generate": ".toolkit.analysis.generation",
+    "skipped_generate": ".toolkit.analysis.generation",
+    "patched_generate": ".toolkit.analysis.generation",
+    "intervened_generate": ".toolkit.analysis.generation",
 }
 
 __all__ = sorted(_EXPORTS)

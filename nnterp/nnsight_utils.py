@@ -1,6 +1,6 @@
 """nnterp 1.x import path of the nnsight helpers; deprecated: use the model's accessors and ``nnterp``'s functions.
 
-1.x's grab-bag of helpers is split by idea in 2.x (:mod:`nnterp.activations`, the accessors of
+1.x's grab-bag of helpers is split by idea in 2.x (:mod:`nnterp.toolkit.activations`, the accessors of
 :class:`StandardizedTransformer`). This module keeps 1.x notebooks running: the activation functions are
 re-exported, the accessor helpers (``get_layer_output(model, i)`` ...) are one-line shims over the accessors,
 and importing a helper 2.x has no counterpart for raises `RemovedHelper` naming what to use instead. It warns
@@ -12,8 +12,8 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from .activations import collect_token_activations_batched, compute_next_token_probs, get_token_activations
 from .errors import RemovedHelper
+from .toolkit.activations import collect_token_activations_batched, compute_next_token_probs, get_token_activations
 
 __all__ = ["collect_token_activations_batched", "compute_next_token_probs", "get_token_activations",
            "get_num_layers", "get_layer", "get_layer_input", "get_layer_output", "get_attention",

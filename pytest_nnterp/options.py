@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 ALL = "all"
+PROPERTY = "nnterp"  # the user_properties key results travel under (worker -> controller)
 
 
 def add_options(parser: pytest.Parser) -> None:

@@ -10,9 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .options import add_options, read_selection
-
-PROPERTY = "nnterp"  # the user_properties key results travel under (worker -> controller)
+from .options import PROPERTY, add_options, read_selection
 
 SESSION = "nnterp_session"
 SUITE = str(Path(__file__).with_name("suite.py"))

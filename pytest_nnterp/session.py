@@ -19,8 +19,7 @@ import pytest
 
 from nnterp.checks import ReportStatus
 
-from .options import Selection, check_report_dir
-from .plugin import PROPERTY
+from .options import PROPERTY, Selection, check_report_dir
 from .runner import ModelRunner, check_row
 from .targets import Target, real_targets, toy_targets
 

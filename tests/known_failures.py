@@ -1,7 +1,7 @@
 """Toy architectures that build but fail a load-time check or a research function, each with the precise reason.
 
 Tests mark these xfail(strict=True): the day one starts passing, the suite says so and the row must go.
-Keyed by HuggingFace class name, like the registry (``nnterp.registry``) and the toy fixes
+Keyed by HuggingFace class name, like the registry (``nnterp.core.registry``) and the toy fixes
 (``nnterp.toy.TOY_FIXES``); ``tests/test_architecture_facts.py`` checks every key names a real class. An
 architecture the registry marks ``unsupported`` is xfailed from that row and not restated here.
 """
@@ -9,7 +9,7 @@ architecture the registry marks ``unsupported`` is xfailed from that row and not
 import pytest
 import transformers
 
-from nnterp.registry import ARCHITECTURES
+from nnterp.core.registry import ARCHITECTURES
 from nnterp.toy import UpstreamBug, causal_lm_classes, resolve_model_type
 
 # Toys that fail a check on the transformers releases before a model's behaviour changed: xfail there only.
@@ -52,7 +52,7 @@ TOOLKIT_FAILURES: dict[str, str] = {
 }
 
 
-# Architectures that validate but on which an analysis function (nnterp.analysis) breaks an identity it must
+# Architectures that validate but on which an analysis function (nnterp.toolkit.analysis) breaks an identity it must
 # keep, where the registry's facts do not explain it (tests/test_analysis_architectures.py: heads, DLA,
 # accumulated residual, cache).
 ANALYSIS_FAILURES: dict[str, str] = {}

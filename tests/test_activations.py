@@ -5,7 +5,11 @@ import torch
 from nnsight import NNsight
 
 from nnterp import get_rename_dict
-from nnterp.activations import collect_token_activations_batched, compute_next_token_probs, get_token_activations
+from nnterp.toolkit.activations import (
+    collect_token_activations_batched,
+    compute_next_token_probs,
+    get_token_activations,
+)
 from nnterp.toy import build_toy_model
 
 from .conftest import standardized_toy

@@ -1,12 +1,12 @@
-"""The analysis toolkit (nnterp.analysis): its identities, per architecture, and on SmolLM2."""
+"""The analysis toolkit (nnterp.toolkit.analysis): its identities, per architecture, and on SmolLM2."""
 
 import pytest
 import torch
 
 from nnterp import logit_lens
-from nnterp.analysis import accumulated_resid, decompose_resid, direct_logit_attribution
-from nnterp.analysis.residual import relative_tolerance
 from nnterp.errors import HeadsUnavailable, NotDecomposable, TargetError, TokenIndexError
+from nnterp.toolkit.analysis import accumulated_resid, decompose_resid, direct_logit_attribution
+from nnterp.toolkit.analysis.residual import relative_tolerance
 from nnterp.toy.standardized import standardized_toy
 
 ARCHITECTURES = ["llama", "gpt2", "gpt_neox", "qwen2"]  # RMSNorm, LayerNorm + biases, parallel blocks, GQA

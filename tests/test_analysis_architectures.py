@@ -16,9 +16,9 @@ import torch
 from nnsight import save
 
 from nnterp import logit_lens
-from nnterp.analysis import accumulated_resid, activation_patching, direct_logit_attribution, run_with_cache
+from nnterp.core.registry import Residual
 from nnterp.errors import HeadsUnavailable, NotDecomposable
-from nnterp.registry import Residual
+from nnterp.toolkit.analysis import accumulated_resid, activation_patching, direct_logit_attribution, run_with_cache
 
 from .conftest import validated_toy
 from .known_failures import ANALYSIS_FAILURES, ANALYSIS_FUNCTION_FAILURES, DLA_REFUSALS, KNOWN_FAILURES, toy_params

@@ -4,13 +4,21 @@ on a plain model, one with a two-module head (ModernBERT decoder) and one with s
 import pytest
 import torch
 
-from nnterp.analysis import (accumulated_resid, activation_patching, attribution_patching, decompose_resid,
-                             direct_logit_attribution, patched_generate, run_with_cache, skipped_generate,
-                             steered_generate)
+from nnterp.toolkit.analysis import (
+    accumulated_resid,
+    activation_patching,
+    attribution_patching,
+    decompose_resid,
+    direct_logit_attribution,
+    patched_generate,
+    run_with_cache,
+    skipped_generate,
+    steered_generate,
+)
 
 from .conftest import standardized_toy
-from .remote_equality import equal, outcome
 from .known_failures import ANALYSIS_FUNCTION_FAILURES
+from .remote_equality import equal, outcome
 
 CLEAN, CORRUPTED = ["a cat sat", "the dog"], ["a dog sat", "the cat"]  # pairwise equal token lengths
 POSITIONS = [-1, 2]

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from nnterp import StandardizedTransformer
-from nnterp.analysis import direct_logit_attribution
+from nnterp.toolkit.analysis import direct_logit_attribution
 
 pytestmark = pytest.mark.real_model
 
@@ -36,7 +36,7 @@ def paris_minus_rome(smollm2):
 
 @pytest.fixture(scope="module")
 def layers_grid(smollm2, paris_minus_rome):
-    from nnterp.analysis import activation_patching
+    from nnterp.toolkit.analysis import activation_patching
 
     return activation_patching(smollm2, CLEAN, CORRUPTED, paris_minus_rome)
 
@@ -55,7 +55,7 @@ def test_activation_patching_restores_paris(smollm2, layers_grid):
 
 @pytest.mark.parametrize("accessor", ["layers_output", "attentions_output"])
 def test_attribution_patching_correlates_with_activation_patching(smollm2, paris_minus_rome, layers_grid, accessor):
-    from nnterp.analysis import activation_patching, attribution_patching
+    from nnterp.toolkit.analysis import activation_patching, attribution_patching
 
     exact = layers_grid if accessor == "layers_output" else \
         activation_patching(smollm2, CLEAN, CORRUPTED, paris_minus_rome, accessor=accessor)

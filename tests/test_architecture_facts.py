@@ -1,7 +1,7 @@
 """The per-architecture tables agree on their keys: every row names a real HuggingFace class, and no fact is
 stated twice.
 
-The registry (``nnterp.registry``), the toy fixes (``nnterp.toy.TOY_FIXES``) and the known failures
+The registry (``nnterp.core.registry``), the toy fixes (``nnterp.toy.TOY_FIXES``) and the known failures
 (``tests/known_failures.py``) are all keyed by class name. A key must be a class of the installed transformers
 or of a release a committed report covers (``compat_reports/*.json``, transformers 5.0 to 5.24), so a typo
 or a row left behind by a removed model fails here.
@@ -14,12 +14,21 @@ from pathlib import Path
 import pytest
 import transformers
 
-from nnterp.registry import ARCHITECTURES
+from nnterp.core.registry import ARCHITECTURES
 from nnterp.toy import TOY_FIXES, causal_lm_classes, toy_fix
 
-from .known_failures import (ANALYSIS_FAILURES, ANALYSIS_FUNCTION_FAILURES, DLA_REFUSALS, KNOWN_FAILURES,
-                             KNOWN_LIMITS, REMOTE_FAILURES, REPRESENTATIVE, TOOLKIT_FAILURES, UPSTREAM_FAILURES,
-                             registry_unsupported)
+from .known_failures import (
+    ANALYSIS_FAILURES,
+    ANALYSIS_FUNCTION_FAILURES,
+    DLA_REFUSALS,
+    KNOWN_FAILURES,
+    KNOWN_LIMITS,
+    REMOTE_FAILURES,
+    REPRESENTATIVE,
+    TOOLKIT_FAILURES,
+    UPSTREAM_FAILURES,
+    registry_unsupported,
+)
 
 REPORTS = sorted((Path(__file__).resolve().parent.parent / "compat_reports").glob("*.json"))
 

@@ -9,9 +9,9 @@ import pytest
 from nnsight.modeling.transformers import TransformersModel
 
 from nnterp import StandardizedTransformer
-from nnterp.aliases import children_first
 from nnterp.checks import CheckName, ReportStatus, run_checks
-from nnterp.registry import Residual
+from nnterp.core.aliases import children_first
+from nnterp.core.registry import Residual
 from nnterp.toy import ToyModelUnsupported, build_toy_model
 
 from .known_failures import KNOWN_FAILURES, toy_params
@@ -45,7 +45,7 @@ def alias_table(root) -> set[tuple[str, str, str, str | None]]:
 
 
 def assert_names_bound_as_nnsight_binds(model) -> None:
-    """The standard names, bound once the tree exists (nnterp.aliases), are exactly those nnsight binds when
+    """The standard names, bound once the tree exists (nnterp.core.aliases), are exactly those nnsight binds when
     handed the same ``rename=`` while it builds the tree (last: the second wrap re-instruments the modules)."""
     ours = {row for row in alias_table(model) if not (row[0] == model.path and row[1] in
                                                       model.architecture.displaced_names)}

@@ -12,7 +12,7 @@ import pytest
 import torch
 from nnsight import NNsight
 
-from nnterp.attention_probs import locate_attention_probabilities, undecorated
+from nnterp.core.attention_probs import locate_attention_probabilities, undecorated
 
 
 def logged(function):

@@ -16,13 +16,27 @@ from hypothesis import strategies as st
 
 from nnterp import StandardizedTransformer
 from nnterp.__main__ import main
-from nnterp.accessors import check_layer_index
-from nnterp.errors import (CommandLineError, InputTooLong, InputTooLongWarning, InvalidArgument, LayerIndexError,
-                           LayerIndexTypeError, ModelNotFound, ModuleNotFoundForRename, NNterpError, PromptError,
-                           RemoteRequestError, RemovedHelper, RenamingError, ShapeMismatch, ToolkitInputError,
-                           ToolkitTypeError)
-from nnterp.module_accessor import ModuleAccessor
-from nnterp.rename import RenameConfig, get_rename_dict
+from nnterp.core.accessors import check_layer_index
+from nnterp.core.module_accessor import ModuleAccessor
+from nnterp.core.rename import RenameConfig, get_rename_dict
+from nnterp.errors import (
+    CommandLineError,
+    InputTooLong,
+    InputTooLongWarning,
+    InvalidArgument,
+    LayerIndexError,
+    LayerIndexTypeError,
+    ModelNotFound,
+    ModuleNotFoundForRename,
+    NNterpError,
+    PromptError,
+    RemoteRequestError,
+    RemovedHelper,
+    RenamingError,
+    ShapeMismatch,
+    ToolkitInputError,
+    ToolkitTypeError,
+)
 from nnterp.toy import build_toy_model
 from nnterp.toy.standardized import standardized_toy
 
@@ -184,7 +198,7 @@ CASES = [
     # inputs past the learned positions
     Case("GPT-2 input past n_positions", _too_long("gpt2", 1), InputTooLong,
          "learned position embeddings for 512 positions only"),
-    # what a trace takes, checked where it enters (nnterp.inputs): model.trace, tracer.invoke, model.generate
+    # what a trace takes, checked where it enters (nnterp.utils.inputs): model.trace, tracer.invoke, model.generate
     Case("trace empty string", _trace(""), PromptError, "tokenizes to no token"),
     Case("trace empty list", _trace([]), PromptError, "the trace's input is an empty list"),
     Case("trace None", _trace(None), PromptError, "the trace's input is None"),

@@ -7,14 +7,29 @@ import numpy as np
 import pytest
 import torch
 
-from nnterp.activations import collect_token_activations_batched, compute_next_token_probs, get_token_activations
-from nnterp.analysis.cache import run_with_cache
-from nnterp.analysis.patching import activation_patching, attribution_patching
-from nnterp.display import plot_topk_tokens
-from nnterp.errors import (CacheKeyError, InputTooLong, InputTooLongWarning, LayerIndexError, NNterpError, PromptError,
-                           SteeringVectorError, TargetError, TokenIndexError, ToolkitInputError, ToolkitTypeError)
-from nnterp.interventions import TargetPrompt, logit_lens, patchscope_lens, steer
-from nnterp.prompts import Prompt, run_prompts
+from nnterp.errors import (
+    CacheKeyError,
+    InputTooLong,
+    InputTooLongWarning,
+    LayerIndexError,
+    NNterpError,
+    PromptError,
+    SteeringVectorError,
+    TargetError,
+    TokenIndexError,
+    ToolkitInputError,
+    ToolkitTypeError,
+)
+from nnterp.toolkit.activations import (
+    collect_token_activations_batched,
+    compute_next_token_probs,
+    get_token_activations,
+)
+from nnterp.toolkit.analysis.cache import run_with_cache
+from nnterp.toolkit.analysis.patching import activation_patching, attribution_patching
+from nnterp.toolkit.display import plot_topk_tokens
+from nnterp.toolkit.interventions import TargetPrompt, logit_lens, patchscope_lens, steer
+from nnterp.toolkit.prompts import Prompt, run_prompts
 
 from .conftest import standardized_toy
 

@@ -4,8 +4,8 @@ import pytest
 import torch
 from nnsight import save
 
-from nnterp.analysis.cache import CACHEABLE, run_with_cache
 from nnterp.errors import HeadsUnavailable, ToolkitInputError
+from nnterp.toolkit.analysis.cache import CACHEABLE, run_with_cache
 from nnterp.toy.standardized import standardized_toy
 
 ARCHITECTURES = ["llama", "gpt2", "gpt_neox", "qwen2"]

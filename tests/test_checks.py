@@ -5,8 +5,16 @@ import dataclasses
 import pytest
 
 import nnterp.checks.behaviour as behaviour
-from nnterp.checks import (CATALOGUE, CHECK_NAMES, CHECKS, CheckName, ReportStatus, check_skip_layers,
-                           run_checks, run_load_checks)
+from nnterp.checks import (
+    CATALOGUE,
+    CHECK_NAMES,
+    CHECKS,
+    CheckName,
+    ReportStatus,
+    check_skip_layers,
+    run_checks,
+    run_load_checks,
+)
 from nnterp.toy.standardized import standardized_toy
 
 

@@ -8,8 +8,17 @@ from pathlib import Path
 import pytest
 
 from nnterp.compat.render import render_site
-from tests.compat_sample import (ATTN_FAILURE, EVIL_ARCHITECTURE, EVIL_MODEL, FAILURE, HISTORY_ARCHITECTURES,
-                                 HISTORY_TRANSFORMERS, history_architecture, write_history, write_reports)
+from tests.compat_sample import (
+    ATTN_FAILURE,
+    EVIL_ARCHITECTURE,
+    EVIL_MODEL,
+    FAILURE,
+    HISTORY_ARCHITECTURES,
+    HISTORY_TRANSFORMERS,
+    history_architecture,
+    write_history,
+    write_reports,
+)
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -8,12 +8,29 @@ from pathlib import Path
 
 import pytest
 
-from nnterp.compat.history import (History, Summary, VersionSet, build_history, predecessors, status_text, summarize,
-                                   version_sets)
+from nnterp.compat.history import (
+    History,
+    Summary,
+    VersionSet,
+    build_history,
+    predecessors,
+    status_text,
+    summarize,
+    version_sets,
+)
 from nnterp.compat.schema import Report, ReportStatus, ResultRow
 from nnterp.compat.store import find_reports
-from tests.compat_sample import (FAILURE, HISTORY_ARCHITECTURES, HISTORY_CHECKS, HISTORY_TRANSFORMERS, NEW, OLD,
-                                 history_architecture, report, write_history)
+from tests.compat_sample import (
+    FAILURE,
+    HISTORY_ARCHITECTURES,
+    HISTORY_CHECKS,
+    HISTORY_TRANSFORMERS,
+    NEW,
+    OLD,
+    history_architecture,
+    report,
+    write_history,
+)
 
 
 @pytest.fixture(scope="module")

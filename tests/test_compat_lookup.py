@@ -15,11 +15,20 @@ from pathlib import Path
 import pytest
 
 import nnterp.compat.lookup as lookup_module
-from nnterp.compat import (LookupState, NNterpCompatibilityWarning, ReportStatus, ReportWarning, ResultRow,
-                           lookup_architecture, report_directories, report_filename, shipped_report_directory,
-                           update_report,
-                           warn_for_architecture)
 from nnterp.checks import CHECK_NAMES
+from nnterp.compat import (
+    LookupState,
+    NNterpCompatibilityWarning,
+    ReportStatus,
+    ReportWarning,
+    ResultRow,
+    lookup_architecture,
+    report_directories,
+    report_filename,
+    shipped_report_directory,
+    update_report,
+    warn_for_architecture,
+)
 from nnterp.compat.lookup import reset_warned_architectures
 
 ROOT = Path(__file__).resolve().parents[1]

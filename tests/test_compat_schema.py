@@ -12,9 +12,20 @@ from pathlib import Path
 import pytest
 
 from nnterp.checks import CheckName
-from nnterp.compat import (SCHEMA_VERSION, CheckRecord, ModelRecord, Report, ReportSchemaError, ReportStatus,
-                           ResultRow, current_environment, current_versions, load_report, report_filename,
-                           write_report)
+from nnterp.compat import (
+    SCHEMA_VERSION,
+    CheckRecord,
+    ModelRecord,
+    Report,
+    ReportSchemaError,
+    ReportStatus,
+    ResultRow,
+    current_environment,
+    current_versions,
+    load_report,
+    report_filename,
+    write_report,
+)
 from nnterp.errors import NNterpError
 
 GOLDEN = Path(__file__).parent / "fixtures" / "report_v1.json"

@@ -11,8 +11,19 @@ from pathlib import Path
 
 import pytest
 
-from nnterp.compat import (CorruptReportError, Report, ReportSchemaError, ReportStatus, ReportWarning, ResultRow,
-                           find_reports, load_report, report_filename, update_report, write_report)
+from nnterp.compat import (
+    CorruptReportError,
+    Report,
+    ReportSchemaError,
+    ReportStatus,
+    ReportWarning,
+    ResultRow,
+    find_reports,
+    load_report,
+    report_filename,
+    update_report,
+    write_report,
+)
 
 GOLDEN = Path(__file__).parent / "fixtures" / "report_v1.json"
 VERSIONS = {"nnterp": "0.1.0", "transformers": "5.23.0", "nnsight": "0.8.1", "torch": "2.13.0+cpu"}

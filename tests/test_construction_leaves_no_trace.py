@@ -1,5 +1,5 @@
 """A failing construction, check or toolkit call leaves the caller's model, tokenizer and modules as they were
-(nnterp.restore).
+(nnterp.utils.restore).
 
 Each construction path is made to fail on the model as the caller built it (never wrapped, in training mode), and
 on the same modules while an earlier, working model wraps them. Either way everything observable about the torch
@@ -20,8 +20,8 @@ import pytest
 import torch
 
 from nnterp import StandardizedTransformer, activation_patching, steer
+from nnterp.core.rename import RenameConfig
 from nnterp.errors import ModuleNotFoundForRename, SteeringVectorError, ValidationFailed
-from nnterp.rename import RenameConfig
 from nnterp.toy import build_toy_model
 
 PROMPT = "The cat sat on the"
@@ -193,8 +193,8 @@ def test_a_model_in_training_mode_stays_in_training_mode() -> None:
 def test_what_a_failed_construction_replaced_is_put_back_itself() -> None:
     """Not only the names: the caller's own instance ``forward`` (which nnsight's controller takes the place of) and
     the caller's hook are the very objects they were, and a module class swapped (older models' switch to eager)
-    and a config's attention come back too (nnterp.restore.ModuleState, driven by hand)."""
-    from nnterp.restore import ModuleState
+    and a config's attention come back too (nnterp.utils.restore.ModuleState, driven by hand)."""
+    from nnterp.utils.restore import ModuleState
 
     toy = build_toy_model("llama")
     layer = toy.model.model.layers[0]

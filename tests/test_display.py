@@ -11,9 +11,9 @@ import torch
 pytest.importorskip("plotly", reason='the display extra is not installed: pip install "nnterp[display]"')
 pytest.importorskip("pandas", reason='the display extra is not installed: pip install "nnterp[display]"')
 
-from nnterp.display import plot_topk_tokens, prompts_to_df, readable_token  # noqa: E402
 from nnterp.errors import ExportDependencyMissing  # noqa: E402
-from nnterp.prompts import Prompt  # noqa: E402
+from nnterp.toolkit.display import plot_topk_tokens, prompts_to_df, readable_token  # noqa: E402
+from nnterp.toolkit.prompts import Prompt  # noqa: E402
 from nnterp.toy import toy_tokenizer  # noqa: E402
 
 NUM_LAYERS, K = 4, 3
@@ -115,7 +115,7 @@ def test_prompts_to_df(tokenizer):
 
 
 def test_import_without_the_extra_says_how_to_install():
-    code = "import sys; sys.modules['plotly'] = None; import nnterp.display"
+    code = "import sys; sys.modules['plotly'] = None; import nnterp.toolkit.display"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode != 0
     assert "ImportError" in result.stderr
@@ -123,9 +123,9 @@ def test_import_without_the_extra_says_how_to_install():
 
 
 def test_plot_patching_refuses_a_grid_holding_nan_or_infinity():
-    from nnterp.analysis import PatchingResult
-    from nnterp.display import plot_patching
     from nnterp.errors import NonFiniteValue
+    from nnterp.toolkit.analysis import PatchingResult
+    from nnterp.toolkit.display import plot_patching
 
     values = torch.tensor([[0.5, float("nan")], [float("inf"), 1.0]])
     result = PatchingResult(values, "layers_output", (0, 1), (0, 1), ("a", "b"), 1.0, 0.0)

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 import torch
 
-from nnterp.eager_attention import use_eager_attention
+from nnterp.core.eager_attention import use_eager_attention
 from nnterp.toy.standardized import standardized_toy
 
 

@@ -11,9 +11,20 @@ import pytest
 import nnterp
 import pytest_nnterp
 from nnterp import errors
-from nnterp.errors import (ArchitectureAlreadyRegistered, ChatTemplateMissing, InvalidArgument, LayerIndexError,
-                           LayerIndexTypeError, NNterpError, RenamingError, ShapeMismatch, ToolkitInputError,
-                           ToyConfigRejected, ToyModelUnsupported, ValidationFailed)
+from nnterp.errors import (
+    ArchitectureAlreadyRegistered,
+    ChatTemplateMissing,
+    InvalidArgument,
+    LayerIndexError,
+    LayerIndexTypeError,
+    NNterpError,
+    RenamingError,
+    ShapeMismatch,
+    ToolkitInputError,
+    ToyConfigRejected,
+    ToyModelUnsupported,
+    ValidationFailed,
+)
 
 
 def _public_classes(module) -> list[type]:
@@ -49,12 +60,12 @@ def test_the_errors_keep_their_builtin_parents():
 
 
 def test_moved_errors_are_the_same_objects_at_their_old_import_paths():
-    import nnterp.interventions
+    import nnterp.toolkit.interventions
     import nnterp.toy
     import nnterp.toy.build
 
     assert nnterp.toy.ToyModelUnsupported is nnterp.toy.build.ToyModelUnsupported is ToyModelUnsupported
-    assert nnterp.interventions.ChatTemplateMissing is nnterp.ChatTemplateMissing is ChatTemplateMissing
+    assert nnterp.toolkit.interventions.ChatTemplateMissing is nnterp.ChatTemplateMissing is ChatTemplateMissing
 
 
 def test_the_errors_nnterp_exports_are_the_errors_classes():

@@ -12,9 +12,9 @@ from packaging.requirements import Requirement
 
 from nnterp import StandardizedVLM, get_token_activations, logit_lens
 from nnterp.errors import MissingExtra, NNterpError
-from nnterp.extras import EXTRAS
-from nnterp.images import noise_image
 from nnterp.toy.vision import build_toy_vlm
+from nnterp.utils.extras import EXTRAS
+from nnterp.utils.images import noise_image
 
 VLM_DISTRIBUTIONS = {"pillow", "num2words"}
 

@@ -5,8 +5,8 @@ the model's own values) are the plain greedy continuation."""
 import pytest
 import torch
 
-from nnterp.analysis.generation import intervened_generate, patched_generate, skipped_generate, steered_generate
 from nnterp.errors import ToolkitInputError
+from nnterp.toolkit.analysis.generation import intervened_generate, patched_generate, skipped_generate, steered_generate
 from nnterp.toy.standardized import standardized_toy
 
 PROMPT, NEW_TOKENS = "hello world", 6

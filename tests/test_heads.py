@@ -6,8 +6,8 @@ import pytest
 import torch
 from nnsight import save
 
+from nnterp.core.heads import locate_head_split
 from nnterp.errors import HeadsUnavailable, NNterpError
-from nnterp.heads import locate_head_split
 from nnterp.toy.standardized import standardized_toy
 
 ARCHITECTURES = ["llama", "gpt2", "gpt_neox", "qwen2"]  # plain, Conv1D + bias, parallel + fused qkv, GQA + bias

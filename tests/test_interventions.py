@@ -5,8 +5,17 @@ import torch
 
 from nnterp import StandardizedTransformer
 from nnterp.errors import LayerIndexError
-from nnterp.interventions import (ChatTemplateMissing, TargetPrompt, it_repeat_prompt, last_token_latents,
-                                  logit_lens, patchscope_generate, patchscope_lens, repeat_prompt, steer)
+from nnterp.toolkit.interventions import (
+    ChatTemplateMissing,
+    TargetPrompt,
+    it_repeat_prompt,
+    last_token_latents,
+    logit_lens,
+    patchscope_generate,
+    patchscope_lens,
+    repeat_prompt,
+    steer,
+)
 
 from .conftest import standardized_toy
 

@@ -28,7 +28,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
-from nnterp.registry import register_architecture, spec_for
+from nnterp.core.registry import register_architecture, spec_for
 
 
 class SimulatedConfig(LlamaConfig):
@@ -52,7 +52,7 @@ register_architecture("SimulatedForCausalLM", spec_for(LlamaForCausalLM).like(**
 SIMULATED_REGRESSION = '''
 from transformers import LlamaForCausalLM
 
-from nnterp.registry import register_architecture, spec_for
+from nnterp.core.registry import register_architecture, spec_for
 
 WRONG_FACT = {"residual_extra": ("post_attention_layernorm",)}
 register_architecture("LlamaForCausalLM", spec_for(LlamaForCausalLM).like(**WRONG_FACT), override=True)

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from nnterp.analysis.patching import PATCHABLE, activation_patching, attribution_patching
+from nnterp.core.registry import StreamLayout
 from nnterp.errors import MetricError, NonFiniteValue, PromptError, ToolkitInputError
-from nnterp.registry import StreamLayout
+from nnterp.toolkit.analysis.patching import PATCHABLE, activation_patching, attribution_patching
 from nnterp.toy.standardized import standardized_toy
 
 CLEAN = ["hello world there", "a big cat sat now"]
@@ -143,7 +143,7 @@ def test_bad_pairs_and_accessors_are_refused():
 
 def test_plot_patching_labels_layers_and_tokens():
     pytest.importorskip("plotly")
-    from nnterp.display import plot_patching
+    from nnterp.toolkit.display import plot_patching
 
     model = standardized_toy("llama", enable_attention_probs=False)
     result = activation_patching(model, CLEAN, CORRUPTED, metric, positions=[0, 5, -1])
@@ -214,7 +214,7 @@ def test_normalizing_by_a_zero_difference_is_refused(llama):
     with pytest.raises(NonFiniteValue, match="clean_metric - corrupted_metric = .* = 0.0: the metric does not tell"):
         result.normalized()
     pytest.importorskip("plotly")
-    from nnterp.display import plot_patching
+    from nnterp.toolkit.display import plot_patching
 
     with pytest.raises(NonFiniteValue):
         plot_patching(result)

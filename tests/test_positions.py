@@ -1,5 +1,5 @@
-"""nnterp.positions: where each prompt's tokens sit in a padded batch, and what a position is (an int: a boolean or
-a float is refused by every function that takes positions, never taken as position 1 or truncated)."""
+"""nnterp.utils.positions: where each prompt's tokens sit in a padded batch, and what a position is (an int: a
+boolean or a float is refused by every function that takes positions, never taken as position 1 or truncated)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,25 @@ import pytest
 import torch
 
 from nnterp import collect_token_activations_batched, get_token_activations, patchscope_lens, steer
-from nnterp.analysis import (accumulated_resid, activation_patching, attribution_patching, decompose_resid,
-                             direct_logit_attribution, patched_generate, run_with_cache)
-from nnterp.errors import (NNterpError, PositionAlignmentError, PromptError, TokenIndexError, ToolkitInputError,
-                           ToolkitTypeError)
-from nnterp.interventions import TargetPrompt
-from nnterp.positions import TokenLayout, position_index, position_list
+from nnterp.errors import (
+    NNterpError,
+    PositionAlignmentError,
+    PromptError,
+    TokenIndexError,
+    ToolkitInputError,
+    ToolkitTypeError,
+)
+from nnterp.toolkit.analysis import (
+    accumulated_resid,
+    activation_patching,
+    attribution_patching,
+    decompose_resid,
+    direct_logit_attribution,
+    patched_generate,
+    run_with_cache,
+)
+from nnterp.toolkit.interventions import TargetPrompt
+from nnterp.utils.positions import TokenLayout, position_index, position_list
 
 RIGHT = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]])
 LEFT = torch.tensor([[1, 1, 1, 1], [0, 0, 1, 1]])

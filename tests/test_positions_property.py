@@ -12,11 +12,24 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nnterp import (Prompt, collect_token_activations_batched, compute_next_token_probs, get_token_activations,
-                    logit_lens, patchscope_lens, run_prompts)
-from nnterp.analysis import (accumulated_resid, activation_patching, attribution_patching, decompose_resid,
-                             direct_logit_attribution, run_with_cache)
-from nnterp.interventions import TargetPrompt
+from nnterp import (
+    Prompt,
+    collect_token_activations_batched,
+    compute_next_token_probs,
+    get_token_activations,
+    logit_lens,
+    patchscope_lens,
+    run_prompts,
+)
+from nnterp.toolkit.analysis import (
+    accumulated_resid,
+    activation_patching,
+    attribution_patching,
+    decompose_resid,
+    direct_logit_attribution,
+    run_with_cache,
+)
+from nnterp.toolkit.interventions import TargetPrompt
 
 # Batched and unbatched runs differ by float rounding only (matmuls of other shapes): tolerances follow the dtype.
 TOLERANCE = {torch.float32: {"rtol": 1e-5, "atol": 1e-5}}

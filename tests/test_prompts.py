@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from nnterp import StandardizedTransformer
-from nnterp.prompts import Prompt, get_first_tokens, run_prompts
+from nnterp.toolkit.prompts import Prompt, get_first_tokens, run_prompts
 
 from .conftest import standardized_toy
 
@@ -115,7 +115,7 @@ def test_per_layer_probs_give_one_column_per_layer(toy, prompts):
 
 
 def test_run_prompts_with_logit_lens(toy, prompts):
-    from nnterp.interventions import logit_lens
+    from nnterp.toolkit.interventions import logit_lens
 
     per_layer = run_prompts(toy, prompts, batch_size=3, get_probs_func=logit_lens)
     plain = run_prompts(toy, prompts, batch_size=3)
@@ -172,7 +172,7 @@ def test_smollm2_prefers_paris_to_the_traps(smollm2, capital):
 
 @pytest.mark.real_model
 def test_smollm2_logit_lens_last_layer_is_the_plain_result(smollm2, capital):
-    from nnterp.interventions import logit_lens
+    from nnterp.toolkit.interventions import logit_lens
 
     prompts = [capital, Prompt.from_strings("The capital of Spain is", {"target": "Madrid", "traps": "Paris"},
                                             smollm2.tokenizer)]

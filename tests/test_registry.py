@@ -3,11 +3,21 @@
 import pytest
 import torch
 
+from nnterp.core.registry import (
+    ARCHITECTURES,
+    DEFAULT,
+    ArchitectureSpec,
+    Codebooks,
+    Residual,
+    StreamLayout,
+    Streams,
+    TensorLayout,
+    register_architecture,
+    spec_for,
+)
+from nnterp.core.rename import get_rename_dict
+from nnterp.core.trace_time import unembed
 from nnterp.errors import ArchitectureAlreadyRegistered, InvalidArgument
-from nnterp.registry import (ARCHITECTURES, DEFAULT, ArchitectureSpec, Codebooks, Residual, StreamLayout, Streams,
-                             TensorLayout, register_architecture, spec_for)
-from nnterp.rename import get_rename_dict
-from nnterp.trace_time import unembed
 
 
 def test_a_row_names_facts_of_any_part_flat_and_leaves_its_parent_alone():

@@ -19,15 +19,27 @@ import pytest
 import torch
 from nnsight import save
 
-from nnterp import accessors
-from nnterp import interventions as toolkit
-from nnterp.accessors import LayerwiseIO, TorchOps, stream_ops
-from nnterp.activations import collect_token_activations_batched, compute_next_token_probs, get_token_activations
-from nnterp.prompts import Prompt, run_prompts
-from nnterp.registry import StreamLayout
-from nnterp.remote import (CLIENT_ONLY_MEMBERS, FACTS, RESOLVERS, SERVER_MODULES, RemoteRequestError,
-                           RemoteStandardized, ServerSimulation, allowed_on_server)
-from nnterp.standardized import ACCESSOR_NAMES, StandardizedTransformer
+from nnterp.core import accessors
+from nnterp.toolkit import interventions as toolkit
+from nnterp.core.accessors import LayerwiseIO, TorchOps, stream_ops
+from nnterp.core.registry import StreamLayout
+from nnterp.core.remote import (
+    CLIENT_ONLY_MEMBERS,
+    FACTS,
+    RESOLVERS,
+    SERVER_MODULES,
+    RemoteRequestError,
+    RemoteStandardized,
+    ServerSimulation,
+    allowed_on_server,
+)
+from nnterp.models.standardized import ACCESSOR_NAMES, StandardizedTransformer
+from nnterp.toolkit.activations import (
+    collect_token_activations_batched,
+    compute_next_token_probs,
+    get_token_activations,
+)
+from nnterp.toolkit.prompts import Prompt, run_prompts
 
 from .conftest import standardized_toy
 from .remote_equality import equal, outcome
@@ -125,7 +137,7 @@ def test_a_request_referencing_a_module_the_server_lacks_fails_naming_it(llama):
     with pytest.raises(RemoteRequestError, match=r"fractions \("):
         with torch.no_grad(), llama.trace(PROMPTS[0], remote="local"):
             save([fractions.Fraction(1, 2), llama.layers_output[0]])
-    with pytest.raises(RemoteRequestError, match=r"nnterp\.registry \(StreamLayout\)"):
+    with pytest.raises(RemoteRequestError, match=r"nnterp\.core\.registry \(StreamLayout\)"):
         with torch.no_grad(), llama.trace(PROMPTS[0], remote="local"):
             save([StreamLayout.STREAM_AXIS, llama.layers_output[0]])
 
@@ -136,17 +148,17 @@ def test_every_public_member_of_the_model_is_served_remotely_or_client_only():
     served = {name for name in dir(RemoteStandardized) if not name.startswith("_")}
     unplaced = own - served - set(FACTS) - set(CLIENT_ONLY_MEMBERS)
     assert not unplaced, (f"StandardizedTransformer.{sorted(unplaced)} has no remote counterpart: add it to "
-                          "nnterp.trace_time.TraceTimeMembers (or FACTS), or to CLIENT_ONLY_MEMBERS")
+                          "nnterp.core.trace_time.TraceTimeMembers (or FACTS), or to CLIENT_ONLY_MEMBERS")
     assert {"project_on_vocab", "skip_layers", "steer", "token_embeddings"} <= served
 
 
 def test_the_trace_time_members_are_written_once_for_client_and_server():
-    from nnterp.trace_time import TraceTimeMembers
+    from nnterp.core.trace_time import TraceTimeMembers
 
     for name in vars(TraceTimeMembers):
         if not name.startswith("__"):
             assert name not in vars(StandardizedTransformer) and name not in vars(RemoteStandardized), name
-    assert list(RESOLVERS) == list(ACCESSOR_NAMES), "every accessor needs a server form in nnterp.remote.RESOLVERS"
+    assert list(RESOLVERS) == list(ACCESSOR_NAMES), "every accessor needs a server form in nnterp.core.remote.RESOLVERS"
 
 
 def test_the_model_key_names_nnsights_wrapper(llama):

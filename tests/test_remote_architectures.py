@@ -14,14 +14,19 @@ identically by both. REMOTE_FAILURES' rows are left out of that test and each is
 
 from __future__ import annotations
 
-
 import pytest
 
 from nnterp.toy import causal_lm_classes
 
 from .conftest import validated_toy
-from .known_failures import (ANALYSIS_FAILURES, ANALYSIS_FUNCTION_FAILURES, KNOWN_FAILURES, REMOTE_FAILURES,
-                             TOOLKIT_FAILURES, toy_params)
+from .known_failures import (
+    ANALYSIS_FAILURES,
+    ANALYSIS_FUNCTION_FAILURES,
+    KNOWN_FAILURES,
+    REMOTE_FAILURES,
+    TOOLKIT_FAILURES,
+    toy_params,
+)
 from .remote_equality import equal, outcome
 from .test_analysis_remote import FUNCTIONS, every_analysis_function
 from .test_remote import every_remote_function

@@ -5,8 +5,8 @@ import torch
 from nnsight import NNsight
 
 from nnterp import ModuleAccessor, RenameConfig, StandardizedTransformer, get_rename_dict
+from nnterp.core.registry import DEFAULT, register_architecture
 from nnterp.errors import ModuleNotFoundForRename, ValidationFailed
-from nnterp.registry import DEFAULT, register_architecture
 from nnterp.toy import build_toy_model
 
 

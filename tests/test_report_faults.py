@@ -18,12 +18,19 @@ from pathlib import Path
 
 import pytest
 
-from nnterp.compat import (Report, ReportStatus, ReportWarning, ResultRow, find_reports, load_report,
-                           report_filename, update_report)
-from nnterp.compat.history import status_text
+from nnterp.compat import (
+    Report,
+    ReportStatus,
+    ReportWarning,
+    ResultRow,
+    find_reports,
+    load_report,
+    report_filename,
+    update_report,
+)
+from nnterp.compat.history import build_history, status_text, version_sets
 from nnterp.compat.lookup import LookupState, lookup_architecture, reset_warned_architectures, warn_for_architecture
 from nnterp.compat.render import history_markdown, markdown_table, render_site, terminal_table
-from nnterp.compat.history import build_history, version_sets
 from nnterp.compat.store import LOCK_FOLDER, clean_stale_temps
 
 VERSIONS = {"nnterp": "0.1.0", "transformers": "5.23.0", "nnsight": "0.8.1", "torch": "2.13.0"}

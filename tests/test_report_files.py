@@ -129,10 +129,9 @@ def test_a_full_disk_everywhere_prints_the_results_instead_of_losing_them(pytest
 
 
 def test_a_full_disk_everywhere_keeps_the_rows_on_the_session(pytestconfig, tmp_path, monkeypatch):
+    import nnterp.compat.store as store
     from pytest_nnterp.options import Selection
     from pytest_nnterp.session import NnterpSession
-
-    import nnterp.compat.store as store
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))

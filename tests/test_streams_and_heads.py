@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from nnterp import ModuleAccessor, get_token_activations
-from nnterp.registry import StreamLayout
+from nnterp.core.registry import StreamLayout
 
 from .conftest import standardized_toy
 
@@ -140,7 +140,7 @@ def test_sequence_first_model_is_served_batch_first():
 
 
 def test_probabilities_come_from_the_call_the_model_runs():
-    from nnterp.attention_probs import locate_attention_probabilities
+    from nnterp.core.attention_probs import locate_attention_probabilities
 
     attention = standardized_toy("xlnet")._module.transformer.layer[0].rel_attn
     first, last = locate_attention_probabilities(attention), locate_attention_probabilities(attention, call=-1)

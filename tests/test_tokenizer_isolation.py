@@ -1,4 +1,4 @@
-"""The rule of nnterp.tokenizer_copy: building a model never changes the caller's tokenizer.
+"""The rule of nnterp.utils.tokenizer_copy: building a model never changes the caller's tokenizer.
 
 nnsight sets the model's pad token and padding side, and every padded encode rewrites a fast tokenizer's Rust
 backend padding; the model works on its own copy, made without re-parsing the vocabulary. After
@@ -18,8 +18,8 @@ from typing import Any, Callable
 import pytest
 
 from nnterp import StandardizedTransformer
-from nnterp.tokenizer_copy import own_tokenizer
 from nnterp.toy import build_toy_model, toy_tokenizer
+from nnterp.utils.tokenizer_copy import own_tokenizer
 
 PROMPTS = ["The cat", "A much longer prompt than the first one"]
 

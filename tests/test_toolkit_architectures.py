@@ -3,8 +3,16 @@
 import pytest
 import torch
 
-from nnterp import (Prompt, collect_token_activations_batched, compute_next_token_probs, get_token_activations,
-                    logit_lens, patchscope_lens, repeat_prompt, run_prompts)
+from nnterp import (
+    Prompt,
+    collect_token_activations_batched,
+    compute_next_token_probs,
+    get_token_activations,
+    logit_lens,
+    patchscope_lens,
+    repeat_prompt,
+    run_prompts,
+)
 
 from .conftest import validated_toy
 from .known_failures import KNOWN_FAILURES, TOOLKIT_FAILURES, toy_params

@@ -3,9 +3,17 @@
 import pytest
 import torch
 
-from nnterp.toy import (TOY_FIXES, ToyFix, UpstreamBug, build_toy_model, causal_lm_classes, resolve_model_type,
-                         toy_config, toy_tokenizer)
 from nnterp.errors import NNterpError, ToyConfigRejected, ToyModelUnsupported
+from nnterp.toy import (
+    TOY_FIXES,
+    ToyFix,
+    UpstreamBug,
+    build_toy_model,
+    causal_lm_classes,
+    resolve_model_type,
+    toy_config,
+    toy_tokenizer,
+)
 from nnterp.toy.build import _shrunk_fields, validated_config
 
 

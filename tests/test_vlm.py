@@ -187,10 +187,9 @@ def test_a_tensor_image_traces_like_the_same_pil_image(toy_and_model):
 
 
 def test_images_need_one_entry_per_prompt_and_a_vision_language_model(toy_and_model):
-    from nnterp import logit_lens
+    from nnterp import StandardizedTransformer, logit_lens
     from nnterp.errors import ToolkitInputError
     from nnterp.toy import build_toy_model
-    from nnterp import StandardizedTransformer
 
     toy, model = toy_and_model
     with pytest.raises(ToolkitInputError, match="2 entries for 1 prompts"):

@@ -111,7 +111,7 @@ def test_the_markers_include_the_templates_image_tokens(toy_and_model):
 
 
 def test_direct_logit_attribution_on_markers_without_images_is_refused(toy_and_model):
-    from nnterp.analysis import direct_logit_attribution
+    from nnterp.toolkit.analysis import direct_logit_attribution
 
     _, model = toy_and_model
     with pytest.raises(ImageMismatch, match=_counts("row 0 of the input", 1, 0)):
@@ -164,7 +164,7 @@ def test_a_prompt_without_markers_runs_as_text_without_images(toy_and_model, ima
 
 
 def test_an_image_file_path_traces_like_the_image(tmp_path):
-    from nnterp.activations import get_token_activations
+    from nnterp.toolkit.activations import get_token_activations
     from nnterp.toy.standardized import standardized_toy_vlm
     from nnterp.toy.vision import build_toy_vlm
 

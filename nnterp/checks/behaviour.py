@@ -16,7 +16,7 @@ import torch
 from .catalogue import CheckName, CheckResult, failed, passed
 
 if TYPE_CHECKING:
-    from ..standardized import StandardizedTransformer
+    from ..models.standardized import StandardizedTransformer
 
 LOGITS_TOLERANCE = 1e-4
 INTERVENTION_PROMPT = "The quick brown fox jumps"

@@ -13,7 +13,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Callable, Iterable, TypedDict
 
 if TYPE_CHECKING:
-    from ..standardized import StandardizedTransformer
+    from ..models.standardized import StandardizedTransformer
     from .behaviour import SharedRuns
 
 
@@ -136,15 +136,6 @@ CATALOGUE: tuple[Check, ...] = (
 )
 CHECKS = {check.name.value: check for check in CATALOGUE}
 CHECK_NAMES: tuple[str, ...] = tuple(CHECKS)
-
-
-def run_checks(model: StandardizedTransformer, names: Iterable[str | CheckName] | None = None) -> list[CheckResult]:
-    """The results of the named checks (default: the whole catalogue) on ``model``, in catalogue order."""
-    from .behaviour import SharedRuns
-
-    wanted = None if names is None else {CheckName(name) for name in names}
-    shared = SharedRuns(model)
-    return [check.run(model, shared) for check in CATALOGUE if wanted is None or check.name in wanted]
 
 
 class CheckRow(TypedDict):

@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ..registry import Residual
+from ..core.probing import Probe, probe
+from ..core.registry import Residual
 from .catalogue import CATALOGUE, CheckName, CheckResult, ReportStatus, failed, not_applicable, passed
-from .probing import Probe, probe
 
 if TYPE_CHECKING:
-    from ..standardized import StandardizedTransformer
+    from ..models.standardized import StandardizedTransformer
 
 RESIDUAL_TOLERANCE = 1e-4  # relative to the largest activation of the layer
 PROBS_SUM_TOLERANCE = 1e-3
@@ -172,7 +172,7 @@ def _check_edit_effect(model: StandardizedTransformer, result: Probe) -> CheckRe
 def _probabilities_fix(model: StandardizedTransformer, default: str) -> str:
     """The fix for probabilities that fail: build the model eager where nnterp switched a built one, else
     ``default``."""
-    from ..eager_attention import rebuild_hint
+    from ..core.eager_attention import rebuild_hint
 
     return rebuild_hint(model.attention_probabilities.switched_from) or default
 

@@ -12,12 +12,32 @@ from __future__ import annotations
 
 from .diff import ReportDiff, StatusChange, diff_architectures, diff_reports, format_diff, summarize_diff
 from .history import History, VersionSet, build_history, status_text, version_sets
-from .lookup import (LookupResult, LookupState, NNterpCompatibilityWarning, lookup_architecture, report_directories,
-                     report_write_directory, run_tests_command, shipped_report_directory, user_report_directories,
-                     warn_for_architecture)
+from .lookup import (
+                     LookupResult,
+                     LookupState,
+                     NNterpCompatibilityWarning,
+                     lookup_architecture,
+                     report_directories,
+                     report_write_directory,
+                     run_tests_command,
+                     shipped_report_directory,
+                     user_report_directories,
+                     warn_for_architecture,
+)
 from .render import markdown_table, render_site, terminal_table
-from .schema import (SCHEMA_VERSION, CheckRecord, ModelRecord, Report, ReportSchemaError, ReportStatus, ReportWarning,
-                     ResultRow, current_environment, current_versions, report_filename)
+from .schema import (
+                     SCHEMA_VERSION,
+                     CheckRecord,
+                     ModelRecord,
+                     Report,
+                     ReportSchemaError,
+                     ReportStatus,
+                     ReportWarning,
+                     ResultRow,
+                     current_environment,
+                     current_versions,
+                     report_filename,
+)
 from .store import CorruptReportError, find_reports, load_report, update_report, write_report
 
 __all__ = [

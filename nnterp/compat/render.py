@@ -12,9 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .baseline import new_model_lines
-from .history import History, build_history
+from .history import History, build_history, version_sets
 from .history import status_text as status_text  # noqa: F401  (re-exported: nnterp.__main__ imports it from here)
-from .history import version_sets
 from .labels import DETAILED, MARKS, SUMMED, check_key, css_class, plain_text
 from .schema import CheckRecord, Report, ReportStatus, ResultRow
 

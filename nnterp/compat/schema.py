@@ -17,19 +17,17 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Literal, get_args
+from typing import Any, Iterable, Iterator
 
 from ..checks.catalogue import ReportStatus
 from ..errors import ReportSchemaError
 from ..errors import ReportWarning as ReportWarning  # re-exported: defined with every nnterp error
-
-SCHEMA_VERSION = 1
-VERSIONED_PACKAGES = ("nnterp", "transformers", "nnsight", "torch")
-ModelKind = Literal["toy", "real"]
-MODEL_KINDS: tuple[ModelKind, ...] = get_args(ModelKind)
-# What a model was tested as: a causal LM (StandardizedTransformer) or a vision-language model (StandardizedVLM).
-Task = Literal["text-generation", "image-text-to-text"]
-TEXT_GENERATION: Task = "text-generation"
+from .fields import MODEL_KINDS as MODEL_KINDS
+from .fields import SCHEMA_VERSION as SCHEMA_VERSION
+from .fields import TEXT_GENERATION as TEXT_GENERATION
+from .fields import VERSIONED_PACKAGES as VERSIONED_PACKAGES
+from .fields import ModelKind as ModelKind
+from .fields import Task as Task
 
 
 @dataclass(frozen=True)
@@ -140,10 +138,18 @@ class Report:
 
     @classmethod
     def from_dict(cls, data: Any) -> Report:
-        """Validate ``data`` against schema version 1; raise ``ReportSchemaError`` naming the bad field."""
-        from .validation import parse_report
+        """Validate ``data`` against schema version 1; raise ``ReportSchemaError`` naming the bad field. The
+        validation (pydantic) loads only here, when a report is read."""
+        from .validation import validated
 
-        return parse_report(data)
+        file = validated(data)
+        architectures = {arch: {model_id: ModelRecord(model.kind, {
+            name: CheckRecord(check.status, check.value, check.message, check.duration)
+            for name, check in model.checks.items()}, model.task) for model_id, model in entry.models.items()}
+            for arch, entry in file.architectures.items()}
+        baseline = None if file.baseline is None else \
+            Baseline(dict(file.baseline.versions), tuple(sorted(file.baseline.new_models)))
+        return cls(dict(file.versions), dict(file.environment), architectures, baseline=baseline)
 
     def statuses(self, architecture: str) -> dict[str, ReportStatus]:
         """The worst status of each check over the architecture's models ({} if it is absent)."""

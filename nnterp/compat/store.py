@@ -23,12 +23,23 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from ..errors import CorruptReportError  # re-exported: defined with every nnterp error
-from ..errors import ReportFileError, ReportLockError
+from ..errors import (
+    CorruptReportError,  # re-exported: defined with every nnterp error
+    ReportFileError,
+    ReportLockError,
+)
 from .baseline import compared
 from .labels import plain_text
-from .schema import (VERSIONED_PACKAGES, Report, ReportSchemaError, ReportWarning, ResultRow, current_environment,
-                     current_versions, report_filename)
+from .schema import (
+    VERSIONED_PACKAGES,
+    Report,
+    ReportSchemaError,
+    ReportWarning,
+    ResultRow,
+    current_environment,
+    current_versions,
+    report_filename,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -2,8 +2,8 @@
 
 ``schema.Report.from_dict`` imports this module only when a report is read, so importing nnterp, its
 compatibility code or the pytest plugin does not import pydantic. The models mirror the file
-(``docs/compat_reports.md``); ``parse_report`` turns a valid one into ``schema``'s dataclasses and
-the first problem of an invalid one into a ``ReportSchemaError`` naming the field path.
+(``docs/compat_reports.md``); ``validated`` returns a valid one (``schema`` builds its dataclasses from it) and
+turns the first problem of an invalid one into a ``ReportSchemaError`` naming the field path.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import ErrorDetails
 
-from .schema import (SCHEMA_VERSION, TEXT_GENERATION, VERSIONED_PACKAGES, Baseline, CheckRecord, ModelKind, ModelRecord,
-                     Report, ReportSchemaError, ReportStatus, Task)
+from ..checks.catalogue import ReportStatus
+from ..errors import ReportSchemaError
+from .fields import SCHEMA_VERSION, TEXT_GENERATION, VERSIONED_PACKAGES, ModelKind, Task
 
 WHAT_TO_DO = ("fix that field, or delete the file and run `python -m nnterp run_tests` again to write a fresh "
               "report (the schema: docs/compat_reports.md)")
@@ -60,8 +61,9 @@ class ReportFile(_Strict):
     architectures: dict[str, ArchitectureFile]
 
 
-def parse_report(data: Any) -> Report:
-    """``data`` (parsed JSON) as a ``Report``, or a ``ReportSchemaError`` naming the first bad field."""
+def validated(data: Any) -> ReportFile:
+    """``data`` (parsed JSON) as a valid ``ReportFile``, or a ``ReportSchemaError`` naming the first bad field
+    (``schema.Report.from_dict`` builds the dataclasses from it)."""
     try:
         file = ReportFile.model_validate(data)
     except ValidationError as error:
@@ -72,29 +74,21 @@ def parse_report(data: Any) -> Report:
     if missing:
         raise ReportSchemaError(f"versions: missing {', '.join(missing)} (a report needs "
                                 f"{', '.join(VERSIONED_PACKAGES)}); {WHAT_TO_DO}")
-    architectures = {arch: {model_id: _model(model) for model_id, model in entry.models.items()}
-                     for arch, entry in file.architectures.items()}
-    model_ids = {model_id for models in architectures.values() for model_id in models}
-    return Report(dict(file.versions), dict(file.environment), architectures,
-                  baseline=_baseline(file.baseline, model_ids))
+    model_ids = {model_id for entry in file.architectures.values() for model_id in entry.models}
+    _check_baseline(file.baseline, model_ids)
+    return file
 
 
-def _baseline(baseline: BaselineFile | None, model_ids: set[str]) -> Baseline | None:
-    """The baseline of a file: each new model once, and only models the report holds."""
+def _check_baseline(baseline: BaselineFile | None, model_ids: set[str]) -> None:
+    """A file's baseline lists each new model once, and only models the report holds."""
     if baseline is None:
-        return None
+        return
     repeated = sorted({name for name in baseline.new_models if baseline.new_models.count(name) > 1})
     unknown = sorted(set(baseline.new_models) - model_ids)
     if repeated or unknown:
         problem = (f"lists {_SHORT.repr(repeated)} more than once" if repeated
                    else f"names models the report does not hold: {_SHORT.repr(unknown)}")
         raise ReportSchemaError(f"baseline.new_models: {problem}; {WHAT_TO_DO}")
-    return Baseline(dict(baseline.versions), tuple(sorted(baseline.new_models)))
-
-
-def _model(model: ModelFile) -> ModelRecord:
-    return ModelRecord(model.kind, {name: CheckRecord(check.status, check.value, check.message, check.duration)
-                                    for name, check in model.checks.items()}, model.task)
 
 
 _EXPECTED = {"dict_type": "an object", "model_type": "an object", "string_type": "a string",

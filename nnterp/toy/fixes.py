@@ -1,5 +1,5 @@
 """Per-architecture corrections to the generic shrink: one row per causal-LM class, keyed by its HuggingFace
-class name like the registry (``nnterp.registry``) and the known failures (``tests/known_failures.py``)."""
+class name like the registry (``nnterp.core.registry``) and the known failures (``tests/known_failures.py``)."""
 
 from __future__ import annotations
 

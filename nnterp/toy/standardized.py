@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING, Any
 from .build import build_toy_model
 
 if TYPE_CHECKING:
-    from ..standardized import StandardizedTransformer
-    from ..vlm import StandardizedVLM
+    from ..models.standardized import StandardizedTransformer
+    from ..models.vlm import StandardizedVLM
 
 
 def standardized_toy(name: str, **kwargs: Any) -> StandardizedTransformer:
     """A StandardizedTransformer over a freshly built toy model (attention probabilities on unless told)."""
-    from ..standardized import StandardizedTransformer
+    from ..models.standardized import StandardizedTransformer
 
     toy = build_toy_model(name)
     return StandardizedTransformer(toy.model, tokenizer=toy.tokenizer, **{"enable_attention_probs": True, **kwargs})
@@ -23,7 +23,7 @@ def standardized_toy(name: str, **kwargs: Any) -> StandardizedTransformer:
 def standardized_toy_vlm(name: str, **kwargs: Any) -> StandardizedVLM:
     """A StandardizedVLM over a freshly built toy vision-language model, validated on its own sample image
     (attention probabilities on unless told)."""
-    from ..vlm import StandardizedVLM
+    from ..models.vlm import StandardizedVLM
     from .vision import build_toy_vlm
 
     toy = build_toy_vlm(name)

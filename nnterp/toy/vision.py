@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ToyModelUnsupported
-from ..extras import require_extra
-from ..images import noise_image
+from ..utils.extras import require_extra
+from ..utils.images import noise_image
 from .build import SEED, TOKEN_ID_FIELDS, _shrunk_fields, types_named, validated_config
 from .fixes import UNDECLARED_PAD
 from .tokenizer import toy_tokenizer

@@ -1,0 +1,428 @@
+"""Remote execution (NDIF) that needs nothing of nnterp on the server.
+
+A remote request pickles the traced block and the model wrapper it names. An NDIF server has torch,
+transformers and nnsight, not nnterp, and accepts only modules on its allow-list. So a
+StandardizedTransformer pickles as its *remote twin* (`RemoteStandardized`, a TransformersModel
+subclass shipped by value): its accessors are resolved on the client to nnsight envoys, labels and
+head counts (`RESOLVERS`), its layout views are plain torch ops, and its facts (num_layers,
+hidden_size...) plain values. The code that runs on the server (the accessor classes, the toolkit
+helpers called inside traces, the error classes) is shipped by value from `SHIPPED_BY_VALUE`, whose
+shipped parts use only torch, nnsight and the standard library. Its model key names nnsight's
+TransformersModel, which the server resolves.
+
+``remote="local"`` on a StandardizedTransformer runs `ServerSimulation`: the request is serialized
+as for NDIF, deserialized and run with nnterp unimportable, every module it references checked
+against `SERVER_MODULES` (a `RemoteRequestError` names any other), and its saved values come back
+through ``torch.save`` as from a server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import difflib
+import io
+import sys
+import types
+from typing import Any, Callable, Iterator, SupportsIndex
+
+import torch
+from nnsight.modeling.transformers import TransformersModel
+from nnsight.tracing.backend import Backend
+
+from ..errors import InvalidArgument, NNterpError, RemoteRequestError, RenamingError
+from .accessors import LayerwiseContribution
+from .trace_time import TraceFacts, TraceTimeMembers
+
+# Modules whose objects a request ships by value: their code runs on the server. Each imports only
+# torch, nnsight and the standard library at the places the shipped code reaches (a test checks).
+SHIPPED_BY_VALUE = ("nnterp.core.remote", "nnterp.core.trace_time", "nnterp.core.accessors", "nnterp.core.steering",
+                    "nnterp.errors", "nnterp.utils.positions", "nnterp.toolkit.activations",
+                    "nnterp.toolkit.interventions", "nnterp.toolkit.analysis.residual",
+                    "nnterp.toolkit.analysis.patching")
+
+# What a request may reference on the server: package roots, and named standard-library modules.
+# cloudpickle is nnsight's serializer, so every nnsight server has it.
+SERVER_PACKAGES = ("torch", "transformers", "nnsight", "numpy", "cloudpickle")
+SERVER_STDLIB = ("builtins", "copyreg", "types", "collections", "collections.abc", "operator", "math")
+SERVER_MODULES = SERVER_PACKAGES + SERVER_STDLIB
+# Never importable on the server: nnterp itself and its pytest plugin.
+CLIENT_ONLY_PACKAGES = ("nnterp", "pytest_nnterp")
+
+
+def allowed_on_server(module: str) -> bool:
+    """Whether a request may reference ``module`` (a dotted name) on an NDIF server."""
+    root = module.split(".")[0]
+    return root in SERVER_PACKAGES or module in SERVER_STDLIB
+
+
+def register_shipped_modules() -> None:
+    """Have cloudpickle ship `SHIPPED_BY_VALUE` by value (by name: no import needed)."""
+    import nnsight
+
+    for name in SHIPPED_BY_VALUE:
+        nnsight.register(name)
+
+
+# -- resolving accessors on the client -------------------------------------------------
+
+
+def _frozen_error(error: Exception) -> tuple:
+    """An exception as (class, args, attributes): rebuilt without calling its ``__init__``, whose signature
+    pickle's default (``cls(*args)``) does not always match."""
+    return type(error), error.args, dict(vars(error))
+
+
+def _raise(frozen: tuple) -> None:
+    cls, args, attributes = frozen
+    error = cls.__new__(cls)
+    error.args = args
+    vars(error).update(attributes)
+    raise error
+
+
+class Resolved:
+    """A per-layer lookup resolved on the client: each layer's value (envoys, a label, a count), or the
+    nnterp error looking it up raised, raised again when the layer is used, as locally."""
+
+    def __init__(self, found: list, errors: list):
+        self.found, self.errors = tuple(found), tuple(errors)
+
+    @classmethod
+    def of(cls, locate: Callable[[int], Any], num_layers: int) -> Resolved:
+        # (no typing names in the body: nnsight ships this function as source, and a server lacks `typing`)
+        found: list = []
+        errors: list = []  # frozen errors (or None), raised again when the layer is used
+        for index in range(num_layers):
+            try:
+                found.append(locate(index))
+                errors.append(None)
+            except NNterpError as error:
+                found.append(None)
+                errors.append(_frozen_error(error))
+        return cls(found, errors)
+
+    def __call__(self, index: int) -> Any:
+        if self.errors[index] is not None:
+            _raise(self.errors[index])
+        return self.found[index]
+
+
+def _resolved_layerwise(model: Any, name: str, resolved: dict) -> Any:
+    """A copy of a LayerwiseModules accessor (io, contribution) holding envoys instead of client closures."""
+    accessor = copy.copy(getattr(model, name))
+    accessor._locate = Resolved.of(accessor._locate, model.num_layers)
+    if isinstance(accessor, LayerwiseContribution) and accessor._flat_input is not None:
+        accessor._flat_input = Resolved.of(accessor._flat_input, model.num_layers)
+    return accessor
+
+
+def _resolved_probabilities(model: Any, name: str, resolved: dict) -> Any:
+    client = model.attention_probabilities
+    probabilities = copy.copy(client)
+    probabilities._attentions = resolved["attentions"]
+    probabilities._locate = probabilities._operation  # bound to the copy, not to the client's accessor
+    # Found on the client's accessor, which keeps them (reading the copy's would read every attention forward's
+    # source again at each request), and not at all while probabilities are off: the server then raises before
+    # reading them.
+    located = client.locations if client.enabled else (None,) * model.num_layers
+    probabilities.locations = tuple(  # without the forward function, which only print_source reads
+        None if location is None else types.SimpleNamespace(submodule=location.submodule, ops=location.ops)
+        for location in located)
+    return probabilities
+
+
+def _resolved_heads_output(model: Any, name: str, resolved: dict) -> Any:
+    """The same HeadsOutput class, with its projections and head counts resolved (not the client's splits)."""
+    accessor = copy.copy(model.heads_output)
+    accessor._locate = Resolved.of(accessor._locate, model.num_layers)
+    accessor._heads = Resolved.of(accessor._heads, model.num_layers)
+    accessor._splits = None
+    return accessor
+
+
+def _resolved_attention_argument(model: Any, name: str, resolved: dict) -> Any:
+    """The same AttentionArgument class, over the resolved attentions and with each layer's call resolved."""
+    accessor = copy.copy(getattr(model, name))
+    accessor._attentions = resolved["attentions"]
+    accessor._call = Resolved.of(accessor._call, model.num_layers)
+    accessor._locate = accessor._operation  # bound to the copy, not to the client's accessor
+    accessor._splits = None
+    return accessor
+
+
+# How each of StandardizedTransformer's ACCESSOR_NAMES becomes its server form (a test checks they match).
+RESOLVERS: dict[str, Callable[[Any, str, dict], Any]] = {
+    **{name: _resolved_layerwise for name in ("attentions", "mlps", "layers_input", "layers_output",
+                                              "attentions_input", "attentions_output", "mlps_input", "mlps_output")},
+    "attention_probabilities": _resolved_probabilities,
+    "heads_output": _resolved_heads_output,
+    **{name: _resolved_attention_argument for name in ("queries", "keys", "values")},
+}
+
+
+def _resolved_accessors(model: Any) -> dict[str, Any]:
+    """The model's accessors in their server form, in RESOLVERS' order (attentions before what uses it)."""
+    resolved: dict[str, Any] = {}
+    for name, resolve in RESOLVERS.items():
+        resolved[name] = resolve(model, name, resolved)
+    return resolved
+
+
+# -- the twin --------------------------------------------------------------------------
+
+
+def _detached(function: Callable) -> Callable:
+    """A copy of a module-level function that cloudpickle ships by value (it is not importable by name)."""
+    copied = types.FunctionType(function.__code__, function.__globals__, function.__name__, function.__defaults__,
+                                function.__closure__)
+    copied.__qualname__ = f"<shipped>.{function.__qualname__}"
+    return copied
+
+
+# Facts the trace-time members read, sent as plain values (properties on the client).
+FACTS = ("num_layers", "num_heads", "hidden_size", "vocab_size", "num_prefix_positions", "num_streams",
+         "token_state_shape", "layer_output_arity")
+
+
+def _facts(model: Any) -> dict[str, Any]:
+    """Plain values of the model's `FACTS`; one a model lacks (no config key) is left out (reading it on the
+    server raises AttributeError instead of the client's RenamingError)."""
+    facts = {}
+    for name in FACTS:
+        try:
+            facts[name] = getattr(model, name)
+        except RenamingError:
+            continue
+    return facts
+
+
+def _shipped_facts(model: Any) -> TraceFacts:
+    """The model's trace facts with its registry functions (stream readout, logit transforms) copied so
+    that they ship by value: the registry stays on the client."""
+    facts = model._facts
+    return TraceFacts(**{**vars(facts), "readout": _detached(facts.readout) if facts.readout else None,
+                         "logit_transforms": tuple((_detached(transform), value)
+                                                   for transform, value in facts.logit_transforms)})
+
+
+# State the client holds for loading and checks, never needed in a trace.
+CLIENT_ONLY_STATE = ("architecture", "_rename_config", "check_results", "position_limit", "_standard_rename")
+
+
+def twin_state(model: Any) -> dict[str, Any]:
+    """The state of a StandardizedTransformer's remote twin: nnsight's state, resolved accessors, plain facts."""
+    state = {key: value for key, value in TransformersModel.__getstate__(model).items()
+             if key not in CLIENT_ONLY_STATE}
+    state.update(_resolved_accessors(model))
+    state.update(_facts(model))
+    state["_facts"] = _shipped_facts(model)
+    return state
+
+
+def reduce_to_twin(model: Any) -> tuple:
+    """``__reduce_ex__`` of a StandardizedTransformer: rebuilt as a `RemoteStandardized` from `twin_state`."""
+    register_shipped_modules()
+    return object.__new__, (RemoteStandardized,), twin_state(model)
+
+
+class RemoteStandardized(TraceTimeMembers, TransformersModel):
+    """What a StandardizedTransformer is on the server: nnsight's model with the same trace-time members
+    (`TraceTimeMembers`, shared with the client), resolved accessors and plain facts, so that its code
+    needs only torch and nnsight."""
+
+
+# Public members of StandardizedTransformer a trace never uses: the twin leaves them out (a test checks that
+# every public member is either here, a fact, an accessor, or one of RemoteStandardized's).
+CLIENT_ONLY_MEMBERS = ("validate", "validate_quietly", "get_topk_closest_tokens", "position_limit", "dispatch",
+                       "check_results", "architecture", "probe_inputs", "invokes_batch")
+
+
+class RemoteMixin:
+    """Remote-execution hooks of StandardizedTransformer: the twin for pickling, nnsight's model key,
+    and `ServerSimulation` for ``remote="local"``."""
+
+    def __reduce_ex__(self, protocol: SupportsIndex) -> tuple:
+        return reduce_to_twin(self)
+
+    def _remoteable_class(self) -> type:
+        return TransformersModel  # the server resolves the key without nnterp
+
+    def trace(self, *inputs: Any, remote: Any = False, **kwargs: Any) -> Any:
+        check_remote(remote)
+        return super().trace(*inputs, remote=remote, **kwargs)  # type: ignore[misc]  # nnsight's
+
+    def session(self, *args: Any, remote: Any = False, **kwargs: Any) -> Any:
+        check_remote(remote)
+        return super().session(*args, remote=remote, **kwargs)  # type: ignore[misc]  # nnsight's
+
+    def _remote_backend(self, remote: Any, blocking: bool, job_id: Any, verbose: bool) -> Backend:
+        if remote == "local":
+            return ServerSimulation(self, verbose=verbose)
+        try:
+            self.to_model_key()  # type: ignore[attr-defined]  # nnsight's
+        except (OSError, ValueError) as error:  # a model built in memory has no hub id (HFValidationError)
+            raise RemoteRequestError(
+                f"remote={remote!r} sends the request to an NDIF server, which loads the model by its hub id, and "
+                f"this model has none ({type(error).__name__}: {error}); load it by hub id to run it on NDIF, or "
+                "pass remote='local' to run the request as a server would, here") from error
+        return super()._remote_backend(remote, blocking, job_id, verbose)  # type: ignore[misc]  # nnsight's
+
+
+def check_remote(remote: Any) -> None:
+    """``remote`` is False, True, ``"local"`` or an NDIF host URL; anything else raises InvalidArgument (nnsight
+    would take any other string as a host, and any truthy value as True)."""
+    if isinstance(remote, bool) or remote == "local":
+        return
+    if isinstance(remote, str) and remote.startswith(("http://", "https://")):
+        return
+    close = isinstance(remote, str) and difflib.get_close_matches(remote.lower().strip(), ["local"], cutoff=0.6)
+    hint = " (did you mean 'local'?)" if close else ""
+    raise InvalidArgument(f"remote={remote!r} ({type(remote).__name__}){hint}: pass False (run here), True (NDIF), "
+                          "'local' (run here as an NDIF server would) or an NDIF host URL (http://... or "
+                          "https://...)")
+
+
+
+# -- the server simulation -------------------------------------------------------------
+
+
+class _ClientOnlyBlocker:
+    """A meta-path finder refusing `CLIENT_ONLY_PACKAGES`, as on a server where they are not installed."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if name.split(".")[0] in CLIENT_ONLY_PACKAGES:
+            raise ModuleNotFoundError(f"No module named {name!r} (the server has no nnterp)", name=name)
+        return None
+
+
+@contextlib.contextmanager
+def server_process() -> Iterator[None]:
+    """This process as a fresh server for the duration: nnterp and pytest_nnterp unimportable (and out of
+    ``sys.modules``), and what a load registers process-wide put back afterwards.
+
+    A server is another process, so loading a request there cannot touch the client. Here it could:
+    cloudpickle maps a by-value class back onto the live class of the same id and overwrites its
+    methods, and nnsight registers shipped source in ``linecache`` under the client's file names.
+    """
+    import linecache
+    import weakref
+
+    from cloudpickle import cloudpickle as pickler
+
+    hidden = {name: sys.modules.pop(name) for name in list(sys.modules)
+              if name.split(".")[0] in CLIENT_ONLY_PACKAGES}
+    blocker = _ClientOnlyBlocker()
+    sys.meta_path.insert(0, blocker)
+    trackers = pickler._DYNAMIC_CLASS_TRACKER_BY_ID, pickler._DYNAMIC_CLASS_TRACKER_BY_CLASS
+    pickler._DYNAMIC_CLASS_TRACKER_BY_ID = weakref.WeakValueDictionary()
+    pickler._DYNAMIC_CLASS_TRACKER_BY_CLASS = weakref.WeakKeyDictionary()
+    lines = dict(linecache.cache)
+    try:
+        yield
+    finally:
+        pickler._DYNAMIC_CLASS_TRACKER_BY_ID, pickler._DYNAMIC_CLASS_TRACKER_BY_CLASS = trackers
+        linecache.cache.clear()
+        linecache.cache.update(lines)
+        sys.meta_path.remove(blocker)
+        sys.modules.update(hidden)
+
+
+def _audited_import(referenced: dict[str, set[str]]) -> Callable[[str], Any]:
+    """cloudpickle's ``subimport`` (how a pickle names a module object), recording the module."""
+    from cloudpickle.cloudpickle import subimport
+
+    def audited(name: str) -> Any:
+        referenced.setdefault(name, set()).add("<module>")
+        return subimport(name)
+    return audited
+
+
+def recording_unpickler(referenced: dict[str, set[str]]) -> type:
+    """nnsight's unpickler, recording every module (and name in it) the request references."""
+    from nnsight.intervention.serialization import CustomCloudUnpickler
+
+    class RecordingUnpickler(CustomCloudUnpickler):
+        def find_class(self, module: str, name: str) -> Any:
+            referenced.setdefault(module, set()).add(name)
+            if module.split(".")[0] == "cloudpickle" and name == "subimport":
+                return _audited_import(referenced)
+            return super().find_class(module, name)
+    return RecordingUnpickler
+
+
+def refused_modules(referenced: dict[str, set[str]]) -> None:
+    """Raise `RemoteRequestError` naming every referenced module the server does not allow."""
+    refused = {module: names for module, names in referenced.items() if not allowed_on_server(module)}
+    if refused:
+        listed = "; ".join(f"{module} ({', '.join(sorted(names))})" for module, names in sorted(refused.items()))
+        raise RemoteRequestError(f"the request references modules an NDIF server does not allow: {listed}. "
+                                 f"Allowed: {', '.join(SERVER_MODULES)}. Keep objects of other modules out of "
+                                 "the traced block (compute them before the trace), or ship code by value that "
+                                 "imports only allowed modules")
+
+
+def deserialize_as_server(blob: bytes, persistent: dict) -> tuple[Any, dict[str, set[str]]]:
+    """The request as an NDIF server loads it: nnterp unimportable, every referenced module allowed.
+
+    Returns the deserialized tracer and the modules referenced (with the names taken from each)."""
+    from nnsight.schema.request import RequestModel
+
+    referenced: dict[str, set[str]] = {}
+    try:
+        restored = RequestModel.deserialize(blob, persistent, unpickler=recording_unpickler(referenced))
+    except ImportError as error:
+        refused_modules(referenced)
+        raise RemoteRequestError(f"the request needs a module the server does not have: {error}") from error
+    refused_modules(referenced)
+    return restored, referenced
+
+
+class ServerSimulation(Backend):
+    """``remote="local"`` for StandardizedTransformer: run a request as an NDIF server would.
+
+    Serializes the trace exactly as the remote backend does, deserializes it with nnterp unimportable
+    and every referenced module checked against `SERVER_MODULES` (raising `RemoteRequestError`
+    naming any other), runs the deserialized request (the twin, not the client's model), and hands
+    the saved values back through ``torch.save``/``torch.load`` as a server does.
+    """
+
+    def __init__(self, model: Any, verbose: bool = False):
+        self.model = model
+        self.verbose = verbose
+        self.payload_bytes = 0
+        self.referenced: dict[str, set[str]] = {}
+
+    def __call__(self, tracer: Any) -> None:
+        from nnsight.schema.request import RequestModel
+
+        blob = RequestModel.serialize(tracer, compress=False)
+        self.payload_bytes = len(blob)
+        persistent = self.model._remoteable_persistent_objects()
+        with server_process():
+            restored, self.referenced = deserialize_as_server(blob, persistent)
+            result = self._run(restored)
+        if self.verbose:
+            print(f"[server simulation] payload {len(blob):,} bytes, modules: {', '.join(sorted(self.referenced))}")
+        self._push(result, tracer)
+
+    @staticmethod
+    def _run(restored: Any) -> bytes:
+        """Execute the deserialized request; the saved values, as the server's ``torch.save`` bytes."""
+        from nnsight.tracing.tracer import _saves
+
+        restored.execute(restored.info.code)
+        saved = {name: value for name, value in restored.info.frame.f_locals.items() if id(value) in _saves()}
+        buffer = io.BytesIO()
+        torch.save(saved, buffer)
+        return buffer.getvalue()
+
+    @staticmethod
+    def _push(result: bytes, tracer: Any) -> None:
+        from nnsight.tracing.tracer import save
+        from nnsight.tracing.util import push
+
+        values = torch.load(io.BytesIO(result), map_location="cpu", weights_only=False)
+        for value in values.values():
+            save(value)
+        push(tracer.info.frame, values)

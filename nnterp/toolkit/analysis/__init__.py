@@ -1,0 +1,37 @@
+"""Analyses researchers reach for TransformerLens for, on the original HuggingFace models: direct logit
+attribution, residual decomposition, caches, activation and attribution patching, and interventions on every
+generated token (steering, skipped layers, patched activations). One module per idea; the public names load on
+first use.
+
+Every function takes ``remote=`` (``False``, ``True`` for NDIF, ``"local"`` for nnterp's server simulation) and
+passes it to each trace or generation it runs; the code those run (`residual.read_terms`, the patching helpers)
+ships by value (``nnterp.core.remote.SHIPPED_BY_VALUE``) and names only plain values planned on the client."""
+
+from __future__ import annotations
+
+from ...utils.lazy import lazy_exports
+
+_EXPORTS = {
+    "direct_logit_attribution": ".dla",
+    "AttributionResult": ".dla",
+    "decompose_resid": ".residual",
+    "accumulated_resid": ".residual",
+    "ResidualDecomposition": ".residual",
+    "AccumulatedResidual": ".residual",
+    "Component": ".residual",
+    "ComponentKind": ".residual",
+    "run_with_cache": ".cache",
+    "ActivationCache": ".cache",
+    "activation_patching": ".patching",
+    "attribution_patching": ".patching",
+    "PatchingResult": ".patching",
+    "intervened_generate": ".generation",
+    "steered_generate": ".generation",
+    "skipped_generate": ".generation",
+    "patched_generate": ".generation",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
