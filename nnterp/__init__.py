@@ -142,7 +142,6 @@ _EXPORTS = {
     "ExportDependencyMissing": ".errors",
     "MissingExtra": ".errors",
     "RemoteRequestError": ".errors",
-    "ServerSimulation": ".core.remote",
     "ToyModelUnsupported": ".errors",
     "ArchitectureAlreadyRegistered": ".errors",
     "ChatTemplateMissing": ".errors",

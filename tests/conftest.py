@@ -20,7 +20,10 @@ SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    from pytest_nnterp.server_simulation import install
     from pytest_nnterp.workers import share_cores_between_workers
+
+    install()  # remote="local" plays an NDIF server here: nnterp unimportable, the server's allow-list
 
     share_cores_between_workers(config)  # -n 2: one torch thread per worker, not two each
     if not hasattr(config, "workerinput"):  # the controller (or the only process) gathers and reports

@@ -1,4 +1,4 @@
-"""Every ``from nnterp... import ...`` the README and the 1.x migration section show still imports, whatever
+"""Every ``from nnterp... import ...`` (and ``from pytest_nnterp...``) the README and the 1.x migration section show still imports, whatever
 folder the code moved to (the 1.x paths are thin re-exports: nnterp.interventions, nnterp.display,
 nnterp.prompt_utils, nnterp.nnsight_utils, nnterp.standardized_transformer, nnterp.module_accessor)."""
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-IMPORT = re.compile(r"^from (nnterp[\w.]*) import (\([^)]*\)|[^\n]+)", re.M)
+IMPORT = re.compile(r"^from ((?:pytest_)?nnterp[\w.]*) import (\([^)]*\)|[^\n]+)", re.M)
 
 
 def _readme_imports() -> list[tuple[str, str]]:

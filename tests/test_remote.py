@@ -1,9 +1,9 @@
 """Remote execution as NDIF runs it: nothing of nnterp on the server, only allowed modules in the request.
 
-``remote="local"`` on a StandardizedTransformer is nnterp's ServerSimulation: the request is
-deserialized with nnterp unimportable, every module it references checked against the server's
-allow-list, and the deserialized request (not the client's model) is what runs. These tests run it
-for the editable install and for a wheel built in the session.
+``remote="local"`` here runs the strict server simulation (``pytest_nnterp.server_simulation``, installed by
+tests/conftest.py): the request is deserialized with nnterp unimportable, every module it references checked
+against the server's allow-list, and the deserialized request (not the client's model) is what runs. These tests
+run it for the editable install and for a wheel built in the session.
 """
 
 from __future__ import annotations
@@ -30,10 +30,10 @@ from nnterp.core.remote import (
     SERVER_MODULES,
     RemoteRequestError,
     RemoteStandardized,
-    ServerSimulation,
     allowed_on_server,
 )
 from nnterp.models.standardized import ACCESSOR_NAMES, StandardizedTransformer
+from pytest_nnterp.server_simulation import ServerSimulation
 from nnterp.toolkit.activations import (
     collect_token_activations_batched,
     compute_next_token_probs,
@@ -181,7 +181,11 @@ import json, sys, torch
 import nnterp
 from nnterp.toy.standardized import standardized_toy
 from nnterp import logit_lens, get_token_activations
+from pytest_nnterp.server_simulation import install
+import pytest_nnterp
 assert nnterp.__file__.startswith(sys.argv[1]), nnterp.__file__
+assert pytest_nnterp.__file__.startswith(sys.argv[1]), pytest_nnterp.__file__
+install()
 results = {}
 for name in ("llama",):
     model = standardized_toy(name)
@@ -221,6 +225,26 @@ def test_the_server_simulation_passes_for_a_wheel_install(wheel_install, tmp_pat
     assert finished.returncode == 0, finished.stderr[-3000:]
     result = json.loads(finished.stdout.strip().splitlines()[-1])
     assert result["equal"] == {"llama": True}, result
+
+
+def test_the_library_holds_no_server_simulation_and_local_falls_back_to_nnsights(llama):
+    from nnsight.intervention.backends.local import LocalSimulationBackend
+
+    from nnterp.core import remote
+    from pytest_nnterp import server_simulation
+
+    assert not {"ServerSimulation", "server_process", "deserialize_as_server"} & set(vars(remote))
+    assert isinstance(llama._remote_backend("local", True, None, False), ServerSimulation)  # installed by conftest
+    server_simulation.uninstall()
+    try:
+        assert type(llama._remote_backend("local", True, None, False)) is LocalSimulationBackend
+        with torch.no_grad(), llama.trace(PROMPTS[0], remote="local"):
+            served = llama.logits.save()
+        with torch.no_grad(), llama.trace(PROMPTS[0]):
+            local = llama.logits.save()
+        assert torch.equal(served, local)
+    finally:
+        server_simulation.install()
 
 
 def test_the_allow_list_names_modules_not_packages_for_the_standard_library():

@@ -10,23 +10,19 @@ helpers called inside traces, the error classes) is shipped by value from `SHIPP
 shipped parts use only torch, nnsight and the standard library. Its model key names nnsight's
 TransformersModel, which the server resolves.
 
-``remote="local"`` on a StandardizedTransformer runs `ServerSimulation`: the request is serialized
-as for NDIF, deserialized and run with nnterp unimportable, every module it references checked
-against `SERVER_MODULES` (a `RemoteRequestError` names any other), and its saved values come back
-through ``torch.save`` as from a server.
+``remote="local"`` serializes the request as for NDIF and runs it here (nnsight's local simulation).
+The strict simulation of an NDIF server, test machinery, lives outside the library, in
+``pytest_nnterp.server_simulation``: installed (``use_local_backend``), ``remote="local"`` deserializes and runs
+the request with nnterp unimportable, every module it references checked against `SERVER_MODULES`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import difflib
-import io
-import sys
 import types
-from typing import Any, Callable, Iterator, SupportsIndex
+from typing import Any, Callable, SupportsIndex
 
-import torch
 from nnsight.modeling.transformers import TransformersModel
 from nnsight.tracing.backend import Backend
 
@@ -239,8 +235,8 @@ CLIENT_ONLY_MEMBERS = ("validate", "validate_quietly", "get_topk_closest_tokens"
 
 
 class RemoteMixin:
-    """Remote-execution hooks of StandardizedTransformer: the twin for pickling, nnsight's model key,
-    and `ServerSimulation` for ``remote="local"``."""
+    """Remote-execution hooks of StandardizedTransformer: the twin for pickling, nnsight's model key, the check
+    of ``remote=``, and the installed backend (`use_local_backend`) for ``remote="local"``."""
 
     def __reduce_ex__(self, protocol: SupportsIndex) -> tuple:
         return reduce_to_twin(self)
@@ -258,7 +254,9 @@ class RemoteMixin:
 
     def _remote_backend(self, remote: Any, blocking: bool, job_id: Any, verbose: bool) -> Backend:
         if remote == "local":
-            return ServerSimulation(self, verbose=verbose)
+            if _LOCAL_BACKEND:
+                return _LOCAL_BACKEND[0](self, verbose)
+            return super()._remote_backend(remote, blocking, job_id, verbose)  # type: ignore[misc]  # nnsight's
         try:
             self.to_model_key()  # type: ignore[attr-defined]  # nnsight's
         except (OSError, ValueError) as error:  # a model built in memory has no hub id (HFValidationError)
@@ -267,6 +265,16 @@ class RemoteMixin:
                 f"this model has none ({type(error).__name__}: {error}); load it by hub id to run it on NDIF, or "
                 "pass remote='local' to run the request as a server would, here") from error
         return super()._remote_backend(remote, blocking, job_id, verbose)  # type: ignore[misc]  # nnsight's
+
+
+# What ``remote="local"`` runs: nnsight's local simulation (the request serialized and run here), unless a
+# stricter one is installed (`use_local_backend`): pytest_nnterp.server_simulation plays an NDIF server.
+_LOCAL_BACKEND: list[Callable[[Any, bool], Backend]] = []
+
+
+def use_local_backend(factory: Callable[[Any, bool], Backend] | None) -> None:
+    """Make ``remote="local"`` run ``factory(model, verbose)``'s backend (None: nnsight's local simulation)."""
+    _LOCAL_BACKEND[:] = [] if factory is None else [factory]
 
 
 def check_remote(remote: Any) -> None:
@@ -281,148 +289,3 @@ def check_remote(remote: Any) -> None:
     raise InvalidArgument(f"remote={remote!r} ({type(remote).__name__}){hint}: pass False (run here), True (NDIF), "
                           "'local' (run here as an NDIF server would) or an NDIF host URL (http://... or "
                           "https://...)")
-
-
-
-# -- the server simulation -------------------------------------------------------------
-
-
-class _ClientOnlyBlocker:
-    """A meta-path finder refusing `CLIENT_ONLY_PACKAGES`, as on a server where they are not installed."""
-
-    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
-        if name.split(".")[0] in CLIENT_ONLY_PACKAGES:
-            raise ModuleNotFoundError(f"No module named {name!r} (the server has no nnterp)", name=name)
-        return None
-
-
-@contextlib.contextmanager
-def server_process() -> Iterator[None]:
-    """This process as a fresh server for the duration: nnterp and pytest_nnterp unimportable (and out of
-    ``sys.modules``), and what a load registers process-wide put back afterwards.
-
-    A server is another process, so loading a request there cannot touch the client. Here it could:
-    cloudpickle maps a by-value class back onto the live class of the same id and overwrites its
-    methods, and nnsight registers shipped source in ``linecache`` under the client's file names.
-    """
-    import linecache
-    import weakref
-
-    from cloudpickle import cloudpickle as pickler
-
-    hidden = {name: sys.modules.pop(name) for name in list(sys.modules)
-              if name.split(".")[0] in CLIENT_ONLY_PACKAGES}
-    blocker = _ClientOnlyBlocker()
-    sys.meta_path.insert(0, blocker)
-    trackers = pickler._DYNAMIC_CLASS_TRACKER_BY_ID, pickler._DYNAMIC_CLASS_TRACKER_BY_CLASS
-    pickler._DYNAMIC_CLASS_TRACKER_BY_ID = weakref.WeakValueDictionary()
-    pickler._DYNAMIC_CLASS_TRACKER_BY_CLASS = weakref.WeakKeyDictionary()
-    lines = dict(linecache.cache)
-    try:
-        yield
-    finally:
-        pickler._DYNAMIC_CLASS_TRACKER_BY_ID, pickler._DYNAMIC_CLASS_TRACKER_BY_CLASS = trackers
-        linecache.cache.clear()
-        linecache.cache.update(lines)
-        sys.meta_path.remove(blocker)
-        sys.modules.update(hidden)
-
-
-def _audited_import(referenced: dict[str, set[str]]) -> Callable[[str], Any]:
-    """cloudpickle's ``subimport`` (how a pickle names a module object), recording the module."""
-    from cloudpickle.cloudpickle import subimport
-
-    def audited(name: str) -> Any:
-        referenced.setdefault(name, set()).add("<module>")
-        return subimport(name)
-    return audited
-
-
-def recording_unpickler(referenced: dict[str, set[str]]) -> type:
-    """nnsight's unpickler, recording every module (and name in it) the request references."""
-    from nnsight.intervention.serialization import CustomCloudUnpickler
-
-    class RecordingUnpickler(CustomCloudUnpickler):
-        def find_class(self, module: str, name: str) -> Any:
-            referenced.setdefault(module, set()).add(name)
-            if module.split(".")[0] == "cloudpickle" and name == "subimport":
-                return _audited_import(referenced)
-            return super().find_class(module, name)
-    return RecordingUnpickler
-
-
-def refused_modules(referenced: dict[str, set[str]]) -> None:
-    """Raise `RemoteRequestError` naming every referenced module the server does not allow."""
-    refused = {module: names for module, names in referenced.items() if not allowed_on_server(module)}
-    if refused:
-        listed = "; ".join(f"{module} ({', '.join(sorted(names))})" for module, names in sorted(refused.items()))
-        raise RemoteRequestError(f"the request references modules an NDIF server does not allow: {listed}. "
-                                 f"Allowed: {', '.join(SERVER_MODULES)}. Keep objects of other modules out of "
-                                 "the traced block (compute them before the trace), or ship code by value that "
-                                 "imports only allowed modules")
-
-
-def deserialize_as_server(blob: bytes, persistent: dict) -> tuple[Any, dict[str, set[str]]]:
-    """The request as an NDIF server loads it: nnterp unimportable, every referenced module allowed.
-
-    Returns the deserialized tracer and the modules referenced (with the names taken from each)."""
-    from nnsight.schema.request import RequestModel
-
-    referenced: dict[str, set[str]] = {}
-    try:
-        restored = RequestModel.deserialize(blob, persistent, unpickler=recording_unpickler(referenced))
-    except ImportError as error:
-        refused_modules(referenced)
-        raise RemoteRequestError(f"the request needs a module the server does not have: {error}") from error
-    refused_modules(referenced)
-    return restored, referenced
-
-
-class ServerSimulation(Backend):
-    """``remote="local"`` for StandardizedTransformer: run a request as an NDIF server would.
-
-    Serializes the trace exactly as the remote backend does, deserializes it with nnterp unimportable
-    and every referenced module checked against `SERVER_MODULES` (raising `RemoteRequestError`
-    naming any other), runs the deserialized request (the twin, not the client's model), and hands
-    the saved values back through ``torch.save``/``torch.load`` as a server does.
-    """
-
-    def __init__(self, model: Any, verbose: bool = False):
-        self.model = model
-        self.verbose = verbose
-        self.payload_bytes = 0
-        self.referenced: dict[str, set[str]] = {}
-
-    def __call__(self, tracer: Any) -> None:
-        from nnsight.schema.request import RequestModel
-
-        blob = RequestModel.serialize(tracer, compress=False)
-        self.payload_bytes = len(blob)
-        persistent = self.model._remoteable_persistent_objects()
-        with server_process():
-            restored, self.referenced = deserialize_as_server(blob, persistent)
-            result = self._run(restored)
-        if self.verbose:
-            print(f"[server simulation] payload {len(blob):,} bytes, modules: {', '.join(sorted(self.referenced))}")
-        self._push(result, tracer)
-
-    @staticmethod
-    def _run(restored: Any) -> bytes:
-        """Execute the deserialized request; the saved values, as the server's ``torch.save`` bytes."""
-        from nnsight.tracing.tracer import _saves
-
-        restored.execute(restored.info.code)
-        saved = {name: value for name, value in restored.info.frame.f_locals.items() if id(value) in _saves()}
-        buffer = io.BytesIO()
-        torch.save(saved, buffer)
-        return buffer.getvalue()
-
-    @staticmethod
-    def _push(result: bytes, tracer: Any) -> None:
-        from nnsight.tracing.tracer import save
-        from nnsight.tracing.util import push
-
-        values = torch.load(io.BytesIO(result), map_location="cpu", weights_only=False)
-        for value in values.values():
-            save(value)
-        push(tracer.info.frame, values)

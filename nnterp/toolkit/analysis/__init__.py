@@ -3,7 +3,7 @@ attribution, residual decomposition, caches, activation and attribution patching
 generated token (steering, skipped layers, patched activations). One module per idea; the public names load on
 first use.
 
-Every function takes ``remote=`` (``False``, ``True`` for NDIF, ``"local"`` for nnterp's server simulation) and
+Every function takes ``remote=`` (``False``, ``True`` for NDIF, ``"local"`` to run the serialized request here) and
 passes it to each trace or generation it runs; the code those run (`residual.read_terms`, the patching helpers)
 ships by value (``nnterp.core.remote.SHIPPED_BY_VALUE``) and names only plain values planned on the client."""
 
