@@ -1,6 +1,7 @@
-"""Every ``from nnterp... import ...`` (and ``from pytest_nnterp...``) the README and the 1.x migration section show still imports, whatever
-folder the code moved to (the 1.x paths are thin re-exports: nnterp.interventions, nnterp.display,
-nnterp.prompt_utils, nnterp.nnsight_utils, nnterp.standardized_transformer, nnterp.module_accessor)."""
+"""Every ``from nnterp... import ...`` (and ``from pytest_nnterp...``) the README and the 1.x migration section
+show still imports, whatever folder the code moved to (the 1.x paths are thin re-exports: nnterp.interventions,
+nnterp.display, nnterp.prompt_utils, nnterp.nnsight_utils, nnterp.standardized_transformer,
+nnterp.module_accessor)."""
 
 from __future__ import annotations
 
