@@ -127,10 +127,39 @@ def check_patching(model) -> None:
     torch.testing.assert_close(result.values, single.values, atol=1e-4, rtol=1e-4)
 
 
+def check_weight_directions(model) -> bool:
+    """Where the head is a plain nn.Linear under linear logit transforms, DLA's directions read from its weights
+    equal those read by calling the head on basis vectors; whether they were compared."""
+    from nnterp.toolkit.analysis import readout
+
+    refusal = expected_refusal(model)
+    if not readout._plain_linear_head(model) or refusal in ("head is not a norm then a linear unembedding",
+                                                            "non-linear transform"):
+        return False
+    like = torch.zeros(1, model.hidden_size)
+    targets = torch.tensor([TARGET, OTHER, TARGET])
+    try:
+        slow = readout.basis_directions(model, targets, like)
+    except NotDecomposable as refused:  # a non-linear logit transform: the weights refuse it the same way
+        with pytest.raises(NotDecomposable, match=re.escape(str(refused))):
+            readout.weight_directions(model, targets, like)
+        return False
+    torch.testing.assert_close(readout.weight_directions(model, targets, like), slow, atol=1e-5, rtol=1e-4)
+    return True
+
+
+@pytest.mark.parametrize("model_type", ["llama", "gpt2", "cohere"])
+def test_dla_reads_a_plain_linear_heads_directions_from_its_weights(model_type):
+    """Untied (llama), tied to the embeddings (gpt2), and under a logit scale (cohere)."""
+    model = validated_toy(model_type)
+    assert check_weight_directions(model)
+
+
 @pytest.mark.parametrize("model_type", toy_params(ANALYSIS_FAILURES, leave_out=KNOWN_FAILURES))
 def test_analysis_identities_hold(model_type):
     model = validated_toy(model_type)
     check_heads(model)
+    check_weight_directions(model)
     check_dla(model)
     check_accumulated_resid(model)
     check_cache(model)

@@ -11,7 +11,7 @@ the scale is fitted to its output on the real residual; a fit that does not repr
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -89,21 +89,57 @@ def _fitted_factor(model: StandardizedTransformer, norm: torch.nn.Module, residu
 
 def _head(model: StandardizedTransformer, hidden: torch.Tensor) -> torch.Tensor:
     """Logits of hidden states through the unembedding and the config's logit transforms (checked linear)."""
-    arch = model.architecture
-    logits = model._module.get_submodule(arch.lm_head)(hidden)
-    for transform, value in arch.spec.head.active_transforms(model._module.config, type(model._module)):
-        sample = torch.linspace(-3.0, 3.0, 7, dtype=logits.dtype, device=logits.device)
-        if not torch.allclose(transform(2 * sample, value), 2 * transform(sample, value), atol=1e-5):
-            raise NotDecomposable(f"[{arch.class_name}] its logits go through a non-linear transform "
-                                  f"({transform.__name__}, {value}), so they do not split per component")
+    logits = model._module.get_submodule(model.architecture.lm_head)(hidden)
+    for transform, value in _linear_transforms(model, logits):
         logits = transform(logits, value)
     return logits
 
 
+def _linear_transforms(model: StandardizedTransformer, like: torch.Tensor) -> list[tuple[Any, Any]]:
+    """The config's logit transforms, each checked linear (``T(2x) == 2 T(x)``) on values of ``like``'s dtype;
+    NotDecomposable for one that is not (a soft cap)."""
+    arch = model.architecture
+    transforms = list(arch.spec.head.active_transforms(model._module.config, type(model._module)))
+    for transform, value in transforms:
+        sample = torch.linspace(-3.0, 3.0, 7, dtype=like.dtype, device=like.device)
+        if not torch.allclose(transform(2 * sample, value), 2 * transform(sample, value), atol=1e-5):
+            raise NotDecomposable(f"[{arch.class_name}] its logits go through a non-linear transform "
+                                  f"({transform.__name__}, {value}), so they do not split per component")
+    return transforms
+
+
 def unembedding_directions(model: StandardizedTransformer, targets: torch.Tensor, like: torch.Tensor
                            ) -> torch.Tensor:
-    """Each row's target unembedding direction (rows, hidden), read by calling the head on basis vectors
-    (minus its logits of zero), so tied, biased or scaled heads need no special case."""
+    """Each row's target unembedding direction (rows, hidden). A plain ``nn.Linear`` head gives it from its
+    weights, the target rows through the logit transforms (`weight_directions`); any other affine head by
+    calling it on basis vectors (`basis_directions`). Both are exact; the first reads (rows, hidden) numbers where
+    the second computes a (hidden, vocab) product."""
+    if _plain_linear_head(model):
+        return weight_directions(model, targets, like)
+    return basis_directions(model, targets, like)
+
+
+def _plain_linear_head(model: StandardizedTransformer) -> bool:
+    """Whether the head is exactly ``torch.nn.Linear`` (its own forward, no hooks of its own), so that its
+    logits are ``weight @ x + bias``."""
+    head = model._module.get_submodule(model.architecture.lm_head)
+    return type(head) is torch.nn.Linear and not head._forward_hooks and not head._forward_pre_hooks
+
+
+def weight_directions(model: StandardizedTransformer, targets: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """The directions of a plain linear head: row ``target`` of its weight, through the config's logit transforms
+    (checked linear, so a transform of the row is the row of the transformed logits)."""
+    weight = model._module.get_submodule(model.architecture.lm_head).weight
+    unique, rows = torch.unique(targets, return_inverse=True)
+    directions = weight[unique.to(weight.device)].to(device=like.device, dtype=like.dtype)
+    for transform, value in _linear_transforms(model, like):
+        directions = transform(directions, value)
+    return directions[rows.to(like.device)]
+
+
+def basis_directions(model: StandardizedTransformer, targets: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """The directions read by calling the head on basis vectors (minus its logits of zero), so tied, biased or
+    scaled heads need no special case: exact for any affine head, and (hidden / DIRECTION_CHUNK) head calls."""
     hidden = like.shape[-1]
     zero = _head(model, like.new_zeros(1, hidden))[0]
     _check_linear(model, like, zero)
