@@ -54,7 +54,7 @@ def activation_patching_row(args: argparse.Namespace, subject: Subject) -> Row:
         return logits[:, -1, right] - logits[:, -1, wrong]
 
     def ours() -> Any:
-        return activation_patching(model, prompts[0], prompts[1], metric)
+        return activation_patching(model, prompts[0], prompts[1], metric, progress=False)
 
     def floor() -> torch.Tensor:
         return plain_patching_forwards(hf, model.tokenizer, prompts, cells, DEFAULT_PATCHES_PER_FORWARD, metric,

@@ -32,6 +32,18 @@ def test_last_layer_restores_the_last_position_and_nothing_else(model):
     assert result.normalized()[0, -1].item() == pytest.approx(1.0, abs=1e-3)
 
 
+def test_a_progress_bar_counts_the_patched_forwards_and_can_be_silenced(capsys):
+    model = standardized_toy("llama", enable_attention_probs=False)
+    shown = activation_patching(model, CLEAN, CORRUPTED, metric, layers=[0, 1], positions=[-1, -2, -3],
+                                patches_per_forward=2)
+    bar = capsys.readouterr().err
+    assert "activation patching" in bar and "3/3" in bar  # 2 layers x 3 positions, 2 patches per forward
+    silent = activation_patching(model, CLEAN, CORRUPTED, metric, layers=[0, 1], positions=[-1, -2, -3],
+                                 patches_per_forward=2, progress=False)
+    assert capsys.readouterr().err == ""
+    torch.testing.assert_close(shown.values, silent.values)
+
+
 @pytest.mark.parametrize("accessor", ["layers_output", "attentions_output", "mlps_output", "heads_output"])
 def test_patches_batched_through_invokes_equal_one_per_forward(model, accessor):
     batched = activation_patching(model, CLEAN, CORRUPTED, metric, accessor=accessor, positions=[-1, 6, 9])

@@ -221,8 +221,8 @@ def activation_patching(model: StandardizedTransformer, clean_prompts: str | Seq
                         corrupted_prompts: str | Sequence[str], metric: Callable[[torch.Tensor], torch.Tensor],
                         accessor: str = "layers_output", layers: int | Iterable[int] | None = None,
                         positions: int | Sequence[int] | None = None,
-                        patches_per_forward: int = DEFAULT_PATCHES_PER_FORWARD, remote: bool | str = False
-                        ) -> PatchingResult:
+                        patches_per_forward: int = DEFAULT_PATCHES_PER_FORWARD, remote: bool | str = False,
+                        progress: bool = True) -> PatchingResult:
     """The metric of the corrupted run with each (layer, position) of ``accessor`` patched from the clean run.
 
     ``metric`` maps logits (batch, seq, vocab) to a scalar or one number per prompt, shape (batch,) (averaged);
@@ -238,6 +238,8 @@ def activation_patching(model: StandardizedTransformer, clean_prompts: str | Seq
         result = activation_patching(model, "The capital of France is", "The capital of Italy is",
                                      lambda logits: logits[:, -1, paris] - logits[:, -1, rome])
         result.normalized()  # (layers, positions): 1 where the patch restores the clean answer
+
+    ``progress`` shows a progress bar over the patched forwards (tqdm; ``progress=False`` to silence it).
     """
     from .cache import run_with_cache
 
@@ -256,7 +258,12 @@ def activation_patching(model: StandardizedTransformer, clean_prompts: str | Seq
     corrupted_metric = _metric_value(corrupted_value, batch, "the corrupted run", pair.corrupted_layout)
     cells = _cells(model, accessor, chosen, len(pair.positions))
     values: list[float] = []
-    for start in range(0, len(cells), max(1, patches_per_forward)):
+    starts: Iterable[int] = range(0, len(cells), max(1, patches_per_forward))
+    if progress:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc="activation patching", unit="forward")
+    for start in starts:
         # One invoke over copies of the corrupted batch, not one invoke per patch: nnsight splits invokes along
         # each native tensor's first axis, which is not the batch where streams lead (Gemma 3n) or the sequence
         # does (XLNet); the accessors serve (batch, seq, ...) views on every layout, so rows are patched there.
