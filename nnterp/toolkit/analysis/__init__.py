@@ -29,6 +29,7 @@ _EXPORTS = {
     "steered_generate": ".generation",
     "skipped_generate": ".generation",
     "patched_generate": ".generation",
+    "run_layers": ".partial",
 }
 
 __all__ = sorted(_EXPORTS)
