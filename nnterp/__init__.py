@@ -71,6 +71,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time each name load
     from .toolkit.analysis.cache import ActivationCache, run_with_cache
     from .toolkit.analysis.dla import AttributionResult, direct_logit_attribution
     from .toolkit.analysis.generation import intervened_generate, patched_generate, skipped_generate, steered_generate
+    from .toolkit.analysis.neurons import NeuronAttribution, neuron_attribution
     from .toolkit.analysis.partial import run_layers
     from .toolkit.analysis.patching import PatchingResult, activation_patching, attribution_patching
     from .toolkit.analysis.residual import (
@@ -177,6 +178,8 @@ _EXPORTS = {
     "skipped_generate": ".toolkit.analysis.generation",
     "patched_generate": ".toolkit.analysis.generation",
     "run_layers": ".toolkit.analysis.partial",
+    "neuron_attribution": ".toolkit.analysis.neurons",
+    "NeuronAttribution": ".toolkit.analysis.neurons",
     "intervened_generate": ".toolkit.analysis.generation",
 }
 

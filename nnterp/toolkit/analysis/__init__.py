@@ -30,6 +30,8 @@ _EXPORTS = {
     "skipped_generate": ".generation",
     "patched_generate": ".generation",
     "run_layers": ".partial",
+    "neuron_attribution": ".neurons",
+    "NeuronAttribution": ".neurons",
 }
 
 __all__ = sorted(_EXPORTS)
