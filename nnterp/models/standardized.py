@@ -38,7 +38,7 @@ from ..errors import (
     ToolkitInputError,
     ValidationFailed,
 )
-from ..utils.inputs import check_token_rows, check_trace_input
+from ..utils.inputs import batched_ids, check_token_rows, check_trace_input
 from ..utils.restore import restored_on_failure
 from ..utils.tokenizer_copy import own_tokenizer
 
@@ -370,9 +370,8 @@ class StandardizedTransformer(RemoteMixin, TraceTimeMembers, TransformersModel):
         """nnsight's batching of a trace's inputs, then the checks of the batched ids: some token in every row,
         and a length within the model's positions."""
         batched = super()._batch(invokes, fn)
-        args, kwargs = batched if len(batched) == 2 and isinstance(batched[1], dict) else ((), {})
-        ids = kwargs.get("input_ids", args[0] if args and isinstance(args[0], torch.Tensor) else None)
-        if isinstance(ids, torch.Tensor) and ids.ndim >= 2:
+        ids, kwargs = batched_ids(batched)
+        if ids is not None and ids.ndim >= 2:
             check_token_rows(ids, kwargs.get("attention_mask"))
             self._check_input_length(ids.shape[1])
         return batched

@@ -25,6 +25,7 @@ from ..utils.image_inputs import (
     per_prompt_images,
 )
 from ..utils.images import noise_image
+from ..utils.inputs import batched_ids
 from ..utils.tokenizer_copy import own_processor, own_tokenizer
 from .standardized import StandardizedTransformer, _hub_options
 
@@ -298,12 +299,10 @@ class StandardizedVLM(StandardizedTransformer):
         model would run it as text."""
         from torch._subclasses.fake_tensor import FakeTensor, unset_fake_temporarily
 
-        args, kwargs = batched if len(batched) == 2 and isinstance(batched[1], dict) else ((), {})
-        ids = kwargs.get("input_ids", args[0] if args and isinstance(args[0], torch.Tensor) else None)
+        ids, kwargs = batched_ids(batched)
         media = any(any(part in key for part in _MEDIA_KEYS) and value is not None and
                     not (isinstance(value, torch.Tensor) and value.numel() == 0) for key, value in kwargs.items())
-        if media or not isinstance(ids, torch.Tensor) or ids.is_floating_point() or isinstance(ids, FakeTensor) or \
-                ids.device.type == "meta":
+        if media or ids is None or ids.is_floating_point() or isinstance(ids, FakeTensor) or ids.device.type == "meta":
             return
         with unset_fake_temporarily():
             markers = marker_counts(ids, self.image_marker_ids, kwargs.get("attention_mask"))

@@ -165,15 +165,6 @@ def at_columns(values: Any, columns: torch.Tensor | int) -> Any:
     return values[rows, columns.to(values.device)]
 
 
-def _chosen_layers(layers: Any, num_layers: int) -> list[int]:
-    """``select_layers``, refusing an empty selection (it would return an empty result)."""
-    chosen = select_layers(layers, num_layers)
-    if not chosen:
-        raise ToolkitInputError(f"layers is empty ({layers!r}): pass None for every layer, an int, "
-                                "or a non-empty list of layer indices")
-    return chosen
-
-
 def get_token_activations(model: Any, prompts: str | list[str], idx: int = -1,
                           layers: int | Iterable[int] | None = None, remote: bool | str = False,
                           images: Any = None) -> torch.Tensor:
@@ -184,7 +175,7 @@ def get_token_activations(model: Any, prompts: str | list[str], idx: int = -1,
     model) gives one image, or a list of images, per prompt; the prompts hold their image markers
     (``model.image_prompt``).
     """
-    chosen = _chosen_layers(layers, _num_layers(model))
+    chosen = select_layers(layers, _num_layers(model))  # refuses an empty selection
     in_order = sorted(set(chosen))
     inputs, layout = _padded(model, prompts, images)
     idx = checked_position(idx, layout, "idx")

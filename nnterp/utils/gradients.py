@@ -23,8 +23,9 @@ from ..errors import GradientUnavailable
 def activation_gradients(model: Any, feature: str) -> Iterator[None]:
     """Grad mode on (inside ``torch.no_grad`` and ``torch.inference_mode`` too) and the parameters of ``model``
     frozen for the duration; each parameter's ``requires_grad`` restored after, whatever happens."""
-    parameters = list(model._module.parameters())
-    inference = [name for name, parameter in model._module.named_parameters() if parameter.is_inference()][:3]
+    named = list(model._module.named_parameters())
+    parameters = [parameter for _, parameter in named]
+    inference = [name for name, parameter in named if parameter.is_inference()][:3]
     if inference:
         raise GradientUnavailable(
             f"{feature} needs gradients, and this model's parameters ({', '.join(inference)}...) were created inside "

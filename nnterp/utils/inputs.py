@@ -80,6 +80,14 @@ def check_trace_input(inputs: tuple, kwargs: Mapping[str, Any]) -> None:
     raise ToolkitTypeError(f"the trace's input is {type(data).__name__} ({data!r:.60}): {WHAT_TO_PASS}")
 
 
+def batched_ids(batched: tuple) -> tuple[torch.Tensor | None, dict[str, Any]]:
+    """The token ids of a forward input as nnsight's batching returns it (``(args, kwargs)``), and its keyword
+    inputs: ``input_ids``, else a tensor passed first; None where there are none (embeddings, features)."""
+    args, kwargs = batched if len(batched) == 2 and isinstance(batched[1], dict) else ((), {})
+    ids = kwargs.get("input_ids", args[0] if args and isinstance(args[0], torch.Tensor) else None)
+    return (ids if isinstance(ids, torch.Tensor) else None), kwargs
+
+
 def check_token_rows(ids: torch.Tensor, attention_mask: Any) -> None:
     """Refuse a batch with no token, or a row whose attention mask holds no real token (a prompt that tokenized
     to nothing, such as ``""`` with a tokenizer that adds no BOS token)."""
