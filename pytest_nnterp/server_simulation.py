@@ -2,7 +2,7 @@
 machinery, so it lives outside the library package.
 
 `ServerSimulation` serializes a trace exactly as nnsight's remote backend does, deserializes it as an NDIF server
-would (nnterp and pytest_nnterp unimportable, every referenced module checked against
+would (parameters frozen, nnterp and pytest_nnterp unimportable, every referenced module checked against
 ``nnterp.core.remote.SERVER_MODULES``, a `RemoteRequestError` naming any other), runs the deserialized request
 and hands the saved values back through ``torch.save`` as a server does. Pass it as a trace's backend
 (``model.trace(prompt, backend=ServerSimulation(model))``), or `install` it so that ``remote="local"`` runs it
@@ -22,6 +22,7 @@ from nnsight.tracing.backend import Backend
 
 from nnterp.core.remote import CLIENT_ONLY_PACKAGES, SERVER_MODULES, allowed_on_server, use_local_backend
 from nnterp.errors import RemoteRequestError
+from nnterp.utils.gradients import frozen_parameters
 
 
 def install() -> None:
@@ -131,7 +132,8 @@ class ServerSimulation(Backend):
     Serializes the trace exactly as the remote backend does, deserializes it with nnterp unimportable
     and every referenced module checked against `SERVER_MODULES` (raising `RemoteRequestError`
     naming any other), runs the deserialized request (the twin, not the client's model), and hands
-    the saved values back through ``torch.save``/``torch.load`` as a server does.
+    the saved values back through ``torch.save``/``torch.load`` as a server does. As on NDIF, the parameters are
+    frozen while it runs (a server freezes them at load).
     """
 
     def __init__(self, model: Any, verbose: bool = False):
@@ -146,7 +148,9 @@ class ServerSimulation(Backend):
         blob = RequestModel.serialize(tracer, compress=False)
         self.payload_bytes = len(blob)
         persistent = self.model._remoteable_persistent_objects()
-        with server_process():
+        # As on an NDIF server: parameters frozen at load. The grad mode stays the client's, so that the toolkit's
+        # no_grad traces read here as they do locally (an NDIF server runs every request in grad mode: README).
+        with server_process(), frozen_parameters(self.model._module):
             restored, self.referenced = deserialize_as_server(blob, persistent)
             result = self._run(restored)
         if self.verbose:

@@ -33,14 +33,25 @@ def outcome(run, remote) -> Any:
         return type(error).__name__, str(error)
 
 
-def equal(local: Any, remote: Any) -> bool:
-    """Bitwise equal, dtype included: a request runs the same weights on the same inputs in the same batches."""
+def equal(local: Any, remote: Any, exact: bool = True) -> bool:
+    """Bitwise equal, dtype included: a request runs the same weights on the same inputs in the same batches.
+    ``exact=False``: equal to float rounding (torch.testing.assert_close's tolerances for the dtype)."""
     if isinstance(local, torch.Tensor):
-        return isinstance(remote, torch.Tensor) and local.dtype == remote.dtype and torch.equal(local, remote)
+        if not (isinstance(remote, torch.Tensor) and local.dtype == remote.dtype and local.shape == remote.shape):
+            return False
+        if exact:
+            return torch.equal(local, remote)
+        try:
+            torch.testing.assert_close(remote, local, equal_nan=True)
+        except AssertionError:
+            return False
+        return True
     if isinstance(local, (list, tuple)):
         return (isinstance(remote, (list, tuple)) and len(local) == len(remote)
-                and all(equal(a, b) for a, b in zip(local, remote)))
+                and all(equal(a, b, exact) for a, b in zip(local, remote)))
     if isinstance(local, dict):
         return isinstance(remote, dict) and local.keys() == remote.keys() and all(
-            equal(local[key], remote[key]) for key in local)
+            equal(local[key], remote[key], exact) for key in local)
+    if not exact and isinstance(local, float) and isinstance(remote, float):
+        return abs(local - remote) <= 1e-5 + 1.3e-6 * abs(local)
     return local == remote

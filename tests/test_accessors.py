@@ -175,3 +175,49 @@ def test_writing_a_sublayer_value_changes_the_logits(llama, accessor):
         values[1] = values[1] * 0
         after = llama.logits.save()
     assert not torch.allclose(before, after)
+
+
+class _ReadOnlyEnvoy:
+    """A stand-in envoy whose input and output can be read, and whose assignment fails the test: an accessor that
+    assigned on read would lose in-place edits where the assignment ships the value at once (an NDIF sandbox)."""
+
+    def __init__(self, tensor):
+        self._tensor = tensor
+
+    @property
+    def input(self):
+        return self._tensor
+
+    @input.setter
+    def input(self, value):
+        raise AssertionError("an accessor assigned the input on read")
+
+    @property
+    def output(self):
+        return self._tensor
+
+    @output.setter
+    def output(self, value):
+        raise AssertionError("an accessor assigned the output on read")
+
+
+@pytest.mark.parametrize("grad_mode", [torch.no_grad, torch.enable_grad])
+def test_reading_an_accessor_never_assigns_and_serves_a_view_of_the_models_tensor(grad_mode):
+    from nnterp.core.accessors import AttentionProbabilities, HeadsOutput, LayerwiseContribution, LayerwiseIO
+
+    envoy = _ReadOnlyEnvoy(torch.randn(1, 3, 8))
+    reads = {
+        "layers_output": LayerwiseIO(2, lambda index: envoy, "output"),
+        "mlps_input": LayerwiseIO(2, lambda index: envoy, "input"),
+        "mlps_output": LayerwiseContribution(2, lambda index: [envoy], ()),
+        "heads_output": HeadsOutput(2, lambda index: envoy, lambda index: 2),
+    }
+    probabilities = AttentionProbabilities(2, None, (None, None), True, "stub")
+    probabilities._locate = lambda index: envoy
+    reads["attention_probabilities"] = probabilities
+    with grad_mode():
+        for name, accessor in reads.items():
+            value = accessor[1]
+            assert value.data_ptr() == envoy._tensor.data_ptr(), name  # the model's own memory, not a copy
+            value.view(-1)[0] = 7.0  # an in-place edit reaches the model's tensor
+            assert envoy._tensor.view(-1)[0] == 7.0, name

@@ -49,6 +49,90 @@ def test_token_embeddings_gradient_is_the_first_layers_input_gradient(llama):
     torch.testing.assert_close(embeddings_grad, first_grad)
 
 
+def _accessor_gradients(model, remote=False, prompt=PROMPT):
+    """Every accessor's .grad under backward, read as the README says (no set-up call)."""
+    with model.trace(prompt, remote=remote):
+        values = [getattr(model, name)[layer] for name, layer in READ]
+        loss = model.logits[:, -1].logsumexp(-1).sum()
+        with loss.backward():
+            grads = save([value.grad for value in reversed(values)][::-1])
+    return grads
+
+
+@pytest.fixture
+def frozen(llama):
+    """The toy llama with every parameter frozen (and no .grad left by earlier tests), unfrozen after."""
+    parameters = list(llama._module.parameters())
+    for parameter in parameters:
+        parameter.grad = None
+        parameter.requires_grad_(False)
+    yield llama
+    for parameter in parameters:
+        parameter.requires_grad_(True)
+
+
+@pytest.mark.parametrize("remote", [False, "local"], ids=["local", "server simulation"])
+def test_every_accessor_gradient_is_the_same_with_frozen_parameters(llama, frozen, remote):
+    """Frozen parameters (a memory-saving habit; what an NDIF server does, and what the simulation does): each
+    accessor's .grad equals the one an unfrozen model gives, bit for bit, and no parameter gets a .grad."""
+    for parameter in llama._module.parameters():
+        parameter.requires_grad_(True)
+    expected = _accessor_gradients(llama)[0]
+    for parameter in llama._module.parameters():
+        parameter.grad = None
+        parameter.requires_grad_(False)
+    got = _accessor_gradients(frozen, remote)[0]
+    for (name, layer), want, have in zip(READ, expected, got):
+        assert torch.equal(want, have), (name, layer)
+    assert all(parameter.grad is None and not parameter.requires_grad for parameter in frozen._module.parameters())
+
+
+def test_gradients_with_frozen_parameters_in_a_padded_batch(frozen):
+    """Two prompts of different lengths in one batch (left-padded): each row's gradients equal its own run's."""
+    other = "A cat"
+    batch = _accessor_gradients(frozen, prompt=[PROMPT, other])
+    for row, prompt in enumerate([PROMPT, other]):
+        alone = _accessor_gradients(frozen, prompt=prompt)
+        for (name, layer), want, have in zip(READ, alone, batch):
+            have = have[row:row + 1]
+            if name == "attention_probabilities":  # (batch, heads, query, key)
+                have = have[..., -want.shape[-2]:, -want.shape[-1]:]
+            elif name in ("queries", "keys", "values"):  # (batch, heads, seq, head_dim)
+                have = have[..., -want.shape[-2]:, :]
+            else:  # (batch, seq, ...)
+                have = have[:, -want.shape[1]:]
+            torch.testing.assert_close(have, want, msg=f"{name} {layer}", atol=1e-5, rtol=1e-4)
+
+
+def test_reads_with_frozen_parameters_change_no_value_and_stay_editable_in_place(frozen):
+    """A read that carries gradients is still the model's own tensor: same logits, and in-place edits reach the
+    model (an edit of a read tensor is refused by torch for a leaf that requires grad, so this would catch one)."""
+    with torch.no_grad(), frozen.trace(PROMPT):
+        expected = frozen.logits.save()
+    with frozen.trace(PROMPT):
+        for name, layer in READ:
+            getattr(frozen, name)[layer]
+        logits = frozen.logits.save()
+    assert torch.equal(logits, expected)
+    runs = []
+    for grad_mode in (torch.no_grad, torch.enable_grad):
+        with grad_mode(), frozen.trace(PROMPT):
+            frozen.layers_output[0][:, 1] = 0
+            frozen.heads_output[1][:, :, 0] *= 2
+            runs.append(frozen.logits.save())
+    assert torch.equal(runs[1], runs[0]) and not torch.equal(runs[0], expected)
+
+
+def test_token_embeddings_carry_gradients_with_frozen_parameters(frozen):
+    with frozen.trace(PROMPT):
+        frozen.track_activation_gradients()
+        first_input = frozen.layers_input[0]
+        loss = frozen.logits[0, -1].logsumexp(-1)
+        with loss.backward():
+            first_grad = first_input.grad.save()
+    assert first_grad.abs().sum() > 0
+
+
 # -- attribution patching: gradients of activations, whatever the grad mode and the parameters ------------------
 
 

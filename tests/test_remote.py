@@ -249,3 +249,15 @@ def test_the_library_holds_no_server_simulation_and_local_falls_back_to_nnsights
 
 def test_the_allow_list_names_modules_not_packages_for_the_standard_library():
     assert "typing" not in SERVER_MODULES and "abc" not in SERVER_MODULES and allowed_on_server("torch.nn")
+
+
+def test_the_server_simulation_freezes_the_parameters_as_ndif_does_and_restores_them(llama):
+    """NDIF freezes parameters at load: a request sees them frozen, and the client's model keeps its own flags
+    afterwards."""
+    def flags(remote):
+        with llama.trace(PROMPTS[0], remote=remote):
+            seen = save([llama.lm_head.weight.requires_grad, llama.layers_output[0].requires_grad])
+        return seen
+    assert flags(False) == [True, True]
+    assert flags("local") == [False, True]  # frozen, and still a read carries gradients
+    assert all(parameter.requires_grad for parameter in llama._module.parameters())

@@ -15,13 +15,16 @@ identically by both. REMOTE_FAILURES' rows are left out of that test and each is
 from __future__ import annotations
 
 import pytest
+import torch
 
 from nnterp.toy import causal_lm_classes
+from nnterp.utils.gradients import frozen_parameters
 
 from .conftest import validated_toy
 from .known_failures import (
     ANALYSIS_FAILURES,
     ANALYSIS_FUNCTION_FAILURES,
+    FROZEN_PARAMETER_NUMERICS,
     KNOWN_FAILURES,
     REMOTE_FAILURES,
     TOOLKIT_FAILURES,
@@ -55,8 +58,9 @@ def left_out(class_name: str) -> set[str]:
     return functions
 
 
-def mismatch(name: str, run) -> str | None:
-    """Why ``run``'s remote="local" result is not its local one (None: they are equal)."""
+def mismatch(name: str, run, exact: bool = True) -> str | None:
+    """Why ``run``'s remote="local" result is not its local one (None: they are equal); ``exact=False`` compares to
+    float rounding (FROZEN_PARAMETER_NUMERICS)."""
     try:
         local = outcome(run, False)
     except Exception as error:  # noqa: BLE001 - reported with the function's name
@@ -65,7 +69,7 @@ def mismatch(name: str, run) -> str | None:
         remote = outcome(run, "local")
     except Exception as error:  # noqa: BLE001 - reported with the function's name
         return f"{name} raised {type(error).__name__} remotely only: {str(error)[:200]}"
-    return None if equal(local, remote) else f"{name} differs from the local run"
+    return None if equal(local, remote, exact) else f"{name} differs from the local run"
 
 
 @pytest.mark.parametrize("model_type", toy_params({}, leave_out=KNOWN_FAILURES))
@@ -73,8 +77,9 @@ def test_every_function_equals_the_local_run_under_the_server_simulation(model_t
     model = validated_toy(model_type)
     class_name = type(model._module).__name__
     skipped = left_out(class_name)
+    exact = class_name not in FROZEN_PARAMETER_NUMERICS
     differing = [problem for name, run in every_function(model).items() if name not in skipped
-                 for problem in [mismatch(name, run)] if problem]
+                 for problem in [mismatch(name, run, exact)] if problem]
     assert not differing, f"{class_name} ({model_type}) under remote='local': " + "; ".join(differing)
 
 
@@ -96,3 +101,24 @@ def test_remote_failures_still_fail(model_type, function):
 def test_every_remote_failure_row_names_a_function_run_here():
     run_here = set(FUNCTIONS) | set(TOOLKIT_FUNCTIONS)
     assert all(set(functions) <= run_here for functions in REMOTE_FAILURES.values()), REMOTE_FAILURES
+
+
+def _frozen_numerics_types() -> list:
+    types = causal_lm_classes()
+    return [model_type for class_name in FROZEN_PARAMETER_NUMERICS
+            for model_type, type_class in types.items() if type_class == class_name]
+
+
+@pytest.mark.parametrize("model_type", _frozen_numerics_types())
+def test_each_frozen_parameter_numerics_row_still_differs_in_plain_torch(model_type):
+    """The bare HuggingFace module, no nnterp in its forward: frozen parameters change its logits (to rounding)."""
+    module = validated_toy(model_type)._module
+    differences = []
+    for ids in (torch.tensor([[5, 9, 13, 17]]), torch.tensor([[5, 9, 13, 17, 21, 3, 8, 30, 41]])):
+        with torch.no_grad():
+            expected = module(ids).logits
+            with frozen_parameters(module):
+                frozen = module(ids).logits
+        torch.testing.assert_close(frozen, expected)
+        differences.append(not torch.equal(frozen, expected))
+    assert any(differences), f"{model_type}: frozen parameters no longer change its logits: remove its row"

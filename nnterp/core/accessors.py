@@ -56,6 +56,23 @@ def as_integer_index(index: Any) -> int:
         raise LayerIndexTypeError(index) from None
 
 
+def differentiable(value: Any) -> Any:
+    """``value``, an activation read inside a trace, carrying gradients under ``backward()`` even where the forward
+    builds no graph because every parameter before it is frozen (a memory-saving habit, and what an NDIF server does
+    at load). Every accessor read and ``model.track_activation_gradients()`` go through here: the one place gradients
+    of activations are made possible.
+
+    A floating tensor that does not require grad (in grad mode) is multiplied in place by a one that does: the same
+    tensor object, with the same values, now in a graph that every later computation extends. Nothing is assigned, so
+    the read stays the model's own tensor and in-place edits of it reach the model in every execution mode (an NDIF
+    sandbox included). Under ``torch.no_grad`` or ``torch.inference_mode``, or where the tensor already requires
+    grad, it is returned untouched."""
+    if (isinstance(value, torch.Tensor) and torch.is_grad_enabled() and not value.requires_grad
+            and value.is_floating_point() and not value.is_inference()):
+        value.mul_(torch.ones((), dtype=value.dtype, device=value.device, requires_grad=True))
+    return value
+
+
 def check_layer_index(index: Any, num_layers: int) -> int:
     """A non-negative layer index, or a LayerIndexError saying how many layers there are
     (LayerIndexTypeError for a value that is not an integer)."""
@@ -158,9 +175,12 @@ class HeadsOutput(LayerwiseModules):
 
     def __getitem__(self, index: int) -> Any:
         position = check_layer_index(index, self._num_layers)
-        projection = self._locate(position)
-        heads = projection.input.unflatten(-1, (self._heads(position), -1))
-        projection.input = heads.flatten(-2)  # the projection reads through `heads`, so `heads.grad` flows
+        heads = differentiable(self._locate(position).input).unflatten(-1, (self._heads(position), -1))
+        # A view, never an assignment: in-place edits reach the projection's input in every execution mode (an
+        # assignment would ship the value at read time in an NDIF sandbox, losing later edits). The projection reads
+        # the view's base, not the view, so `heads.grad` is served from the base's gradient: the marker nnsight sets on
+        # a batch's rows for the same reason (nnsight.intervention.backward).
+        heads._nnsight_batch = True
         return heads
 
     def __setitem__(self, index: int, value: Any) -> None:
@@ -200,7 +220,7 @@ class AttentionArgument(LayerwiseModules):
 
     def __getitem__(self, index: int) -> Any:
         position = check_layer_index(index, self._num_layers)
-        return self._operation(position).inputs[0][self._position(position)]
+        return differentiable(self._operation(position).inputs[0][self._position(position)])
 
     def __setitem__(self, index: int, value: Any) -> None:
         position = check_layer_index(index, self._num_layers)
@@ -242,7 +262,7 @@ class LayerwiseIO(LayerwiseModules):
         self.view = view
 
     def __getitem__(self, index: int) -> Any:
-        value = unwrap(getattr(super(LayerwiseIO, self).__getitem__(index), self._side))
+        value = differentiable(unwrap(getattr(super(LayerwiseIO, self).__getitem__(index), self._side)))
         return self.view.canonical(value) if self.view else value
 
     def __setitem__(self, index: int, value: Any) -> None:
@@ -278,9 +298,9 @@ class LayerwiseContribution(LayerwiseModules):
     def __getitem__(self, index: int) -> Any:
         shape = unwrap(self._flat_input(index).input).shape if self._flat_input else None
         envoys = super(LayerwiseContribution, self).__getitem__(index)
-        total = unwrap(envoys[0].output)
+        total = differentiable(unwrap(envoys[0].output))
         for envoy in envoys[1:]:
-            total = total + unwrap(envoy.output)
+            total = total + differentiable(unwrap(envoy.output))
         if shape is not None:
             total = total.view(*shape[:-1], total.shape[-1])  # a view: in-place edits reach the model
         scale = self._scales[check_layer_index(index, self._num_layers)] if self._scales else 1.0
@@ -425,7 +445,7 @@ class AttentionProbabilities(LayerwiseModules):
         return self._enabled
 
     def __getitem__(self, index: int) -> Any:
-        return super(AttentionProbabilities, self).__getitem__(index).output
+        return differentiable(super(AttentionProbabilities, self).__getitem__(index).output)
 
     def __setitem__(self, index: int, value: Any) -> None:
         super(AttentionProbabilities, self).__getitem__(index).output = value

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import torch
 
 from ..errors import RenamingError, ToolkitInputError
-from .accessors import check_layer_index, check_shape, walk
+from .accessors import check_layer_index, check_shape, differentiable, walk
 from .steering import steer as _steer
 
 if TYPE_CHECKING:
@@ -74,9 +74,9 @@ class TraceTimeMembers:
         codebooks (MusicGen), the sum of their embeddings, which the model feeds its first layer
         (a write then reads the earlier codebooks itself, so write it before reading it)."""
         if self._facts.codebooks:
-            embeddings = sum(codebook.output for codebook in self.embed_tokens)
+            embeddings = sum(differentiable(codebook.output) for codebook in self.embed_tokens)
         else:
-            embeddings = self.embed_tokens.output
+            embeddings = differentiable(self.embed_tokens.output)
         return self._hidden_view.canonical(embeddings) if self._hidden_view else embeddings
 
     @token_embeddings.setter
@@ -92,14 +92,12 @@ class TraceTimeMembers:
         last.output = value
 
     def track_activation_gradients(self) -> None:
-        """Inside a trace, before any layer: make the token embeddings require grad, so that every activation
+        """Inside a trace, before any layer: make the token embeddings carry gradients, so that every activation
         after them has a gradient under ``backward()`` whether or not the parameters do (frozen parameters, a
-        server that freezes them). See nnterp.utils.gradients."""
+        server that freezes them). Accessor reads do the same for what they read (nnterp.core.accessors.differentiable);
+        this reaches the whole forward from its start. See nnterp.utils.gradients."""
         for module in (list(self.embed_tokens) if self._facts.codebooks else [self.embed_tokens]):
-            output = module.output
-            if isinstance(output, torch.Tensor) and output.is_floating_point() and not output.requires_grad:
-                # a copy of the leaf goes on, not the leaf: models scale their embeddings in place (CTRL, Git)
-                module.output = output.requires_grad_(True).clone()
+            differentiable(module.output)
 
     @property
     def logits(self) -> Any:

@@ -159,7 +159,7 @@ def _metric_value(value: torch.Tensor, batch: int, where: str, layout: TokenLayo
                   "each prompt's last token) with NaN before each prompt's first token: read positions counted from "
                   "the end") if layout.padded else ""
         raise NonFiniteValue(f"the metric is {value.tolist()} on {where}: expected finite numbers{padded}")
-    return float(value.float().mean())
+    return float(value.detach().float().mean())
 
 
 def _cells(model: StandardizedTransformer, accessor: str, layers: list[int], count: int
