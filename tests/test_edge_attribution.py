@@ -1,0 +1,118 @@
+"""Edge attribution patching against a manual autograd computation on the HuggingFace modules (a zero added to
+each receiver's norm input, differentiated), and against path patching of each edge on a toy."""
+
+import pytest
+import torch
+
+from nnterp.errors import NotDecomposable, ToolkitInputError
+from nnterp.toolkit.analysis.edge_attribution import edge_attribution_patching
+from nnterp.toolkit.analysis.path_patches import path_patching
+from nnterp.toy.standardized import standardized_toy
+
+CLEAN = ["hello world there", "a big cat sat now"]
+CORRUPTED = ["hello wirld there", "a big dog sat now"]
+SENDERS = ["embed", "L0.H0", "L0.H1", "L0.H2", "L0.H3", "L0.mlp", "L1.H0", "L1.H2", "L1.attn", "L1.mlp"]
+RECEIVERS = ["L0.attn", "L0.mlp", "L1.attn", "L1.mlp", "L1.resid", "final"]
+
+
+def metric(logits):
+    return logits[:, -1, 5] - logits[:, -1, 7]
+
+
+@pytest.fixture(scope="module")
+def llama():
+    """4 query heads sharing 2 key/value heads."""
+    return standardized_toy("llama", enable_attention_probs=False)
+
+
+def _by_hand(model):
+    """Each edge's (clean - corrupted sender output) . d metric / d (a zero added to the receiver's norm input), in
+    plain torch: forward hooks read the senders, pre-hooks add the zeros, autograd differentiates the mean metric."""
+    hf, layers = model._module, model._module.model.layers
+    norms = {"L0.attn": layers[0].input_layernorm, "L0.mlp": layers[0].post_attention_layernorm,
+             "L1.attn": layers[1].input_layernorm, "L1.mlp": layers[1].post_attention_layernorm,
+             "L1.resid": layers[1], "final": hf.model.norm}
+
+    def run(prompts, grad):
+        seen, zeros, handles = {}, {}, []
+        for name, module in {"embed": hf.model.embed_tokens, "L0.mlp": layers[0].mlp, "L1.mlp": layers[1].mlp,
+                             "L1.attn": layers[1].self_attn}.items():
+            handles.append(module.register_forward_hook(
+                lambda _, a, out, name=name: seen.__setitem__(name, out[0] if isinstance(out, tuple) else out)))
+        for layer in (0, 1):
+            handles.append(layers[layer].self_attn.o_proj.register_forward_pre_hook(
+                lambda _, args, layer=layer: seen.__setitem__(("heads", layer), args[0])))
+        if grad:
+            for name, module in norms.items():
+                def add(_, args, kwargs, name=name):
+                    hidden = kwargs.pop("hidden_states") if "hidden_states" in kwargs else args[0]
+                    zeros[name] = torch.zeros_like(hidden, requires_grad=True)
+                    rest = args[1:] if args else ()
+                    return ((hidden + zeros[name]), *rest), kwargs
+                handles.append(module.register_forward_pre_hook(add, with_kwargs=True))
+        try:
+            with torch.enable_grad() if grad else torch.no_grad():
+                value = metric(hf(**model.tokenizer(prompts, return_tensors="pt")).logits).mean()
+                grads = dict(zip(zeros, torch.autograd.grad(value, list(zeros.values())))) if grad else {}
+        finally:
+            for handle in handles:
+                handle.remove()
+        return seen, grads
+
+    clean, _ = run(CLEAN, False)
+    corrupted, grads = run(CORRUPTED, True)
+    size = model.config.hidden_size // model.config.num_attention_heads
+
+    def change(sender):
+        if sender.startswith("L") and ".H" in sender:
+            layer, head = int(sender[1]), int(sender.split("H")[1])
+            part = slice(head * size, (head + 1) * size)
+            weight = layers[layer].self_attn.o_proj.weight[:, part]
+            return (clean[("heads", layer)][..., part] - corrupted[("heads", layer)][..., part]) @ weight.T
+        return clean[sender] - corrupted[sender]
+
+    order = {"embed": -1, "L0.H": 2, "L0.mlp": 4, "L1.H": 7, "L1.attn": 7, "L1.mlp": 9}
+    reads = {"L0.attn": 1, "L0.mlp": 3, "L1.resid": 5, "L1.attn": 6, "L1.mlp": 8, "final": 10}
+    with torch.no_grad():
+        return torch.tensor([[float((change(sender) * grads[receiver]).sum())
+                              if order[sender[:4] if ".H" in sender else sender] < reads[receiver] else 0.0
+                              for receiver in RECEIVERS] for sender in SENDERS])
+
+
+def test_edge_scores_are_the_change_times_the_receivers_gradient(llama):
+    found = edge_attribution_patching(llama, CLEAN, CORRUPTED, metric, senders=SENDERS, receivers=RECEIVERS)
+    expected = _by_hand(llama)
+    assert found.scores.shape == (len(SENDERS), len(RECEIVERS))
+    torch.testing.assert_close(found.scores, expected, atol=1e-6, rtol=1e-4)
+    assert not found.edges[SENDERS.index("L1.H0"), RECEIVERS.index("L1.attn")]
+    assert found.edges[SENDERS.index("L1.H0"), RECEIVERS.index("L1.mlp")]
+    assert all(parameter.grad is None for parameter in llama._module.parameters())
+
+
+@pytest.mark.parametrize("name", ["llama", "gpt2"])
+def test_edge_scores_track_path_patching_of_each_edge(name):
+    """The first-order estimate against path patching of every edge from a head or an MLP, one receiver at a time.
+    Measured: correlation 0.9994 (llama) and 0.998 (gpt2) over 50 edges; the embeddings' edges, whose change is a
+    swapped token, are far from linear (with them: 0.66 and 0.86), as for attribution patching."""
+    model = standardized_toy(name, enable_attention_probs=False)
+    senders = [f"L{layer}.{part}" for layer in range(model.num_layers)
+               for part in [f"H{head}" for head in range(model.num_heads)] + ["mlp"]]
+    edges = edge_attribution_patching(model, CLEAN, CORRUPTED, metric, senders=senders)
+    exact = torch.stack([path_patching(model, CLEAN, CORRUPTED, metric, receivers=[receiver], senders=senders,
+                                       progress=False).values - edges.corrupted_metric
+                         for receiver in edges.receivers], dim=1)
+    real = edges.edges
+    torch.testing.assert_close(exact[~real], torch.zeros(int((~real).sum())))  # no edge: no effect either way
+    correlation = torch.corrcoef(torch.stack([exact[real], edges.scores[real]]))[0, 1].item()
+    print(f"{name}: correlation {correlation:.3f} over {int(real.sum())} edges")
+    assert correlation > 0.99
+
+
+def test_per_head_receivers_and_parallel_blocks_are_refused(llama):
+    with pytest.raises(ToolkitInputError, match="path_patching for one head"):
+        edge_attribution_patching(llama, CLEAN, CORRUPTED, metric, receivers=["L1.H0.q"])
+    neox = standardized_toy("gpt_neox", enable_attention_probs=False)
+    with pytest.raises(NotDecomposable, match="same input"):
+        edge_attribution_patching(neox, CLEAN, CORRUPTED, metric)
+    found = edge_attribution_patching(neox, CLEAN, CORRUPTED, metric, receivers=["L1.resid", "final"])
+    assert found.scores.shape == (neox.num_layers * neox.num_heads, 2)
