@@ -40,7 +40,8 @@ def _by_hand(model, clean_prompts, corrupted_prompts, metric):
         seen, handles = {}, []
         for key, (module, side) in modules.items():
             if side == "in":
-                handles.append(module.register_forward_pre_hook(lambda _, args, key=key: seen.__setitem__(key, args[0])))
+                handles.append(module.register_forward_pre_hook(
+                    lambda _, args, key=key: seen.__setitem__(key, args[0])))
             else:
                 handles.append(module.register_forward_hook(lambda _, a, out, key=key: seen.__setitem__(
                     key, out[0] if isinstance(out, tuple) else out)))
