@@ -116,3 +116,11 @@ def test_per_head_receivers_and_parallel_blocks_are_refused(llama):
         edge_attribution_patching(neox, CLEAN, CORRUPTED, metric)
     found = edge_attribution_patching(neox, CLEAN, CORRUPTED, metric, receivers=["L1.resid", "final"])
     assert found.scores.shape == (neox.num_layers * neox.num_heads, 2)
+
+
+def test_prompts_of_different_lengths_batched_equal_one_at_a_time(llama):
+    """The scores of a padded batch are the mean of each prompt's (the metric is averaged over prompts)."""
+    clean, corrupted = ["hello world", "a big cat sat now"], ["hello wirld", "a big dog sat now"]
+    both = edge_attribution_patching(llama, clean, corrupted, metric)
+    each = [edge_attribution_patching(llama, [one], [other], metric) for one, other in zip(clean, corrupted)]
+    torch.testing.assert_close(both.scores, (each[0].scores + each[1].scores) / 2, atol=1e-7, rtol=1e-4)

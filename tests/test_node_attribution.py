@@ -147,3 +147,14 @@ def test_smollm2_every_grid_is_the_difference_times_the_gradient(smollm2_hf):
         torch.testing.assert_close(found[kind] - found.corrupted_metric, expected[kind], atol=1e-4, rtol=1e-3,
                                    msg=kind)
     assert all(parameter.grad is None for parameter in hf.parameters())
+
+
+def test_prompts_of_different_lengths_batched_equal_one_at_a_time():
+    model = standardized_toy("llama", enable_attention_probs=False)
+    clean, corrupted = ["hello world", "a big cat sat now"], ["hello wirld", "a big dog sat now"]
+    both = attribution_patching_nodes(model, clean, corrupted, metric, positions=[-1, -2])
+    each = [attribution_patching_nodes(model, [one], [other], metric, positions=[-1, -2])
+            for one, other in zip(clean, corrupted)]
+    for kind in DEFAULT_KINDS:
+        torch.testing.assert_close(both[kind] - both.corrupted_metric,
+                                   sum(one[kind] - one.corrupted_metric for one in each) / 2, atol=1e-7, rtol=1e-4)

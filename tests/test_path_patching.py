@@ -204,3 +204,18 @@ def test_bad_labels_and_pairs_are_refused():
         path_patching(model, CLEAN, CORRUPTED, metric, receivers=["final"], senders=["L0.q"])
     with pytest.raises(PositionAlignmentError, match="equal token lengths"):
         path_patching(model, ["hello world there"], ["hello there"], metric, receivers=["final"], positions=[-1])
+
+
+def test_prompts_of_different_lengths_batched_equal_one_at_a_time():
+    """Pairs of equal lengths, padded together: the batch's metric is the mean of the prompts' own."""
+    model = standardized_toy("llama", enable_attention_probs=False)
+    clean, corrupted = ["hello world", "a big cat sat now"], ["hello wirld", "a big dog sat now"]
+    receivers = ["L1.H0.q", "L1.KV1.v", "L0.mlp", "L1.mlp", "final"]
+    both = path_patching(model, clean, corrupted, metric, receivers=receivers, progress=False)
+    each = [path_patching(model, [one], [other], metric, receivers=receivers, progress=False)
+            for one, other in zip(clean, corrupted)]
+    torch.testing.assert_close(both.values, (each[0].values + each[1].values) / 2, atol=1e-6, rtol=1e-5)
+    at = path_patching(model, clean, corrupted, metric, receivers=receivers, positions=[-1, -2], progress=False)
+    each = [path_patching(model, [one], [other], metric, receivers=receivers, positions=[-1, -2], progress=False)
+            for one, other in zip(clean, corrupted)]
+    torch.testing.assert_close(at.values, (each[0].values + each[1].values) / 2, atol=1e-6, rtol=1e-5)

@@ -21,8 +21,8 @@ from nnsight import save
 from ...errors import NotDecomposable, ToolkitInputError
 from ...utils.gradients import activation_gradients
 from .node_attribution import node_gradients, read_for_gradient
-from .patching import _alignment, _metric, _metric_value, _pair
-from .path_patches import _changes
+from .patching import _alignment, _metric, _metric_value
+from .path_patches import _changes, sender_pair
 from .paths import Node, parallel_blocks, parse_receivers, parse_senders, reaches
 
 if TYPE_CHECKING:
@@ -71,8 +71,8 @@ def edge_attribution_patching(model: StandardizedTransformer, clean_prompts: str
     chosen_receivers = parse_receivers(model, receivers if receivers is not None else _every_receiver(model))
     _check_receivers(model, chosen_receivers)
     with activation_gradients(model, "edge_attribution_patching"):
-        pair = _pair(model, clean_prompts, corrupted_prompts, positions)
-        changes, clean_metric, corrupted_metric = _changes(model, pair, chosen_senders, metric, remote)
+        pair, mask = sender_pair(model, clean_prompts, corrupted_prompts, positions)
+        changes, clean_metric, corrupted_metric = _changes(model, pair, mask, chosen_senders, metric, remote)
         reads = _gradient_reads(model, chosen_receivers)
         with model.trace(pair.corrupted, remote=remote):
             model.track_activation_gradients()

@@ -115,9 +115,9 @@ def path_patching(model: StandardizedTransformer, clean_prompts: str | Sequence[
 
     check_additive(model)
     chosen_senders, chosen_receivers = parse_senders(model, senders), parse_receivers(model, receivers)
-    pair = _pair(model, clean_prompts, corrupted_prompts, positions)
+    pair, mask = sender_pair(model, clean_prompts, corrupted_prompts, positions)
     batch = len(pair.clean_layout.lengths)
-    changes, clean_metric, corrupted_metric = _changes(model, pair, chosen_senders, metric, remote)
+    changes, clean_metric, corrupted_metric = _changes(model, pair, mask, chosen_senders, metric, remote)
     alignment = _alignment(pair.corrupted_layout)
     values: list[float] = []
     step = max(1, patches_per_forward)
@@ -141,14 +141,28 @@ def path_patching(model: StandardizedTransformer, clean_prompts: str | Sequence[
                               tuple(node.label for node in chosen_receivers), clean_metric, corrupted_metric)
 
 
-def _changes(model: StandardizedTransformer, pair: _Pair, senders: list[Node], metric: Any, remote: bool | str
-             ) -> tuple[list[torch.Tensor], float, float]:
-    """Each sender's change (clean - corrupted, at the chosen positions), and the clean and corrupted metrics."""
+def sender_pair(model: StandardizedTransformer, clean_prompts: Any, corrupted_prompts: Any,
+                positions: int | Sequence[int] | None) -> tuple[_Pair, torch.Tensor]:
+    """The prompt pair, and (batch, seq) True where each sender's change is taken: each prompt's ``positions``, or
+    every one of its tokens (None; prompts of different lengths too), never the padding or a learned prefix."""
+    pair = _pair(model, clean_prompts, corrupted_prompts, -1 if positions is None else positions)
     if not torch.equal(pair.clean_layout.lengths, pair.corrupted_layout.lengths):
         lengths = pair.clean_layout.lengths.tolist(), pair.corrupted_layout.lengths.tolist()
         raise PositionAlignmentError(f"path patching takes each sender's change at every position, so each clean "
                                      f"prompt and its corrupted partner need equal token lengths, got {lengths[0]} "
                                      f"and {lengths[1]}: reword them to tokenize alike")
+    layout, prefix = pair.corrupted_layout, model.num_prefix_positions
+    columns = torch.arange(layout.width)
+    if positions is None:
+        chosen = (columns >= layout.starts[:, None]) & (columns < (layout.starts + layout.lengths)[:, None])
+    else:
+        chosen = (columns == pair.corrupted_columns.T[..., None]).any(dim=1)
+    return pair, torch.cat([torch.zeros(len(layout.lengths), prefix, dtype=torch.bool), chosen], dim=1)
+
+
+def _changes(model: StandardizedTransformer, pair: _Pair, mask: torch.Tensor, senders: list[Node], metric: Any,
+             remote: bool | str) -> tuple[list[torch.Tensor], float, float]:
+    """Each sender's change (clean - corrupted, where ``mask``), and the clean and corrupted metrics."""
     batch = len(pair.clean_layout.lengths)
     reads = sender_reads(senders)
     clean, clean_value = run_reads(model, pair.clean, reads, metric, _alignment(pair.clean_layout), remote)
@@ -156,18 +170,7 @@ def _changes(model: StandardizedTransformer, pair: _Pair, senders: list[Node], m
                                            remote)
     clean_metric = _metric_value(clean_value, batch, "the clean run", pair.clean_layout)
     corrupted_metric = _metric_value(corrupted_value, batch, "the corrupted run", pair.corrupted_layout)
-    return sender_changes(model, senders, clean, corrupted, position_mask(model, pair)), clean_metric, corrupted_metric
-
-
-def position_mask(model: StandardizedTransformer, pair: _Pair) -> torch.Tensor:
-    """(batch, seq) True at each prompt's chosen positions (after any learned prefix positions)."""
-    layout = pair.corrupted_layout
-    prefix = model.num_prefix_positions
-    mask = torch.zeros(len(layout.lengths), prefix + layout.width, dtype=torch.bool)
-    rows = torch.arange(len(layout.lengths))
-    for columns in pair.corrupted_columns:
-        mask[rows, prefix + columns] = True
-    return mask
+    return sender_changes(model, senders, clean, corrupted, mask), clean_metric, corrupted_metric
 
 
 def _plan(model: StandardizedTransformer, senders: list[Node], receivers: list[Node]) -> Plan:
