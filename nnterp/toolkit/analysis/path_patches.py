@@ -73,24 +73,19 @@ class PathPatchingResult:
         return self.values.view(num_layers, num_heads)
 
 
-@dataclass(frozen=True)
 class Plan:
-    """What one forward patches, as plain values (it ships with a remote request): the layers whose residual
-    input is set (a resid receiver, or a second copy to run), per layer the receivers there, and per copy and
-    layer whether its sender reaches the residual entering the layer and the MLP's input."""
+    """What one forward patches, as plain values (it ships with a remote request, so a plain class, which needs no
+    dataclasses on the server): the layers whose residual input is set (a resid receiver, or a second copy to run),
+    per layer the receivers there, and per copy and layer whether its sender reaches the residual entering the layer
+    (``before``) and whether it is that layer's attention or one of its heads (``mid``)."""
 
-    copies: int
-    shadow: bool
-    input_layers: tuple[int, ...]
-    resid: frozenset
-    attn: frozenset
-    heads: dict  # layer -> ((accessor, head), ...)
-    mlp: frozenset
-    final: bool
-    last: int
-    sequential: bool  # the MLP reads the attention's output (not the layer's input, as in parallel blocks)
-    before: dict  # (copy, layer) -> sender reaches the residual entering layer
-    mid: dict  # (copy, layer) -> the sender is that layer's attention (or a head of it)
+    def __init__(self, *, copies: int, shadow: bool, input_layers: tuple[int, ...], resid: frozenset, attn: frozenset,
+                 heads: dict, mlp: frozenset, final: bool, last: int, sequential: bool, before: dict, mid: dict):
+        self.copies, self.shadow, self.input_layers = copies, shadow, input_layers
+        self.resid, self.attn, self.heads, self.mlp = resid, attn, heads, mlp  # heads: layer -> ((accessor, head),)
+        self.final, self.last = final, last
+        self.sequential = sequential  # the MLP reads the attention's output (not the layer's input: parallel blocks)
+        self.before, self.mid = before, mid
 
 
 def path_patching(model: StandardizedTransformer, clean_prompts: str | Sequence[str],
@@ -129,12 +124,13 @@ def path_patching(model: StandardizedTransformer, clean_prompts: str | Sequence[
     for start in starts:
         chunk = chosen_senders[start:start + step]
         plan = _plan(model, chunk, chosen_receivers)
-        blocks = len(chunk) * (2 if plan.shadow else 1)
+        width = 2 if plan.shadow else 1  # (the block names plain values only: they ship with a remote request)
+        chunk_changes, blocks = changes[start:start + step], len(chunk) * width
         with torch.no_grad(), model.trace(_repeated(pair.corrupted, blocks), remote=remote):
-            patch_paths(model, plan, changes[start:start + step], batch)
+            patch_paths(model, plan, chunk_changes, batch)
             logits = model.logits
             metrics = save([_metric(metric, logits[block * batch:(block + 1) * batch], alignment)
-                            for block in range(0, blocks, blocks // len(chunk))])
+                            for block in range(0, blocks, width)])
         values += [_metric_value(value.detach().cpu(), batch, f"the corrupted run with {node.label} patched",
                                  pair.corrupted_layout) for node, value in zip(chunk, metrics)]
     return PathPatchingResult(torch.tensor(values), tuple(node.label for node in chosen_senders),
@@ -189,10 +185,10 @@ def _plan(model: StandardizedTransformer, senders: list[Node], receivers: list[N
               for layer in resid | shadow_layers}
     mid = {(copy, layer): sender.kind in ("attn", "head") and sender.layer == layer
            for copy, sender in enumerate(senders) for layer in layers("mlp")}
-    return Plan(len(senders), bool(shadow_layers), tuple(sorted(resid | shadow_layers)), resid, layers("attn"),
-                {layer: tuple(found) for layer, found in heads.items()}, layers("mlp"),
-                any(node.kind == "final" for node in receivers), model.num_layers - 1, not parallel_blocks(model),
-                before, mid)
+    return Plan(copies=len(senders), shadow=bool(shadow_layers), input_layers=tuple(sorted(resid | shadow_layers)),
+                resid=resid, attn=layers("attn"), heads={layer: tuple(found) for layer, found in heads.items()},
+                mlp=layers("mlp"), final=any(node.kind == "final" for node in receivers), last=model.num_layers - 1,
+                sequential=not parallel_blocks(model), before=before, mid=mid)
 
 
 def patch_paths(model: Any, plan: Plan, changes: list[torch.Tensor], batch: int) -> None:
