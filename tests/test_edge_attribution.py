@@ -87,6 +87,9 @@ def test_edge_scores_are_the_change_times_the_receivers_gradient(llama):
     assert not found.edges[SENDERS.index("L1.H0"), RECEIVERS.index("L1.attn")]
     assert found.edges[SENDERS.index("L1.H0"), RECEIVERS.index("L1.mlp")]
     assert all(parameter.grad is None for parameter in llama._module.parameters())
+    assert all(parameter.requires_grad for parameter in llama._module.parameters())
+    assert not any(module._forward_hooks or module._forward_pre_hooks or module._backward_hooks
+                   for module in llama._module.modules())
 
 
 @pytest.mark.parametrize("name", ["llama", "gpt2"])
@@ -181,3 +184,20 @@ def test_prompts_of_different_lengths_batched_equal_one_at_a_time(llama):
     both = edge_attribution_patching(llama, clean, corrupted, metric)
     each = [edge_attribution_patching(llama, [one], [other], metric) for one, other in zip(clean, corrupted)]
     torch.testing.assert_close(both.scores, (each[0].scores + each[1].scores) / 2, atol=1e-7, rtol=1e-4)
+
+
+@pytest.mark.parametrize("mode", ["no_grad", "frozen"])
+def test_works_under_no_grad_and_with_frozen_parameters(mode):
+    model = standardized_toy("llama", enable_attention_probs=False)
+    receivers = ["L1.H0.q", "L1.KV1.k", "L1.attn", "final"]
+    expected = edge_attribution_patching(model, CLEAN, CORRUPTED, metric, receivers=receivers, progress=False)
+    if mode == "frozen":
+        for parameter in model._module.parameters():
+            parameter.requires_grad_(False)
+        found = edge_attribution_patching(model, CLEAN, CORRUPTED, metric, receivers=receivers, progress=False)
+        assert not any(parameter.requires_grad for parameter in model._module.parameters())
+    else:
+        with torch.no_grad():
+            found = edge_attribution_patching(model, CLEAN, CORRUPTED, metric, receivers=receivers, progress=False)
+    torch.testing.assert_close(found.scores, expected.scores)
+    assert all(parameter.grad is None for parameter in model._module.parameters())

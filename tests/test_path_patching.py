@@ -115,6 +115,13 @@ def test_no_receiver_leaves_the_corrupted_run(model):
     assert found.clean_metric == pytest.approx(_run(model, CLEAN), abs=1e-6)
 
 
+def test_leaves_no_hook_and_no_grad(model):
+    path_patching(model, CLEAN, CORRUPTED, metric, receivers=["L1.H0.q", "L1.mlp", "final"], progress=False)
+    assert all(parameter.grad is None for parameter in model._module.parameters())
+    assert not any(module._forward_hooks or module._forward_pre_hooks or module._backward_hooks
+                   for module in model._module.modules())
+
+
 def _wang_path_patching(model, sender_head, receiver_layer, receiver_parts):
     """Wang et al.'s path patching, by hooks (towards the clean run, as nnterp's): (1) cache every head's and MLP's
     output on both runs; (2) the corrupted run with the sender head's clean output and every other head and MLP
