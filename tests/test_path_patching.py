@@ -226,3 +226,47 @@ def test_prompts_of_different_lengths_batched_equal_one_at_a_time():
     each = [path_patching(model, [one], [other], metric, receivers=receivers, positions=[-1, -2], progress=False)
             for one, other in zip(clean, corrupted)]
     torch.testing.assert_close(at.values, (each[0].values + each[1].values) / 2, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.real_model
+def test_smollm2_grouped_query_heads_through_every_reader_after_them_are_activation_patching(smollm2_hf):
+    """SmolLM2 (9 query heads, 3 key/value heads): a head's path to every reader after it, through the per-head
+    receivers of the next layer (its 9 queries, 3 keys, 3 values), its MLP, and the stream from two layers on, is
+    activation patching of the head by a plain hook."""
+    from nnterp import StandardizedTransformer
+
+    hf, tokenizer = smollm2_hf
+    model = StandardizedTransformer(hf, tokenizer=tokenizer)
+    clean, corrupted = "The capital of France is", "The capital of Italy is"
+    paris, rome = tokenizer.encode(" Paris")[0], tokenizer.encode(" Rome")[0]
+
+    def paris_minus_rome(logits):
+        return logits[:, -1, paris] - logits[:, -1, rome]
+
+    readers = ["L22.mlp"] + [f"L23.H{head}.q" for head in range(9)] + [f"L23.KV{head}.{part}" for head in range(3)
+                                                                       for part in "kv"] + ["L23.mlp", "L24.resid"]
+    found = path_patching(model, clean, corrupted, paris_minus_rome, receivers=readers, senders=["L22.H5"],
+                          progress=False)
+    projection = hf.model.layers[22].self_attn.o_proj
+    seen = {}
+    handle = projection.register_forward_pre_hook(lambda _, args: seen.__setitem__("heads", args[0].clone()))
+    try:
+        with torch.no_grad():
+            hf(**tokenizer(clean, return_tensors="pt"))
+    finally:
+        handle.remove()
+    size = hf.config.hidden_size // hf.config.num_attention_heads
+
+    def patch(_, args):
+        heads = args[0].clone()
+        heads[..., 5 * size:6 * size] = seen["heads"][..., 5 * size:6 * size]
+        return (heads, *args[1:])
+
+    handle = projection.register_forward_pre_hook(patch)
+    try:
+        with torch.no_grad():
+            expected = paris_minus_rome(hf(**tokenizer(corrupted, return_tensors="pt")).logits).item()
+    finally:
+        handle.remove()
+    assert found.values.item() == pytest.approx(expected, abs=1e-4)
+    assert found.values.item() != pytest.approx(found.corrupted_metric, abs=1e-3)
