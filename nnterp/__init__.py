@@ -73,6 +73,9 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time each name load
     from .toolkit.analysis.generation import intervened_generate, patched_generate, skipped_generate, steered_generate
     from .toolkit.analysis.neurons import NeuronAttribution, neuron_attribution
     from .toolkit.analysis.partial import run_layers
+    from .toolkit.analysis.edge_attribution import EdgeAttribution, edge_attribution_patching
+    from .toolkit.analysis.node_attribution import NodeAttribution, attribution_patching_nodes
+    from .toolkit.analysis.path_patches import PathPatchingResult, path_patching
     from .toolkit.analysis.patching import PatchingResult, activation_patching, attribution_patching
     from .toolkit.analysis.residual import (
         AccumulatedResidual,
@@ -174,6 +177,12 @@ _EXPORTS = {
     "activation_patching": ".toolkit.analysis.patching",
     "attribution_patching": ".toolkit.analysis.patching",
     "PatchingResult": ".toolkit.analysis.patching",
+    "attribution_patching_nodes": ".toolkit.analysis.node_attribution",
+    "NodeAttribution": ".toolkit.analysis.node_attribution",
+    "path_patching": ".toolkit.analysis.path_patches",
+    "PathPatchingResult": ".toolkit.analysis.path_patches",
+    "edge_attribution_patching": ".toolkit.analysis.edge_attribution",
+    "EdgeAttribution": ".toolkit.analysis.edge_attribution",
     "steered_generate": ".toolkit.analysis.generation",
     "skipped_generate": ".toolkit.analysis.generation",
     "patched_generate": ".toolkit.analysis.generation",

@@ -8,9 +8,12 @@ from nnterp.toolkit.analysis import (
     accumulated_resid,
     activation_patching,
     attribution_patching,
+    attribution_patching_nodes,
     decompose_resid,
     direct_logit_attribution,
+    edge_attribution_patching,
     patched_generate,
+    path_patching,
     run_with_cache,
     skipped_generate,
     steered_generate,
@@ -23,6 +26,13 @@ from .remote_equality import equal, outcome
 CLEAN, CORRUPTED = ["a cat sat", "the dog"], ["a dog sat", "the cat"]  # pairwise equal token lengths
 POSITIONS = [-1, 2]
 METRIC = lambda logits: logits[:, -1, 5] - logits[:, -1, 7]  # noqa: E731 - a lambda ships by value
+
+
+RECEIVERS = ["L1.H0.q", "L1.attn", "L1.mlp", "final"]  # a second copy of the rows, and the stream itself
+
+
+def _senders(model):
+    return ["embed", "L0.H1", "L0.attn", "L0.mlp", f"L{model.num_layers - 1}.mlp"]
 
 
 def every_analysis_function(model):
@@ -39,6 +49,14 @@ def every_analysis_function(model):
                                                                   remote=remote),
         "attribution_patching": lambda remote: attribution_patching(model, CLEAN, CORRUPTED, METRIC,
                                                                     positions=POSITIONS, remote=remote),
+        "attribution_patching_nodes": lambda remote: attribution_patching_nodes(model, CLEAN, CORRUPTED, METRIC,
+                                                                                positions=POSITIONS, remote=remote),
+        "path_patching": lambda remote: path_patching(model, CLEAN, CORRUPTED, METRIC, receivers=RECEIVERS,
+                                                      senders=_senders(model), progress=False, remote=remote),
+        "edge_attribution_patching": lambda remote: edge_attribution_patching(model, CLEAN, CORRUPTED, METRIC,
+                                                                              senders=_senders(model),
+                                                                              receivers=RECEIVERS, progress=False,
+                                                                              remote=remote),
         "steered_generate": lambda remote: steered_generate(model, CLEAN, 0, vector, factor=2.0, max_new_tokens=2,
                                                             remote=remote),
         "skipped_generate": lambda remote: skipped_generate(model, CLEAN, [0], max_new_tokens=2, remote=remote),
@@ -51,7 +69,8 @@ def every_analysis_function(model):
 ARCHITECTURES = {"llama": "LlamaForCausalLM", "modernbert-decoder": "ModernBertDecoderForCausalLM",
                  "gemma3n_text": "Gemma3nForCausalLM"}
 FUNCTIONS = ("direct_logit_attribution", "decompose_resid", "accumulated_resid", "run_with_cache",
-             "activation_patching", "attribution_patching", "steered_generate", "skipped_generate", "patched_generate")
+             "activation_patching", "attribution_patching", "attribution_patching_nodes", "path_patching",
+             "edge_attribution_patching", "steered_generate", "skipped_generate", "patched_generate")
 
 
 def cases() -> list:

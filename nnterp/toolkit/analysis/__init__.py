@@ -1,7 +1,7 @@
 """Analyses researchers reach for TransformerLens for, on the original HuggingFace models: direct logit
-attribution, residual decomposition, caches, activation and attribution patching, and interventions on every
-generated token (steering, skipped layers, patched activations). One module per idea; the public names load on
-first use.
+attribution, residual decomposition, caches, activation, attribution, path and edge attribution patching, and
+interventions on every generated token (steering, skipped layers, patched activations). One module per idea;
+the public names load on first use.
 
 Every function takes ``remote=`` (``False``, ``True`` for NDIF, ``"local"`` to run the serialized request here) and
 passes it to each trace or generation it runs; the code those run (`residual.read_terms`, the patching helpers)
@@ -25,6 +25,12 @@ _EXPORTS = {
     "activation_patching": ".patching",
     "attribution_patching": ".patching",
     "PatchingResult": ".patching",
+    "attribution_patching_nodes": ".node_attribution",
+    "NodeAttribution": ".node_attribution",
+    "path_patching": ".path_patches",
+    "PathPatchingResult": ".path_patches",
+    "edge_attribution_patching": ".edge_attribution",
+    "EdgeAttribution": ".edge_attribution",
     "intervened_generate": ".generation",
     "steered_generate": ".generation",
     "skipped_generate": ".generation",
