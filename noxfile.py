@@ -111,7 +111,7 @@ def ndif(session: nox.Session) -> None:
     if shutil.which("redis-server") is None:
         session.run("apt-get", "update", "-qq", external=True)
         session.run("apt-get", "install", "-y", "-qq", "redis-server", external=True)
-    state = Path(session.create_tmp())
+    state = Path(session.create_tmp()).resolve()  # the server's processes run in another folder
     environment = {"NNTERP_NDIF_SERVER_VENV": str(server_venv), "HF_HOME": str(state / "hf"), "HF_HUB_OFFLINE": "1",
                    "NDIF_HOST": "http://127.0.0.1:8001", "NNTERP_NDIF_TIMINGS": str(state / "ndif_timings.json")}
     session.run("unshare", "-n", "bash", "-c", NDIF_NAMESPACE_SCRIPT, "ndif", *session.posargs, external=True,

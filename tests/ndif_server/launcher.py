@@ -41,7 +41,8 @@ def model_key(repo_id: str) -> str:
 
 
 def _session_members(session: int) -> list[int]:
-    """Process ids of every process in ``session`` (a service may leave its process group, not its session)."""
+    """Process ids of every live process in ``session`` (a service may leave its process group, not its
+    session); zombies, dead and waiting to be reaped, are not counted."""
     members = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -49,7 +50,7 @@ def _session_members(session: int) -> list[int]:
                 fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
                 continue
-            if int(fields[3]) == session:
+            if int(fields[3]) == session and fields[0] != "Z":
                 members.append(int(entry.name))
     return members
 
@@ -174,7 +175,7 @@ class NdifServer:
         return f"/tmp/ndif-ray-{os.getpid()}"
 
     def stop(self) -> None:
-        """Stop every process started, newest first, each with its whole session (SIGTERM, SIGKILL after 15 s)."""
+        """Stop every process started, newest first, each with its whole session (SIGTERM, SIGKILL after 5 s)."""
         started = time.monotonic()
         for name, process in reversed(list(self.processes.items())):
             stopping = time.monotonic()
@@ -184,7 +185,7 @@ class NdifServer:
         self.timings["stop_s"] = time.monotonic() - started
 
 
-def _stop_session(process: subprocess.Popen, grace_s: float = 15) -> None:
+def _stop_session(process: subprocess.Popen, grace_s: float = 5) -> None:
     """Stop ``process`` and every process of its session (start_new_session: its id is the session's)."""
     for pid in _session_members(process.pid):
         _signal(pid, signal.SIGTERM)
@@ -195,6 +196,9 @@ def _stop_session(process: subprocess.Popen, grace_s: float = 15) -> None:
     for pid in _session_members(process.pid):
         _signal(pid, signal.SIGKILL)
     process.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while _session_members(process.pid) and time.monotonic() < deadline:  # SIGKILL lands asynchronously
+        time.sleep(0.05)
 
 
 def served_host(home: Path) -> Iterator[str]:
@@ -207,9 +211,9 @@ def served_host(home: Path) -> Iterator[str]:
         return
     from .models import write_models
 
-    hf_home = Path(os.environ["HF_HOME"])
+    hf_home = Path(os.environ["HF_HOME"]).resolve()
     write_models(hf_home)
-    server = NdifServer(Path(os.environ["NNTERP_NDIF_SERVER_VENV"]), home, hf_home)
+    server = NdifServer(Path(os.environ["NNTERP_NDIF_SERVER_VENV"]).resolve(), home.resolve(), hf_home)
     try:
         yield server.start()
     finally:
