@@ -102,12 +102,15 @@ def ndif(session: nox.Session) -> None:
     it, in a network namespace of their own (``unshare -n``: root, or a user namespace, is needed)."""
     _install(session, f"transformers=={TRANSFORMERS_VERSIONS[-1]}", f"nnsight=={NNSIGHT_NEWEST}", "dev")
     server_venv = Path(session.virtualenv.location).parent / "ndif-server"
-    if not (server_venv / "bin" / "ndif").exists():
+    requirements = Path("tests/ndif_server/requirements.txt").read_text()
+    installed = server_venv / "installed-requirements.txt"  # rebuilt when the pins change
+    if not installed.exists() or installed.read_text() != requirements:
         session.run("python", "-m", "venv", "--clear", str(server_venv))
         pip = [str(server_venv / "bin" / "python"), "-m", "pip", "install", "-q"]
         session.run(*pip, TORCH, external=True)
         session.run(*pip, "--ignore-requires-python", "--only-binary=:all:", "-r",
                     "tests/ndif_server/requirements.txt", external=True)
+        installed.write_text(requirements)
     if shutil.which("redis-server") is None:
         session.run("apt-get", "update", "-qq", external=True)
         session.run("apt-get", "install", "-y", "-qq", "redis-server", external=True)
