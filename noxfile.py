@@ -117,6 +117,10 @@ def ndif(session: nox.Session) -> None:
     state = Path(session.create_tmp()).resolve()  # the server's processes run in another folder
     environment = {"NNTERP_NDIF_SERVER_VENV": str(server_venv), "HF_HOME": str(state / "hf"), "HF_HUB_OFFLINE": "1",
                    "NDIF_HOST": "http://127.0.0.1:8001", "NNTERP_NDIF_TIMINGS": str(state / "ndif_timings.json")}
-    session.run("unshare", "-n", "bash", "-c", NDIF_NAMESPACE_SCRIPT, "ndif", *session.posargs, external=True,
-                env=environment)
-    session.log(f"server start-up and shutdown: {(state / 'ndif_timings.json').read_text()}")
+    try:
+        session.run("unshare", "-n", "bash", "-c", NDIF_NAMESPACE_SCRIPT, "ndif", *session.posargs, external=True,
+                    env=environment)
+    finally:
+        timings = state / "ndif_timings.json"
+        if timings.exists():
+            session.log(f"server start-up and shutdown (s): {timings.read_text()}")
