@@ -4,6 +4,7 @@
     nox -s "compat(transformers='5.24.0', nnsight='0.8.1')"   # one version set
     nox -s lower_bound                             # CI's second stage: the pyproject lower bound
     nox -s newest                                  # when upstream releases: the newest releases, diffed
+    nox -s ndif                                    # every remote feature against a real NDIF server
 
 ``compat`` runs the full toy suite plus the real SmolLM2 model and writes that version set's
 report into ``compat_reports/`` (the file name carries the versions, so sets never overwrite each
@@ -11,6 +12,9 @@ other). Every session installs ``torch==2.13.0`` first, so that nothing pulls a 
 """
 
 from __future__ import annotations
+
+import shutil
+from pathlib import Path
 
 import nox
 
@@ -82,3 +86,41 @@ def lower_bound(session: nox.Session) -> None:
     session.run("python", "-m", "pytest", "-n", "2", "-q", "-m", "representative or not toy_architecture",
                 "tests/test_attention_probs.py", "tests/test_architectures.py", "tests/test_toolkit_architectures.py",
                 "tests/test_loading.py", "tests/test_vlm.py", *session.posargs)
+
+
+# Run inside a network namespace with only loopback: Ray binds every interface and dials the host's own address.
+NDIF_NAMESPACE_SCRIPT = "ip link set lo up && exec python -m pytest -p no:cacheprovider -q -m ndif -rf " \
+                        "--durations=10 tests/test_ndif_real.py \"$@\""
+
+
+@nox.session
+def ndif(session: nox.Session) -> None:
+    """Every remote feature against a real NDIF server (PyPI ndif, tests/ndif_server), trusted and sandboxed.
+
+    Builds the client's virtualenv (this session's) and the server's (tests/ndif_server/requirements.txt, no
+    nnterp), which need the package registry, then runs the tests, which start the server on 127.0.0.1 and stop
+    it, in a network namespace of their own (``unshare -n``: root, or a user namespace, is needed)."""
+    _install(session, f"transformers=={TRANSFORMERS_VERSIONS[-1]}", f"nnsight=={NNSIGHT_NEWEST}", "dev")
+    server_venv = Path(session.virtualenv.location).parent / "ndif-server"
+    requirements = Path("tests/ndif_server/requirements.txt").read_text()
+    installed = server_venv / "installed-requirements.txt"  # rebuilt when the pins change
+    if not installed.exists() or installed.read_text() != requirements:
+        session.run("python", "-m", "venv", "--clear", str(server_venv))
+        pip = [str(server_venv / "bin" / "python"), "-m", "pip", "install", "-q"]
+        session.run(*pip, TORCH, external=True)
+        session.run(*pip, "--ignore-requires-python", "--only-binary=:all:", "-r",
+                    "tests/ndif_server/requirements.txt", external=True)
+        installed.write_text(requirements)
+    if shutil.which("redis-server") is None:
+        session.run("apt-get", "update", "-qq", external=True)
+        session.run("apt-get", "install", "-y", "-qq", "redis-server", external=True)
+    state = Path(session.create_tmp()).resolve()  # the server's processes run in another folder
+    environment = {"NNTERP_NDIF_SERVER_VENV": str(server_venv), "HF_HOME": str(state / "hf"), "HF_HUB_OFFLINE": "1",
+                   "NDIF_HOST": "http://127.0.0.1:8001", "NNTERP_NDIF_TIMINGS": str(state / "ndif_timings.json")}
+    try:
+        session.run("unshare", "-n", "bash", "-c", NDIF_NAMESPACE_SCRIPT, "ndif", *session.posargs, external=True,
+                    env=environment)
+    finally:
+        timings = state / "ndif_timings.json"
+        if timings.exists():
+            session.log(f"server start-up and shutdown (s): {timings.read_text()}")

@@ -216,6 +216,12 @@ class RemoteRequestError(NNterpError):
     have. The message names each module and what the request takes from it."""
 
 
+class SandboxBackwardUnsupported(RemoteRequestError):
+    """An NDIF server ran a request with a backward pass in its sandbox, which cannot run one (ndif 0.1.2's
+    sandbox fails every ``with loss.backward():`` block, plain nnsight's included). The message names the limit
+    and the ways around it: a trusted request, or running it locally."""
+
+
 class VisionUnavailable(NNterpError):
     """A vision accessor (vision_tower, vision_layers_output, image_embeddings, image_token_mask) on a
     vision-language model that has no such part, or a text-only model."""

@@ -24,7 +24,7 @@ from .known_failures import ANALYSIS_FUNCTION_FAILURES
 from .remote_equality import equal, outcome
 
 CLEAN, CORRUPTED = ["a cat sat", "the dog"], ["a dog sat", "the cat"]  # pairwise equal token lengths
-POSITIONS = [-1, 2]
+POSITIONS = [-1, 1]  # inside every prompt on the toys and on SmolLM2 (2 tokens for "the dog"): the real-server tests
 METRIC = lambda logits: logits[:, -1, 5] - logits[:, -1, 7]  # noqa: E731 - a lambda ships by value
 
 

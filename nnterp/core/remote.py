@@ -266,7 +266,10 @@ class RemoteMixin:
                 f"remote={remote!r} sends the request to an NDIF server, which loads the model by its hub id, and "
                 f"this model has none ({type(error).__name__}: {error}); load it by hub id to run it on NDIF, or "
                 "pass remote='local' to run the request as a server would, here") from error
-        return super()._remote_backend(remote, blocking, job_id, verbose)  # type: ignore[misc]  # nnsight's
+        from .remote_errors import translate_server_errors
+
+        return translate_server_errors(
+            super()._remote_backend(remote, blocking, job_id, verbose))  # type: ignore[misc]  # nnsight's
 
 
 # What ``remote="local"`` runs: nnsight's local simulation (the request serialized and run here), unless a
