@@ -14,7 +14,7 @@ from ..test_gradients import READ
 from ..test_remote import PROMPTS, every_remote_function
 
 # The features that run a backward pass: ndif 0.1.2's sandbox cannot run one (see test_ndif_real).
-BACKWARD = ("attribution_patching", "accessor_grad")
+BACKWARD = ("attribution_patching", "attribution_patching_nodes", "edge_attribution_patching", "accessor_grad")
 
 
 def _every_accessor(model: Any, remote: Any) -> list:
@@ -67,5 +67,6 @@ FEATURES = (
     "logit_lens", "last_token_latents", "patchscope_lens", "patchscope_generate", "get_token_activations",
     "compute_next_token_probs", "collect_token_activations_batched", "run_prompts",
     "direct_logit_attribution", "decompose_resid", "accumulated_resid", "run_with_cache", "activation_patching",
-    "attribution_patching", "steered_generate", "skipped_generate", "patched_generate",
+    "attribution_patching", "attribution_patching_nodes", "path_patching", "edge_attribution_patching",
+    "steered_generate", "skipped_generate", "patched_generate",
     "trace_through_every_accessor", "attention_probabilities", "per_head_accessors", "accessor_grad")
