@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time each name load
     from .errors import (
         ArchitectureAlreadyRegistered,
         AttentionProbabilitiesUnavailable,
+        AttentionScoresUnavailable,
         CacheKeyError,
         ChatTemplateMissing,
         CommandLineError,
@@ -121,6 +122,7 @@ _EXPORTS = {
     "ValidationFailed": ".errors",
     "LayerIndexError": ".errors",
     "AttentionProbabilitiesUnavailable": ".errors",
+    "AttentionScoresUnavailable": ".errors",
     "ToolkitInputError": ".errors",
     "ToolkitTypeError": ".errors",
     "PromptError": ".errors",

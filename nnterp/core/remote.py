@@ -35,7 +35,7 @@ from .trace_time import TraceFacts, TraceTimeMembers
 SHIPPED_BY_VALUE = ("nnterp.core.remote", "nnterp.core.trace_time", "nnterp.core.accessors", "nnterp.core.steering",
                     "nnterp.errors", "nnterp.utils.positions", "nnterp.toolkit.activations",
                     "nnterp.toolkit.interventions", "nnterp.toolkit.analysis.residual",
-                    "nnterp.toolkit.analysis.patching")
+                    "nnterp.toolkit.analysis.patching", "nnterp.toolkit.analysis.cache_reads")
 
 # What a request may reference on the server: package roots, and named standard-library modules.
 # cloudpickle is nnsight's serializer, so every nnsight server has it.
