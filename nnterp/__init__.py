@@ -72,8 +72,13 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time each name load
     from .toolkit.analysis.cache import ActivationCache, run_with_cache
     from .toolkit.analysis.dla import AttributionResult, direct_logit_attribution
     from .toolkit.analysis.generation import intervened_generate, patched_generate, skipped_generate, steered_generate
+    from .toolkit.analysis.circuits import composition_scores, ov_circuit, qk_circuit, singular_directions, top_tokens
+    from .toolkit.analysis.detectors import HeadDetection, detect_heads, repeated_random_tokens
+    from .toolkit.analysis.factored import FactoredMatrix
+    from .toolkit.analysis.head_weights import HeadWeights, head_weights
     from .toolkit.analysis.neurons import NeuronAttribution, neuron_attribution
     from .toolkit.analysis.partial import run_layers
+    from .toolkit.analysis.weights import ProcessedModel, process_weights
     from .toolkit.analysis.patching import PatchingResult, activation_patching, attribution_patching
     from .toolkit.analysis.residual import (
         AccumulatedResidual,
@@ -182,6 +187,19 @@ _EXPORTS = {
     "run_layers": ".toolkit.analysis.partial",
     "neuron_attribution": ".toolkit.analysis.neurons",
     "NeuronAttribution": ".toolkit.analysis.neurons",
+    "process_weights": ".toolkit.analysis.weights",
+    "ProcessedModel": ".toolkit.analysis.weights",
+    "FactoredMatrix": ".toolkit.analysis.factored",
+    "head_weights": ".toolkit.analysis.head_weights",
+    "HeadWeights": ".toolkit.analysis.head_weights",
+    "ov_circuit": ".toolkit.analysis.circuits",
+    "qk_circuit": ".toolkit.analysis.circuits",
+    "composition_scores": ".toolkit.analysis.circuits",
+    "singular_directions": ".toolkit.analysis.circuits",
+    "top_tokens": ".toolkit.analysis.circuits",
+    "detect_heads": ".toolkit.analysis.detectors",
+    "HeadDetection": ".toolkit.analysis.detectors",
+    "repeated_random_tokens": ".toolkit.analysis.detectors",
     "intervened_generate": ".toolkit.analysis.generation",
 }
 

@@ -32,6 +32,19 @@ _EXPORTS = {
     "run_layers": ".partial",
     "neuron_attribution": ".neurons",
     "NeuronAttribution": ".neurons",
+    "process_weights": ".weights",
+    "ProcessedModel": ".weights",
+    "FactoredMatrix": ".factored",
+    "head_weights": ".head_weights",
+    "HeadWeights": ".head_weights",
+    "ov_circuit": ".circuits",
+    "qk_circuit": ".circuits",
+    "composition_scores": ".circuits",
+    "singular_directions": ".circuits",
+    "top_tokens": ".circuits",
+    "detect_heads": ".detectors",
+    "HeadDetection": ".detectors",
+    "repeated_random_tokens": ".detectors",
 }
 
 __all__ = sorted(_EXPORTS)
