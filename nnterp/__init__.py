@@ -75,7 +75,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time each name load
     from .toolkit.analysis.circuits import composition_scores, ov_circuit, qk_circuit, singular_directions, top_tokens
     from .toolkit.analysis.detectors import HeadDetection, detect_heads, repeated_random_tokens
     from .toolkit.analysis.factored import FactoredMatrix
-    from .toolkit.analysis.head_weights import HeadWeights, head_weights
+    from .toolkit.analysis.head_matrices import HeadWeights, head_weights
     from .toolkit.analysis.neurons import NeuronAttribution, neuron_attribution
     from .toolkit.analysis.partial import run_layers
     from .toolkit.analysis.weights import ProcessedModel, process_weights
@@ -190,8 +190,8 @@ _EXPORTS = {
     "process_weights": ".toolkit.analysis.weights",
     "ProcessedModel": ".toolkit.analysis.weights",
     "FactoredMatrix": ".toolkit.analysis.factored",
-    "head_weights": ".toolkit.analysis.head_weights",
-    "HeadWeights": ".toolkit.analysis.head_weights",
+    "head_weights": ".toolkit.analysis.head_matrices",
+    "HeadWeights": ".toolkit.analysis.head_matrices",
     "ov_circuit": ".toolkit.analysis.circuits",
     "qk_circuit": ".toolkit.analysis.circuits",
     "composition_scores": ".toolkit.analysis.circuits",

@@ -8,8 +8,10 @@ from nnterp.toolkit.analysis import (
     accumulated_resid,
     activation_patching,
     attribution_patching,
+    composition_scores,
     decompose_resid,
     direct_logit_attribution,
+    head_weights,
     patched_generate,
     run_with_cache,
     skipped_generate,
@@ -37,6 +39,8 @@ def every_analysis_function(model):
                                                         remote=remote),
         "run_with_cache[per_head]": lambda remote: run_with_cache(model, CLEAN, ["queries", "keys", "values", "neurons",
                                                                            "heads_output"], layers=-1, remote=remote),
+        "head_weights": lambda remote: head_weights(model, [0, -1], remote=remote),
+        "composition_scores": lambda remote: composition_scores(model, "k", 0, 1, remote=remote),
         "activation_patching": lambda remote: activation_patching(model, CLEAN, CORRUPTED, METRIC, positions=POSITIONS,
                                                                   remote=remote),
         "attribution_patching": lambda remote: attribution_patching(model, CLEAN, CORRUPTED, METRIC,
@@ -53,8 +57,8 @@ def every_analysis_function(model):
 ARCHITECTURES = {"llama": "LlamaForCausalLM", "modernbert-decoder": "ModernBertDecoderForCausalLM",
                  "gemma3n_text": "Gemma3nForCausalLM"}
 FUNCTIONS = ("direct_logit_attribution", "decompose_resid", "accumulated_resid", "run_with_cache",
-             "run_with_cache[per_head]", "activation_patching", "attribution_patching", "steered_generate",
-             "skipped_generate", "patched_generate")
+             "run_with_cache[per_head]", "head_weights", "composition_scores", "activation_patching",
+             "attribution_patching", "steered_generate", "skipped_generate", "patched_generate")
 
 
 def cases() -> list:

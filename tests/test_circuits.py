@@ -14,7 +14,7 @@ from nnterp.toolkit.analysis.circuits import (
 )
 from nnterp.toolkit.analysis.detectors import detect_heads, detection_targets, detector_scores
 from nnterp.toolkit.analysis.factored import FactoredMatrix
-from nnterp.toolkit.analysis.head_weights import head_weights
+from nnterp.toolkit.analysis.head_matrices import head_weights
 from nnterp.toy.standardized import standardized_toy
 
 

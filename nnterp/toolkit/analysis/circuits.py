@@ -17,7 +17,7 @@ import torch
 
 from ...errors import ToolkitInputError
 from .factored import FactoredMatrix
-from .head_weights import HeadWeights, head_weights
+from .head_matrices import HeadWeights, head_weights
 
 if TYPE_CHECKING:
     from ...models.standardized import StandardizedTransformer
