@@ -79,13 +79,10 @@ class ActivationCache(Mapping):
         return torch.stack([self[name, layer] for layer in self.layers(name)])
 
 
-DEFAULT_BATCH_SIZE = 32  # prompts per forward; more prompts than this run in batches, with a progress bar
-
-
 def run_with_cache(model: StandardizedTransformer, prompts: Any, accessors: NamesFilter | None = None,
                    layers: int | Iterable[int] | None = None, positions: int | slice | Sequence[int] | None = None,
                    device: str | torch.device | None = "cpu", remote: bool | str = False, *,
-                   names_filter: NamesFilter | None = None, batch_size: int | None = DEFAULT_BATCH_SIZE,
+                   names_filter: NamesFilter | None = None, batch_size: int | None = None,
                    progress: bool = True) -> ActivationCache:
     """One forward over ``prompts`` (right-padded), caching the chosen names at ``layers`` (None: all).
 
@@ -100,9 +97,10 @@ def run_with_cache(model: StandardizedTransformer, prompts: Any, accessors: Name
     last real token), whatever the padding side and whoever tokenized (a pre-tokenized mapping's
     ``attention_mask`` says where its tokens are), along each value's sequence axis (the query axis of scores and
     probabilities): an int drops that axis, a list or a slice keeps it with k entries; None keeps every padded
-    column. ``device`` is where the values are copied ("cpu" by default; None leaves them where they are). More
-    than ``batch_size`` prompts run in several forwards over one padded batch, with a progress bar (tqdm;
-    ``progress=False`` silences it); None runs one forward. Example::
+    column. ``device`` is where the values are copied ("cpu" by default; None leaves them where they are).
+    ``batch_size`` runs that many prompts per forward, slices of one padded batch (so the values concatenate and
+    equal one forward's), with a progress bar over the forwards (tqdm; ``progress=False`` silences it); None (the
+    default) runs one forward. Example::
 
         cache = run_with_cache(model, "The capital of France is", ["attention_probabilities", "mlps_output"])
         cache["attention_probabilities", 5].shape  # (1, heads, seq, seq)
