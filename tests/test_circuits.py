@@ -163,3 +163,13 @@ def test_smollm2_grouped_heads_equal_manual_slices(smollm2_hf):
         for head in range(9):
             torch.testing.assert_close(ov[head], values[head] @ outputs[head])
             torch.testing.assert_close(qk[head], queries[head] @ keys[head].T)
+
+
+@pytest.mark.parametrize("model_type, why", [("qwen3", "a norm or a scale comes between"),  # q_norm
+                                             ("opt", "a norm or a scale comes between")])  # q_proj(x) * scaling
+def test_queries_changed_after_their_projection_are_refused(model_type, why):
+    from nnterp.errors import NotDecomposable
+
+    model = standardized_toy(model_type, enable_attention_probs=False)
+    with pytest.raises(NotDecomposable, match=f"layer 0's queries are not blocks of one linear map's output.*{why}"):
+        head_weights(model, 0)

@@ -112,3 +112,12 @@ def test_smollm2_processed_copy_is_a_view(smollm2_hf):
     check_view_not_mutation(model, processed)
     embedding = model._module.get_input_embeddings().weight  # tied to the head in the model, untied in the copy
     assert embedding.data_ptr() == model._module.get_output_embeddings().weight.data_ptr()
+
+
+def test_a_gain_that_is_not_the_weight_is_refused():
+    from nnterp.errors import NotDecomposable
+
+    model = standardized_toy("gemma", enable_attention_probs=False)  # Gemma's RMSNorm scales by 1 + weight
+    with pytest.raises(NotDecomposable, match="GemmaRMSNorm.*measured gain is not its weight"):
+        process_weights(model)
+    assert process_weights(model, fold_ln=False).folded_norms == ()
