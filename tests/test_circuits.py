@@ -173,3 +173,21 @@ def test_queries_changed_after_their_projection_are_refused(model_type, why):
     model = standardized_toy(model_type, enable_attention_probs=False)
     with pytest.raises(NotDecomposable, match=f"layer 0's queries are not blocks of one linear map's output.*{why}"):
         head_weights(model, 0)
+
+
+def test_detect_heads_on_padded_prompts_equals_each_prompt_alone():
+    model = standardized_toy("llama")
+    prompts = ["ab ab ab ab", "xyz"]
+    detection = detect_heads(model, prompts)
+    pairs: dict = {}
+    for prompt in prompts:  # the plain HF forward, one unpadded prompt at a time
+        ids = model.tokenizer(prompt, return_tensors="pt")["input_ids"]
+        with torch.no_grad():
+            attentions = model._module(input_ids=ids, output_attentions=True).attentions
+        for layer, probabilities in enumerate(attentions):
+            for head in range(model.num_heads):
+                pairs.setdefault((layer, head), []).append((probabilities[0, head], ids[0].tolist()))
+    for kind, table in detection.scores.items():
+        expected = torch.tensor([[loop_score(pairs[layer, head], kind) for head in range(model.num_heads)]
+                                 for layer in range(model.num_layers)])
+        torch.testing.assert_close(table, expected.to(table.dtype), rtol=1e-4, atol=1e-5)
