@@ -12,7 +12,7 @@ the scores handed to the softmax, its probabilities) are read in the trace, in t
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any, Iterable, Sequence, cast
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import torch
 from nnsight import save
@@ -161,14 +161,14 @@ def _one_forward(model: StandardizedTransformer, inputs: Any, recipes: dict[tupl
     """One forward recording the recipes' module sides and reading the planned operations."""
     envoys = {envoy.path: envoy for planned in recipes.values() for envoy, _ in planned.reads}
     with_inputs = any(side == "input" for planned in recipes.values() for _, side in planned.reads)
+    recorded: Any = None  # set in the trace where a recipe records modules (a traced body ships no annotation)
     with torch.no_grad(), model.trace(inputs, remote=remote) as tracer:
-        recorded = tracer.cache(modules=list(envoys.values()), device=device, include_inputs=with_inputs) \
-            if envoys else None  # (no annotation in a traced body: it would ship `typing` to the server)
+        if envoys:
+            recorded = tracer.cache(modules=list(envoys.values()), device=device, include_inputs=with_inputs)
         read = save(read_operations(model, operations, device))
     values = dict(read)
-    views = cast(Any, recorded)  # set wherever a recipe exists
     for key, planned in recipes.items():
-        values[key] = planned.make([getattr(views[envoy.path], side) for envoy, side in planned.reads])
+        values[key] = planned.make([getattr(recorded[envoy.path], side) for envoy, side in planned.reads])
     return values
 
 
