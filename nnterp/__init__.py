@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time each name load
     from .errors import (
         ArchitectureAlreadyRegistered,
         AttentionProbabilitiesUnavailable,
+        AttentionScoresUnavailable,
         CacheKeyError,
         ChatTemplateMissing,
         CommandLineError,
@@ -73,11 +74,16 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time each name load
     from .toolkit.analysis.cache import ActivationCache, run_with_cache
     from .toolkit.analysis.dla import AttributionResult, direct_logit_attribution
     from .toolkit.analysis.generation import intervened_generate, patched_generate, skipped_generate, steered_generate
+    from .toolkit.analysis.circuits import composition_scores, ov_circuit, qk_circuit, singular_directions, top_tokens
+    from .toolkit.analysis.detectors import HeadDetection, detect_heads, repeated_random_tokens
+    from .toolkit.analysis.factored import FactoredMatrix
+    from .toolkit.analysis.head_matrices import HeadWeights, head_weights
     from .toolkit.analysis.neurons import NeuronAttribution, neuron_attribution
     from .toolkit.analysis.partial import run_layers
     from .toolkit.analysis.edge_attribution import EdgeAttribution, edge_attribution_patching
     from .toolkit.analysis.node_attribution import NodeAttribution, attribution_patching_nodes
     from .toolkit.analysis.path_patches import PathPatchingResult, path_patching
+    from .toolkit.analysis.weights import ProcessedModel, process_weights
     from .toolkit.analysis.patching import PatchingResult, activation_patching, attribution_patching
     from .toolkit.analysis.residual import (
         AccumulatedResidual,
@@ -126,6 +132,7 @@ _EXPORTS = {
     "ValidationFailed": ".errors",
     "LayerIndexError": ".errors",
     "AttentionProbabilitiesUnavailable": ".errors",
+    "AttentionScoresUnavailable": ".errors",
     "ToolkitInputError": ".errors",
     "ToolkitTypeError": ".errors",
     "PromptError": ".errors",
@@ -192,6 +199,19 @@ _EXPORTS = {
     "run_layers": ".toolkit.analysis.partial",
     "neuron_attribution": ".toolkit.analysis.neurons",
     "NeuronAttribution": ".toolkit.analysis.neurons",
+    "process_weights": ".toolkit.analysis.weights",
+    "ProcessedModel": ".toolkit.analysis.weights",
+    "FactoredMatrix": ".toolkit.analysis.factored",
+    "head_weights": ".toolkit.analysis.head_matrices",
+    "HeadWeights": ".toolkit.analysis.head_matrices",
+    "ov_circuit": ".toolkit.analysis.circuits",
+    "qk_circuit": ".toolkit.analysis.circuits",
+    "composition_scores": ".toolkit.analysis.circuits",
+    "singular_directions": ".toolkit.analysis.circuits",
+    "top_tokens": ".toolkit.analysis.circuits",
+    "detect_heads": ".toolkit.analysis.detectors",
+    "HeadDetection": ".toolkit.analysis.detectors",
+    "repeated_random_tokens": ".toolkit.analysis.detectors",
     "intervened_generate": ".toolkit.analysis.generation",
 }
 

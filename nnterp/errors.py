@@ -57,6 +57,11 @@ class AttentionProbabilitiesUnavailable(NNterpError):
     """attention_probabilities was used on a model where they are not enabled or not found."""
 
 
+class AttentionScoresUnavailable(AttentionProbabilitiesUnavailable):
+    """Pre-softmax attention scores were asked of a model whose forward holds no such tensor (no eager softmax, or
+    a softmax not handed the scores as an argument): the message names the architecture and why."""
+
+
 class InvalidArgument(NNterpError, TypeError):
     """An argument of the wrong type or form (a flag that is not a bool, a model that is not a causal LM...)."""
 

@@ -9,9 +9,11 @@ from nnterp.toolkit.analysis import (
     activation_patching,
     attribution_patching,
     attribution_patching_nodes,
+    composition_scores,
     decompose_resid,
     direct_logit_attribution,
     edge_attribution_patching,
+    head_weights,
     patched_generate,
     path_patching,
     run_with_cache,
@@ -45,6 +47,10 @@ def every_analysis_function(model):
         "accumulated_resid": lambda remote: accumulated_resid(model, CLEAN, remote=remote),
         "run_with_cache": lambda remote: run_with_cache(model, CLEAN, ["layers_output", "mlps_output"], layers=[0, -1],
                                                         remote=remote),
+        "run_with_cache[per_head]": lambda remote: run_with_cache(model, CLEAN, ["queries", "keys", "values", "neurons",
+                                                                           "heads_output"], layers=-1, remote=remote),
+        "head_weights": lambda remote: head_weights(model, [0, -1], remote=remote),
+        "composition_scores": lambda remote: composition_scores(model, "k", 0, 1, remote=remote),
         "activation_patching": lambda remote: activation_patching(model, CLEAN, CORRUPTED, METRIC, positions=POSITIONS,
                                                                   remote=remote),
         "attribution_patching": lambda remote: attribution_patching(model, CLEAN, CORRUPTED, METRIC,
@@ -69,8 +75,9 @@ def every_analysis_function(model):
 ARCHITECTURES = {"llama": "LlamaForCausalLM", "modernbert-decoder": "ModernBertDecoderForCausalLM",
                  "gemma3n_text": "Gemma3nForCausalLM"}
 FUNCTIONS = ("direct_logit_attribution", "decompose_resid", "accumulated_resid", "run_with_cache",
-             "activation_patching", "attribution_patching", "attribution_patching_nodes", "path_patching",
-             "edge_attribution_patching", "steered_generate", "skipped_generate", "patched_generate")
+             "run_with_cache[per_head]", "head_weights", "composition_scores", "activation_patching",
+             "attribution_patching", "attribution_patching_nodes", "path_patching", "edge_attribution_patching",
+             "steered_generate", "skipped_generate", "patched_generate")
 
 
 def cases() -> list:

@@ -6,6 +6,7 @@ from nnsight import save
 
 from nnterp.errors import HeadsUnavailable, ToolkitInputError
 from nnterp.toolkit.analysis.cache import CACHEABLE, run_with_cache
+from nnterp.toolkit.analysis.cache_reads import OPERATION_KINDS
 from nnterp.toy.standardized import standardized_toy
 
 ARCHITECTURES = ["llama", "gpt2", "gpt_neox", "qwen2"]
@@ -30,8 +31,8 @@ def _read_in_trace(model):
 
 
 def test_every_cached_value_is_the_accessors_own(model):
-    assert set(IN_RUN_ORDER) == set(CACHEABLE)
-    cache = run_with_cache(model, PROMPTS, CACHEABLE)
+    assert set(IN_RUN_ORDER) | {"neurons"} | set(OPERATION_KINDS) == set(CACHEABLE)  # those: test_cache_kinds.py
+    cache = run_with_cache(model, PROMPTS, IN_RUN_ORDER)
     expected = _read_in_trace(model)
     assert set(cache) == set(expected)
     for key in expected:
@@ -63,8 +64,8 @@ def test_one_forward_chosen_layers_positions_and_device(model):
 
 def test_uncacheable_accessors_are_refused():
     model = standardized_toy("llama", enable_attention_probs=False)
-    with pytest.raises(ToolkitInputError, match="cacheable accessors are"):
-        run_with_cache(model, PROMPTS, "queries")
+    with pytest.raises(ToolkitInputError, match="cacheable names are"):
+        run_with_cache(model, PROMPTS, "logits")
     mamba = standardized_toy("mamba", enable_attention_probs=False)
     with pytest.raises(HeadsUnavailable):
         run_with_cache(mamba, PROMPTS, "heads_output")

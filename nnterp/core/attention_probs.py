@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import sys
+import types
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, TypeGuard
 
@@ -273,3 +274,32 @@ def _function_names(value: ast.AST | None) -> list[str]:
     if value is None:
         return []
     return [node.id for node in ast.walk(value) if isinstance(node, ast.Name)]
+
+
+def softmax_input_label(function: Callable) -> tuple[str | None, str]:
+    """The nnsight label of the softmax call whose result `locate_attention_probabilities` follows in
+    ``function``, where its first positional input is the pre-softmax scores (``F.softmax(scores, ...)``,
+    ``torch.softmax(scores, ...)``); else None and why not (a method ``scores.softmax(...)`` or a softmax module
+    is not handed the scores as an input nnsight serves)."""
+    from nnsight.intervention.source import SourceNotAvailable, compiled
+
+    function = undecorated(function)
+    try:
+        code = compiled(function)
+    except (SourceNotAvailable, OSError, TypeError) as error:
+        return None, f"{function.__qualname__} has no readable source ({error})"
+    definition = ast.parse(code.source).body[0]
+    namespace = sys.modules[function.__module__].__dict__
+    for body in _statement_blocks(definition):
+        for statement in body:
+            if not (_is_single_assign(statement) and _calls_softmax(statement.value)):
+                continue
+            call = next(sub for sub in ast.walk(statement.value)
+                        if isinstance(sub, ast.Call) and _dotted(sub.func).lower().endswith("softmax"))
+            dotted = _dotted(call.func)
+            if not (call.args and isinstance(namespace.get(dotted.partition(".")[0]), types.ModuleType)):
+                return None, f"{function.__qualname__} applies its softmax as `{dotted or 'a call'}(...)`, which " \
+                             "is not handed the scores as its first argument"
+            label = _label_on_lines(code, dotted.replace(".", "_"), call.lineno, call.end_lineno)
+            return label, "" if label else f"{function.__qualname__}'s softmax call has no nnsight label"
+    return None, f"{function.__qualname__} applies no softmax"

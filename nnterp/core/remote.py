@@ -37,7 +37,7 @@ SHIPPED_BY_VALUE = ("nnterp.core.remote", "nnterp.core.trace_time", "nnterp.core
                     "nnterp.toolkit.interventions", "nnterp.toolkit.analysis.residual",
                     "nnterp.toolkit.analysis.patching", "nnterp.toolkit.analysis.node_attribution",
                     "nnterp.toolkit.analysis.paths", "nnterp.toolkit.analysis.path_patches",
-                    "nnterp.toolkit.analysis.edge_attribution")
+                    "nnterp.toolkit.analysis.edge_attribution", "nnterp.toolkit.analysis.cache_reads")
 
 # What a request may reference on the server: package roots, and named standard-library modules.
 # cloudpickle is nnsight's serializer, so every nnsight server has it.

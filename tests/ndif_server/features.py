@@ -66,7 +66,8 @@ def every_feature(model: Any) -> dict[str, Callable[[Any], Any]]:
 FEATURES = (
     "logit_lens", "last_token_latents", "patchscope_lens", "patchscope_generate", "get_token_activations",
     "compute_next_token_probs", "collect_token_activations_batched", "run_prompts",
-    "direct_logit_attribution", "decompose_resid", "accumulated_resid", "run_with_cache", "activation_patching",
+    "direct_logit_attribution", "decompose_resid", "accumulated_resid", "run_with_cache", "run_with_cache[per_head]",
+    "head_weights", "composition_scores", "activation_patching",
     "attribution_patching", "attribution_patching_nodes", "path_patching", "edge_attribution_patching",
     "steered_generate", "skipped_generate", "patched_generate",
     "trace_through_every_accessor", "attention_probabilities", "per_head_accessors", "accessor_grad")

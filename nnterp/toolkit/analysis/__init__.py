@@ -38,6 +38,19 @@ _EXPORTS = {
     "run_layers": ".partial",
     "neuron_attribution": ".neurons",
     "NeuronAttribution": ".neurons",
+    "process_weights": ".weights",
+    "ProcessedModel": ".weights",
+    "FactoredMatrix": ".factored",
+    "head_weights": ".head_matrices",
+    "HeadWeights": ".head_matrices",
+    "ov_circuit": ".circuits",
+    "qk_circuit": ".circuits",
+    "composition_scores": ".circuits",
+    "singular_directions": ".circuits",
+    "top_tokens": ".circuits",
+    "detect_heads": ".detectors",
+    "HeadDetection": ".detectors",
+    "repeated_random_tokens": ".detectors",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,71 +1,42 @@
 """An activation cache keyed by standardized names: ``cache["layers_output", 5]``, from one forward.
 
-Built on nnsight's ``tracer.cache``: it records the modules behind the chosen accessors as the run reaches
-them, and each accessor's value is then rebuilt from those records the way the accessor serves it (the
-hidden part of tuple outputs, several modules summed and scaled for ``attentions_output`` / ``mlps_output``,
-streams and sequence-first states in nnterp's layout, heads split out of the output projection's input).
+Module sides (layer, attention and MLP inputs and outputs, per-head outputs, the MLP's neurons) are recorded with
+nnsight's ``tracer.cache``: it records the modules behind the chosen names as the run reaches them, and each value is
+then rebuilt from those records the way its accessor serves it (the hidden part of tuple outputs, several modules
+summed and scaled for ``attentions_output`` / ``mlps_output``, streams and sequence-first states in nnterp's layout,
+heads split out of the output projection's input). Operations inside the attention forwards (queries, keys, values,
+the scores handed to the softmax, its probabilities) are read in the trace, in the order the forward runs them
+(`cache_reads`). A names filter picks what is read: nothing else is recorded.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import torch
+from nnsight import save
 
-from ...core.accessors import select_layers, unwrap
+from ...core.accessors import select_layers
 from ...errors import CacheKeyError, ToolkitInputError
 from ...utils.positions import TokenLayout, position_index, position_list
 from ..activations import at_columns
+from .cache_plan import (
+    CACHEABLE,
+    MODULE_KINDS,
+    SEQUENCE_AXIS,
+    NamesFilter,
+    Recipe,
+    chosen_names,
+    operation_read,
+    recipe,
+)
+from .cache_reads import OPERATION_KINDS, OperationRead, read_operations
 
 if TYPE_CHECKING:
     from ...models.standardized import StandardizedTransformer
 
-CACHEABLE = ("layers_input", "layers_output", "attentions_input", "attentions_output", "mlps_input", "mlps_output",
-             "heads_output")
-
-
-@dataclass(frozen=True)
-class _Recipe:
-    """The module sides one accessor value is made of, and how to make it from their recorded values."""
-
-    reads: tuple[tuple[Any, str], ...]  # (envoy, "input" | "output")
-    make: Callable[[list[Any]], torch.Tensor]
-
-
-def _recipe(model: StandardizedTransformer, name: str, layer: int) -> _Recipe:
-    accessor = getattr(model, name)
-    if name == "heads_output":
-        projection = accessor.projection(layer)  # HeadsUnavailable where the layer has no heads
-        heads = accessor._splits.num_heads(layer)
-        return _Recipe(((projection, "input"),), lambda values: values[0].unflatten(-1, (heads, -1)))
-    view = getattr(accessor, "view", None)
-    canonical = view.canonical if view else (lambda value: value)
-    if name in ("attentions_output", "mlps_output"):
-        envoys = accessor._locate(layer)
-        scale = accessor._scales[layer] if accessor._scales else 1.0
-        flat = accessor._flat_input(layer) if accessor._flat_input else None
-
-        def contribution(values: list[Any]) -> torch.Tensor:
-            total = sum(unwrap(value) for value in values[:len(envoys)])
-            if flat is not None:
-                total = total.view(*unwrap(values[-1]).shape[:-1], total.shape[-1])
-            total = canonical(total)
-            return total if scale == 1.0 else total * scale
-        reads = tuple((envoy, "output") for envoy in envoys) + (((flat, "input"),) if flat is not None else ())
-        return _Recipe(_checked(reads, name), contribution)
-    return _Recipe(_checked(((accessor._locate(layer), accessor._side),), name),
-                   lambda values: canonical(unwrap(values[0])))
-
-
-def _checked(reads: tuple[tuple[Any, str], ...], name: str) -> tuple[tuple[Any, str], ...]:
-    """Refuse values that are not a module's own input or output (batch-folded ones, OPT's MLP)."""
-    for envoy, _ in reads:
-        if not isinstance(getattr(envoy, "path", None), str):
-            raise ToolkitInputError(f"{name} is not a module's plain input or output on this architecture (it is "
-                                    "served unfolded from a batch-folded tensor): read it inside a trace instead")
-    return reads
+__all__ = ["CACHEABLE", "ActivationCache", "run_with_cache"]
 
 
 class ActivationCache(Mapping):
@@ -108,45 +79,97 @@ class ActivationCache(Mapping):
         return torch.stack([self[name, layer] for layer in self.layers(name)])
 
 
-def run_with_cache(model: StandardizedTransformer, prompts: Any, accessors: str | Sequence[str] = "layers_output",
+def run_with_cache(model: StandardizedTransformer, prompts: Any, accessors: NamesFilter | None = None,
                    layers: int | Iterable[int] | None = None, positions: int | slice | Sequence[int] | None = None,
-                   device: str | torch.device | None = "cpu", remote: bool | str = False) -> ActivationCache:
-    """One forward over ``prompts`` (right-padded), caching ``accessors`` at ``layers`` (None: all).
+                   device: str | torch.device | None = "cpu", remote: bool | str = False, *,
+                   names_filter: NamesFilter | None = None, batch_size: int | None = None,
+                   progress: bool = True) -> ActivationCache:
+    """One forward over ``prompts`` (right-padded), caching the chosen names at ``layers`` (None: all).
+
+    The names (``accessors``, or ``names_filter`` as TransformerLens calls it: a name, a list of names or a
+    predicate on names; ``"layers_output"`` when neither is given) are any of `CACHEABLE`: the accessors'
+    module sides (``layers_output``, ``attentions_output``, ``mlps_output``, ``heads_output``...), ``neurons`` (the
+    input of each MLP's down projection, (batch, seq, neurons)), and the attention's ``queries``, ``keys``,
+    ``values`` (batch, heads or key/value heads, seq, head_dim), ``attention_scores`` (what the softmax is
+    handed: scaled, masked, (batch, heads, query, key)) and ``attention_probabilities``. Only those are read.
 
     ``positions`` keeps only those token positions, counted in each prompt's own tokens (negative from its
     last real token), whatever the padding side and whoever tokenized (a pre-tokenized mapping's
-    ``attention_mask`` says where its tokens are): an int gives (batch, ...), a list or a slice (batch, k, ...);
-    None keeps every padded column. ``device`` is where the values are copied ("cpu" by default; None leaves
-    them where they are). Example::
+    ``attention_mask`` says where its tokens are), along each value's sequence axis (the query axis of scores and
+    probabilities): an int drops that axis, a list or a slice keeps it with k entries; None keeps every padded
+    column. ``device`` is where the values are copied ("cpu" by default; None leaves them where they are).
+    ``batch_size`` runs that many prompts per forward, slices of one padded batch (so the values concatenate and
+    equal one forward's), with a progress bar over the forwards (tqdm; ``progress=False`` silences it); None (the
+    default) runs one forward. Example::
 
-        cache = run_with_cache(model, "The capital of France is", ["attentions_output", "mlps_output"])
-        cache["mlps_output", 5].shape  # (1, seq, hidden)
+        cache = run_with_cache(model, "The capital of France is", ["attention_probabilities", "mlps_output"])
+        cache["attention_probabilities", 5].shape  # (1, heads, seq, seq)
     """
     from ..activations import _padded
 
-    names = [accessors] if isinstance(accessors, str) else list(accessors)
-    unknown = [name for name in names if name not in CACHEABLE]
-    if unknown or not names:
-        raise ToolkitInputError(f"cannot cache {unknown or names}: the cacheable accessors are {list(CACHEABLE)} "
-                                "(read queries / keys / values / attention_probabilities inside a trace)")
-    recipes = {(name, layer): _recipe(model, name, layer) for name in names
-               for layer in select_layers(layers, model.num_layers)}
-    envoys = {envoy.path: envoy for recipe in recipes.values() for envoy, _ in recipe.reads}
-    with_inputs = any(side == "input" for recipe in recipes.values() for _, side in recipe.reads)
+    if accessors is not None and names_filter is not None:
+        raise ToolkitInputError("pass the names to cache once: as accessors= or as names_filter=, not both")
+    chosen = names_filter if names_filter is not None else accessors if accessors is not None else "layers_output"
+    names = chosen_names(chosen)
+    selected = select_layers(layers, model.num_layers)
+    recipes = {(name, layer): recipe(model, name, layer) for name in names if name in MODULE_KINDS
+               for layer in selected}
+    operations = sorted((operation_read(model, name, layer) for name in names if name in OPERATION_KINDS
+                         for layer in selected), key=lambda read: (read[1], OPERATION_KINDS.index(read[0])))
     inputs, layout = _padded(model, prompts)
     columns = None if positions is None or layout is None else _position_columns(positions, layout)
-    with torch.no_grad(), model.trace(inputs, remote=remote) as tracer:
-        recorded = tracer.cache(modules=list(envoys.values()), device=device, include_inputs=with_inputs)
+    batches = _batches(inputs, layout, batch_size)
+    if progress and len(batches) > 1:
+        from tqdm.auto import tqdm
+
+        batches = tqdm(batches, desc="caching activations", unit="batch")
+    parts = [_one_forward(model, batch, recipes, operations, device, remote) for batch in batches]
     values = {}
-    for key, recipe in recipes.items():
-        value = recipe.make([getattr(recorded[envoy.path], side) for envoy, side in recipe.reads])
+    for key in [(name, layer) for name in names for layer in selected]:
+        value = parts[0][key] if len(parts) == 1 else torch.cat([part[key] for part in parts])
         if positions is not None:
             prefix = model.num_prefix_positions
+            axis = SEQUENCE_AXIS[key[0]]
             if columns is None:  # strings the model tokenized itself: nothing is padded
-                columns = _position_columns(positions, TokenLayout.full(value.shape[0], value.shape[1] - prefix))
-            value = _at(value, prefix + columns)
+                columns = _position_columns(positions, TokenLayout.full(value.shape[0], value.shape[axis] - prefix))
+            value = _at(value.movedim(axis, 1), prefix + columns)
+            value = value.movedim(1, axis) if columns.ndim == 2 else value
         values[key] = value
     return ActivationCache(values, model.num_layers)
+
+
+def _batches(inputs: Any, layout: TokenLayout | None, batch_size: int | None) -> list[Any]:
+    """``inputs`` (one padded batch) as consecutive slices of ``batch_size`` rows, each padded to the whole batch's
+    length, so their values concatenate; one slice where batch_size is None or the model tokenizes itself."""
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+        raise ToolkitInputError(f"batch_size is {batch_size!r}: pass an int >= 1, or None for one forward")
+    if batch_size is None or layout is None or len(layout.lengths) <= batch_size:
+        return [inputs]
+    total = len(layout.lengths)
+
+    def rows(value: Any, start: int) -> Any:
+        return value[start:start + batch_size] if isinstance(value, torch.Tensor) and value.shape[:1] == (total,) \
+            else value
+    if isinstance(inputs, torch.Tensor):
+        return [rows(inputs, start) for start in range(0, total, batch_size)]
+    return [{key: rows(value, start) for key, value in inputs.items()} for start in range(0, total, batch_size)]
+
+
+def _one_forward(model: StandardizedTransformer, inputs: Any, recipes: dict[tuple[str, int], Recipe],
+                 operations: list[OperationRead], device: str | torch.device | None, remote: bool | str
+                 ) -> dict[tuple[str, int], torch.Tensor]:
+    """One forward recording the recipes' module sides and reading the planned operations."""
+    envoys = {envoy.path: envoy for planned in recipes.values() for envoy, _ in planned.reads}
+    with_inputs = any(side == "input" for planned in recipes.values() for _, side in planned.reads)
+    recorded: Any = None  # set in the trace where a recipe records modules (a traced body ships no annotation)
+    with torch.no_grad(), model.trace(inputs, remote=remote) as tracer:
+        if envoys:
+            recorded = tracer.cache(modules=list(envoys.values()), device=device, include_inputs=with_inputs)
+        read = save(read_operations(model, operations, device))
+    values = dict(read)
+    for key, planned in recipes.items():
+        values[key] = planned.make([getattr(recorded[envoy.path], side) for envoy, side in planned.reads])
+    return values
 
 
 def _position_columns(positions: int | slice | Sequence[int], layout: TokenLayout) -> torch.Tensor:

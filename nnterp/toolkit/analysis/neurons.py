@@ -62,6 +62,32 @@ def _columns(module: torch.nn.Module) -> torch.Tensor:
     return weight.T if type(module) is torch.nn.Linear else weight
 
 
+def projection_candidates(model: StandardizedTransformer, index: int) -> tuple[str, list[tuple[str, torch.nn.Module]]]:
+    """Layer ``index``'s MLP path and its candidate down projections (`_linear_children`); NotDecomposable where
+    the layer has no MLP."""
+    path = model.architecture.mlp[index]
+    if path is None:
+        raise NotDecomposable(f"[{model.architecture.class_name}] layer {index} has no MLP")
+    mlp_module = model._module.get_submodule(model.architecture.layers)[index].get_submodule(path)
+    return path, _linear_children(mlp_module, model.hidden_size)
+
+
+def down_projection(model: StandardizedTransformer, index: int, candidates: list[tuple[str, torch.nn.Module]],
+                    outputs: list[torch.Tensor], output: torch.Tensor) -> int:
+    """Which candidate is the down projection: the last whose measured output equals ``mlps_output[index]``
+    (``output``); NotDecomposable where none does."""
+    tolerance = relative_tolerance(output.dtype)
+    found = [position for position, read in enumerate(outputs)
+             if read.shape == output.shape and
+             ((read - output).abs().max() / output.abs().max().clamp_min(1e-12)).item() <= tolerance]
+    if not found:
+        raise NotDecomposable(f"[{model.architecture.class_name}] layer {index}'s MLP output is not the output of "
+                              f"one of its linear maps ({', '.join(name for name, _ in candidates) or 'none'}): a "
+                              "norm, a scale or a mixture of experts comes after its last projection, so it does "
+                              "not split per neuron")
+    return found[-1]
+
+
 def neuron_attribution(model: StandardizedTransformer, prompts: Any, target_tokens: Any, layer: int,
                        position: int = -1, remote: bool | str = False) -> NeuronAttribution:
     """Each neuron of layer ``layer``'s MLP: its direct share of the target logit at each prompt's ``position``.
@@ -74,11 +100,7 @@ def neuron_attribution(model: StandardizedTransformer, prompts: Any, target_toke
     """
     check_additive(model)
     index = check_layer_index(layer, model.num_layers)
-    path = model.architecture.mlp[index]
-    if path is None:
-        raise NotDecomposable(f"[{model.architecture.class_name}] layer {index} has no MLP")
-    mlp_module = model._module.get_submodule(model.architecture.layers)[index].get_submodule(path)
-    candidates = _linear_children(mlp_module, model.hidden_size)
+    path, candidates = projection_candidates(model, index)
     inputs, layout = _padded(model, prompts)
     chosen = check_position(position, layout)
     select = position_selector(model, layout, chosen)
@@ -88,16 +110,8 @@ def neuron_attribution(model: StandardizedTransformer, prompts: Any, target_toke
                       for name, _ in candidates])
         output = select(model.mlps_output[index]).save()
         final = select(model.layers_output[model.num_layers - 1]).save()
-    tolerance = relative_tolerance(output.dtype)
-    found = [(name, module, read) for (name, module), read in zip(candidates, reads)
-             if read[1].shape == output.shape and
-             ((read[1] - output).abs().max() / output.abs().max().clamp_min(1e-12)).item() <= tolerance]
-    if not found:
-        raise NotDecomposable(f"[{model.architecture.class_name}] layer {index}'s MLP output is not the output of "
-                              f"one of its linear maps ({', '.join(name for name, _ in candidates) or 'none'}): a "
-                              "norm, a scale or a mixture of experts comes after its last projection, so it does "
-                              "not split per neuron")
-    name, module, (activations, _) = found[-1]
+    chosen_candidate = down_projection(model, index, candidates, [output_read for _, output_read in reads], output)
+    (name, module), (activations, _) = candidates[chosen_candidate], reads[chosen_candidate]
     targets = target_ids(model, target_tokens, final.shape[0])
     readout = build_readout(model, final, targets)
     with torch.no_grad():

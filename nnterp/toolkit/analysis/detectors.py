@@ -1,0 +1,112 @@
+"""Head detectors: how much of each head's attention goes where a previous-token, duplicate-token or induction head
+would attend, measured on attention probabilities (given prompts, or repeated random tokens).
+
+For each query position with at least one target key, a head's score is the probability mass it puts on its
+targets; the head's score is the mean over those positions (and prompts): 1 for a head that attends only to its
+targets, 0 for one that never does. Targets, for the token at query position q:
+- previous token: key q - 1;
+- duplicate token: earlier keys holding the same token;
+- induction: keys k < q right after an earlier copy of the query's token (``tokens[k - 1] == tokens[q]``).
+Padding is neither a query nor a key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, Sequence
+
+import torch
+
+from ...errors import ToolkitInputError
+
+if TYPE_CHECKING:
+    from ...models.standardized import StandardizedTransformer
+
+Detector = Literal["previous_token", "duplicate_token", "induction"]
+DETECTORS: tuple[Detector, ...] = ("previous_token", "duplicate_token", "induction")
+
+
+def detection_targets(tokens: torch.Tensor, kind: Detector, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """(batch, query, key) booleans: where a ``kind`` head attends for token ids ``tokens`` (batch, seq), real
+    tokens where ``mask`` (batch, seq) is set."""
+    seq = tokens.shape[-1]
+    query, key = torch.arange(seq)[:, None], torch.arange(seq)[None, :]
+    if kind == "previous_token":
+        targets = (key == query - 1).expand(tokens.shape[0], seq, seq)
+    elif kind == "duplicate_token":
+        targets = (tokens[:, :, None] == tokens[:, None, :]) & (key < query)
+    elif kind == "induction":
+        before = torch.cat([torch.full_like(tokens[:, :1], -1), tokens[:, :-1]], dim=1)  # token at k - 1
+        targets = (tokens[:, :, None] == before[:, None, :]) & (key < query) & (key >= 1)
+    else:
+        raise ToolkitInputError(f"detector {kind!r}: pass one of {list(DETECTORS)}")
+    if mask is not None:
+        real = mask.bool()
+        targets = targets & real[:, :, None] & real[:, None, :]
+    return targets
+
+
+def detector_scores(probabilities: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """(heads,): each head's mean attention mass on ``targets`` (batch, query, key) over the query positions that
+    have a target, from ``probabilities`` (batch, heads, query, key)."""
+    rows = targets.any(-1)  # (batch, query)
+    if not rows.any():
+        raise ToolkitInputError("no query position has a target for this detector in these tokens (no repeated "
+                                "token for a duplicate or induction head): use repeated tokens")
+    mass = (probabilities * targets[:, None].to(probabilities.dtype)).sum(-1)  # (batch, heads, query)
+    return (mass * rows[:, None]).sum((0, 2)) / rows.sum()
+
+
+def repeated_random_tokens(model: StandardizedTransformer, length: int = 20, batch: int = 4, seed: int = 0
+                           ) -> torch.Tensor:
+    """(batch, 1 + 2 * length) ids: the tokenizer's BOS where it has one, then ``length`` random ordinary tokens
+    twice (an induction head's test)."""
+    tokenizer: Any = model.tokenizer
+    special = set(tokenizer.all_special_ids)
+    ordinary = torch.tensor([token for token in range(len(tokenizer)) if token not in special])
+    generator = torch.Generator().manual_seed(seed)
+    half = ordinary[torch.randint(len(ordinary), (batch, length), generator=generator)]
+    bos = tokenizer.bos_token_id
+    prefix = [torch.full((batch, 1), bos)] if bos is not None else []
+    return torch.cat([*prefix, half, half], dim=1)
+
+
+@dataclass(frozen=True)
+class HeadDetection:
+    """``scores[kind]`` (layers, heads) for each detector; ``tokens`` the ids they were measured on."""
+
+    scores: dict[str, torch.Tensor]
+    tokens: torch.Tensor
+
+    def top(self, kind: str, count: int = 3) -> list[tuple[int, int, float]]:
+        """The ``count`` best (layer, head, score) for one detector."""
+        table = self.scores[kind]
+        values, flat = table.flatten().topk(count)
+        return [(int(index) // table.shape[1], int(index) % table.shape[1], float(value))
+                for value, index in zip(values, flat)]
+
+
+def detect_heads(model: StandardizedTransformer, prompts: Any = None, kinds: Sequence[Detector] = DETECTORS,
+                 length: int = 20, batch: int = 4, seed: int = 0, remote: bool | str = False) -> HeadDetection:
+    """Detector scores of every head, from the attention probabilities (load the model with
+    ``enable_attention_probs=True``) on ``prompts`` (strings, or a tokenized mapping with an attention mask), or
+    by default on `repeated_random_tokens` (``batch`` rows of ``length`` tokens twice, seeded)."""
+    from ..activations import _padded
+    from .cache import run_with_cache
+
+    if prompts is None:
+        ids = repeated_random_tokens(model, length, batch, seed)
+        prompts = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    inputs, _ = _padded(model, prompts)
+    ids = inputs["input_ids"] if isinstance(inputs, dict) else inputs
+    mask = inputs.get("attention_mask") if isinstance(inputs, dict) else None
+    cache = run_with_cache(model, inputs, "attention_probabilities", remote=remote, progress=False)
+    probabilities = cache.stack("attention_probabilities")  # (layers, batch, heads, q, k)
+    prefix = model.num_prefix_positions
+    if prefix:
+        probabilities = probabilities[..., prefix:, prefix:]
+    scores: dict[str, torch.Tensor] = {}
+    for kind in kinds:
+        targets = detection_targets(ids, kind, mask)
+        scores[kind] = torch.stack([detector_scores(layer, targets) for layer in probabilities])
+    return HeadDetection(scores, ids)
