@@ -13,7 +13,9 @@ runs eager attention too (``enable_attention_probs=True``), so both compute the 
 weight must be folded into the unembedding), so the DLA rows read ``processed``, a second bridge in compatibility
 mode with the unembedding left uncentred (centring shifts every logit of a position by the same amount, which a
 single-token DLA would see). TL's weight folding reorders float sums: the DLA rows differ by up to 1e-5 on logits
-near 17, hence their tolerance of 5e-5; every other row is bit-identical or within 1e-6.
+near 17, hence their tolerance of 5e-5. The patching grids are bit-identical on one thread; on several, nnterp's
+batches of 32 patched runs and TL's single runs round differently (measured up to 1.2e-5 on metrics near 10), hence
+5e-5 there too. Every other row is bit-identical or within 1e-6.
 
 Prompts are token tensors for TL (its tokenizer call prepends BOS, nnterp's does not) and strings for nnterp,
 tokenized alike and of equal length, so no padding enters either side.
@@ -314,7 +316,7 @@ def _patching_row(accessor: str, activation: str) -> Comparison:
     where = "every layer" if layers is None else f"layers {layers}"
     heads = ", every head" if activation == "z" else ""
     return Comparison(f"activation_patching[{accessor}]", _patching_ours(accessor, layers),
-                      _patching_theirs(activation, layers), 1e-5, timed=layers is None, rounds=3,
+                      _patching_theirs(activation, layers), 5e-5, timed=layers is None, rounds=3,
                       what=f"{accessor} at every position of {where}{heads} vs TL patching of {activation}")
 
 
