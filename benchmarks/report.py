@@ -52,6 +52,8 @@ def provenance(args: argparse.Namespace, device: torch.device, nnterp13_python: 
                 "transformers": transformers.__version__, "torch": torch.__version__}
     if nnterp13_python:
         versions["nnterp13_python"] = nnterp13_python
+    if _dist_version("transformer-lens") != "unknown":
+        versions["transformer_lens"] = _dist_version("transformer-lens")
     return {"machine_info": machine, "versions": versions, "options": vars(args),
             "commit_info": {"id": _git("rev-parse", "HEAD"), "branch": _git("rev-parse", "--abbrev-ref", "HEAD"),
                             "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),

@@ -19,6 +19,10 @@ the measured floor of a validating trace is 1.8-2.2x):
 - ``tokenizer_copy[<tok>]`` the model's own tokenizer copy (``nnterp.tokenizer_copy``) vs the ``copy.deepcopy``
                           it replaced, on the toy tokenizer and SmolLM2's GGUF tokenizer        (<= 0.1x)
 - ``collect_memory``      peak RSS of collecting 2,000 prompts vs the output plus two batches' peak
+- ``tl[<operation>]``     the TransformerLens column: each toolkit operation against TransformerLens 4.3 computing the
+                          same numbers (``benchmarks/transformerlens.py``), on SmolLM2, float32, one thread
+                          (``--threads`` overrides), where ``transformer_lens`` is importable (``nox -s
+                          vs_transformerlens`` builds such a virtualenv): nnterp time / TL time       (<= 1x)
 
 Usage::
 
@@ -27,6 +31,7 @@ Usage::
     python benchmarks/run.py --rows activation_patching run_with_cache   # only those rows
     python benchmarks/run.py --device cuda          # the same on a GPU: absolute times beside the ratios
     python benchmarks/run.py --nnterp13-python /tmp/nnterp13/bin/python   # adds the nnterp 1.3.0 column
+    .nox/vs_transformerlens/bin/python benchmarks/run.py --rows transformerlens   # only the TransformerLens rows
 
 The nnterp 1.3.0 column times the same toy models (saved with ``save_pretrained``) wrapped by
 nnterp 1.3.0's ``StandardizedTransformer`` in a second interpreter. Build that interpreter with::
@@ -56,7 +61,7 @@ import torch
 if not __package__:  # `python benchmarks/run.py`: import the modules beside this file as the benchmarks package
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from benchmarks import collection, construction, lens, patching
+from benchmarks import collection, construction, lens, patching, transformerlens
 from benchmarks.memory import isolated_memory_row
 from benchmarks.nnterp13 import nnterp13_construction
 from benchmarks.report import REPO, provenance, render, write_json
@@ -70,8 +75,9 @@ SUBJECT_ROWS: dict[str, Callable[[argparse.Namespace, Subject], Row]] = {
     "logit_lens": lens.logit_lens_row, "patchscope_lens": lens.patchscope_lens_row,
     "collect_batched": collection.collect_batched_row, "trace": construction.trace_row,
     "activation_patching": patching.activation_patching_row, "run_with_cache": collection.run_with_cache_row}
-ROWS = (*SUBJECT_ROWS, "construct", "tokenizer_copy", "collect_memory")
-# --rows names: "construct" stands for every construct[<toy>] row, "tokenizer_copy" for every tokenizer_copy[<tok>]
+ROWS = (*SUBJECT_ROWS, "construct", "tokenizer_copy", "transformerlens", "collect_memory")
+# --rows names: "construct" stands for every construct[<toy>] row, "tokenizer_copy" for every tokenizer_copy[<tok>],
+# "transformerlens" for every tl[<operation>] row
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -122,10 +128,17 @@ def main(argv: list[str] | None = None) -> int:
         rows += [SUBJECT_ROWS[name](args, subject) for name in wanted]
     rows += construction.construct_rows(args, device, nnterp13) if construct else []
     rows += construction.tokenizer_copy_rows(args, device) if "tokenizer_copy" in args.rows else []
+    tl_rows, tl_skipped = transformerlens.transformerlens_rows(args, device) if "transformerlens" in args.rows \
+        else ([], "")
+    rows += tl_rows
     memory = isolated_memory_row(args, device) if "collect_memory" in args.rows else None
     print(render(rows, memory, device))
+    if tl_skipped:
+        print(f"tl[*]: skipped ({tl_skipped})")
     data = provenance(args, device, args.nnterp13_python)
     data["benchmarks"] = [row.as_json() for row in rows] + ([memory] if memory else [])
+    if tl_skipped:
+        data["transformerlens_skipped"] = tl_skipped
     write_json(args.json, data)
     print(f"\nwrote {args.json}")
     return 0

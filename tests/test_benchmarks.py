@@ -28,3 +28,5 @@ def test_quick_run_prints_every_row_and_writes_json(tmp_path: Path) -> None:
         assert row["ratio"] > 0 and len(row["ours_s"]) == len(row["floor_s"]) >= 2
         assert row["name"] in done.stdout
     assert "collect_memory" in done.stdout
+    # the TransformerLens rows need SmolLM2: --quick names why they did not run, in the table and the JSON
+    assert "tl[*]: skipped (" in done.stdout and data["transformerlens_skipped"]

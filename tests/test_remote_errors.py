@@ -84,3 +84,34 @@ def test_a_standardized_models_requests_translate_server_errors(llama, monkeypat
     backend.display.enabled = False
     with pytest.raises(SandboxBackwardUnsupported):
         backend.note(_error_response(SANDBOX_BACKWARD))
+
+
+def test_nnterps_own_refusal_in_the_sandbox_runner_comes_back_typed():
+    """A gradient feature in the runner raises SandboxBackwardUnsupported there (node_gradients); its traceback text
+    comes back in a RemoteError, and the client raises the typed error again."""
+    server = ("Traceback (most recent call last):\n  File \"<nnterp>\", line 1, in node_gradients\n"
+              "nnterp.errors.SandboxBackwardUnsupported: this request runs in NDIF's sandbox, which serves the traced "
+              "block copies of the model's values\n")
+    error = sandbox_backward_error(server)
+    assert isinstance(error, SandboxBackwardUnsupported) and "remote=False" in str(error)
+    assert sandbox_backward_error(server.replace("SandboxBackwardUnsupported", "ValueError")) is None
+
+
+def test_a_local_trace_is_not_served_copies_and_a_gradient_feature_refuses_one_that_is(monkeypatch):
+    """Locally the interleaver instruments the model's own modules: reads are the model's tensors. Where it is served
+    copies (ndif's sandbox runner), the one-call attribution refuses with the typed error before any autograd."""
+    from nnsight import save
+
+    from nnterp import attribution_patching_nodes
+    from nnterp.core.accessors import served_as_copies
+    from nnterp.toolkit.analysis import node_attribution
+    from nnterp.toy.standardized import standardized_toy
+
+    model = standardized_toy("llama")
+    with model.trace("The quick brown fox"):
+        copies = save(served_as_copies())
+    assert copies is False and served_as_copies() is False  # in a trace, and outside one
+    monkeypatch.setattr(node_attribution, "served_as_copies", lambda: True)
+    with pytest.raises(SandboxBackwardUnsupported, match="serves the traced block copies"):
+        attribution_patching_nodes(model, "The quick brown fox", "The quick brown cat",
+                                   lambda logits: logits[:, -1, 5] - logits[:, -1, 7])

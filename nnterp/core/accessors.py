@@ -65,12 +65,27 @@ def differentiable(value: Any) -> Any:
     A floating tensor that does not require grad (in grad mode) is multiplied in place by a one that does: the same
     tensor object, with the same values, now in a graph that every later computation extends. Nothing is assigned, so
     the read stays the model's own tensor and in-place edits of it reach the model in every execution mode (an NDIF
-    sandbox included). Under ``torch.no_grad`` or ``torch.inference_mode``, or where the tensor already requires
-    grad, it is returned untouched."""
+    sandbox included). Under ``torch.no_grad`` or ``torch.inference_mode``, where the tensor already requires grad,
+    or where the trace is served copies (`served_as_copies`: no gradient can come back there), it is returned
+    untouched."""
     if (isinstance(value, torch.Tensor) and torch.is_grad_enabled() and not value.requires_grad
-            and value.is_floating_point() and not value.is_inference()):
+            and value.is_floating_point() and not value.is_inference() and not served_as_copies()):
         value.mul_(torch.ones((), dtype=value.dtype, device=value.device, requires_grad=True))
     return value
+
+
+def served_as_copies() -> bool:
+    """Whether the running trace is served copies of values computed in another process, where no gradient can
+    flow back to them: an interleaver that instruments no module of its own (ndif's sandbox runner, which holds a
+    weightless model and receives each value from the model's process). A copy made to require grad would go back
+    to that process as a leaf that requires grad, and the model's in-place edits of it would fail."""
+    from nnsight.intervention.interleaver import Interleaver, Mediator
+
+    try:
+        interleaver = Mediator.current("an activation").interleaver
+    except ValueError:  # read outside a run (a unit test's stand-in envoy)
+        return False
+    return type(interleaver).instrument is not Interleaver.instrument
 
 
 def check_layer_index(index: Any, num_layers: int) -> int:

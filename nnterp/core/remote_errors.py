@@ -18,17 +18,21 @@ from ..errors import SandboxBackwardUnsupported
 # trusted request's traceback lacks: there the same words mean the block read gradients out of order.
 _SANDBOX_GRAD = re.compile(r"OutOfOrderError: '[^']*\.grad\.i\d+' was requested but the model already ran past it")
 _SANDBOX_FRAME = "/sandbox/"
+# nnterp's own refusal in the runner, where a gradient feature finds the block served copies (node_gradients).
+_SANDBOX_REFUSAL = re.compile(r"SandboxBackwardUnsupported: [^\n]*")
 
 
 def sandbox_backward_error(server_message: str) -> SandboxBackwardUnsupported | None:
     """The nnterp error for a server message that is ndif's sandbox failing a backward pass, else None."""
-    found = _SANDBOX_GRAD.search(server_message)
-    if found is None or _SANDBOX_FRAME not in server_message:
-        return None
+    found = _SANDBOX_REFUSAL.search(server_message)  # raised only where the block is served copies
+    if found is None:
+        found = _SANDBOX_GRAD.search(server_message)
+        if found is None or _SANDBOX_FRAME not in server_message:
+            return None
     return SandboxBackwardUnsupported(
         "the NDIF server ran this request in its sandbox, which cannot run a backward pass: ndif's sandbox "
-        "(0.1.2) fails every `with loss.backward():` block, plain nnsight's included, so attribution_patching and "
-        "an accessor's .grad cannot run there. Run it here (remote=False), or send it as a trusted request (on a "
+        "(0.1.2) fails every `with loss.backward():` block, plain nnsight's included, so attribution_patching (and "
+        "the other attribution functions) and an accessor's .grad cannot run there. Run it here (remote=False), or send it as a trusted request (on a "
         "server with authentication, an API key with the 'trusted' tag; without authentication, every request "
         f"that does not ask for the sandbox). The server said: {found.group(0)}")
 

@@ -1,0 +1,433 @@
+"""nnterp against TransformerLens (TL) 4.3 on SmolLM2: one table of the quantities both compute.
+
+Each `Comparison` names a quantity, nnterp's computation, TL's and the largest absolute difference accepted.
+``tests/test_vs_transformerlens.py`` checks every row (``nox -s vs_transformerlens`` installs TL beside
+nnterp); ``benchmarks/run.py`` times the rows marked ``timed`` (nnterp's time / TL's, alternated rounds).
+``python -m benchmarks.transformerlens`` prints each row's largest difference. A new toolkit function is one more
+row.
+
+Both libraries get the same weights: the GGUF is loaded once through transformers and each side wraps its own
+deep copy (TL's bridge switches the model to eager attention and its compatibility mode rewrites weights). nnterp
+runs eager attention too (``enable_attention_probs=True``), so both compute the same forward. TL reads
+``raw``, its bridge on the unprocessed weights; its direct logit attribution refuses those (the final norm's
+weight must be folded into the unembedding), so the DLA rows read ``processed``, a second bridge in compatibility
+mode with the unembedding left uncentred (centring shifts every logit of a position by the same amount, which a
+single-token DLA would see). TL's weight folding reorders float sums: the DLA rows differ by up to 1e-5 on logits
+near 17, hence their tolerance of 5e-5. The patching grids are bit-identical on one thread; on several, nnterp's
+batches of 32 patched runs and TL's single runs round differently (measured up to 1.2e-5 on metrics near 10), hence
+5e-5 there too. Every other row is bit-identical or within 1e-6.
+
+Prompts are token tensors for TL (its tokenizer call prepends BOS, nnterp's does not) and strings for nnterp,
+tokenized alike and of equal length, so no padding enters either side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import itertools
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+
+from benchmarks.subject import GGUF, smollm2_folder
+from benchmarks.timing import Row
+
+TL_NAME = "HuggingFaceTB/SmolLM2-135M-Instruct"  # TL's architecture lookup key; the weights are passed in
+PROMPTS = ["The capital of France is", "The capital of Italy is"]
+CLEAN, CORRUPTED = PROMPTS
+ANSWERS = (" Paris", " Rome")
+NEURON_LAYER = 29
+# the patching grids but the timed one patch these layers only: TL runs one forward per cell (about 0.3 s each here)
+PATCH_LAYERS = (0, 14, 29)
+HEAD_PATCH_LAYERS = (14,)  # 9 heads x 5 positions
+RUN_LAYERS_SPLIT = 10
+
+
+def transformerlens_missing() -> str | None:
+    """Why TransformerLens cannot be used here (the import error, as measured), or None where it can."""
+    try:
+        import transformer_lens  # noqa: F401
+        from transformer_lens.model_bridge import TransformerBridge  # noqa: F401
+    except Exception as error:  # any failure to import is the reason, reported verbatim
+        return f"transformer_lens is not importable: {type(error).__name__}: {error}"
+    return None
+
+
+@dataclass
+class Sides:
+    """nnterp's model and TL's two bridges over copies of one loaded SmolLM2, with the shared inputs."""
+
+    model: Any  # StandardizedTransformer, eager attention
+    raw: Any  # TransformerBridge on the unprocessed weights
+    processed: Any  # TransformerBridge in compatibility mode (final norm folded, unembedding uncentred)
+    ids: torch.Tensor  # (2, seq): PROMPTS' tokens, no BOS
+    answers: tuple[int, int]
+
+    @property
+    def clean(self) -> torch.Tensor:
+        return self.ids[:1]
+
+    @property
+    def corrupted(self) -> torch.Tensor:
+        return self.ids[1:]
+
+    def metric(self, logits: torch.Tensor) -> torch.Tensor:
+        """Per prompt, the " Paris" - " Rome" logit difference at the last position: (batch,)."""
+        right, wrong = self.answers
+        return logits[:, -1, right] - logits[:, -1, wrong]
+
+    def scalar_metric(self, logits: torch.Tensor) -> torch.Tensor:
+        """The metric of a one-prompt batch as a scalar, as TL's patching functions want it."""
+        return self.metric(logits)[0]
+
+
+def load_sides() -> Sides:
+    """SmolLM2 loaded once, wrapped by nnterp and by two TL bridges, each over its own copy of the weights."""
+    from transformer_lens.model_bridge import TransformerBridge
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from nnterp import StandardizedTransformer
+
+    folder = smollm2_folder()
+    hf = AutoModelForCausalLM.from_pretrained(folder, gguf_file=GGUF, dtype=torch.float32).eval()
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=GGUF)
+    model = StandardizedTransformer(copy.deepcopy(hf), tokenizer=tokenizer, enable_attention_probs=True)
+    raw = TransformerBridge.boot_transformers(TL_NAME, hf_model=copy.deepcopy(hf), tokenizer=tokenizer, device="cpu")
+    processed = TransformerBridge.boot_transformers(TL_NAME, hf_model=hf, tokenizer=tokenizer, device="cpu")
+    processed.enable_compatibility_mode(disable_warnings=True, center_unembed=False)
+    ids = model.tokenizer(PROMPTS, return_tensors="pt")["input_ids"]
+    answers = tuple(model.tokenizer(answer, add_special_tokens=False)["input_ids"][0] for answer in ANSWERS)
+    return Sides(model, raw, processed, ids, answers)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One quantity both compute: nnterp's and TL's computation of it (each a tensor of the same shape) and the
+    largest absolute difference accepted. ``timed`` rows are toolkit operations, timed by benchmarks/run.py."""
+
+    name: str
+    ours: Callable[[Sides], torch.Tensor]
+    theirs: Callable[[Sides], torch.Tensor]
+    atol: float
+    timed: bool = True
+    what: str = ""
+    rounds: int | None = None  # the benchmark's rounds for this row where TL's side takes minutes (default: --rounds)
+
+
+def max_abs_difference(ours: torch.Tensor, theirs: torch.Tensor) -> float:
+    """The largest absolute difference, in float64; a shape mismatch is an error, not a difference."""
+    if tuple(ours.shape) != tuple(theirs.shape):
+        raise AssertionError(f"shapes differ: nnterp {tuple(ours.shape)}, TransformerLens {tuple(theirs.shape)}")
+    return (ours.detach().double().cpu() - theirs.detach().double().cpu()).abs().max().item()
+
+
+# -- the forward and what it caches ------------------------------------------------------------------------
+
+CACHED = {  # nnterp accessor -> TL hook name within block i
+    "layers_input": "hook_resid_pre", "layers_output": "hook_resid_post", "attentions_input": "ln1.hook_out",
+    "attentions_output": "hook_attn_out", "mlps_input": "ln2.hook_out", "mlps_output": "hook_mlp_out",
+    "heads_output": "attn.hook_z"}
+
+
+def _logits_ours(sides: Sides) -> torch.Tensor:
+    with torch.no_grad(), sides.model.trace(PROMPTS):
+        logits = sides.model.logits.save()
+    return logits
+
+
+def _logits_theirs(sides: Sides) -> torch.Tensor:
+    with torch.no_grad():
+        return sides.raw(sides.ids)
+
+
+def _probabilities_ours(sides: Sides) -> torch.Tensor:
+    from nnsight import save
+
+    model = sides.model
+    with torch.no_grad(), model.trace(PROMPTS) as tracer:
+        probs = save([model.attention_probabilities[layer] for layer in range(model.num_layers)])
+        tracer.stop()
+    return torch.stack(probs)
+
+
+def _probabilities_theirs(sides: Sides) -> torch.Tensor:
+    with torch.no_grad():
+        _, cache = sides.raw.run_with_cache(sides.ids, names_filter=lambda name: name.endswith("attn.hook_pattern"))
+    return torch.stack([cache[f"blocks.{layer}.attn.hook_pattern"] for layer in range(sides.raw.cfg.n_layers)])
+
+
+def _cache_ours(accessors: list[str]) -> Callable[[Sides], torch.Tensor]:
+    def ours(sides: Sides) -> torch.Tensor:
+        from nnterp import run_with_cache
+
+        cache = run_with_cache(sides.model, PROMPTS, accessors)
+        return torch.cat([cache.stack(name).flatten(2) for name in accessors])
+    return ours
+
+
+def _cache_theirs(accessors: list[str]) -> Callable[[Sides], torch.Tensor]:
+    def theirs(sides: Sides) -> torch.Tensor:
+        layers = range(sides.raw.cfg.n_layers)
+        names = [f"blocks.{layer}.{CACHED[name]}" for name in accessors for layer in layers]
+        with torch.no_grad():
+            _, cache = sides.raw.run_with_cache(sides.ids, names_filter=names)
+        return torch.stack([cache[name].flatten(1) for name in names])
+    return theirs
+
+
+# -- lenses and decompositions -----------------------------------------------------------------------------
+
+def _logit_lens_ours(sides: Sides) -> torch.Tensor:
+    from nnterp import logit_lens
+
+    return logit_lens(sides.model, PROMPTS).transpose(0, 1)  # (layers, batch, vocab)
+
+
+def _logit_lens_theirs(sides: Sides) -> torch.Tensor:
+    from transformer_lens.tools.analysis import logit_lens
+
+    layers = list(range(1, sides.raw.cfg.n_layers + 1))  # entry 0 is the embeddings, i + 1 is layer i's output
+    return logit_lens(sides.raw, sides.ids, layers=layers, return_type="probs").values
+
+
+def _accumulated_ours(sides: Sides) -> torch.Tensor:
+    from nnterp import accumulated_resid
+
+    return accumulated_resid(sides.model, PROMPTS).residuals
+
+
+def _accumulated_theirs(sides: Sides) -> torch.Tensor:
+    with torch.no_grad():
+        _, cache = sides.raw.run_with_cache(sides.ids, names_filter=lambda name: "resid" in name)
+    return cache.accumulated_resid(pos_slice=-1)
+
+
+def _decomposed_ours(sides: Sides) -> torch.Tensor:
+    from nnterp import decompose_resid
+
+    return decompose_resid(sides.model, PROMPTS).components  # embed, then per layer attn, mlp
+
+
+def _decomposed_theirs(sides: Sides) -> torch.Tensor:
+    wanted = ("hook_embed", "hook_attn_out", "hook_mlp_out", "hook_resid_pre", "hook_resid_post")
+    with torch.no_grad():
+        _, cache = sides.raw.run_with_cache(sides.ids, names_filter=lambda name: name.endswith(wanted))
+    return cache.decompose_resid(pos_slice=-1)
+
+
+def _run_layers_ours(sides: Sides) -> torch.Tensor:
+    from nnterp import run_layers
+
+    middle = run_layers(sides.model, PROMPTS, stop_at_layer=RUN_LAYERS_SPLIT)
+    logits = run_layers(sides.model, PROMPTS, start_at_layer=RUN_LAYERS_SPLIT, residual=middle)
+    return torch.cat([middle.flatten(1), logits.flatten(1)], dim=1)
+
+
+def _run_layers_theirs(sides: Sides) -> torch.Tensor:
+    with torch.no_grad():
+        middle = sides.raw(sides.ids, stop_at_layer=RUN_LAYERS_SPLIT)
+        logits = sides.raw(middle, start_at_layer=RUN_LAYERS_SPLIT)
+    return torch.cat([middle.flatten(1), logits.flatten(1)], dim=1)
+
+
+# -- direct logit attribution ------------------------------------------------------------------------------
+
+def _dla_ours(per_head: bool) -> Callable[[Sides], torch.Tensor]:
+    def ours(sides: Sides) -> torch.Tensor:
+        from nnterp import direct_logit_attribution
+
+        result = direct_logit_attribution(sides.model, PROMPTS, ANSWERS[0], per_head=per_head)
+        if not per_head:
+            return result.contributions.T  # (components, batch): embed, then per layer attn, mlp
+        heads = [index for index, part in enumerate(result.parts) if part.head is not None]
+        rest = [index for index in range(len(result.parts)) if index not in heads]
+        # TL's head unit: every head, then "remainder" (embeddings, MLPs and the rest of the stream)
+        return torch.cat([result.contributions[:, heads].T, result.contributions[:, rest].sum(-1)[None]])
+    return ours
+
+
+def _dla_theirs(unit: str) -> Callable[[Sides], torch.Tensor]:
+    def theirs(sides: Sides) -> torch.Tensor:
+        from transformer_lens.tools.analysis import direct_logit_attribution
+
+        with torch.no_grad():
+            return direct_logit_attribution(sides.processed, sides.ids, answer_tokens=sides.answers[0],
+                                            unit=unit).attribution
+    return theirs
+
+
+def _neurons_ours(sides: Sides) -> torch.Tensor:
+    from nnterp import neuron_attribution
+
+    return neuron_attribution(sides.model, PROMPTS, ANSWERS[0], layer=NEURON_LAYER).contributions
+
+
+def _neurons_theirs(sides: Sides) -> torch.Tensor:
+    bridge = sides.processed
+    wanted = ("mlp.hook_post", "ln_final.hook_scale")
+    with torch.no_grad():
+        _, cache = bridge.run_with_cache(sides.ids, names_filter=lambda name: name.endswith(wanted))
+        stack = cache.stack_neuron_results(NEURON_LAYER + 1, pos_slice=-1, apply_ln=True,
+                                           project_output_onto=bridge.W_U[:, sides.answers[0]])
+    return stack[-bridge.cfg.d_mlp:].T  # layer NEURON_LAYER's neurons: (batch, neurons)
+
+
+# -- patching ----------------------------------------------------------------------------------------------
+
+PATCHED = {"layers_input": "resid_pre", "layers_output": "resid_post", "attentions_output": "attn_out",
+           "mlps_output": "mlp_out", "heads_output": "z"}
+
+
+def _patching_ours(accessor: str, layers: tuple[int, ...] | None) -> Callable[[Sides], torch.Tensor]:
+    def ours(sides: Sides) -> torch.Tensor:
+        from nnterp import activation_patching
+
+        grid = activation_patching(sides.model, CLEAN, CORRUPTED, sides.metric, accessor=accessor,
+                                   layers=None if layers is None else list(layers), progress=False).values
+        return grid.permute(0, 2, 1) if accessor == "heads_output" else grid  # TL's (layer, pos, head)
+    return ours
+
+
+def _patching_theirs(activation: str, layers: tuple[int, ...] | None) -> Callable[[Sides], torch.Tensor]:
+    """TL's generic activation patching of ``activation`` over (layer, pos[, head]) cells: every layer's, or
+    those of ``layers`` (given as a table of cells, which TL returns flat)."""
+    def theirs(sides: Sides) -> torch.Tensor:
+        import pandas as pd
+        from transformer_lens import patching
+
+        chosen = range(sides.raw.cfg.n_layers) if layers is None else layers
+        axes = [chosen, range(sides.ids.shape[1])] + ([range(sides.raw.cfg.n_heads)] if activation == "z" else [])
+        cells = pd.DataFrame(list(itertools.product(*axes)), columns=["layer", "pos", "head_index"][:len(axes)])
+        setter = patching.layer_pos_head_vector_patch_setter if activation == "z" else patching.layer_pos_patch_setter
+        with torch.no_grad():
+            _, clean = sides.raw.run_with_cache(sides.clean, names_filter=lambda name: name.endswith(activation))
+            values = patching.generic_activation_patch(sides.raw, sides.corrupted, clean, sides.scalar_metric, setter,
+                                                       activation, index_df=cells)
+        return values.view(*map(len, axes))
+    return theirs
+
+
+def _patching_row(accessor: str, activation: str) -> Comparison:
+    """The grid of ``accessor`` against TL's of ``activation``: every layer for the timed ``layers_output``,
+    PATCH_LAYERS (HEAD_PATCH_LAYERS for the heads) for the others."""
+    layers = None if accessor == "layers_output" else HEAD_PATCH_LAYERS if activation == "z" else PATCH_LAYERS
+    where = "every layer" if layers is None else f"layers {layers}"
+    heads = ", every head" if activation == "z" else ""
+    return Comparison(f"activation_patching[{accessor}]", _patching_ours(accessor, layers),
+                      _patching_theirs(activation, layers), 5e-5, timed=layers is None, rounds=3,
+                      what=f"{accessor} at every position of {where}{heads} vs TL patching of {activation}")
+
+
+# -- attribution patching: TL's node scores (embeddings, every head, every MLP, at every position) ---------------
+
+def _attribution_ours(sides: Sides) -> torch.Tensor:
+    """TL's node scores from three calls, one per accessor (embeddings: layer 0's input); nnterp's grid is the
+    corrupted metric plus the estimate, so the estimate is the grid minus it."""
+    from nnterp import attribution_patching
+
+    def scores(accessor: str, layers: Any = None) -> torch.Tensor:
+        result = attribution_patching(sides.model, CLEAN, CORRUPTED, sides.metric, accessor=accessor, layers=layers)
+        return result.values - result.corrupted_metric
+
+    embed = scores("layers_input", [0])  # (1, positions)
+    heads = scores("heads_output").permute(0, 2, 1)  # (layers, heads, positions) -> (layers, positions, heads)
+    mlps = scores("mlps_output")  # (layers, positions)
+    return torch.cat([embed.flatten(), heads.flatten(), mlps.flatten()])
+
+
+def _attribution_theirs(sides: Sides) -> torch.Tensor:
+    from transformer_lens.tools.analysis import Node, attribution_patch
+
+    scores = attribution_patch(sides.raw, sides.clean, sides.corrupted, sides.scalar_metric).node_scores
+    layers, positions, heads = sides.raw.cfg.n_layers, sides.ids.shape[1], sides.raw.cfg.n_heads
+    order = [Node("embed", position) for position in range(positions)]
+    order += [Node("attn_head_out", position, layer, head) for layer in range(layers)
+              for position in range(positions) for head in range(heads)]
+    order += [Node("mlp_out", position, layer) for layer in range(layers) for position in range(positions)]
+    return torch.tensor([scores[node] for node in order])
+
+
+COMPARISONS: tuple[Comparison, ...] = (
+    Comparison("logits", _logits_ours, _logits_theirs, 1e-5, what="a traced forward's logits"),
+    Comparison("attention_probabilities", _probabilities_ours, _probabilities_theirs, 1e-6,
+               what="attention_probabilities of every layer vs hook_pattern"),
+    *(Comparison(f"run_with_cache[{name}]", _cache_ours([name]), _cache_theirs([name]), 1e-5, timed=False,
+                 what=f"{name} of every layer vs blocks.*.{hook}") for name, hook in CACHED.items()),
+    Comparison("run_with_cache", _cache_ours(list(CACHED)), _cache_theirs(list(CACHED)), 1e-5,
+               what="all 7 cacheable accessors of every layer in one call vs run_with_cache(names_filter)"),
+    Comparison("logit_lens", _logit_lens_ours, _logit_lens_theirs, 1e-6,
+               what="last-position probabilities of every layer vs tools.analysis.logit_lens"),
+    Comparison("accumulated_resid", _accumulated_ours, _accumulated_theirs, 1e-5,
+               what="embeddings + every layer's output at the last position vs cache.accumulated_resid"),
+    Comparison("decompose_resid", _decomposed_ours, _decomposed_theirs, 1e-5,
+               what="embed, attn and mlp of every layer at the last position vs cache.decompose_resid"),
+    Comparison("run_layers", _run_layers_ours, _run_layers_theirs, 1e-5,
+               what=f"stop_at_layer={RUN_LAYERS_SPLIT}, then start_at_layer={RUN_LAYERS_SPLIT} from it: residual "
+                    "and logits"),
+    Comparison("dla_components", _dla_ours(False), _dla_theirs("component"), 5e-5,
+               what="direct_logit_attribution per attn / mlp vs tools.analysis.direct_logit_attribution"),
+    Comparison("dla_per_head", _dla_ours(True), _dla_theirs("head"), 5e-5,
+               what="direct_logit_attribution per head (+ remainder) vs unit='head'"),
+    Comparison("neuron_attribution", _neurons_ours, _neurons_theirs, 5e-5,
+               what=f"layer {NEURON_LAYER}'s 1,536 neurons vs cache.stack_neuron_results(apply_ln=True, projected)"),
+    *(_patching_row(name, hook) for name, hook in PATCHED.items()),
+    Comparison("attribution_patching", _attribution_ours, _attribution_theirs, 1e-5,
+               what="node scores of the embeddings, every head and every MLP at every position (3 nnterp calls) vs "
+                    "tools.analysis.attribution_patch"),
+)
+
+
+def transformerlens_rows(args: argparse.Namespace, device: torch.device) -> tuple[list[Row], str]:
+    """Every timed row of COMPARISONS: nnterp's time over TL's (goal <= 1x), on one torch thread unless
+    ``--threads`` says otherwise, after checking that the two agree within the row's tolerance. Returns the rows
+    and, where they cannot run here, why (TL not importable, a device other than the CPU, --quick's toy model)."""
+    from benchmarks.timing import compare
+
+    why = transformerlens_missing() or ("" if device.type == "cpu" else f"CPU only (asked for {device})") or \
+        ("SmolLM2 only (not with --quick / --model toy)" if args.model != "smollm2" else "")
+    if why:
+        return [], why
+    threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads or 1)
+    try:
+        sides = load_sides()
+        return [compare(f"tl[{row.name}]", lambda row=row: row.ours(sides), lambda row=row: row.theirs(sides),
+                        (row.name, "TransformerLens 4.3"), rounds=row.rounds or args.rounds, device=device, goal=1.0,
+                        check=lambda ours, theirs, name, row=row: _agree(ours, theirs, name, row.atol),
+                        note=f"SmolLM2, fp32, {torch.get_num_threads()} thread(s): {row.what}")
+                for row in COMPARISONS if row.timed], ""
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _agree(ours: torch.Tensor, theirs: torch.Tensor, name: str, atol: float) -> None:
+    difference = max_abs_difference(ours, theirs)
+    if difference > atol:
+        raise AssertionError(f"{name}: nnterp and TransformerLens differ by {difference:.3g}, over {atol:g}")
+
+
+def main() -> int:
+    """``python -m benchmarks.transformerlens``: every row's largest absolute difference against its tolerance,
+    one line each, as a table (exit status 1 where a row is over its tolerance)."""
+    from tabulate import tabulate
+
+    why = transformerlens_missing()
+    if why:
+        print(why)
+        return 2
+    sides, table, over = load_sides(), [], 0
+    for row in COMPARISONS:
+        difference = max_abs_difference(row.ours(sides), row.theirs(sides))
+        over += difference > row.atol
+        table.append([row.name, f"{difference:.3g}", f"{row.atol:g}", "ok" if difference <= row.atol else "OVER",
+                      row.what])
+    print(tabulate(table, headers=["quantity", "max |nnterp - TL|", "tolerance", "", "compared"]))
+    return 1 if over else 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())
