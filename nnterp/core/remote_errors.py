@@ -32,8 +32,9 @@ def sandbox_backward_error(server_message: str) -> SandboxBackwardUnsupported | 
     return SandboxBackwardUnsupported(
         "the NDIF server ran this request in its sandbox, which cannot run a backward pass: ndif's sandbox "
         "(0.1.2) fails every `with loss.backward():` block, plain nnsight's included, so attribution_patching, "
-        "the other attribution functions and an accessor's .grad cannot run there. Run it here (remote=False), or send it as a trusted request (on a "
-        "server with authentication, an API key with the 'trusted' tag; without authentication, every request "
+        "the other attribution functions and an accessor's .grad cannot run there. Run it here (remote=False), "
+        "or send it as a trusted request (on a server with authentication, an API key with the 'trusted' tag; "
+        "without authentication, every request "
         f"that does not ask for the sandbox). The server said: {found.group(0)}")
 
 
