@@ -103,3 +103,25 @@ def test_each_analysis_function_equals_the_local_run_under_the_server_simulation
     run = every_analysis_function(models[name])[function]
     local = outcome(run, False)
     assert equal(local, outcome(run, "local")), f"{name}: {function} with remote='local' differs from the local run"
+
+
+def _hooks(module: torch.nn.Module) -> list:
+    return [(name, len(sub._forward_hooks), len(sub._forward_pre_hooks), len(sub._backward_hooks),
+             len(getattr(sub, "_backward_pre_hooks", {}))) for name, sub in module.named_modules()]
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_no_analysis_function_leaves_a_gradient_or_a_hook_on_the_model(function):
+    """Each call leaves the model as it found it: no parameter with a .grad, every requires_grad as it was, no hook
+    added to any module. One parameter frozen by the caller stays frozen."""
+    model = standardized_toy("llama", enable_attention_probs=False)
+    parameters = list(model._module.parameters())
+    parameters[0].requires_grad_(False)
+    flags = [parameter.requires_grad for parameter in parameters]
+    hooks = _hooks(model._module)
+    state = {name: value.clone() for name, value in model._module.state_dict().items()}
+    every_analysis_function(model)[function](False)
+    assert all(parameter.grad is None for parameter in parameters), function
+    assert [parameter.requires_grad for parameter in parameters] == flags, function
+    assert _hooks(model._module) == hooks, function
+    assert all(torch.equal(value, state[name]) for name, value in model._module.state_dict().items()), function

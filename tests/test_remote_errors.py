@@ -49,9 +49,19 @@ def test_the_sandbox_backward_failure_becomes_a_typed_error_naming_the_limit_and
     assert "'140563931366096.grad.i0' was requested but the model already ran past it" in message
 
 
-@pytest.mark.parametrize("message", [TRUSTED_OUT_OF_ORDER, FROZEN, "Your job exceeded the execution timeout"])
+@pytest.mark.parametrize("message", [TRUSTED_OUT_OF_ORDER, "Your job exceeded the execution timeout"])
 def test_other_server_failures_are_left_as_they_are(message):
     assert sandbox_backward_error(message) is None
+
+
+def test_a_backward_without_gradient_on_the_server_names_the_sandbox_limit_and_the_trusted_cause():
+    """What ndif sends back when a backward's forward carried no gradient: in its sandbox (which serves the block
+    copies) every backward ends there; on a trusted request only a block that read nothing through nnterp does."""
+    error = sandbox_backward_error(FROZEN)
+    assert isinstance(error, SandboxBackwardUnsupported)
+    message = str(error)
+    assert "sandbox" in message and "remote=False" in message and "track_activation_gradients" in message
+    assert "does not require grad" in message
 
 
 def _translating_backend() -> RemoteBackend:
@@ -73,8 +83,8 @@ def test_the_backend_raises_the_typed_error_from_the_servers_answer():
 
 def test_the_backend_passes_other_failures_and_answers_unchanged():
     backend = _translating_backend()
-    with pytest.raises(RemoteError, match="does not require grad"):
-        backend.note(_error_response(FROZEN))
+    with pytest.raises(RemoteError, match="execution timeout"):
+        backend.note(_error_response("Your job exceeded the execution timeout"))
     assert backend.note(ResponseModel(id="job", status=Status.COMPLETED)) is True
 
 
@@ -104,14 +114,15 @@ def test_a_local_trace_is_not_served_copies_and_a_gradient_feature_refuses_one_t
 
     from nnterp import attribution_patching_nodes
     from nnterp.core.accessors import served_as_copies
-    from nnterp.toolkit.analysis import node_attribution
+    from nnterp.toolkit.analysis import patching
     from nnterp.toy.standardized import standardized_toy
 
     model = standardized_toy("llama")
     with model.trace("The quick brown fox"):
         copies = save(served_as_copies())
     assert copies is False and served_as_copies() is False  # in a trace, and outside one
-    monkeypatch.setattr(node_attribution, "served_as_copies", lambda: True)
-    with pytest.raises(SandboxBackwardUnsupported, match="serves the traced block copies"):
-        attribution_patching_nodes(model, "The quick brown fox", "The quick brown cat",
-                                   lambda logits: logits[:, -1, 5] - logits[:, -1, 7])
+    monkeypatch.setattr(patching, "served_as_copies", lambda: True)
+    for attribution in (attribution_patching_nodes, patching.attribution_patching):
+        with pytest.raises(SandboxBackwardUnsupported, match="serves the traced block copies"):
+            attribution(model, "The quick brown fox", "The quick brown cat",
+                        lambda logits: logits[:, -1, 5] - logits[:, -1, 7])

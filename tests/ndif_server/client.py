@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from collections.abc import Iterator
+from typing import Any, Callable
 
 import torch
 
@@ -49,3 +51,22 @@ def mode(name: str) -> Iterator[None]:
         yield
     finally:
         RequestModel.metadata = metadata
+
+
+# ndif's answer when its model deployment could not take a request at that moment (seen under load, after a long
+# sandboxed request, while the pool replaced its runner): a user retries, and so does the fixture, a few times.
+BUSY = "Error submitting request to model deployment. Please try again later."
+
+
+def retried(run: Callable[[], Any], attempts: int = 4, wait_s: float = 5.0) -> Any:
+    """``run()``, sent again while the server answers BUSY (at most ``attempts`` times); any other error is raised."""
+    from nnsight.intervention.backends.remote import RemoteError
+
+    for attempt in range(attempts):
+        try:
+            return run()
+        except RemoteError as error:
+            if BUSY not in str(error) or attempt == attempts - 1:
+                raise
+            time.sleep(wait_s)
+    raise AssertionError("unreachable")

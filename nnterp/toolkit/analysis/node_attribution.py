@@ -16,10 +16,19 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 import torch
 from nnsight import save
 
-from ...core.accessors import select_layers, served_as_copies
-from ...errors import SandboxBackwardUnsupported, ToolkitInputError
+from ...core.accessors import select_layers
+from ...errors import ToolkitInputError
 from ...utils.gradients import activation_gradients
-from .patching import PatchingResult, _alignment, _check_finite, _metric, _metric_value, _pair, _Pair
+from .patching import (
+    PatchingResult,
+    _alignment,
+    _check_finite,
+    _metric,
+    _metric_value,
+    _pair,
+    _Pair,
+    check_gradients_served,
+)
 
 if TYPE_CHECKING:
     from ...models.standardized import StandardizedTransformer
@@ -139,10 +148,7 @@ def node_gradients(metric_value: torch.Tensor, nodes: list[Any]) -> list[Any]:
     """Inside a trace, once the metric is computed: its gradient (averaged over prompts) with respect to each
     node, zeros for a node it does not depend on. One backward, through the activations only. Where the trace is
     served copies of the model's values (ndif's sandbox), no gradient can come back: SandboxBackwardUnsupported."""
-    if served_as_copies():
-        raise SandboxBackwardUnsupported(
-            "this request runs in NDIF's sandbox, which serves the traced block copies of the model's values, so no "
-            "gradient can flow back to them: run the gradient feature here (remote=False) or as a trusted request")
+    check_gradients_served()
     grads = torch.autograd.grad(metric_value.float().mean(), nodes, allow_unused=True)
     return [torch.zeros_like(node) if grad is None else grad for node, grad in zip(nodes, grads)]
 

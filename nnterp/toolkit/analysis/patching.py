@@ -17,8 +17,15 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 import torch
 from nnsight import save
 
-from ...core.accessors import select_layers
-from ...errors import MetricError, NonFiniteValue, PositionAlignmentError, PromptError, ToolkitInputError
+from ...core.accessors import select_layers, served_as_copies
+from ...errors import (
+    MetricError,
+    NonFiniteValue,
+    PositionAlignmentError,
+    PromptError,
+    SandboxBackwardUnsupported,
+    ToolkitInputError,
+)
 from ...utils.gradients import activation_gradients
 from ...utils.positions import TokenLayout, position_list
 
@@ -160,6 +167,15 @@ def _metric_value(value: torch.Tensor, batch: int, where: str, layout: TokenLayo
                   "the end") if layout.padded else ""
         raise NonFiniteValue(f"the metric is {value.tolist()} on {where}: expected finite numbers{padded}")
     return float(value.detach().float().mean())
+
+
+def check_gradients_served() -> None:
+    """Inside a trace, before a backward: SandboxBackwardUnsupported where the block is served copies of the model's
+    values (ndif's sandbox runner), since no gradient can come back to them."""
+    if served_as_copies():
+        raise SandboxBackwardUnsupported(
+            "this request runs in NDIF's sandbox, which serves the traced block copies of the model's values, so no "
+            "gradient can flow back to them: run the gradient feature here (remote=False) or as a trusted request")
 
 
 def _cells(model: StandardizedTransformer, accessor: str, layers: list[int], count: int
@@ -335,6 +351,7 @@ def _attribution_grid(model: StandardizedTransformer, clean_prompts: Any, corrup
         saved = save([value.detach() for value in corrupted])
         corrupted_value = _metric(metric, model.logits, corrupted_alignment)
         mean = corrupted_value.float().mean()
+        check_gradients_served()
         with mean.backward():
             grads = save([value.grad for value in reversed(corrupted)][::-1])  # gradients arrive last layer first
         corrupted_value = save(corrupted_value.detach())
