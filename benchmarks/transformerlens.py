@@ -323,18 +323,17 @@ def _patching_row(accessor: str, activation: str) -> Comparison:
 # -- attribution patching: TL's node scores (embeddings, every head, every MLP, at every position) ---------------
 
 def _attribution_ours(sides: Sides) -> torch.Tensor:
-    """TL's node scores from three calls, one per accessor (embeddings: layer 0's input); nnterp's grid is the
-    corrupted metric plus the estimate, so the estimate is the grid minus it."""
-    from nnterp import attribution_patching
+    """TL's node scores from one `attribution_patching_nodes` call (2 forwards, 1 backward); each grid is the
+    corrupted metric plus the estimate, so the estimate is the grid minus it. TL orders its nodes embeddings (per
+    position), heads (layer, position, head), MLPs (layer, position)."""
+    from nnterp import attribution_patching_nodes
 
-    def scores(accessor: str, layers: Any = None) -> torch.Tensor:
-        result = attribution_patching(sides.model, CLEAN, CORRUPTED, sides.metric, accessor=accessor, layers=layers)
-        return result.values - result.corrupted_metric
-
-    embed = scores("layers_input", [0])  # (1, positions)
-    heads = scores("heads_output").permute(0, 2, 1)  # (layers, heads, positions) -> (layers, positions, heads)
-    mlps = scores("mlps_output")  # (layers, positions)
-    return torch.cat([embed.flatten(), heads.flatten(), mlps.flatten()])
+    result = attribution_patching_nodes(sides.model, CLEAN, CORRUPTED, sides.metric,
+                                        kinds=("token_embeddings", "heads_output", "mlps_output"))
+    embed, heads, mlps = (result[kind] - result.corrupted_metric
+                          for kind in ("token_embeddings", "heads_output", "mlps_output"))
+    # embed (positions,); heads (layers, heads, positions) -> TL's (layers, positions, heads); mlps (layers, positions)
+    return torch.cat([embed.flatten(), heads.permute(0, 2, 1).flatten(), mlps.flatten()])
 
 
 def _attribution_theirs(sides: Sides) -> torch.Tensor:
@@ -374,8 +373,8 @@ COMPARISONS: tuple[Comparison, ...] = (
                what=f"layer {NEURON_LAYER}'s 1,536 neurons vs cache.stack_neuron_results(apply_ln=True, projected)"),
     *(_patching_row(name, hook) for name, hook in PATCHED.items()),
     Comparison("attribution_patching", _attribution_ours, _attribution_theirs, 1e-5,
-               what="node scores of the embeddings, every head and every MLP at every position (3 nnterp calls) vs "
-                    "tools.analysis.attribution_patch"),
+               what="node scores of the embeddings, every head and every MLP at every position (one "
+                    "attribution_patching_nodes call) vs tools.analysis.attribution_patch"),
 )
 
 
