@@ -17,6 +17,20 @@ near 17, hence their tolerance of 5e-5. The patching grids are bit-identical on 
 batches of 32 patched runs and TL's single runs round differently (measured up to 1.2e-5 on metrics near 10), hence
 5e-5 there too. Every other row is bit-identical or within 1e-6.
 
+The cache kinds read from the attention call are compared with TL's hooks of the same values: nnterp's ``queries``
+and ``keys`` are what the attention function is handed, after rotary (TL's ``hook_rot_q`` / ``hook_rot_k``;
+``hook_q`` / ``hook_k`` precede rotary); keys and values stay per key/value head on both sides; masked scores hold
+the float32 minimum on both sides (not -inf), so whole score tensors are compared. Path patching is compared with
+TL's direct path patching into queries only: TL refuses keys and values on grouped-query models. Weights and circuits
+are compared on the unprocessed weights (``raw``), the processed copy's folded weights with ``processed``'s.
+
+Not compared: ``detect_heads``. TL's ``detect_head`` divides the attention mass on the targets by the sum of the whole
+pattern, one per query position (so query positions without a target, such as the first for a previous-token head,
+count as zero), where nnterp averages over the query positions that have a target; TL's induction pattern also
+counts the query's own key where a token repeats at once, nnterp's does not. The scores differ by design, not by
+rounding. TL's ``all_composition_scores`` scores all 270 x 270 head pairs at once and did not fit in this machine's
+24 GiB, so the composition row calls TL's ``utilities.matrix.composition_scores`` on the two layers' circuits.
+
 Prompts are token tensors for TL (its tokenizer call prepends BOS, nnterp's does not) and strings for nnterp,
 tokenized alike and of equal length, so no padding enters either side.
 """
@@ -177,6 +191,51 @@ def _cache_theirs(accessors: list[str]) -> Callable[[Sides], torch.Tensor]:
     return theirs
 
 
+# the kinds run_with_cache reads from the attention call and the MLP: nnterp name -> (TL hook within block i, the
+# permutation taking TL's layout to nnterp's). nnterp's queries and keys are what the attention function is handed,
+# after rotary: TL's hook_rot_q / hook_rot_k (hook_q / hook_k precede rotary). Keys and values stay per key/value
+# head on both sides (3 for SmolLM2's 9 query heads). Masked scores hold the dtype's minimum on both sides, so the
+# whole score tensor is compared.
+KINDS = {"queries": ("attn.hook_rot_q", (0, 2, 1, 3)), "keys": ("attn.hook_rot_k", (0, 2, 1, 3)),
+         "values": ("attn.hook_v", (0, 2, 1, 3)), "attention_scores": ("attn.hook_attn_scores", None),
+         "attention_probabilities": ("attn.hook_pattern", None), "heads_output": ("attn.hook_z", None),
+         "neurons": ("mlp.hook_post", None)}
+
+
+def _kinds_ours(kinds: tuple[str, ...]) -> Callable[[Sides], torch.Tensor]:
+    def ours(sides: Sides) -> torch.Tensor:
+        from nnterp import run_with_cache
+
+        cache = run_with_cache(sides.model, PROMPTS, names_filter=lambda name: name in kinds, progress=False)
+        return torch.cat([cache.stack(kind).flatten() for kind in kinds])
+    return ours
+
+
+def _kinds_theirs(kinds: tuple[str, ...]) -> Callable[[Sides], torch.Tensor]:
+    def theirs(sides: Sides) -> torch.Tensor:
+        hooks = tuple(KINDS[kind][0] for kind in kinds)
+        with torch.no_grad():
+            _, cache = sides.raw.run_with_cache(sides.ids, names_filter=lambda name: name.endswith(hooks))
+        parts = []
+        for kind in kinds:
+            hook, order = KINDS[kind]
+            values = [cache[f"blocks.{layer}.{hook}"] for layer in range(sides.raw.cfg.n_layers)]
+            parts.append(torch.stack([value if order is None else value.permute(*order) for value in values]).flatten())
+        return torch.cat(parts)
+    return theirs
+
+
+def _kind_rows() -> tuple[Comparison, ...]:
+    rows = [Comparison(f"run_with_cache[{kind}]", _kinds_ours((kind,)), _kinds_theirs((kind,)), 1e-5, timed=False,
+                       what=f"{kind} of every layer vs blocks.*.{hook}")
+            for kind, (hook, _) in KINDS.items() if kind != "heads_output"]  # heads_output: a CACHED row
+    every = tuple(KINDS)
+    rows.append(Comparison("run_with_cache[names_filter]", _kinds_ours(every), _kinds_theirs(every), 1e-5,
+                           what="q, k, v (after rotary), scores, probabilities, per-head outputs and neurons of every "
+                                "layer, one call with a names_filter predicate each"))
+    return tuple(rows)
+
+
 # -- lenses and decompositions -----------------------------------------------------------------------------
 
 def _logit_lens_ours(sides: Sides) -> torch.Tensor:
@@ -323,18 +382,17 @@ def _patching_row(accessor: str, activation: str) -> Comparison:
 # -- attribution patching: TL's node scores (embeddings, every head, every MLP, at every position) ---------------
 
 def _attribution_ours(sides: Sides) -> torch.Tensor:
-    """TL's node scores from three calls, one per accessor (embeddings: layer 0's input); nnterp's grid is the
-    corrupted metric plus the estimate, so the estimate is the grid minus it."""
-    from nnterp import attribution_patching
+    """TL's node scores from one `attribution_patching_nodes` call (2 forwards, 1 backward); each grid is the
+    corrupted metric plus the estimate, so the estimate is the grid minus it. TL orders its nodes embeddings (per
+    position), heads (layer, position, head), MLPs (layer, position)."""
+    from nnterp import attribution_patching_nodes
 
-    def scores(accessor: str, layers: Any = None) -> torch.Tensor:
-        result = attribution_patching(sides.model, CLEAN, CORRUPTED, sides.metric, accessor=accessor, layers=layers)
-        return result.values - result.corrupted_metric
-
-    embed = scores("layers_input", [0])  # (1, positions)
-    heads = scores("heads_output").permute(0, 2, 1)  # (layers, heads, positions) -> (layers, positions, heads)
-    mlps = scores("mlps_output")  # (layers, positions)
-    return torch.cat([embed.flatten(), heads.flatten(), mlps.flatten()])
+    result = attribution_patching_nodes(sides.model, CLEAN, CORRUPTED, sides.metric,
+                                        kinds=("token_embeddings", "heads_output", "mlps_output"))
+    embed, heads, mlps = (result[kind] - result.corrupted_metric
+                          for kind in ("token_embeddings", "heads_output", "mlps_output"))
+    # embed (positions,); heads (layers, heads, positions) -> TL's (layers, positions, heads); mlps (layers, positions)
+    return torch.cat([embed.flatten(), heads.permute(0, 2, 1).flatten(), mlps.flatten()])
 
 
 def _attribution_theirs(sides: Sides) -> torch.Tensor:
@@ -347,6 +405,114 @@ def _attribution_theirs(sides: Sides) -> torch.Tensor:
               for position in range(positions) for head in range(heads)]
     order += [Node("mlp_out", position, layer) for layer in range(layers) for position in range(positions)]
     return torch.tensor([scores[node] for node in order])
+
+
+# -- path patching: TL's direct path patching (Wang et al.) into each later head's queries --------------------------
+
+PATH_SENDER_LAYER = 28  # TL patches one (sender, receiver head) pair per forward: 9 x 9 pairs into layer 29
+
+
+def _path_ours(sides: Sides) -> torch.Tensor:
+    """(sender head, receiver head): one path_patching call per receiver's queries, the 9 senders batched."""
+    from nnterp import path_patching
+
+    heads = range(sides.model.num_heads)
+    senders = [f"L{PATH_SENDER_LAYER}.H{head}" for head in heads]
+    receivers = [f"L{PATH_SENDER_LAYER + 1}.H{head}.q" for head in heads]
+    return torch.stack([path_patching(sides.model, CLEAN, CORRUPTED, sides.metric, receivers=[receiver],
+                                      senders=senders, progress=False).values for receiver in receivers], dim=1)
+
+
+def _path_theirs(sides: Sides) -> torch.Tensor:
+    """TL's get_act_patch_direct_path from each head of PATH_SENDER_LAYER, its row of the next layer. TL refuses
+    component "k" and "v" on grouped-query models such as SmolLM2, so the queries only."""
+    from transformer_lens.patching import get_act_patch_direct_path
+
+    bridge, name = sides.raw, f"blocks.{PATH_SENDER_LAYER}.attn.hook_z"
+    with torch.no_grad():
+        _, clean = bridge.run_with_cache(sides.clean, names_filter=[name])
+        _, corrupted = bridge.run_with_cache(sides.corrupted, names_filter=[name])
+        rows = [get_act_patch_direct_path(bridge, sides.corrupted, clean, corrupted, sides.scalar_metric,
+                                          PATH_SENDER_LAYER, head, "q", verbose=False)
+                for head in range(bridge.cfg.n_heads)]
+    return torch.stack([row[PATH_SENDER_LAYER + 1] for row in rows])
+
+
+# -- weights and circuits: the raw bridge's W_Q, W_K, W_V, W_O (unprocessed; keys and values per key/value head) ----
+
+CIRCUIT_LAYERS = (0, 14, 29)
+
+
+def _weights_ours(sides: Sides) -> torch.Tensor:
+    from nnterp import head_weights
+
+    found = head_weights(sides.model)
+    return torch.cat([torch.stack([getattr(found[layer], part) for layer in range(sides.model.num_layers)]).flatten()
+                      for part in ("queries", "keys", "values", "output")])
+
+
+def _weights_theirs(sides: Sides) -> torch.Tensor:
+    bridge = sides.raw
+    return torch.cat([getattr(bridge, name).detach().flatten() for name in ("W_Q", "W_K", "W_V", "W_O")])
+
+
+def _circuits_ours(sides: Sides) -> torch.Tensor:
+    from nnterp import ov_circuit, qk_circuit
+
+    return torch.stack([torch.stack([ov_circuit(sides.model, layer).full(), qk_circuit(sides.model, layer).full()])
+                        for layer in CIRCUIT_LAYERS])
+
+
+def _circuits_theirs(sides: Sides) -> torch.Tensor:
+    """TL's OV and QK expand the key/value heads per query head (repeat_interleave), as nnterp's do."""
+    with torch.no_grad():
+        ov, qk = sides.raw.OV, sides.raw.QK
+        return torch.stack([torch.stack([ov[layer].AB, qk[layer].AB]) for layer in CIRCUIT_LAYERS])
+
+
+COMPOSED = ((3, 4), (14, 20))  # (earlier, later) layer pairs
+
+
+def _composition_ours(sides: Sides) -> torch.Tensor:
+    from nnterp import composition_scores
+
+    return torch.stack([composition_scores(sides.model, kind, earlier, later) for kind in ("q", "k", "v")
+                        for earlier, later in COMPOSED])
+
+
+def _composition_theirs(sides: Sides) -> torch.Tensor:
+    """TL's composition_scores on its OV / QK of the two layers (bridge.all_composition_scores scores every pair of
+    the 270 heads at once, and ran out of this machine's 24 GiB on SmolLM2)."""
+    from transformer_lens.utilities.matrix import composition_scores
+
+    with torch.no_grad():
+        ov, qk = sides.raw.OV, sides.raw.QK
+        readers = {"q": lambda layer: qk[layer], "k": lambda layer: qk[layer].T, "v": lambda layer: ov[layer]}
+        return torch.stack([composition_scores(ov[earlier], readers[kind](later)) for kind in ("q", "k", "v")
+                            for earlier, later in COMPOSED])
+
+
+# -- processed weights: the folded weights of process_weights' copy vs TL's processed bridge ----------------------
+
+def _processed_ours(sides: Sides) -> torch.Tensor:
+    """Each head's W_Q, W_K, W_V, the MLPs' gate and up projections (ln2's gain folded in) and the unembedding (the
+    final norm's folded in), of process_weights' copy with the unembedding uncentred (as ``processed``)."""
+    from nnterp import head_weights, process_weights
+
+    copy_ = process_weights(sides.model, center_unembed=False).model
+    found = head_weights(copy_)
+    module = copy_._module
+    heads = [torch.stack([getattr(found[layer], part) for layer in range(copy_.num_layers)]).flatten()
+             for part in ("queries", "keys", "values")]
+    mlps = [torch.stack([getattr(layer.mlp, part).weight.T for layer in module.model.layers]).flatten()
+            for part in ("gate_proj", "up_proj")]
+    return torch.cat(heads + mlps + [module.lm_head.weight.T.flatten()]).detach()
+
+
+def _processed_theirs(sides: Sides) -> torch.Tensor:
+    bridge = sides.processed
+    names = ("W_Q", "W_K", "W_V", "W_gate", "W_in", "W_U")
+    return torch.cat([getattr(bridge, name).detach().flatten() for name in names])
 
 
 COMPARISONS: tuple[Comparison, ...] = (
@@ -373,9 +539,22 @@ COMPARISONS: tuple[Comparison, ...] = (
     Comparison("neuron_attribution", _neurons_ours, _neurons_theirs, 5e-5,
                what=f"layer {NEURON_LAYER}'s 1,536 neurons vs cache.stack_neuron_results(apply_ln=True, projected)"),
     *(_patching_row(name, hook) for name, hook in PATCHED.items()),
+    *_kind_rows(),
+    Comparison("path_patching", _path_ours, _path_theirs, 5e-5, rounds=3,
+               what=f"each head of layer {PATH_SENDER_LAYER} through each head's queries of layer "
+                    f"{PATH_SENDER_LAYER + 1} (9 x 9 paths) vs patching.get_act_patch_direct_path"),
+    Comparison("head_weights", _weights_ours, _weights_theirs, 0.0, timed=False,
+               what="every layer's W_Q, W_K, W_V (per key/value head), W_O vs the bridge's"),
+    Comparison("ov_qk_circuits", _circuits_ours, _circuits_theirs, 1e-5, timed=False,
+               what=f"ov_circuit / qk_circuit .full() of layers {CIRCUIT_LAYERS} vs bridge.OV / bridge.QK .AB"),
+    Comparison("composition_scores", _composition_ours, _composition_theirs, 1e-5, timed=False,
+               what=f"q, k, v composition of layer pairs {COMPOSED} vs utilities.matrix.composition_scores"),
+    Comparison("process_weights", _processed_ours, _processed_theirs, 1e-6, timed=False,
+               what="folded W_Q, W_K, W_V, W_gate, W_in, W_U of process_weights(center_unembed=False) vs the "
+                    "compatibility-mode bridge's"),
     Comparison("attribution_patching", _attribution_ours, _attribution_theirs, 1e-5,
-               what="node scores of the embeddings, every head and every MLP at every position (3 nnterp calls) vs "
-                    "tools.analysis.attribution_patch"),
+               what="node scores of the embeddings, every head and every MLP at every position (one "
+                    "attribution_patching_nodes call) vs tools.analysis.attribution_patch"),
 )
 
 

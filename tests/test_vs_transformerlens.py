@@ -33,10 +33,11 @@ def test_agrees_with_transformerlens(sides: Sides, comparison: Comparison) -> No
 
 
 def test_the_table_leaves_nnterp_model_untouched(sides: Sides) -> None:
-    """Every nnterp computation of the table, attribution patching's backward included, leaves no gradient on a
-    parameter and no hook on a module of the model it ran on."""
+    """The table's nnterp computations (attribution patching's backward, path patching, weight processing, circuits
+    included) leave no gradient on a parameter and no hook on a module of the model they ran on."""
     for comparison in COMPARISONS:
-        if comparison.name in ("attribution_patching", "logits", "dla_per_head", "run_layers"):
+        if comparison.name in ("attribution_patching", "logits", "dla_per_head", "run_layers", "path_patching",
+                               "run_with_cache[names_filter]", "process_weights", "ov_qk_circuits"):
             comparison.ours(sides)
     module = sides.model._module
     assert [name for name, parameter in module.named_parameters() if parameter.grad is not None] == []

@@ -12,6 +12,7 @@ the helper statically and descend into it. The load-time checks then verify the 
 from __future__ import annotations
 
 import ast
+import functools
 import sys
 import types
 from dataclasses import dataclass
@@ -276,6 +277,7 @@ def _function_names(value: ast.AST | None) -> list[str]:
     return [node.id for node in ast.walk(value) if isinstance(node, ast.Name)]
 
 
+@functools.lru_cache(maxsize=64)  # one attention function serves every layer: parse its source once
 def softmax_input_label(function: Callable) -> tuple[str | None, str]:
     """The nnsight label of the softmax call whose result `locate_attention_probabilities` follows in
     ``function``, where its first positional input is the pre-softmax scores (``F.softmax(scores, ...)``,

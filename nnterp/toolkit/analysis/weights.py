@@ -126,6 +126,9 @@ def _fold(fresh: torch.nn.Module, norm_name: str, readers: list[str], hidden: in
     if not torch.allclose(gain, weight, rtol=1e-4, atol=1e-6) or (own_bias is None and bias.abs().max() > 0):
         raise NotDecomposable(f"{norm_name} ({type(norm).__name__}) does not compute weight * x / scale + bias (its "
                               "measured gain is not its weight), so it cannot be folded")
+    # fold the weight itself: the gain measured on the +-1 probe carries the norm's eps (1 / sqrt(1 + eps), a
+    # relative 5e-6 for eps 1e-5), which would scale every reader by it
+    gain = weight.detach().clone()
     for name in readers:
         module = fresh.get_submodule(name)
         matrix = cast(torch.Tensor, _linear_weight(module))
