@@ -49,7 +49,7 @@ def test_token_embeddings_gradient_is_the_first_layers_input_gradient(llama):
     torch.testing.assert_close(embeddings_grad, first_grad)
 
 
-def _accessor_gradients(model, remote=False, prompt=PROMPT):
+def accessor_gradients(model, remote=False, prompt=PROMPT):
     """Every accessor's .grad under backward, read as the README says (no set-up call)."""
     with model.trace(prompt, remote=remote):
         values = [getattr(model, name)[layer] for name, layer in READ]
@@ -77,11 +77,11 @@ def test_every_accessor_gradient_is_the_same_with_frozen_parameters(llama, froze
     accessor's .grad equals the one an unfrozen model gives, bit for bit, and no parameter gets a .grad."""
     for parameter in llama._module.parameters():
         parameter.requires_grad_(True)
-    expected = _accessor_gradients(llama)[0]
+    expected = accessor_gradients(llama)[0]
     for parameter in llama._module.parameters():
         parameter.grad = None
         parameter.requires_grad_(False)
-    got = _accessor_gradients(frozen, remote)[0]
+    got = accessor_gradients(frozen, remote)[0]
     for (name, layer), want, have in zip(READ, expected, got):
         assert torch.equal(want, have), (name, layer)
     assert all(parameter.grad is None and not parameter.requires_grad for parameter in frozen._module.parameters())
@@ -90,9 +90,9 @@ def test_every_accessor_gradient_is_the_same_with_frozen_parameters(llama, froze
 def test_gradients_with_frozen_parameters_in_a_padded_batch(frozen):
     """Two prompts of different lengths in one batch (left-padded): each row's gradients equal its own run's."""
     other = "A cat"
-    batch = _accessor_gradients(frozen, prompt=[PROMPT, other])
+    batch = accessor_gradients(frozen, prompt=[PROMPT, other])
     for row, prompt in enumerate([PROMPT, other]):
-        alone = _accessor_gradients(frozen, prompt=prompt)
+        alone = accessor_gradients(frozen, prompt=prompt)
         for (name, layer), want, have in zip(READ, alone, batch):
             have = have[row:row + 1]
             if name == "attention_probabilities":  # (batch, heads, query, key)

@@ -83,41 +83,52 @@ def test_every_remote_function_equals_the_local_run_under_the_server_simulation(
     assert not differing, f"{type(model._module).__name__}: remote='local' differs from the local run: {differing}"
 
 
+def trace_through_every_accessor(model, remote) -> list:
+    """Every accessor read and written in one trace (steering and layer skipping included)."""
+    with torch.no_grad(), model.trace(PROMPTS[0], remote=remote):  # in the order the model runs
+        values = save([model.token_embeddings, model.layers_input[0], model.attentions_input[0],
+                       model.attentions_output[0], model.mlps_input[0]])
+        model.mlps_output[0] = model.mlps_output[0] * 0.5
+        model.steer(0, torch.ones(model.hidden_size), factor=0.5)
+        model.skip_layer(1)
+        last = model.layers_output[-1]
+        values.append(model.project_on_vocab(model.collapse_streams(last[:, -1])))
+        values.append(model.logits)
+    return values
+
+
+def attention_probabilities_trace(model, remote) -> list:
+    """Attention probabilities edited at one layer and read at the next."""
+    with torch.no_grad(), model.trace(PROMPTS[0], remote=remote):
+        model.attention_probabilities[0] = model.attention_probabilities[0] * 0
+        probabilities = model.attention_probabilities[1].save()
+        logits = model.logits.save()
+    return [probabilities, logits]
+
+
+def per_head_accessors_trace(model, remote) -> list:
+    """Per-head accessors read, and one head edited in place (the edit must reach the model's output)."""
+    with torch.no_grad(), model.trace(PROMPTS[0], remote=remote):  # in the order the model runs
+        values = save([model.queries[0], model.keys[0], model.values[0], model.heads_output[0]])
+        model.heads_output[1][:, :, 0] = 0
+        values.append(model.logits)
+    return values
+
+
 def test_a_trace_through_every_accessor_equals_the_local_run(model):
-    def run(remote):
-        with torch.no_grad(), model.trace(PROMPTS[0], remote=remote):  # in the order the model runs
-            values = save([model.token_embeddings, model.layers_input[0], model.attentions_input[0],
-                           model.attentions_output[0], model.mlps_input[0]])
-            model.mlps_output[0] = model.mlps_output[0] * 0.5
-            model.steer(0, torch.ones(model.hidden_size), factor=0.5)
-            model.skip_layer(1)
-            last = model.layers_output[-1]
-            values.append(model.project_on_vocab(model.collapse_streams(last[:, -1])))
-            values.append(model.logits)
-        return values
-    assert all(torch.equal(local, remote) for local, remote in zip(run(False), run("local")))
+    assert all(torch.equal(local, remote) for local, remote in
+               zip(trace_through_every_accessor(model, False), trace_through_every_accessor(model, "local")))
 
 
 def test_attention_probabilities_are_served_remotely():
     llama = standardized_toy("llama")
-    results = []
-    for remote in (False, "local"):
-        with torch.no_grad(), llama.trace(PROMPTS[0], remote=remote):
-            llama.attention_probabilities[0] = llama.attention_probabilities[0] * 0
-            probs = llama.attention_probabilities[1].save()
-            logits = llama.logits.save()
-        results.append((probs, logits))
-    assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1])
+    local, remote = (attention_probabilities_trace(llama, mode) for mode in (False, "local"))
+    assert torch.equal(local[0], remote[0]) and torch.equal(local[1], remote[1])
 
 
 def test_per_head_accessors_are_served_remotely(llama):
-    def run(remote):
-        with torch.no_grad(), llama.trace(PROMPTS[0], remote=remote):  # in the order the model runs
-            values = save([llama.queries[0], llama.keys[0], llama.values[0], llama.heads_output[0]])
-            llama.heads_output[1][:, :, 0] = 0
-            values.append(llama.logits)
-        return values
-    assert all(torch.equal(local, remote) for local, remote in zip(run(False), run("local")))
+    assert all(torch.equal(local, remote) for local, remote in
+               zip(per_head_accessors_trace(llama, False), per_head_accessors_trace(llama, "local")))
 
 
 def test_the_request_references_only_server_modules(llama):
