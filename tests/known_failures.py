@@ -182,13 +182,12 @@ REMOTE_FAILURES: dict[str, dict[str, str]] = {
     "ProphetNetForCausalLM": {function: f"{_NO_GENERATION}: HF ProphetNet's cached generate of a left-padded batch "
                                         "raises '`position_ids` are incorrect' (skipped_generate, uncached, runs)"
                               for function in ("steered_generate", "patched_generate")},
-    "RwkvForCausalLM": {
-        "attribution_patching": "RWKV's blocks write the recurrent state in place (state[i][:, :, layer_id] = ...), "
-                                "so the backward pass finds a tensor modified after autograd saved it",
-    },
-    "HrmTextForCausalLM": {
-        "attribution_patching": "looped model (see TOOLKIT_FAILURES): `layers` is read at the L stack's first "
-                                "call, which HRM runs under torch.no_grad (only its last cycles carry gradients), "
-                                "so the read values have no gradient to hook",
-    },
+    "RwkvForCausalLM": {function: "RWKV's blocks write the recurrent state in place (state[i][:, :, layer_id] = "
+                                  "...), so the backward pass finds a tensor modified after autograd saved it"
+                        for function in ("attribution_patching", "attribution_patching_nodes")},
+    "HrmTextForCausalLM": {function: "looped model (see TOOLKIT_FAILURES): `layers` is read at the L stack's first "
+                                     "call, which HRM runs under torch.no_grad (only its last cycles carry "
+                                     "gradients), so the read values have no gradient to hook"
+                           for function in ("attribution_patching", "attribution_patching_nodes",
+                                            "edge_attribution_patching")},
 }

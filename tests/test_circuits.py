@@ -165,13 +165,15 @@ def test_smollm2_grouped_heads_equal_manual_slices(smollm2_hf):
             torch.testing.assert_close(qk[head], queries[head] @ keys[head].T)
 
 
-@pytest.mark.parametrize("model_type, why", [("qwen3", "a norm or a scale comes between"),  # q_norm
-                                             ("opt", "a norm or a scale comes between")])  # q_proj(x) * scaling
-def test_queries_changed_after_their_projection_are_refused(model_type, why):
+@pytest.mark.parametrize("model_type, what", [("qwen3", "queries"),  # q_norm after q_proj
+                                              ("opt", "queries"),  # q_proj(x) * scaling
+                                              ("deepseek_v2", "keys")])  # MLA: a rotary part shared by the heads
+def test_queries_or_keys_changed_after_their_projection_are_refused(model_type, what):
     from nnterp.errors import NotDecomposable
 
     model = standardized_toy(model_type, enable_attention_probs=False)
-    with pytest.raises(NotDecomposable, match=f"layer 0's queries are not blocks of one linear map's output.*{why}"):
+    with pytest.raises(NotDecomposable, match=f"layer 0's {what} are not blocks of one linear map's output.*a norm, "
+                                              "a scale or a second projection"):
         head_weights(model, 0)
 
 

@@ -31,7 +31,7 @@ from .known_failures import (
     toy_params,
 )
 from .remote_equality import equal, outcome
-from .test_analysis_remote import every_analysis_function
+from .test_analysis_remote import FUNCTIONS, every_analysis_function
 from .test_remote import every_remote_function
 
 # The analysis functions whose identities ANALYSIS_FAILURES says break (tests/test_analysis_architectures.py's
@@ -41,23 +41,10 @@ IDENTITY_FUNCTIONS = ("direct_logit_attribution", "decompose_resid", "accumulate
 TOOLKIT_FUNCTIONS = ("logit_lens", "patchscope_lens", "get_token_activations", "compute_next_token_probs")
 
 
-# The analysis functions run on every architecture. The newer ones (run_with_cache's per-head kinds, head_weights,
-# composition_scores, attribution_patching_nodes, path_patching, edge_attribution_patching) are checked remotely on
-# tests/test_analysis_remote.py's three architectures and on a real NDIF server (tests/test_ndif_real.py). On all
-# architectures they are not yet: measured on transformers 5.25.0, 57 architectures refuse them with a typed error
-# raised inside the trace (which a request returns as the server's error, not the client's class), and a few raise
-# raw errors locally (HRM: AttributeError in the per-head cache, RuntimeError in the one-call attribution).
-ALL_ARCHITECTURE_ANALYSIS = ("direct_logit_attribution", "decompose_resid", "accumulated_resid", "run_with_cache",
-                             "activation_patching", "attribution_patching", "steered_generate", "skipped_generate",
-                             "patched_generate")
-
-
 def every_function(model) -> dict:
     """The functions this file runs, as functions of ``remote``."""
     toolkit = every_remote_function(model)
-    analysis = every_analysis_function(model)
-    return {**{name: analysis[name] for name in ALL_ARCHITECTURE_ANALYSIS},
-            **{name: toolkit[name] for name in TOOLKIT_FUNCTIONS}}
+    return {**every_analysis_function(model), **{name: toolkit[name] for name in TOOLKIT_FUNCTIONS}}
 
 
 def left_out(class_name: str) -> set[str]:
@@ -112,7 +99,7 @@ def test_remote_failures_still_fail(model_type, function):
 
 
 def test_every_remote_failure_row_names_a_function_run_here():
-    run_here = set(ALL_ARCHITECTURE_ANALYSIS) | set(TOOLKIT_FUNCTIONS)
+    run_here = set(FUNCTIONS) | set(TOOLKIT_FUNCTIONS)
     assert all(set(functions) <= run_here for functions in REMOTE_FAILURES.values()), REMOTE_FAILURES
 
 

@@ -313,9 +313,12 @@ class LayerwiseContribution(LayerwiseModules):
     def __getitem__(self, index: int) -> Any:
         shape = unwrap(self._flat_input(index).input).shape if self._flat_input else None
         envoys = super(LayerwiseContribution, self).__getitem__(index)
-        total = differentiable(unwrap(envoys[0].output))
-        for envoy in envoys[1:]:
-            total = total + differentiable(unwrap(envoy.output))
+        parts = [differentiable(unwrap(envoy.output)) for envoy in envoys]  # in run order
+        if len(parts) > 1:  # kept for an assignment that follows: it can no longer read the modules that ran
+            _read_parts()[id(self), check_layer_index(index, self._num_layers)] = parts
+        total = parts[0]
+        for part in parts[1:]:
+            total = total + part
         if shape is not None:
             total = total.view(*shape[:-1], total.shape[-1])  # a view: in-place edits reach the model
         scale = self._scales[check_layer_index(index, self._num_layers)] if self._scales else 1.0
@@ -324,21 +327,40 @@ class LayerwiseContribution(LayerwiseModules):
 
     def __setitem__(self, index: int, value: Any) -> None:
         envoys = super(LayerwiseContribution, self).__getitem__(index)
+        layer = check_layer_index(index, self._num_layers)
+        read = _read_parts().pop((id(self), layer), None) if len(envoys) > 1 else None
+        # The modules before the last one: as read just before (they already ran), or read now, in run order.
+        earlier = read[:-1] if read is not None else [unwrap(envoy.output) for envoy in envoys[:-1]]
+        current = envoys[-1].output
+        if read is not None and unwrap(current) is not read[-1]:
+            raise ToolkitInputError(f"layer {layer}'s contribution sums {len(envoys)} modules and was read at an "
+                                    "earlier call than this assignment: read it again just before assigning it")
         if not self._flat_input:  # (reading the flat module's input again could come after its output)
-            current = unwrap(envoys[0].output)
-            check_shape(f"layer {check_layer_index(index, self._num_layers)}'s contribution",
-                        self.view.canonical(current) if self.view else current, value)
+            first = earlier[0] if earlier else unwrap(current)
+            check_shape(f"layer {layer}'s contribution", self.view.canonical(first) if self.view else first, value)
         if self.view:
             value = self.view.native(value)
         if self._flat_input:
             value = value.reshape(-1, value.shape[-1])
-        scale = self._scales[check_layer_index(index, self._num_layers)] if self._scales else 1.0
+        scale = self._scales[layer] if self._scales else 1.0
         if scale != 1.0:
             value = value / scale
-        for envoy in envoys[:-1]:
-            value = value - unwrap(envoy.output)
-        current = envoys[-1].output
+        for part in earlier:
+            value = value - part
         envoys[-1].output = rewrap(current, value)
+
+
+def _read_parts() -> dict:
+    """The running invoke's summed contributions read so far, by (accessor, layer): the modules' outputs, in run
+    order, so that assigning a contribution after reading it needs no second read of the modules that already ran
+    (nnsight serves a module's output only while the model is at it)."""
+    from nnsight.intervention.interleaver import Mediator
+
+    mediator = Mediator.current("a summed contribution")
+    parts = getattr(mediator, "_nnterp_read_parts", None)
+    if parts is None:
+        parts = mediator._nnterp_read_parts = {}
+    return parts
 
 
 def _batch_rows() -> tuple[int, int, int, bool]:

@@ -168,8 +168,15 @@ def _one_forward(model: StandardizedTransformer, inputs: Any, recipes: dict[tupl
         read = save(read_operations(model, operations, device))
     values = dict(read)
     for key, planned in recipes.items():
-        values[key] = planned.make([getattr(recorded[envoy.path], side) for envoy, side in planned.reads])
+        values[key] = planned.make([first_visit(recorded[envoy.path], side) for envoy, side in planned.reads])
     return values
+
+
+def first_visit(view: Any, side: str) -> Any:
+    """A recorded module's input or output at its first call, as the accessors read it (a looped model calls its
+    modules several times, and nnsight's cache then holds one value per call)."""
+    value = getattr(view, side)
+    return value if len(view) == 1 else value[0]
 
 
 def _position_columns(positions: int | slice | Sequence[int], layout: TokenLayout) -> torch.Tensor:

@@ -158,7 +158,11 @@ def shadow_gradients(model: Any, plan: list[tuple[int, str, int]], batch: int, m
 
 
 def _every_receiver(model: StandardizedTransformer) -> list[str]:
-    return [f"L{layer}.{part}" for layer in range(model.num_layers) for part in ("attn", "mlp")] + ["final"]
+    """Every layer's attention and MLP input (where the layer has that sublayer), and the final residual."""
+    from .paths import is_available
+
+    return [f"L{layer}.{part}" for layer in range(model.num_layers) for part in ("attn", "mlp")
+            if is_available(model, layer, part)] + ["final"]
 
 
 def _check_receivers(model: StandardizedTransformer, receivers: list[Node]) -> None:

@@ -64,6 +64,8 @@ def _linear(module: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]
 def head_weights(model: StandardizedTransformer, layers: Any = None, remote: bool | str = False
                  ) -> dict[int, HeadWeights]:
     """Per chosen layer (None: all), its heads' weights, found on one probe forward (see the module docstring)."""
+    from .cache import first_visit
+
     chosen = select_layers(layers, model.num_layers)
     modules = model._attention_modules()
     for layer in chosen:  # HeadsUnavailable, naming the layers that split into heads
@@ -76,9 +78,10 @@ def head_weights(model: StandardizedTransformer, layers: Any = None, remote: boo
         recorded = tracer.cache(modules=[envoy for layer in chosen for envoy in envoys[layer]])
         arguments = save({layer: [getattr(model, name)[layer][0, :, 0] for name in ("queries", "keys", "values")]
                           for layer in chosen})
-    return {layer: _layer_weights(model, layer, children[layer],
-                                  [unwrap(recorded[envoy.path].output)[0, 0] for envoy in envoys[layer]],
-                                  arguments[layer]) for layer in chosen}
+    outputs = {layer: [unwrap(first_visit(recorded[envoy.path], "output"))[0, 0] for envoy in envoys[layer]]
+               for layer in chosen}
+    return {layer: _layer_weights(model, layer, children[layer], outputs[layer], arguments[layer])
+            for layer in chosen}
 
 
 def _layer_weights(model: StandardizedTransformer, layer: int, children: list[tuple[str, torch.nn.Module]],
@@ -103,6 +106,8 @@ def _slices(model: StandardizedTransformer, layer: int, what: str, children: lis
     head_dim = argument.shape[-1]
     scale = argument.abs().max().clamp_min(1e-12)
     for (_, module), output in zip(children, outputs):
+        if output.ndim != 1:  # a linear map applied to more than (batch, seq, in): not a per-position projection
+            continue
         starts = []
         for head in argument:
             blocks = output.unfold(0, head_dim, head_dim) if output.shape[0] % head_dim == 0 else output[:0, None]
@@ -116,6 +121,6 @@ def _slices(model: StandardizedTransformer, layer: int, what: str, children: lis
             return weight.detach()[:, columns].permute(1, 0, 2), \
                 (bias.detach()[columns] if bias is not None else weight.new_zeros(columns.shape))
     raise NotDecomposable(f"[{model.architecture.class_name}] layer {layer}'s {what} are not blocks of one linear "
-                          f"map's output ({', '.join(name for name, _ in children) or 'no linear child'}): a norm or "
-                          "a scale comes between the projection and the attention call, so the head has no weight "
-                          "matrix")
+                          f"map's output ({', '.join(name for name, _ in children) or 'no linear child'}): a norm, a "
+                          "scale or a second projection (a rotary part shared by the heads) comes between the "
+                          "projection and the attention call, so the head has no weight matrix")

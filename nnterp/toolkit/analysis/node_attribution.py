@@ -57,7 +57,9 @@ class NodeAttribution:
 
     def __getitem__(self, kind: str) -> torch.Tensor:
         if kind not in self.values:
-            raise ToolkitInputError(f"no grid for {kind!r}: this result holds {list(self.values)}")
+            hint = (f" (by default a kind is scored only where every chosen layer has it: pass kinds=[{kind!r}, ...] "
+                    "and layers= of layers that have it)") if kind in NODE_KINDS else ""
+            raise ToolkitInputError(f"no grid for {kind!r}: this result holds {list(self.values)}{hint}")
         return self.values[kind]
 
     def result(self, kind: str) -> PatchingResult:
@@ -90,12 +92,15 @@ def _labels(kind: str, shape: tuple[int, ...], layers: tuple[int, ...], tokens: 
 
 def attribution_patching_nodes(model: StandardizedTransformer, clean_prompts: str | Sequence[str],
                                corrupted_prompts: str | Sequence[str], metric: Callable[[torch.Tensor], torch.Tensor],
-                               kinds: Sequence[str] = DEFAULT_KINDS, layers: int | Iterable[int] | None = None,
+                               kinds: Sequence[str] | None = None, layers: int | Iterable[int] | None = None,
                                positions: int | Sequence[int] | None = None, remote: bool | str = False
                                ) -> NodeAttribution:
     """`attribution_patching` of every node kind in ``kinds`` (default: token embeddings, heads, attentions, MLPs
-    and the residual after each layer; add ``"layers_input"`` for the residual entering each layer) at every
-    layer of ``layers`` and every position, from 2 forwards and 1 backward. Each grid equals
+    and the residual after each layer; heads, attentions or MLPs left out where a chosen layer has none, as a
+    hybrid model's recurrent layers have no heads and a Mamba layer no MLP; add ``"layers_input"`` for the
+    residual entering each layer) at every layer of ``layers`` and every position, from 2 forwards and 1
+    backward. A kind asked for by name at a layer without it is refused before any forward (HeadsUnavailable for
+    heads). Each grid equals
     ``attribution_patching(model, ..., accessor=kind)``'s; the call leaves no ``.grad`` on any parameter and works
     under ``torch.no_grad`` and with frozen parameters. Example::
 
@@ -104,19 +109,31 @@ def attribution_patching_nodes(model: StandardizedTransformer, clean_prompts: st
         scores["heads_output"]  # (layers, heads, positions)
         scores.top(5)           # [("L15.H1@ is", 2.1), ...]
     """
-    chosen_kinds = _checked_kinds(kinds)
+    chosen = select_layers(layers, model.num_layers)
+    chosen_kinds = _checked_kinds(model, kinds, chosen)
     with activation_gradients(model, "attribution_patching_nodes"):
         pair = _pair(model, clean_prompts, corrupted_prompts, positions)
-        chosen = select_layers(layers, model.num_layers)
         return _node_grids(model, pair, metric, chosen_kinds, chosen, remote)
 
 
-def _checked_kinds(kinds: Sequence[str]) -> tuple[str, ...]:
+def _checked_kinds(model: StandardizedTransformer, kinds: Sequence[str] | None, layers: list[int]
+                   ) -> tuple[str, ...]:
+    """The kinds to score, in run order, checked on the client: ToolkitInputError for an unknown kind, the typed
+    refusal of a kind asked for at a layer without it (HeadsUnavailable, RenamingError); by default DEFAULT_KINDS,
+    each where every chosen layer has it."""
+    from .paths import check_available, is_available
+
+    if kinds is None:
+        return tuple(kind for kind in DEFAULT_KINDS
+                     if kind == EMBEDDINGS or all(is_available(model, layer, kind) for layer in layers))
     chosen = (kinds,) if isinstance(kinds, str) else tuple(kinds)
     unknown = [kind for kind in chosen if kind not in NODE_KINDS]
     if unknown or not chosen:
         raise ToolkitInputError(f"node kinds {unknown or list(chosen)} cannot be scored: pass a non-empty list of "
                                 f"{list(NODE_KINDS)}")
+    for kind in chosen:
+        for layer in layers if kind != EMBEDDINGS else ():
+            check_available(model, layer, kind)
     return tuple(kind for kind in NODE_KINDS if kind in chosen)
 
 

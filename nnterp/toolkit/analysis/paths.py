@@ -56,12 +56,49 @@ class Node:
 
 
 def parse_senders(model: StandardizedTransformer, senders: Sequence[str] | None) -> list[Node]:
-    """Sender labels as Nodes (None: every head of every layer), checked against the model."""
+    """Sender labels as Nodes (None: every head of every layer that splits into heads), checked against the
+    model on the client: HeadsUnavailable for a head of a layer that does not split into heads."""
     if senders is None:
         splits = model.heads_output._splits
-        return [Node("head", layer, head) for layer in range(model.num_layers)
-                for head in range(splits.num_heads(layer))]
+        layers = [layer for layer in range(model.num_layers) if is_available(model, layer, "head")]
+        if not layers:
+            check_available(model, 0, "head")  # HeadsUnavailable: no layer has heads, naming what to use instead
+        return [Node("head", layer, head) for layer in layers for head in range(splits.num_heads(layer))]
     return [_sender(model, label) for label in _labels(senders, "senders")]
+
+
+# The accessor a node of each kind reads at its layer: a head's output, a head's queries, keys or values, a
+# sublayer's output. (The residual around a layer is always there.)
+NODE_ACCESSORS = {"head": "heads_output", "q": "queries", "k": "keys", "v": "values", "attn": "attentions_output",
+                  "mlp": "mlps_output", "heads_output": "heads_output", "attentions_output": "attentions_output",
+                  "mlps_output": "mlps_output"}
+
+
+def check_available(model: StandardizedTransformer, layer: int, kind: str) -> None:
+    """The typed refusal of reading a ``kind`` node at ``layer`` where the layer has none (HeadsUnavailable naming
+    the layers that have heads; RenamingError for a layer without that sublayer, a Mamba layer's MLP), checked
+    on the client, before a trace, so that a remote request refuses with the same typed error."""
+    name = NODE_ACCESSORS.get(kind)
+    if name is None:
+        return
+    accessor = getattr(model, name)
+    if name == "heads_output":
+        accessor.projection(layer)
+    elif name in ("queries", "keys", "values"):
+        accessor._call(layer)
+    else:
+        accessor._locate(layer)
+
+
+def is_available(model: StandardizedTransformer, layer: int, kind: str) -> bool:
+    """Whether layer ``layer`` has ``kind`` nodes (`check_available` passes)."""
+    from ...errors import NNterpError
+
+    try:
+        check_available(model, layer, kind)
+    except NNterpError:
+        return False
+    return True
 
 
 def parse_receivers(model: StandardizedTransformer, receivers: Sequence[str]) -> list[Node]:
@@ -85,8 +122,10 @@ def _sender(model: StandardizedTransformer, label: str) -> Node:
         return Node("embed")
     layer = check_layer_index(int(match.group(1)), model.num_layers)
     if match.group(2) is None:
-        return Node(label.rsplit(".", 1)[1], layer)
-    return Node("head", layer, _head(model, layer, int(match.group(2)), "q", label))
+        kind = label.rsplit(".", 1)[1]
+        check_available(model, layer, kind)
+        return Node(kind, layer)
+    return Node("head", layer, _head(model, layer, int(match.group(2)), "head", label))
 
 
 def _receiver(model: StandardizedTransformer, label: str) -> Node:
@@ -98,7 +137,9 @@ def _receiver(model: StandardizedTransformer, label: str) -> Node:
         return Node("final")
     layer = check_layer_index(int(match.group(1)), model.num_layers)
     if match.group(2) is None:
-        return Node(label.rsplit(".", 1)[1], layer)
+        kind = label.rsplit(".", 1)[1]
+        check_available(model, layer, kind)
+        return Node(kind, layer)
     kind = label[-1]
     head = int(match.group(2))
     if kind != "q" and ".H" in label:  # the key/value head this query head reads
@@ -119,9 +160,10 @@ def _kv_heads(model: StandardizedTransformer, layer: int) -> int:
 
 
 def _head(model: StandardizedTransformer, layer: int, head: int, kind: str, label: str) -> int:
-    count = model.heads_output._splits.num_heads(layer) if kind == "q" else _kv_heads(model, layer)
+    check_available(model, layer, kind)
+    count = model.heads_output._splits.num_heads(layer) if kind in ("head", "q") else _kv_heads(model, layer)
     if not 0 <= head < count:
-        what = "heads" if kind == "q" else "key/value heads"
+        what = "heads" if kind in ("head", "q") else "key/value heads"
         raise ToolkitInputError(f"{label!r}: layer {layer} has {count} {what} (0..{count - 1})")
     return head
 
