@@ -33,7 +33,8 @@ tokenized alike and of equal length, so no padding enters either side, except in
 left-padded batch of prompts of different lengths, so the row also checks that padding changes nothing.
 ``detect_heads(average="all_positions")`` is TL's score (``error_measure="mul"``): per prompt the pattern's mass on
 the targets over its whole mass, then the mean over prompts. Both count key q as an induction target of query q
-after an immediate repeat ("no no no" in the row's prompts).
+after an immediate repeat ("no no no" in the row's prompts). nnterp's ``exclude_first_token`` leaves out each
+prompt's first real token, TL's ``exclude_bos`` position 0: the same BOS here.
 """
 
 from __future__ import annotations
@@ -532,18 +533,24 @@ def _detect_inputs(sides: Sides) -> dict[str, torch.Tensor]:
             "attention_mask": torch.tensor([[0] * (width - len(row)) + [1] * len(row) for row in rows])}
 
 
-def _detect_ours(sides: Sides) -> torch.Tensor:
-    from nnterp import detect_heads
+def _detect_ours(exclude: bool) -> Callable[[Sides], torch.Tensor]:
+    def ours(sides: Sides) -> torch.Tensor:
+        from nnterp import detect_heads
 
-    detection = detect_heads(sides.model, _detect_inputs(sides), kinds=tuple(DETECTORS), average="all_positions")
-    return torch.stack([detection.scores[kind] for kind in DETECTORS])  # (detectors, layers, heads)
+        detection = detect_heads(sides.model, _detect_inputs(sides), kinds=tuple(DETECTORS), average="all_positions",
+                                 exclude_first_token=exclude, exclude_current_token=exclude)
+        return torch.stack([detection.scores[kind] for kind in DETECTORS])  # (detectors, layers, heads)
+    return ours
 
 
-def _detect_theirs(sides: Sides) -> torch.Tensor:
-    from transformer_lens.head_detector import detect_head
+def _detect_theirs(exclude: bool) -> Callable[[Sides], torch.Tensor]:
+    def theirs(sides: Sides) -> torch.Tensor:
+        from transformer_lens.head_detector import detect_head
 
-    with torch.no_grad():
-        return torch.stack([detect_head(sides.raw, DETECT_PROMPTS, name) for name in DETECTORS.values()])
+        with torch.no_grad():
+            return torch.stack([detect_head(sides.raw, DETECT_PROMPTS, name, exclude_bos=exclude,
+                                            exclude_current_token=exclude) for name in DETECTORS.values()])
+    return theirs
 
 
 COMPARISONS: tuple[Comparison, ...] = (
@@ -586,9 +593,12 @@ COMPARISONS: tuple[Comparison, ...] = (
     Comparison("attribution_patching", _attribution_ours, _attribution_theirs, 1e-5,
                what="node scores of the embeddings, every head and every MLP at every position (one "
                     "attribution_patching_nodes call) vs tools.analysis.attribution_patch"),
-    Comparison("detect_heads", _detect_ours, _detect_theirs, 1e-6,
+    Comparison("detect_heads", _detect_ours(False), _detect_theirs(False), 1e-6,
                what="previous-token, duplicate-token and induction scores of every head, average='all_positions', "
                     "on two repeated prompts of different lengths (one padded batch) vs head_detector.detect_head"),
+    Comparison("detect_heads[exclude]", _detect_ours(True), _detect_theirs(True), 1e-6, timed=False,
+               what="the same with exclude_first_token and exclude_current_token vs exclude_bos and "
+                    "exclude_current_token"),
 )
 
 

@@ -12,7 +12,7 @@ from nnterp.toolkit.analysis.circuits import (
     qk_circuits,
     singular_directions,
 )
-from nnterp.toolkit.analysis.detectors import detect_heads, detection_targets, detector_scores
+from nnterp.toolkit.analysis.detectors import detect_heads, detection_targets, detector_scores, excluded_keys
 from nnterp.toolkit.analysis.factored import FactoredMatrix
 from nnterp.toolkit.analysis.head_matrices import head_weights
 from nnterp.toy.standardized import standardized_toy
@@ -102,19 +102,26 @@ def is_target(tokens: list[int], q: int, k: int, kind: str) -> bool:
     return 1 <= k <= q and tokens[k - 1] == tokens[q]
 
 
-def loop_score(pairs: list[tuple[torch.Tensor, list[int]]], kind: str, average: str = "target_positions") -> float:
-    """One head's detector score by explicit loops over (probabilities (q, k), tokens) of each prompt.
-    "target_positions": the mean mass on the targets over the query positions with a target, pooled over prompts;
-    "all_positions": per prompt, TransformerLens' sum(pattern * targets) / sum(pattern), then the mean over prompts."""
-    def mass(probabilities: torch.Tensor, tokens: list[int], q: int) -> float:
-        return sum(float(probabilities[q, k]) for k in range(len(tokens)) if is_target(tokens, q, k, kind))
+def loop_score(pairs: list[tuple[torch.Tensor, list[int]]], kind: str, average: str = "target_positions",
+               exclude_first: bool = False, exclude_current: bool = False) -> float:
+    """One head's detector score by explicit loops over (probabilities (q, k), tokens) of each prompt, as
+    TransformerLens' "mul" measure: the pattern, its left-out keys (key 0, key q) zeroed, its mass on the targets
+    over its whole mass. "target_positions": over the query positions with a target, pooled over prompts;
+    "all_positions": over every query position of each prompt, then the mean over prompts."""
+    def kept(q: int, k: int) -> bool:
+        return not (exclude_first and k == 0) and not (exclude_current and k == q)
+
+    def ratio(parts: list[tuple[torch.Tensor, list[int], int]]) -> float:  # (probabilities, tokens, query)
+        on_targets = sum(float(probabilities[q, k]) for probabilities, tokens, q in parts for k in range(len(tokens))
+                         if kept(q, k) and is_target(tokens, q, k, kind))
+        return on_targets / sum(float(probabilities[q, k]) for probabilities, tokens, q in parts
+                                for k in range(len(tokens)) if kept(q, k))
     if average == "all_positions":
-        per_prompt = [sum(mass(probabilities, tokens, q) for q in range(len(tokens)))
-                      / float(probabilities[:len(tokens), :len(tokens)].sum()) for probabilities, tokens in pairs]
+        per_prompt = [ratio([(probabilities, tokens, q) for q in range(len(tokens))])
+                      for probabilities, tokens in pairs]
         return sum(per_prompt) / len(per_prompt)
-    masses = [mass(probabilities, tokens, q) for probabilities, tokens in pairs for q in range(len(tokens))
-              if any(is_target(tokens, q, k, kind) for k in range(len(tokens)))]
-    return sum(masses) / len(masses)
+    return ratio([(probabilities, tokens, q) for probabilities, tokens in pairs for q in range(len(tokens))
+                  if any(kept(q, k) and is_target(tokens, q, k, kind) for k in range(len(tokens)))])
 
 
 AVERAGES = ("target_positions", "all_positions")
@@ -159,6 +166,49 @@ def test_detectors_on_constructed_patterns(average):
     with pytest.raises(ToolkitInputError, match="no query position has a target"):
         detector_scores(patterns[..., :3, :3], detection_targets(torch.tensor([[1, 2, 3]]), "induction"),
                         average=average)
+
+
+@pytest.mark.parametrize("average", AVERAGES)
+@pytest.mark.parametrize("first, current", [(True, False), (False, True), (True, True)])
+def test_left_out_keys_on_constructed_patterns(average, first, current):
+    """Left-out keys (each prompt's first real token, the query itself) are no targets and leave the whole: the
+    scores equal TL's measure spelled out, padded (left, pads holding prompt tokens) or not."""
+    tokens = [7, 3, 3, 9, 3, 5, 9, 2]
+    seq = len(tokens)
+    generator = torch.Generator().manual_seed(0)
+    patterns = torch.rand(1, 3, seq, seq, generator=generator).tril().softmax(-1) * torch.ones(seq, seq).tril()
+    patterns = patterns / patterns.sum(-1, keepdim=True)  # causal rows summing to 1
+    ids = torch.tensor([tokens])
+    padded = torch.zeros(1, 3, seq + 2, seq + 2)
+    padded[..., 2:, 2:] = patterns
+    padded[..., :2, :] = 0.5
+    pad_ids, mask = torch.tensor([[3, 9] + tokens]), torch.tensor([[0, 0] + [1] * seq])
+    for kind in KINDS:
+        expected = torch.tensor([loop_score([(patterns[0, head], tokens)], kind, average, first, current)
+                                 for head in range(3)])
+        alone = detector_scores(patterns, detection_targets(ids, kind), None, average,
+                                excluded_keys(torch.ones_like(ids), first, current))
+        torch.testing.assert_close(alone, expected)
+        torch.testing.assert_close(detector_scores(padded, detection_targets(pad_ids, kind, mask), mask, average,
+                                                   excluded_keys(mask, first, current)), expected)
+
+
+def test_left_out_keys_by_hand():
+    """A previous-token head (query 0 on itself): leaving out the first token drops query 1's only target and the
+    attention on it, so the head scores 1 in both averages (7/8 over all positions otherwise); a head attending only
+    to the first token has nothing left, and scores nan."""
+    seq = 8
+    ids = torch.arange(seq)[None]
+    previous = torch.zeros(1, 1, seq, seq)
+    previous[0, 0, 0, 0] = 1.0
+    previous[0, 0, torch.arange(1, seq), torch.arange(seq - 1)] = 1.0
+    targets, excluded = detection_targets(ids, "previous_token"), excluded_keys(torch.ones_like(ids), True, False)
+    assert detector_scores(previous, targets, average="all_positions").item() == pytest.approx(7 / 8)
+    for average in AVERAGES:
+        assert detector_scores(previous, targets, None, average, excluded).item() == pytest.approx(1.0)
+    sink = torch.zeros(1, 1, seq, seq)
+    sink[..., 0] = 1.0
+    assert detector_scores(sink, targets, None, "all_positions", excluded).isnan().all()
 
 
 def test_induction_targets_include_the_query_after_an_immediate_repeat():
@@ -234,23 +284,29 @@ def alone_pairs(model, prompts: list[list[int]]) -> dict:
     return pairs
 
 
-def assert_scores_equal_loops(model, detection, pairs: dict, average: str) -> None:
+def assert_scores_equal_loops(model, detection, pairs: dict, average: str, *exclusions: bool) -> None:
     for kind, table in detection.scores.items():
-        expected = torch.tensor([[loop_score(pairs[layer, head], kind, average) for head in range(model.num_heads)]
-                                 for layer in range(model.num_layers)])
+        expected = torch.tensor([[loop_score(pairs[layer, head], kind, average, *exclusions)
+                                  for head in range(model.num_heads)] for layer in range(model.num_layers)])
         torch.testing.assert_close(table, expected.to(table.dtype), rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("average", AVERAGES)
-def test_detect_heads_on_padded_prompts_equals_each_prompt_alone(average):
+@pytest.mark.parametrize("first, current", [(False, False), (True, False), (False, True), (True, True)])
+def test_detect_heads_on_padded_prompts_equals_each_prompt_alone(average, first, current):
     """Prompts of different lengths (one with immediate repeats, an induction target at its own query), padded to
-    one batch, score as each prompt does alone."""
+    one batch, score as each prompt does alone, with or without the left-out keys; the tokenizer's own output
+    (a BatchEncoding) scores as the strings do."""
     model = standardized_toy("llama")
     prompts = ["ab ab ab ab", "xyz", "aa bb aa"]
-    detection = detect_heads(model, prompts, average=average)
+    options = {"average": average, "exclude_first_token": first, "exclude_current_token": current}
+    detection = detect_heads(model, prompts, **options)
     assert (detection.tokens == model.tokenizer.pad_token_id).any()  # padded
     alone = [model.tokenizer(prompt)["input_ids"] for prompt in prompts]
-    assert_scores_equal_loops(model, detection, alone_pairs(model, alone), average)
+    assert_scores_equal_loops(model, detection, alone_pairs(model, alone), average, first, current)
+    encoded = model.tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left")  # the other side
+    for kind, table in detect_heads(model, encoded, **options).scores.items():
+        torch.testing.assert_close(table, detection.scores[kind])
 
 
 @pytest.mark.parametrize("average", AVERAGES)
