@@ -24,15 +24,17 @@ the float32 minimum on both sides (not -inf), so whole score tensors are compare
 TL's direct path patching into queries only: TL refuses keys and values on grouped-query models. Weights and circuits
 are compared on the unprocessed weights (``raw``), the processed copy's folded weights with ``processed``'s.
 
-Not compared: ``detect_heads``. TL's ``detect_head`` divides the attention mass on the targets by the sum of the whole
-pattern, one per query position (so query positions without a target, such as the first for a previous-token head,
-count as zero), where nnterp averages over the query positions that have a target; TL's induction pattern also
-counts the query's own key where a token repeats at once, nnterp's does not. The scores differ by design, not by
-rounding. TL's ``all_composition_scores`` scores all 270 x 270 head pairs at once and did not fit in this machine's
-24 GiB, so the composition row calls TL's ``utilities.matrix.composition_scores`` on the two layers' circuits.
+TL's ``all_composition_scores`` scores all 270 x 270 head pairs at once and did not fit in this machine's 24 GiB, so
+the composition row calls TL's ``utilities.matrix.composition_scores`` on the two layers' circuits.
 
 Prompts are token tensors for TL (its tokenizer call prepends BOS, nnterp's does not) and strings for nnterp,
-tokenized alike and of equal length, so no padding enters either side.
+tokenized alike and of equal length, so no padding enters either side, except in the ``detect_heads`` row. TL's
+``detect_head`` takes strings, prepends BOS and runs each prompt alone; nnterp gets the same ids, BOS first, as one
+left-padded batch of prompts of different lengths, so the row also checks that padding changes nothing.
+``detect_heads(average="all_positions")`` is TL's score (``error_measure="mul"``): per prompt the pattern's mass on
+the targets over its whole mass, then the mean over prompts. Both count key q as an induction target of query q
+after an immediate repeat ("no no no" in the row's prompts). nnterp's ``exclude_first_token`` leaves out each
+prompt's first real token, TL's ``exclude_bos`` position 0: the same BOS here.
 """
 
 from __future__ import annotations
@@ -515,6 +517,42 @@ def _processed_theirs(sides: Sides) -> torch.Tensor:
     return torch.cat([getattr(bridge, name).detach().flatten() for name in names])
 
 
+# -- head detectors: TL's detect_head scores every head on each prompt alone, nnterp on one padded batch -----------
+
+DETECT_PROMPTS = ["The cat sat on the mat. The cat sat on the mat.", "I said no no no. I said no no no."]
+DETECTORS = {"previous_token": "previous_token_head", "duplicate_token": "duplicate_token_head",
+             "induction": "induction_head"}  # nnterp's name -> TL's
+
+
+def _detect_inputs(sides: Sides) -> dict[str, torch.Tensor]:
+    """DETECT_PROMPTS as TL's ``to_tokens`` gives them (BOS first), left-padded to one batch with its mask."""
+    tokenizer = sides.model.tokenizer
+    rows = [[tokenizer.bos_token_id, *tokenizer(prompt)["input_ids"]] for prompt in DETECT_PROMPTS]
+    width = max(map(len, rows))
+    return {"input_ids": torch.tensor([[tokenizer.pad_token_id] * (width - len(row)) + row for row in rows]),
+            "attention_mask": torch.tensor([[0] * (width - len(row)) + [1] * len(row) for row in rows])}
+
+
+def _detect_ours(exclude: bool) -> Callable[[Sides], torch.Tensor]:
+    def ours(sides: Sides) -> torch.Tensor:
+        from nnterp import detect_heads
+
+        detection = detect_heads(sides.model, _detect_inputs(sides), kinds=tuple(DETECTORS), average="all_positions",
+                                 exclude_first_token=exclude, exclude_current_token=exclude)
+        return torch.stack([detection.scores[kind] for kind in DETECTORS])  # (detectors, layers, heads)
+    return ours
+
+
+def _detect_theirs(exclude: bool) -> Callable[[Sides], torch.Tensor]:
+    def theirs(sides: Sides) -> torch.Tensor:
+        from transformer_lens.head_detector import detect_head
+
+        with torch.no_grad():
+            return torch.stack([detect_head(sides.raw, DETECT_PROMPTS, name, exclude_bos=exclude,
+                                            exclude_current_token=exclude) for name in DETECTORS.values()])
+    return theirs
+
+
 COMPARISONS: tuple[Comparison, ...] = (
     Comparison("logits", _logits_ours, _logits_theirs, 1e-5, what="a traced forward's logits"),
     Comparison("attention_probabilities", _probabilities_ours, _probabilities_theirs, 1e-6,
@@ -555,6 +593,12 @@ COMPARISONS: tuple[Comparison, ...] = (
     Comparison("attribution_patching", _attribution_ours, _attribution_theirs, 1e-5,
                what="node scores of the embeddings, every head and every MLP at every position (one "
                     "attribution_patching_nodes call) vs tools.analysis.attribution_patch"),
+    Comparison("detect_heads", _detect_ours(False), _detect_theirs(False), 1e-6,
+               what="previous-token, duplicate-token and induction scores of every head, average='all_positions', "
+                    "on two repeated prompts of different lengths (one padded batch) vs head_detector.detect_head"),
+    Comparison("detect_heads[exclude]", _detect_ours(True), _detect_theirs(True), 1e-6, timed=False,
+               what="the same with exclude_first_token and exclude_current_token vs exclude_bos and "
+                    "exclude_current_token"),
 )
 
 

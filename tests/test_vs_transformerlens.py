@@ -37,7 +37,8 @@ def test_the_table_leaves_nnterp_model_untouched(sides: Sides) -> None:
     included) leave no gradient on a parameter and no hook on a module of the model they ran on."""
     for comparison in COMPARISONS:
         if comparison.name in ("attribution_patching", "logits", "dla_per_head", "run_layers", "path_patching",
-                               "run_with_cache[names_filter]", "process_weights", "ov_qk_circuits"):
+                               "run_with_cache[names_filter]", "process_weights", "ov_qk_circuits",
+                               "detect_heads[exclude]"):
             comparison.ours(sides)
     module = sides.model._module
     assert [name for name, parameter in module.named_parameters() if parameter.grad is not None] == []
