@@ -204,8 +204,10 @@ def _shipped_facts(model: Any) -> TraceFacts:
                                                    for transform, value in facts.logit_transforms)})
 
 
-# State the client holds for loading and checks, never needed in a trace.
-CLIENT_ONLY_STATE = ("architecture", "_rename_config", "check_results", "position_limit", "_standard_rename")
+# State the client holds for loading, checks and planning, never needed in a trace (``_client_memo``: what the
+# toolkit plans once per model on the client, by function name).
+CLIENT_ONLY_STATE = ("architecture", "_rename_config", "check_results", "position_limit", "_standard_rename",
+                     "_client_memo")
 
 
 def twin_state(model: Any) -> dict[str, Any]:

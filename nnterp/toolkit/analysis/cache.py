@@ -112,10 +112,7 @@ def run_with_cache(model: StandardizedTransformer, prompts: Any, accessors: Name
     chosen = names_filter if names_filter is not None else accessors if accessors is not None else "layers_output"
     names = chosen_names(chosen)
     selected = select_layers(layers, model.num_layers)
-    recipes = {(name, layer): recipe(model, name, layer) for name in names if name in MODULE_KINDS
-               for layer in selected}
-    operations = sorted((operation_read(model, name, layer) for name in names if name in OPERATION_KINDS
-                         for layer in selected), key=lambda read: (read[1], OPERATION_KINDS.index(read[0])))
+    recipes, operations = _plan(model, names, selected)
     inputs, layout = _padded(model, prompts)
     columns = None if positions is None or layout is None else _position_columns(positions, layout)
     batches = _batches(inputs, layout, batch_size)
@@ -136,6 +133,28 @@ def run_with_cache(model: StandardizedTransformer, prompts: Any, accessors: Name
             value = value.movedim(1, axis) if columns.ndim == 2 else value
         values[key] = value
     return ActivationCache(values, model.num_layers)
+
+
+KEPT_PLANS = 16  # run_with_cache plans kept per model (each a few envoys per layer and name)
+
+
+def _plan(model: StandardizedTransformer, names: list[str], selected: list[int]
+          ) -> tuple[dict[tuple[str, int], Recipe], list[OperationRead]]:
+    """What to read for ``names`` at the ``selected`` layers: the module recipes, and the operation reads in run
+    order. Planned once per model, names, layers and attention implementation, and kept on the model: planning walks
+    the module tree and the attention forwards' operations (2.2 ms for SmolLM2's 30 layers and every name, measured:
+    2% of its forward), and depends on nothing else."""
+    key = (tuple(names), tuple(selected), getattr(model._module.config, "_attn_implementation", None))
+    plans = model.__dict__.setdefault("_client_memo", {}).setdefault("run_with_cache", {})  # never shipped
+    if key not in plans:
+        if len(plans) >= KEPT_PLANS:
+            plans.pop(next(iter(plans)))  # the oldest
+        recipes = {(name, layer): recipe(model, name, layer) for name in names if name in MODULE_KINDS
+                   for layer in selected}
+        operations = sorted((operation_read(model, name, layer) for name in names if name in OPERATION_KINDS
+                             for layer in selected), key=lambda read: (read[1], OPERATION_KINDS.index(read[0])))
+        plans[key] = recipes, operations
+    return plans[key]
 
 
 def _batches(inputs: Any, layout: TokenLayout | None, batch_size: int | None) -> list[Any]:

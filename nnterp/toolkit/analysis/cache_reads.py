@@ -25,8 +25,14 @@ OperationRead = Tuple[str, int, str, Tuple[str, ...]]
 def read_operations(model: Any, reads: list[OperationRead], device: Any) -> dict:
     """Inside a trace: each planned read's value (detached, on ``device`` unless None), keyed (kind, layer)."""
     values = {}
+    arguments = {}  # per layer, the positional inputs of its attention call: one read serves q, k and v
     for kind, layer, submodule, ops in reads:
-        if kind == "attention_scores":
+        if kind in ("queries", "keys", "values"):
+            accessor = getattr(model, kind)
+            if layer not in arguments:
+                arguments[layer] = accessor._operation(layer).inputs[0]
+            value = arguments[layer][accessor._position(layer)]
+        elif kind == "attention_scores":
             envoy = model.attentions[layer]
             source = (walk(envoy, submodule) if submodule else envoy).source
             for label in ops[:-1]:
