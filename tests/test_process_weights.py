@@ -75,7 +75,10 @@ def test_folded_and_centred_weights_equal_manual_math(toy):
         block, folded = original.transformer.h[0], copy.transformer.h[0]
         weight, norm = block.attn.c_attn.weight, block.ln_1
         torch.testing.assert_close(folded.attn.c_attn.weight, norm.weight[:, None] * weight)
-        torch.testing.assert_close(folded.attn.c_attn.bias, block.attn.c_attn.bias + norm.bias @ weight)
+        hidden = weight.shape[0]  # c_attn's output is [queries | keys | values]: the values' bias is folded away
+        torch.testing.assert_close(folded.attn.c_attn.bias[:2 * hidden],
+                                   (block.attn.c_attn.bias + norm.bias @ weight)[:2 * hidden])
+        assert torch.equal(folded.attn.c_attn.bias[2 * hidden:], torch.zeros(hidden))
         writer = block.mlp.c_proj.weight  # (in, out): centred over the hidden (out) axis
         torch.testing.assert_close(folded.mlp.c_proj.weight, writer - writer.mean(-1, keepdim=True))
         embedding = original.transformer.wte.weight
@@ -85,7 +88,11 @@ def test_folded_and_centred_weights_equal_manual_math(toy):
     block, folded = original.gpt_neox.layers[0], copy.gpt_neox.layers[0]  # Linear (out, in)
     norm, fused = block.input_layernorm, block.attention.query_key_value
     torch.testing.assert_close(folded.attention.query_key_value.weight, fused.weight * norm.weight)
-    torch.testing.assert_close(folded.attention.query_key_value.bias, fused.bias + fused.weight @ norm.bias)
+    heads = model.num_heads  # GPT-NeoX interleaves per head: [q_h | k_h | v_h]; the values' bias is folded away
+    expected = (fused.bias + fused.weight @ norm.bias).view(heads, 3, -1)
+    got = folded.attention.query_key_value.bias.view(heads, 3, -1)
+    torch.testing.assert_close(got[:, :2], expected[:, :2])
+    assert torch.equal(got[:, 2], torch.zeros_like(got[:, 2]))
     dense = block.attention.dense
     torch.testing.assert_close(folded.attention.dense.weight, dense.weight - dense.weight.mean(0))
     torch.testing.assert_close(folded.attention.dense.bias, dense.bias - dense.bias.mean())
@@ -93,9 +100,11 @@ def test_folded_and_centred_weights_equal_manual_math(toy):
 
 def test_each_step_can_be_turned_off():
     model = standardized_toy("gpt2", enable_attention_probs=False)
-    plain = process_weights(model, fold_ln=False, center_writing_weights=False, center_unembed=False)
+    plain = process_weights(model, fold_ln=False, center_writing_weights=False, center_unembed=False,
+                            fold_value_biases=False)
     copy = plain.model._module
     assert plain.folded_norms == () and plain.centered_writers == () and not plain.centered_unembed
+    assert plain.folded_value_biases == ()
     state = model._module.state_dict()
     assert all(torch.equal(value, state[name]) for name, value in copy.state_dict().items())
     unfolded = process_weights(model, fold_ln=False)
@@ -121,3 +130,38 @@ def test_a_gain_that_is_not_the_weight_is_refused():
     with pytest.raises(NotDecomposable, match="GemmaRMSNorm.*measured gain is not its weight"):
         process_weights(model)
     assert process_weights(model, fold_ln=False).folded_norms == ()
+
+
+@pytest.mark.parametrize("model_type", ["gpt2", "qwen2"])
+def test_value_biases_fold_into_the_output_bias(model_type):
+    """Against manual math on the HF modules of the copy processed without this step: the values' bias becomes 0,
+    and the output projection's bias takes W_O times each query head's value bias (its key/value head's, under
+    grouped-query attention), centred where the writers are centred; the log-probabilities stay the model's."""
+    model = standardized_toy(model_type, enable_attention_probs=False)
+    folded = process_weights(model)
+    unfolded = process_weights(model, fold_value_biases=False).model._module
+    copy = folded.model._module
+    check_view_not_mutation(model, folded)
+    assert len(folded.folded_value_biases) == model.num_layers
+    for layer in range(model.num_layers):
+        if model_type == "gpt2":
+            block, before = copy.transformer.h[layer].attn, unfolded.transformer.h[layer].attn
+            hidden = before.c_proj.weight.shape[0]
+            value_bias = before.c_attn.bias[2 * hidden:]
+            added = value_bias @ model._module.transformer.h[layer].attn.c_proj.weight  # Conv1D: x @ W, uncentred
+            expected = before.c_proj.bias + added - added.mean()  # the writers are centred (LayerNorm)
+            assert torch.equal(block.c_attn.bias[2 * hidden:], torch.zeros(hidden))
+            torch.testing.assert_close(block.c_proj.bias, expected)
+        else:
+            block, before = copy.model.layers[layer].self_attn, unfolded.model.layers[layer].self_attn
+            kv_heads = model.config.num_key_value_heads
+            per_query_head = before.v_proj.bias.view(kv_heads, -1).repeat_interleave(
+                model.num_heads // kv_heads, dim=0).flatten()
+            assert before.o_proj.bias is None  # Qwen 2 has none: the copy gets one
+            assert torch.equal(block.v_proj.bias, torch.zeros_like(block.v_proj.bias))
+            torch.testing.assert_close(block.o_proj.bias, before.o_proj.weight @ per_query_head)
+
+
+def test_no_value_bias_means_nothing_to_fold():
+    model = standardized_toy("llama", enable_attention_probs=False)  # no attention biases
+    assert process_weights(model).folded_value_biases == ()

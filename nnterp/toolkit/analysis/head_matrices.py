@@ -40,6 +40,8 @@ class HeadWeights:
     key_bias: torch.Tensor
     value_bias: torch.Tensor
     output: torch.Tensor
+    value_projection: str = ""  # the linear child of the attention whose output holds the values (its path below it)
+    value_columns: torch.Tensor | None = None  # (kv_heads, head_dim): where in that output each head's values are
 
     @property
     def group(self) -> int:
@@ -95,17 +97,19 @@ def _layer_weights(model: StandardizedTransformer, layer: int, children: list[tu
                               f"{type(projection).__name__} is not a linear map")
     heads, head_dim = found[0][0].shape[0], found[0][0].shape[-1]
     output = weight.detach().reshape(heads, head_dim, -1)
-    (queries, query_bias), (keys, key_bias), (values, value_bias) = found
-    return HeadWeights(queries, keys, values, query_bias, key_bias, value_bias, output)
+    (queries, query_bias, _, _), (keys, key_bias, _, _), (values, value_bias, child, columns) = found
+    return HeadWeights(queries, keys, values, query_bias, key_bias, value_bias, output, child, columns)
 
 
 def _slices(model: StandardizedTransformer, layer: int, what: str, children: list[tuple[str, torch.nn.Module]],
-            outputs: list[torch.Tensor], argument: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(weights (heads, in, head_dim), biases (heads, head_dim)) of the blocks of one child's output that hold
-    ``argument`` (heads, head_dim), each head at position 0."""
+            outputs: list[torch.Tensor], argument: torch.Tensor
+            ) -> tuple[torch.Tensor, torch.Tensor, str, torch.Tensor]:
+    """(weights (heads, in, head_dim), biases (heads, head_dim), the child's name, its output columns (heads,
+    head_dim)) of the blocks of one child's output that hold ``argument`` (heads, head_dim), each head at
+    position 0."""
     head_dim = argument.shape[-1]
     scale = argument.abs().max().clamp_min(1e-12)
-    for (_, module), output in zip(children, outputs):
+    for (name, module), output in zip(children, outputs):
         if output.ndim != 1:  # a linear map applied to more than (batch, seq, in): not a per-position projection
             continue
         starts = []
@@ -119,7 +123,7 @@ def _slices(model: StandardizedTransformer, layer: int, what: str, children: lis
             weight, bias = _linear(module)  # type: ignore[misc]  # children are linear (_linear checked)
             columns = torch.tensor(starts)[:, None] + torch.arange(head_dim)
             return weight.detach()[:, columns].permute(1, 0, 2), \
-                (bias.detach()[columns] if bias is not None else weight.new_zeros(columns.shape))
+                (bias.detach()[columns] if bias is not None else weight.new_zeros(columns.shape)), name, columns
     raise NotDecomposable(f"[{model.architecture.class_name}] layer {layer}'s {what} are not blocks of one linear "
                           f"map's output ({', '.join(name for name, _ in children) or 'no linear child'}): a norm, a "
                           "scale or a second projection (a rotary part shared by the heads) comes between the "

@@ -14,9 +14,15 @@ with the original: tied embeddings are untied in the copy) and, in the copy only
 - centres the unembedding (``center_unembed``): each hidden direction's unembedding row has zero mean over the
   vocabulary, which shifts every logit of a position by the same constant. Log-probabilities are unchanged.
 
+- folds the value biases into the output projection's bias (``fold_value_biases``): a head's attention
+  probabilities sum to 1 over the keys, so its value bias adds the same vector ``b_V`` to its output at every
+  position, which the output projection maps to ``W_O b_V``; the copy's value biases become 0 and its output
+  projection's bias (made where it has none) takes ``W_O b_V`` summed over the heads (under grouped-query attention
+  each query head takes its key/value head's bias). The value slices are found as `head_weights` finds them; a model
+  whose heads do not decompose skips this step and says why.
+
 The copy is checked before it is returned: its log-softmax equals the original's on a probe prompt (NotDecomposable
-otherwise, with the measured difference). Value biases are not folded into the output bias (TransformerLens'
-``fold_value_biases``): they stay where the model has them.
+otherwise, with the measured difference).
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ class ProcessedModel:
     centered_writers: tuple[str, ...]
     centered_unembed: bool
     skipped: tuple[str, ...]
+    folded_value_biases: tuple[str, ...] = ()  # the output projections that took their heads' value biases
 
 
 def _linear_weight(module: torch.nn.Module) -> torch.Tensor | None:
@@ -146,7 +153,7 @@ def _fold(fresh: torch.nn.Module, norm_name: str, readers: list[str], hidden: in
 
 
 def process_weights(model: StandardizedTransformer, fold_ln: bool = True, center_writing_weights: bool = True,
-                    center_unembed: bool = True) -> ProcessedModel:
+                    center_unembed: bool = True, fold_value_biases: bool = True) -> ProcessedModel:
     """A processed copy of ``model`` (see the module docstring); ``model`` itself is not changed. Example::
 
         processed = process_weights(model)
@@ -157,13 +164,16 @@ def process_weights(model: StandardizedTransformer, fold_ln: bool = True, center
     hidden = model.hidden_size
     fresh = fresh_copy(model._module)
     probe = dict(model.tokenizer(PROBE, return_tensors="pt"))
-    folded, writers, skipped, centers = [], [], [], []
+    folded, writers, centers, value_biases = [], [], [], []
+    skipped: list[str] = []
     with torch.no_grad():
         if fold_ln:
             for norm, readers in _readers(fresh, probe, hidden).items():
                 if readers:
                     centers.append(_fold(fresh, norm, readers, hidden))
                     folded.append(norm)
+        if fold_value_biases:  # after fold_ln, which adds each norm's bias to the value biases
+            value_biases = _fold_value_biases(model, fresh, skipped)
         if center_writing_weights:
             if folded and all(centers):
                 writers = _center_writers(model, fresh, probe, hidden)
@@ -180,7 +190,46 @@ def process_weights(model: StandardizedTransformer, fold_ln: bool = True, center
     processed = StandardizedTransformer(fresh, tokenizer=model.tokenizer,
                                         enable_attention_probs=model.attention_probabilities.enabled)
     _check_log_probs(model, processed, probe)
-    return ProcessedModel(processed, tuple(folded), tuple(writers), center_unembed, tuple(skipped))
+    return ProcessedModel(processed, tuple(folded), tuple(writers), center_unembed, tuple(skipped),
+                          tuple(value_biases))
+
+
+def _fold_value_biases(model: StandardizedTransformer, fresh: torch.nn.Module, skipped: list[str]) -> list[str]:
+    """In the copy, each layer's value biases moved into its output projection's bias (see the module docstring);
+    the projections that took them. Where the model's heads do not decompose, nothing moves and ``skipped`` says
+    why. No attention with a biased linear map: nothing to find, and no probe forward."""
+    from ...errors import NNterpError
+    from .head_matrices import head_weights
+
+    attentions = model._attention_modules()
+    if not any(isinstance(getattr(module, "bias", None), torch.Tensor)
+               for attention in attentions if attention is not None for module in attention.modules()
+               if _linear_weight(module) is not None):
+        return []
+    try:
+        found = head_weights(model)  # on the model itself: a probe forward, nothing changed
+    except NNterpError as error:
+        skipped.append(f"fold_value_biases: {error}")
+        return []
+    names = {id(module): name for name, module in model._module.named_modules()}
+    projections = []
+    for layer, weights in found.items():
+        values = fresh.get_submodule(f"{names[id(attentions[layer])]}.{weights.value_projection}")
+        bias = getattr(values, "bias", None)
+        columns = weights.value_columns
+        if not isinstance(bias, torch.Tensor) or columns is None:
+            continue
+        per_query_head = bias.detach()[columns].repeat_interleave(weights.group, dim=0).flatten()
+        name = names[id(model.heads_output.projection(layer)._module)]
+        projection = fresh.get_submodule(name)
+        added = cast(torch.Tensor, _linear_weight(projection)) @ per_query_head
+        if getattr(projection, "bias", None) is None:
+            projection.bias = torch.nn.Parameter(added.clone())
+        else:
+            cast(torch.Tensor, projection.bias).add_(added)
+        bias[columns.flatten()] = 0.0
+        projections.append(name)
+    return projections
 
 
 def _center_writers(model: StandardizedTransformer, fresh: torch.nn.Module, probe: dict, hidden: int) -> list[str]:
@@ -245,5 +294,6 @@ def _check_log_probs(model: StandardizedTransformer, processed: StandardizedTran
     error = (original - copied).abs().max().item()
     if error > LOG_PROB_TOLERANCE:
         raise NotDecomposable(f"[{model.architecture.class_name}] the processed copy's log-probabilities differ from "
-                              f"the model's by {error:.3g} (over {LOG_PROB_TOLERANCE}): a folded norm or a centred "
-                              "writer is read by something else; pass fold_ln / center_writing_weights=False")
+                              f"the model's by {error:.3g} (over {LOG_PROB_TOLERANCE}): a folded norm, a centred "
+                              "writer or a folded value bias is read by something else; pass fold_ln / "
+                              "center_writing_weights / fold_value_biases=False")
