@@ -165,3 +165,11 @@ def test_value_biases_fold_into_the_output_bias(model_type):
 def test_no_value_bias_means_nothing_to_fold():
     model = standardized_toy("llama", enable_attention_probs=False)  # no attention biases
     assert process_weights(model).folded_value_biases == ()
+
+
+def test_a_head_that_is_not_one_linear_map_is_not_centred_and_says_why():
+    """MusicGen's head is a list of codebook heads (measured: center_unembed raised a raw AttributeError before)."""
+    model = standardized_toy("musicgen", enable_attention_probs=False)
+    processed = process_weights(model)
+    assert not processed.centered_unembed
+    assert "center_unembed: the head lm_heads (ModuleList) is not one linear map" in processed.skipped

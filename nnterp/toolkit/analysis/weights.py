@@ -181,17 +181,20 @@ def process_weights(model: StandardizedTransformer, fold_ln: bool = True, center
                 skipped.append("center_writing_weights: " + (
                     "the norms do not centre their input (RMSNorm), so a mean in the stream would change them"
                     if folded else "it needs fold_ln (the centred stream is read through folded LayerNorms)"))
-        if center_unembed:
-            head = fresh.get_submodule(model.architecture.lm_head)
-            matrix = cast(torch.Tensor, _linear_weight(head))
+        head = fresh.get_submodule(model.architecture.lm_head)
+        matrix = _linear_weight(head)
+        if center_unembed and matrix is None:
+            skipped.append(f"center_unembed: the head {model.architecture.lm_head} ({type(head).__name__}) is not "
+                           "one linear map")
+        elif center_unembed and matrix is not None:
             matrix.sub_(matrix.mean(dim=0, keepdim=True))
             if isinstance(getattr(head, "bias", None), torch.Tensor):
                 cast(torch.Tensor, head.bias).sub_(cast(torch.Tensor, head.bias).mean())
     processed = StandardizedTransformer(fresh, tokenizer=model.tokenizer,
                                         enable_attention_probs=model.attention_probabilities.enabled)
     _check_log_probs(model, processed, probe)
-    return ProcessedModel(processed, tuple(folded), tuple(writers), center_unembed, tuple(skipped),
-                          tuple(value_biases))
+    return ProcessedModel(processed, tuple(folded), tuple(writers), center_unembed and matrix is not None,
+                          tuple(skipped), tuple(value_biases))
 
 
 def _fold_value_biases(model: StandardizedTransformer, fresh: torch.nn.Module, skipped: list[str]) -> list[str]:
