@@ -381,6 +381,52 @@ def _patching_row(accessor: str, activation: str) -> Comparison:
                       what=f"{accessor} at every position of {where}{heads} vs TL patching of {activation}")
 
 
+# Queries and attention patterns per head by position, vs TL's get_act_patch_attn_head_{q,pattern}_by_pos (restricted
+# to HEAD_PATCH_LAYERS by a table of cells). Keys and values are left out: nnterp patches them per key/value head
+# (3 on SmolLM2), and which heads TL's hook_k / hook_v hold under grouped-query attention is not the same quantity.
+HEAD_FIRST_PATCHED = {"queries": ("q", ("layer", "pos", "head")),
+                      "attention_probabilities": ("pattern", ("layer", "head_index", "dest_pos"))}
+
+
+def _head_patching_ours(accessor: str) -> Callable[[Sides], torch.Tensor]:
+    def ours(sides: Sides) -> torch.Tensor:
+        from nnterp import activation_patching
+
+        grid = activation_patching(sides.model, CLEAN, CORRUPTED, sides.metric, accessor=accessor,
+                                   layers=list(HEAD_PATCH_LAYERS), progress=False).values  # (layer, head, pos)
+        return grid.permute(0, 2, 1) if accessor == "queries" else grid  # TL's q: (layer, pos, head)
+    return ours
+
+
+def _head_patching_theirs(accessor: str) -> Callable[[Sides], torch.Tensor]:
+    def theirs(sides: Sides) -> torch.Tensor:
+        import pandas as pd
+        from transformer_lens import patching
+
+        activation, names = HEAD_FIRST_PATCHED[accessor]
+        ranges = {"layer": HEAD_PATCH_LAYERS, "pos": range(sides.ids.shape[1]), "dest_pos": range(sides.ids.shape[1]),
+                  "head": range(sides.raw.cfg.n_heads), "head_index": range(sides.raw.cfg.n_heads)}
+        axes = [ranges[name] for name in names]
+        cells = pd.DataFrame(list(itertools.product(*axes)), columns=list(names))
+        function = patching.get_act_patch_attn_head_q_by_pos if activation == "q" else \
+            patching.get_act_patch_attn_head_pattern_by_pos
+        with torch.no_grad():
+            _, clean = sides.raw.run_with_cache(sides.clean,
+                                                names_filter=lambda name: name.endswith(f"hook_{activation}"))
+            values = function(sides.raw, sides.corrupted, clean, sides.scalar_metric, index_axis_names=None,
+                              index_df=cells)
+        return values.view(*map(len, axes))
+    return theirs
+
+
+def _head_patching_row(accessor: str) -> Comparison:
+    activation = HEAD_FIRST_PATCHED[accessor][0]
+    return Comparison(f"activation_patching[{accessor}]", _head_patching_ours(accessor),
+                      _head_patching_theirs(accessor), 5e-5, timed=False,
+                      what=f"{accessor} of every head at every position of layers {HEAD_PATCH_LAYERS} vs "
+                           f"patching.get_act_patch_attn_head_{activation}_by_pos")
+
+
 # -- attribution patching: TL's node scores (embeddings, every head, every MLP, at every position) ---------------
 
 def _attribution_ours(sides: Sides) -> torch.Tensor:
@@ -577,6 +623,7 @@ COMPARISONS: tuple[Comparison, ...] = (
     Comparison("neuron_attribution", _neurons_ours, _neurons_theirs, 5e-5,
                what=f"layer {NEURON_LAYER}'s 1,536 neurons vs cache.stack_neuron_results(apply_ln=True, projected)"),
     *(_patching_row(name, hook) for name, hook in PATCHED.items()),
+    *(_head_patching_row(name) for name in HEAD_FIRST_PATCHED),
     *_kind_rows(),
     Comparison("path_patching", _path_ours, _path_theirs, 5e-5, rounds=3,
                what=f"each head of layer {PATH_SENDER_LAYER} through each head's queries of layer "

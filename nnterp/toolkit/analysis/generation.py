@@ -11,7 +11,7 @@ import torch
 
 from ...core.accessors import select_layers
 from ...utils.positions import TokenLayout, position_list
-from .patching import _check_accessor, _set_positions
+from .patching import SEQUENCE_SECOND, _check_accessor, _set_positions
 
 if TYPE_CHECKING:
     from ...models.standardized import StandardizedTransformer
@@ -116,7 +116,7 @@ def patched_generate(model: StandardizedTransformer, prompts: str | Sequence[str
             rome = model.layers_output[8][:, -1].save()
         patched_generate(model, "The capital of France is", layer=8, value=rome, positions=-1)
     """
-    _check_accessor(model, accessor)
+    _check_accessor(model, accessor, SEQUENCE_SECOND)  # _set_positions indexes (batch, seq, ...)
     inputs = _left_padded(model, prompts)
     rows = columns = None
     if positions is not None:

@@ -1,7 +1,8 @@
 """Activation patching and its gradient estimate (attribution patching), over layers x positions.
 
 ``activation_patching`` runs the corrupted prompts with one accessor value (a layer, a position, a head for
-``heads_output``) taken from the clean run, and records the metric of each patched run: several patches per
+``heads_output``, ``queries``, ``keys``, ``values`` and ``attention_probabilities``) taken from the clean
+run, and records the metric of each patched run: several patches per
 forward, each on its own copy of the corrupted rows in one batch, patched through the accessor's
 (batch, seq, ...) view, so layouts whose native tensors do not lead with the batch (streams first, as Gemma
 3n's AltUp; sequence first) patch the right rows. ``attribution_patching`` estimates the same grid from one
@@ -32,13 +33,22 @@ from ...utils.positions import TokenLayout, position_list
 if TYPE_CHECKING:
     from ...models.standardized import StandardizedTransformer
 
-PATCHABLE = ("layers_output", "layers_input", "attentions_output", "mlps_output", "heads_output")
+# The accessors served (batch, seq, ...), and those served (batch, heads, seq, ...): the head before the position (a
+# query position for attention_probabilities, whose whole row over the keys is patched).
+SEQUENCE_SECOND = ("layers_output", "layers_input", "attentions_output", "mlps_output", "heads_output")
+HEAD_FIRST = ("queries", "keys", "values", "attention_probabilities")
+PATCHABLE = SEQUENCE_SECOND + HEAD_FIRST
+PER_HEAD = ("heads_output",) + HEAD_FIRST  # patched per head: a (layers, heads, positions) grid
+# The kind of node (nnterp.toolkit.analysis.paths) whose availability a per-head accessor needs at a layer.
+_NODE_KIND = {"heads_output": "head", "queries": "q", "keys": "k", "values": "v", "attention_probabilities": "q"}
 DEFAULT_PATCHES_PER_FORWARD = 32
 
 
 @dataclass(frozen=True)
 class PatchingResult:
-    """``values`` (layers, positions), or (layers, heads, positions) for ``heads_output``: the metric of each
+    """``values`` (layers, positions), or (layers, heads, positions) for the accessors patched per head
+    (``heads_output``, ``queries``, ``keys``, ``values``, ``attention_probabilities``; key/value heads for keys and
+    values): the metric of each
     patched run (activation patching) or its first-order estimate (attribution patching, as a change from
     the corrupted metric added to it). ``positions`` labels the columns (counted from the start where every
     prompt has the same length, else as given: negative ones from each prompt's end); ``tokens`` are those of
@@ -131,9 +141,48 @@ def _misaligned(clean: TokenLayout, corrupted: TokenLayout, what: str) -> Positi
         "(positions=-1, or [-3, -2, -1])")
 
 
-def _check_accessor(model: StandardizedTransformer, accessor: str) -> None:
-    if accessor not in PATCHABLE:
-        raise ToolkitInputError(f"accessor {accessor!r} cannot be patched here; pass one of {list(PATCHABLE)}")
+def _check_accessor(model: StandardizedTransformer, accessor: str, patchable: tuple[str, ...] = PATCHABLE) -> None:
+    if accessor not in patchable:
+        raise ToolkitInputError(f"accessor {accessor!r} cannot be patched here; pass one of {list(patchable)}")
+
+
+def _chosen_layers(model: StandardizedTransformer, accessor: str, layers: int | Iterable[int] | None) -> list[int]:
+    """The layers to patch. A per-head accessor needs heads at each (HeadsUnavailable naming the layers that have
+    them) and attention_probabilities needs the model loaded with them (AttentionProbabilitiesUnavailable), both
+    refused here, on the client, before any forward; ``layers=None`` then means every layer that has them."""
+    if accessor not in PER_HEAD:
+        return select_layers(layers, model.num_layers)
+    from .paths import check_available, is_available
+
+    probabilities = model.attention_probabilities if accessor == "attention_probabilities" else None
+    if probabilities is not None and not probabilities.enabled:
+        probabilities._location(0)  # raises AttentionProbabilitiesUnavailable: the model was loaded without them
+    kind = _NODE_KIND[accessor]
+    if layers is None:
+        chosen = [layer for layer in range(model.num_layers) if is_available(model, layer, kind) and
+                  (probabilities is None or probabilities.locations[layer] is not None)]
+        chosen = chosen or [0]  # none has them: refused below, naming what there is
+    else:
+        chosen = select_layers(layers, model.num_layers)
+    for layer in chosen:
+        check_available(model, layer, kind)
+        if probabilities is not None:
+            probabilities._location(layer)
+    return chosen
+
+
+def _check_keys_align(accessor: str, pair: _Pair) -> None:
+    """attention_probabilities patches a query position's whole row over the keys, so a clean prompt and its
+    corrupted one must have their keys at the same columns: a PositionAlignmentError unless each pair has one
+    token length (then both batches pad them alike)."""
+    if accessor == "attention_probabilities" and not torch.equal(pair.clean_layout.lengths,
+                                                                 pair.corrupted_layout.lengths):
+        raise PositionAlignmentError(
+            "attention_probabilities patches a head's whole row of probabilities over the keys, which needs each "
+            "clean prompt and its corrupted prompt to have equal token lengths (the keys of one then sit where "
+            f"those of the other do), got {pair.clean_layout.lengths.tolist()} and "
+            f"{pair.corrupted_layout.lengths.tolist()}: reword the prompts to tokenize alike, or patch "
+            "accessor='queries' (one position each), which prompts of different lengths allow")
 
 
 def _alignment(layout: TokenLayout) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -178,13 +227,14 @@ def check_gradients_served() -> None:
             "gradient can flow back to them: run the gradient feature here (remote=False) or as a trusted request")
 
 
-def _cells(model: StandardizedTransformer, accessor: str, layers: list[int], count: int
+def _cells(accessor: str, clean: dict[int, torch.Tensor], layers: list[int], count: int
            ) -> list[tuple[int, int | None, int]]:
-    """Every (layer, head or None, index of the position) to patch, in grid order."""
-    if accessor != "heads_output":
+    """Every (layer, head or None, index of the position) to patch, in grid order; the heads of a layer are those of
+    its clean value (key/value heads for keys and values, fewer than the query heads with grouped-query attention)."""
+    if accessor not in PER_HEAD:
         return [(layer, None, position) for layer in layers for position in range(count)]
-    splits = model.heads_output._splits
-    return [(layer, head, position) for layer in layers for head in range(splits.num_heads(layer))
+    axis = 1 if accessor in HEAD_FIRST else 2
+    return [(layer, head, position) for layer in layers for head in range(clean[layer].shape[axis])
             for position in range(count)]
 
 
@@ -201,9 +251,11 @@ def _plan(cells: list[tuple[int, int | None, int]], pair: _Pair, prefix: int) ->
     return sorted(by_layer.items())
 
 
-def _patched(value: torch.Tensor, clean: torch.Tensor, patches: list, copies: int) -> torch.Tensor:
+def _patched(value: torch.Tensor, clean: torch.Tensor, patches: list, copies: int, head_first: bool = False
+             ) -> torch.Tensor:
     """``value`` (copies * batch, seq, ...) with each patch's copy, at each prompt's column (and head), taken from
-    ``clean`` (batch, seq, ...) at that prompt's clean column."""
+    ``clean`` (batch, seq, ...) at that prompt's clean column; with ``head_first`` both are (batch, heads, seq,
+    ...) (queries, keys, values; attention probabilities, whose query row is patched whole)."""
     value = value.clone()
     rows = value.shape[0] // copies
     batch = torch.arange(rows, device=value.device)
@@ -211,6 +263,8 @@ def _patched(value: torch.Tensor, clean: torch.Tensor, patches: list, copies: in
         source, target = source.to(value.device), target.to(value.device)
         if head is None:
             value[copy * rows + batch, target] = clean[batch, source].to(value)
+        elif head_first:
+            value[copy * rows + batch, head, target] = clean[batch, head, source].to(value)
         else:
             value[copy * rows + batch, target, head] = clean[batch, source, head].to(value)
     return value
@@ -255,13 +309,21 @@ def activation_patching(model: StandardizedTransformer, clean_prompts: str | Seq
                                      lambda logits: logits[:, -1, paris] - logits[:, -1, rome])
         result.normalized()  # (layers, positions): 1 where the patch restores the clean answer
 
+    Per-head accessors give a (layers, heads, positions) grid: ``heads_output``; ``queries``, ``keys``, ``values``
+    (what the attention function is handed; keys and values per key/value head, fewer than the query heads with
+    grouped-query attention); ``attention_probabilities`` (a head's whole row over the keys at a query position,
+    so each clean prompt and its corrupted one must have equal token lengths, `PositionAlignmentError` otherwise;
+    the model loaded with ``enable_attention_probs=True``). Layers without heads (hybrid models) raise
+    `HeadsUnavailable` before any forward; ``layers=None`` then means the layers that have them.
+
     ``progress`` shows a progress bar over the patched forwards (tqdm; ``progress=False`` to silence it).
     """
     from .cache import run_with_cache
 
     _check_accessor(model, accessor)
+    chosen = _chosen_layers(model, accessor, layers)
     pair = _pair(model, clean_prompts, corrupted_prompts, positions)
-    chosen = select_layers(layers, model.num_layers)
+    _check_keys_align(accessor, pair)
     batch = len(pair.clean_layout.lengths)
     cached = run_with_cache(model, dict(pair.clean), accessor, chosen, device=None, remote=remote)
     clean = {layer: cached[accessor, layer] for layer in chosen}  # plain tensors: shipped with a remote request
@@ -272,7 +334,8 @@ def activation_patching(model: StandardizedTransformer, clean_prompts: str | Seq
     with torch.no_grad(), model.trace(pair.corrupted, remote=remote):
         corrupted_value = save(_metric(metric, model.logits, corrupted_alignment))
     corrupted_metric = _metric_value(corrupted_value, batch, "the corrupted run", pair.corrupted_layout)
-    cells = _cells(model, accessor, chosen, len(pair.positions))
+    cells = _cells(accessor, clean, chosen, len(pair.positions))
+    head_first = accessor in HEAD_FIRST
     values: list[float] = []
     starts: Iterable[int] = range(0, len(cells), max(1, patches_per_forward))
     if progress:
@@ -289,7 +352,7 @@ def activation_patching(model: StandardizedTransformer, clean_prompts: str | Seq
         with torch.no_grad(), model.trace(corrupted, remote=remote):
             target = getattr(model, accessor)
             for layer, patches in plan:
-                target[layer] = _patched(target[layer], clean[layer], patches, copies)
+                target[layer] = _patched(target[layer], clean[layer], patches, copies, head_first)
             logits = model.logits
             metrics = save([])  # saved whole: a remote run sends back saved values, not edits to client objects
             for copy in range(copies):
@@ -297,7 +360,7 @@ def activation_patching(model: StandardizedTransformer, clean_prompts: str | Seq
         values += [_metric_value(value.detach().cpu(), batch, _cell_name(cell, pair), pair.corrupted_layout)
                    for cell, value in zip(chunk, metrics)]
     grid = torch.tensor(values).view(len(chosen), -1, len(pair.positions))
-    return PatchingResult(grid.squeeze(1) if accessor != "heads_output" else grid, accessor, tuple(chosen),
+    return PatchingResult(grid if accessor in PER_HEAD else grid.squeeze(1), accessor, tuple(chosen),
                           pair.positions, pair.tokens, clean_metric, corrupted_metric)
 
 
@@ -315,8 +378,9 @@ def attribution_patching(model: StandardizedTransformer, clean_prompts: str | Se
     """`activation_patching`'s grid estimated to first order: corrupted metric + (clean - corrupted) . gradient,
     from one clean forward, one corrupted forward and one backward (of the metric averaged over prompts).
 
-    Prompts, positions and the metric as for `activation_patching`: positions count each prompt's own tokens,
-    and the metric sees right-aligned logits (``-1`` is every prompt's last token)."""
+    Prompts, positions, accessors (per-head ones included) and the metric as for `activation_patching`: positions
+    count each prompt's own tokens, and the metric sees right-aligned logits (``-1`` is every prompt's last token).
+    A per-head cell sums over what the head holds at that position: its head_dim, or its row over the keys."""
     _check_accessor(model, accessor)
     with activation_gradients(model, "attribution_patching"):
         return _attribution_grid(model, clean_prompts, corrupted_prompts, metric, accessor, layers, positions, remote)
@@ -326,8 +390,9 @@ def _attribution_grid(model: StandardizedTransformer, clean_prompts: Any, corrup
                       metric: Callable[[torch.Tensor], torch.Tensor], accessor: str, layers: Any, positions: Any,
                       remote: bool | str) -> PatchingResult:
     """attribution_patching's body, in grad mode with the parameters frozen (nnterp.utils.gradients)."""
+    chosen = _chosen_layers(model, accessor, layers)
     pair = _pair(model, clean_prompts, corrupted_prompts, positions)
-    chosen = select_layers(layers, model.num_layers)
+    _check_keys_align(accessor, pair)
     in_order = sorted(set(chosen))
     batch = len(pair.clean_layout.lengths)
     clean_alignment, corrupted_alignment = _alignment(pair.clean_layout), _alignment(pair.corrupted_layout)
@@ -360,12 +425,15 @@ def _attribution_grid(model: StandardizedTransformer, clean_prompts: Any, corrup
     clean_columns, corrupted_columns = (prefix + pair.clean_columns).T, (prefix + pair.corrupted_columns).T
     by_layer = {}
     for layer, clean_value, corrupted_value, grad in zip(in_order, clean, saved, grads):
+        if accessor in HEAD_FIRST:  # (batch, heads, seq, ...) -> (batch, seq, heads, ...), as heads_output is served
+            clean_value, corrupted_value, grad = (tensor.transpose(1, 2) for tensor in (clean_value, corrupted_value,
+                                                                                         grad))
         # each prompt's (positions, [heads,] ...) -> summed over the batch and every axis after the position (or
         # the head): the hidden axis, and the streams of multi-stream models -> (positions[, heads])
         rows, at = torch.arange(batch, device=grad.device)[:, None], corrupted_columns.to(grad.device)
         change = (clean_value[rows, clean_columns.to(grad.device)] - corrupted_value[rows, at]) * grad[rows, at]
         change = change.sum(dim=0)
-        by_layer[layer] = change.flatten(2).sum(dim=-1).T if accessor == "heads_output" else \
+        by_layer[layer] = change.flatten(2).sum(dim=-1).T if accessor in PER_HEAD else \
             change.flatten(1).sum(dim=-1)
     grid = torch.stack([by_layer[layer] for layer in chosen]).detach().float().cpu() + corrupted_metric
     _check_finite(grid, chosen, pair.positions)
