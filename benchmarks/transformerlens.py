@@ -422,7 +422,7 @@ def _head_patching_theirs(accessor: str) -> Callable[[Sides], torch.Tensor]:
 def _head_patching_row(accessor: str) -> Comparison:
     activation = HEAD_FIRST_PATCHED[accessor][0]
     return Comparison(f"activation_patching[{accessor}]", _head_patching_ours(accessor),
-                      _head_patching_theirs(accessor), 5e-5, timed=False,
+                      _head_patching_theirs(accessor), 5e-5, rounds=3,
                       what=f"{accessor} of every head at every position of layers {HEAD_PATCH_LAYERS} vs "
                            f"patching.get_act_patch_attn_head_{activation}_by_pos")
 
