@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import warnings
 from pathlib import Path
@@ -82,3 +83,15 @@ def smollm2_hf():
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=SMOLLM2_FILE)
     model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=SMOLLM2_FILE)
     return model.eval(), tokenizer
+
+
+@contextlib.contextmanager
+def counted_forwards(model):
+    """The number of forwards of ``model``'s HF module while the block runs (a refusal checked before any forward
+    runs none)."""
+    calls: list = []
+    handle = model._module.register_forward_pre_hook(lambda module, args: calls.append(1))
+    try:
+        yield calls
+    finally:
+        handle.remove()

@@ -4,8 +4,6 @@ contribution sums two modules (Granite MoE shared): a typed refusal before any f
 only where a layer has none, first-call values as the accessors read them, and read-then-assign of a summed
 contribution, each against plain PyTorch on the HuggingFace model."""
 
-import contextlib
-
 import pytest
 import torch
 
@@ -13,9 +11,11 @@ from nnterp.errors import HeadsUnavailable
 from nnterp.toolkit.analysis.cache import run_with_cache
 from nnterp.toolkit.analysis.edge_attribution import edge_attribution_patching
 from nnterp.toolkit.analysis.node_attribution import DEFAULT_KINDS, attribution_patching_nodes
-from nnterp.toolkit.analysis.path_patches import path_patching
 from nnterp.toolkit.analysis.patching import attribution_patching
+from nnterp.toolkit.analysis.path_patches import path_patching
 from nnterp.toy.standardized import standardized_toy
+
+from .conftest import counted_forwards
 
 CLEAN, CORRUPTED = ["a cat sat", "the dog"], ["a dog sat", "the cat"]
 POSITIONS = [-1, 1]  # the prompts differ in length: positions counted in each prompt's own tokens
@@ -28,17 +28,6 @@ def metric(logits):
 @pytest.fixture(scope="module")
 def bamba():
     return standardized_toy("bamba", enable_attention_probs=False)
-
-
-@contextlib.contextmanager
-def counted_forwards(model):
-    """The number of forwards of the HF model while the block runs."""
-    calls = []
-    handle = model._module.register_forward_pre_hook(lambda module, args: calls.append(1))
-    try:
-        yield calls
-    finally:
-        handle.remove()
 
 
 def _layers_with_heads(model):

@@ -20,6 +20,7 @@ from nnterp.errors import AttentionProbabilitiesUnavailable, HeadsUnavailable, P
 from nnterp.toolkit.analysis.patching import activation_patching, attribution_patching
 from nnterp.toy.standardized import standardized_toy
 
+from .conftest import counted_forwards
 from .remote_equality import equal, outcome
 
 HEADED = ["queries", "keys", "values", "attention_probabilities"]
@@ -184,16 +185,6 @@ def test_attribution_is_the_difference_times_the_gradient(toy, accessor):
     assert estimate.values.shape == expected.shape
     torch.testing.assert_close(estimate.values - estimate.corrupted_metric, expected, atol=1e-5, rtol=1e-4)
     assert expected.abs().max() > 1e-4, "every estimate is 0: vacuous"
-
-
-@contextlib.contextmanager
-def counted_forwards(model):
-    calls = []
-    handle = model._module.register_forward_pre_hook(lambda module, args: calls.append(1))
-    try:
-        yield calls
-    finally:
-        handle.remove()
 
 
 @pytest.mark.parametrize("patching", [activation_patching, attribution_patching])

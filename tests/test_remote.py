@@ -20,7 +20,6 @@ import torch
 from nnsight import save
 
 from nnterp.core import accessors
-from nnterp.toolkit import interventions as toolkit
 from nnterp.core.accessors import LayerwiseIO, TorchOps, stream_ops
 from nnterp.core.registry import StreamLayout
 from nnterp.core.remote import (
@@ -33,13 +32,14 @@ from nnterp.core.remote import (
     allowed_on_server,
 )
 from nnterp.models.standardized import ACCESSOR_NAMES, StandardizedTransformer
-from pytest_nnterp.server_simulation import ServerSimulation
+from nnterp.toolkit import interventions as toolkit
 from nnterp.toolkit.activations import (
     collect_token_activations_batched,
     compute_next_token_probs,
     get_token_activations,
 )
 from nnterp.toolkit.prompts import Prompt, run_prompts
+from pytest_nnterp.server_simulation import ServerSimulation
 
 from .conftest import standardized_toy
 from .remote_equality import equal, outcome

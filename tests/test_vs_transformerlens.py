@@ -8,8 +8,14 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.transformerlens import COMPARISONS, Comparison, Sides, load_sides, max_abs_difference, \
-    transformerlens_missing
+from benchmarks.transformerlens import (
+    COMPARISONS,
+    Comparison,
+    Sides,
+    load_sides,
+    max_abs_difference,
+    transformerlens_missing,
+)
 
 from .conftest import smollm2_folder
 
