@@ -15,9 +15,10 @@ from unittest import mock
 
 import ray
 import torch
+from nnsight.modeling.huggingface import HuggingFaceModel
+
 from ndif.services.ray.sandbox import host
 from ndif.services.ray.sandbox.model import SandboxModelDeployment
-from nnsight.modeling.huggingface import HuggingFaceModel
 
 host.RUNNER_ENV = (*host.RUNNER_ENV, "HF_HUB_OFFLINE")
 
