@@ -7,7 +7,7 @@ contribution, each against plain PyTorch on the HuggingFace model."""
 import pytest
 import torch
 
-from nnterp.errors import HeadsUnavailable
+from nnterp.errors import HeadsUnavailable, ToolkitInputError
 from nnterp.toolkit.analysis.cache import run_with_cache
 from nnterp.toolkit.analysis.edge_attribution import edge_attribution_patching
 from nnterp.toolkit.analysis.node_attribution import DEFAULT_KINDS, attribution_patching_nodes
@@ -128,3 +128,17 @@ def test_a_summed_contribution_can_be_read_then_assigned():
     with torch.no_grad(), model.trace(ids):
         untouched = model.logits.save()
     assert not torch.allclose(untouched, expected), "doubling the MLP must change the logits for this test to count"
+
+
+def test_a_summed_contribution_read_at_an_earlier_step_is_not_used_for_a_later_assignment():
+    """Read at generation step 0, assigned at step 1 without reading it again: the modules' outputs kept from step 0
+    must not be subtracted from step 1's, so the assignment is refused, typed, rather than silently wrong."""
+    model = standardized_toy("granitemoeshared", enable_attention_probs=False)
+    ids = model.tokenizer(CLEAN[0], return_tensors="pt")["input_ids"]
+    with pytest.raises(ToolkitInputError, match="was read at an earlier call than this assignment"):
+        with torch.no_grad(), model.generate(ids, max_new_tokens=2, do_sample=False) as tracer:
+            for step in tracer.iter[:2]:
+                if step == 0:
+                    model.mlps_output[0].save()
+                else:
+                    model.mlps_output[0] = torch.zeros(1, 1, model.hidden_size)
