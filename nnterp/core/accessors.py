@@ -313,15 +313,16 @@ class LayerwiseContribution(LayerwiseModules):
     def __getitem__(self, index: int) -> Any:
         shape = unwrap(self._flat_input(index).input).shape if self._flat_input else None
         envoys = super(LayerwiseContribution, self).__getitem__(index)
+        layer = check_layer_index(index, self._num_layers)
         parts = [differentiable(unwrap(envoy.output)) for envoy in envoys]  # in run order
         if len(parts) > 1:  # kept for an assignment that follows: it can no longer read the modules that ran
-            _read_parts()[id(self), check_layer_index(index, self._num_layers)] = parts
+            _read_parts()[id(self), layer] = parts
         total = parts[0]
         for part in parts[1:]:
             total = total + part
         if shape is not None:
             total = total.view(*shape[:-1], total.shape[-1])  # a view: in-place edits reach the model
-        scale = self._scales[check_layer_index(index, self._num_layers)] if self._scales else 1.0
+        scale = self._scales[layer] if self._scales else 1.0
         total = self.view.canonical(total) if self.view else total
         return total if scale == 1.0 else total * scale
 

@@ -22,8 +22,16 @@ from nnsight import save
 
 from ...errors import NotDecomposable
 from ...utils.gradients import activation_gradients
-from .node_attribution import node_gradients, read_for_gradient
-from .patching import DEFAULT_PATCHES_PER_FORWARD, _alignment, _metric, _metric_value, _Pair, _repeated
+from .node_attribution import node_gradients
+from .patching import (
+    DEFAULT_PATCHES_PER_FORWARD,
+    _alignment,
+    _metric,
+    _metric_value,
+    _Pair,
+    _repeated,
+    read_for_gradient,
+)
 from .path_patches import _changes, sender_pair
 from .paths import Node, parallel_blocks, parse_receivers, parse_senders, reaches
 

@@ -67,12 +67,13 @@ def head_weights(model: StandardizedTransformer, layers: Any = None, remote: boo
                  ) -> dict[int, HeadWeights]:
     """Per chosen layer (None: all), its heads' weights, found on one probe forward (see the module docstring)."""
     from .cache import first_visit
+    from .paths import check_available
 
     chosen = select_layers(layers, model.num_layers)
     modules = model._attention_modules()
     for layer in chosen:  # HeadsUnavailable, naming the layers that split into heads
-        model.queries._call(layer)
-        model.heads_output.projection(layer)
+        check_available(model, layer, "q")
+        check_available(model, layer, "head")
     children = {layer: [(name, module) for name, module in cast(torch.nn.Module, modules[layer]).named_modules()
                         if name and _linear(module) is not None] for layer in chosen}
     envoys = {layer: [walk(model.attentions[layer], name) for name, _ in children[layer]] for layer in chosen}

@@ -28,6 +28,8 @@ from .patching import (
     _pair,
     _Pair,
     check_gradients_served,
+    read_for_gradient,
+    read_node,
 )
 
 if TYPE_CHECKING:
@@ -141,24 +143,6 @@ def node_plan(kinds: tuple[str, ...], layers: list[int]) -> list[Node]:
     """Every node to read, in the order the model computes them (nnsight serves values in that order)."""
     plan: list[Node] = [(EMBEDDINGS, None)] if EMBEDDINGS in kinds else []
     return plan + [(kind, layer) for layer in sorted(set(layers)) for kind in kinds if kind != EMBEDDINGS]
-
-
-def read_node(model: Any, node: Node) -> Any:
-    """Inside a trace: a node's value, (batch, seq, ...)."""
-    kind, layer = node
-    return model.token_embeddings if layer is None else getattr(model, kind)[layer]
-
-
-def read_for_gradient(model: Any, node: Node) -> Any:
-    """Inside a trace: a node's value, written back so the model computes on from that tensor itself (a value
-    served as a view or a sum of the native tensors is otherwise not in the metric's graph)."""
-    kind, layer = node
-    value = read_node(model, node)
-    if layer is None:
-        model.token_embeddings = value
-    else:
-        getattr(model, kind)[layer] = value
-    return value
 
 
 def node_gradients(metric_value: torch.Tensor, nodes: list[Any]) -> list[Any]:

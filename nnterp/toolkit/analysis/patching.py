@@ -185,6 +185,26 @@ def _check_keys_align(accessor: str, pair: _Pair) -> None:
             "accessor='queries' (one position each), which prompts of different lengths allow")
 
 
+def read_node(model: Any, node: tuple[str, int | None]) -> Any:
+    """Inside a trace: a node's value, an accessor at a layer (``(kind, layer)``), or the token embeddings
+    (``(kind, None)``)."""
+    kind, layer = node
+    return model.token_embeddings if layer is None else getattr(model, kind)[layer]
+
+
+def read_for_gradient(model: Any, node: tuple[str, int | None]) -> Any:
+    """Inside a trace: a node's value, written back so the model computes on from that tensor itself (a value
+    served as a view or a sum of the native tensors, as streams first or scaled or summed contributions are, is
+    otherwise not in the metric's graph, and its gradient never arrives: nnsight's OutOfOrderError)."""
+    kind, layer = node
+    value = read_node(model, node)
+    if layer is None:
+        model.token_embeddings = value
+    else:
+        getattr(model, kind)[layer] = value
+    return value
+
+
 def _alignment(layout: TokenLayout) -> tuple[torch.Tensor, torch.Tensor] | None:
     """How `_metric` right-aligns the logits of a batch with this layout (None: no prompt is padded)."""
     return layout.right_aligned() if layout.padded else None
@@ -400,19 +420,13 @@ def _attribution_grid(model: StandardizedTransformer, clean_prompts: Any, corrup
         clean = save([getattr(model, accessor)[layer] for layer in in_order])
         clean_value = save(_metric(metric, model.logits, clean_alignment))
     clean_metric = _metric_value(clean_value, batch, "the clean run", pair.clean_layout)
-    # Each value read is written back, so the model computes on from that tensor itself: an accessor value that is
-    # a view or a sum of the native tensors (streams first, scaled or summed contributions) is otherwise not in the
-    # graph of the metric, and its gradient never arrives (nnsight: OutOfOrderError). No comment line (nor statement
-    # over several lines) above the backward inside the block: a remote request ships the block unparsed (ast.unparse
-    # drops comments, joins lines), and nnsight finds `with ....backward():` by its line number.
+    # Each value is read for its gradient (`read_for_gradient`: written back, so that it is in the metric's graph).
+    # No comment line (nor statement over several lines) above the backward inside the block: a remote request ships
+    # the block unparsed (ast.unparse drops comments, joins lines), and nnsight finds `with ....backward():` by its
+    # line number.
     with model.trace(pair.corrupted, remote=remote):
         model.track_activation_gradients()
-        target = getattr(model, accessor)
-        corrupted = []
-        for layer in in_order:
-            value = target[layer]
-            target[layer] = value
-            corrupted.append(value)
+        corrupted = [read_for_gradient(model, (accessor, layer)) for layer in in_order]
         saved = save([value.detach() for value in corrupted])
         corrupted_value = _metric(metric, model.logits, corrupted_alignment)
         mean = corrupted_value.float().mean()

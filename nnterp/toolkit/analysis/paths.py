@@ -122,9 +122,7 @@ def _sender(model: StandardizedTransformer, label: str) -> Node:
         return Node("embed")
     layer = check_layer_index(int(match.group(1)), model.num_layers)
     if match.group(2) is None:
-        kind = label.rsplit(".", 1)[1]
-        check_available(model, layer, kind)
-        return Node(kind, layer)
+        return _layer_node(model, layer, label)
     return Node("head", layer, _head(model, layer, int(match.group(2)), "head", label))
 
 
@@ -137,14 +135,19 @@ def _receiver(model: StandardizedTransformer, label: str) -> Node:
         return Node("final")
     layer = check_layer_index(int(match.group(1)), model.num_layers)
     if match.group(2) is None:
-        kind = label.rsplit(".", 1)[1]
-        check_available(model, layer, kind)
-        return Node(kind, layer)
+        return _layer_node(model, layer, label)
     kind = label[-1]
     head = int(match.group(2))
     if kind != "q" and ".H" in label:  # the key/value head this query head reads
         head = _head(model, layer, head, "q", label) // _group(model, layer)
     return Node(kind, layer, _head(model, layer, head, kind, label))
+
+
+def _layer_node(model: StandardizedTransformer, layer: int, label: str) -> Node:
+    """The node of a whole sublayer or stream (``"L3.mlp"``, ``"L5.resid"``), checked to exist at its layer."""
+    kind = label.rsplit(".", 1)[1]
+    check_available(model, layer, kind)
+    return Node(kind, layer)
 
 
 def _group(model: StandardizedTransformer, layer: int) -> int:
