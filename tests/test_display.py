@@ -86,6 +86,30 @@ def test_saves_png(probs, tokenizer, tmp_path):
     assert (tmp_path / "lens.html").exists()
 
 
+@pytest.mark.parametrize("failures", [1, 2])
+def test_an_export_script_the_page_had_not_loaded_is_tried_once_more(probs, tokenizer, tmp_path, monkeypatch,
+                                                                      failures):
+    """kaleido's race (its script evaluated before the page loaded it): one more try saves the image; the same error
+    twice is raised, not hidden."""
+    from plotly.graph_objects import Figure
+
+    real_write_image, calls = Figure.write_image, []
+
+    def flaky(self, path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) <= failures:
+            raise RuntimeError("ReferenceError: kaleido_scopes is not defined\n    at <anonymous>:1:26")
+        return real_write_image(self, path, *args, **kwargs)
+    monkeypatch.setattr(Figure, "write_image", flaky)
+    if failures == 1:
+        plot_topk_tokens(probs, tokenizer, k=K, file=tmp_path / "lens.png")
+        assert (tmp_path / "lens.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    else:
+        with pytest.raises(RuntimeError, match="kaleido_scopes is not defined"):
+            plot_topk_tokens(probs, tokenizer, k=K, file=tmp_path / "lens.png")
+    assert len(calls) == 2
+
+
 def test_a_missing_exporter_says_what_to_install(probs, tokenizer, tmp_path, monkeypatch):
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None if name == "kaleido"
